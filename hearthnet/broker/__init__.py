@@ -1,0 +1,1 @@
+"""The capability broker (DESIGN.md §4): registry, routing, queueing, heartbeats, traces."""

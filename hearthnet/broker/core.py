@@ -1,0 +1,599 @@
+"""The broker process's logic: a single-threaded ZeroMQ poll loop (no asyncio: a plain
+poller keeps the per-call overhead down, see LIMITS.md).
+
+Workers announce READY with capability descriptors and heartbeat; clients (the gateway)
+send calls. A call is routed to a live, compatible worker with a free slot; when the
+capability's workers are all restarting it waits until one is READY or its deadline
+passes; when every worker is full it queues up to a bound, then gets
+`capacity_exceeded`. A worker that dies (heartbeat silence, or its pid gone after a socket
+disconnect) has its unanswered calls re-dispatched when the capability is idempotent or no
+frame reached the caller yet.
+"""
+from __future__ import annotations
+
+import difflib
+import heapq
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from hearthnet import protocol as P
+from hearthnet.broker.stats import Health, TraceRing
+from hearthnet.constants import (
+    HEARTBEAT_DEAD_AFTER_SECONDS,
+    HEARTBEAT_INTERVAL_SECONDS,
+    RPC_DEFAULT_TIMEOUT_SECONDS,
+)
+
+log = logging.getLogger("hearthnet.broker")
+
+STARTUP_GRACE_SECONDS = 3.0  # after a broker restart, workers need a beat to re-announce
+MAX_WAITING = 10_000  # calls parked while a capability's workers restart
+QUEUE_FACTOR = 2  # calls that may queue per free slot once every worker is full
+
+
+@dataclass
+class Worker:
+    """One worker name (e.g. `llm_00`) across its restarts."""
+
+    name: str
+    service: str = ""
+    ident: bytes | None = None  # current connection; None while dead
+    pid: int | None = None
+    caps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    note: str | None = None
+    ready_at: float = 0.0
+    last_seen: float = 0.0
+    restarts: int = 0
+    served: int = 0
+    errors: int = 0
+    running: dict[int, "Call"] = field(default_factory=dict)
+    last_dispatch: float = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.ident is not None
+
+    def in_flight(self, cap: str | None = None) -> int:
+        if cap is None:
+            return len(self.running)
+        return sum(1 for c in self.running.values() if c.cap == cap)
+
+
+@dataclass
+class Call:
+    id: int
+    client: bytes
+    cid: Any
+    cap: str
+    version: str
+    body: Any
+    stream: bool
+    caller: str
+    trace: str
+    deadline: float
+    created: float
+    worker: Worker | None = None
+    dispatched_at: float = 0.0
+    frames_sent: int = 0
+    redispatched: int = 0
+    done: bool = False  # answered (or abandoned) towards the client
+    cancelled: bool = False
+
+
+class Broker:
+    def __init__(self, workers_endpoint: str, clients_endpoint: str, *, prefer_local: bool = True,
+                 local_load_threshold: float = 0.8,
+                 startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
+        self.ctx = zmq.Context.instance()
+        self.wsock = self._router(workers_endpoint)
+        self.csock = self._router(clients_endpoint)
+        self.monitor = self.wsock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.poller = zmq.Poller()
+        for sock in (self.wsock, self.csock, self.monitor):
+            self.poller.register(sock, zmq.POLLIN)
+        self.prefer_local = prefer_local
+        self.threshold = local_load_threshold
+        self.workers: dict[str, Worker] = {}
+        self.by_ident: dict[bytes, Worker] = {}
+        self.calls: dict[int, Call] = {}
+        self.by_client: dict[tuple[bytes, Any], Call] = {}
+        self.waiting: deque[Call] = deque()
+        self.deadlines: list[tuple[float, int]] = []
+        self.health: dict[tuple[str, str], Health] = {}
+        self.traces = TraceRing()
+        self.started = time.monotonic()
+        self._ids = itertools.count(1)
+        self._last_beat = 0.0
+        self._stopping = False
+        self._grace_over = False
+        self.startup_grace = startup_grace
+
+    def _router(self, endpoint: str) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        if endpoint.startswith("ipc://"):
+            path = endpoint[len("ipc://"):]
+            if os.path.exists(path):
+                os.unlink(path)  # a stale socket of a killed broker
+        sock.bind(endpoint)
+        return sock
+
+    # ---- main loop -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def serve_forever(self) -> None:
+        log.info("broker ready")
+        while not self._stopping:
+            events = dict(self.poller.poll(self._poll_timeout_ms()))
+            if self.wsock in events:
+                self._drain(self.wsock, self._on_worker)
+            if self.csock in events:
+                self._drain(self.csock, self._on_client)
+            if self.monitor in events:
+                self._on_disconnect()
+            self._tick()
+        self.close()
+
+    def close(self) -> None:
+        for sock in (self.monitor, self.wsock, self.csock):
+            sock.close(0)
+
+    def _drain(self, sock: zmq.Socket, handler) -> None:
+        # Read everything that is queued before going back to poll: fewer syscalls.
+        for _ in range(256):
+            try:
+                ident, data = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue  # not [identity, payload]: ignore a malformed peer
+            try:
+                msg = P.unpack(data)
+            except Exception as exc:  # msgpack raises several types; drop the frame
+                log.warning("malformed broker frame dropped", extra={"reason": str(exc)})
+                continue
+            handler(ident, msg)
+
+    def _poll_timeout_ms(self) -> int:
+        now = time.monotonic()
+        wake = self._last_beat + HEARTBEAT_INTERVAL_SECONDS
+        if self.deadlines:
+            wake = min(wake, self.deadlines[0][0])
+        return max(0, min(100, int((wake - now) * 1000) + 1))
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, call_id = heapq.heappop(self.deadlines)
+            call = self.calls.get(call_id)
+            if call is not None and not call.done and call.deadline <= now:
+                self._expire(call)
+        if now - self._last_beat >= HEARTBEAT_INTERVAL_SECONDS:
+            self._last_beat = now
+            self._beat(now)
+        if not self._grace_over and now - self.started >= self.startup_grace:
+            self._grace_over = True
+            self._refuse_unknown_waiting()
+
+    def _refuse_unknown_waiting(self) -> None:
+        """Calls parked during the start-up grace for a capability nobody announced."""
+        for call in list(self.waiting):
+            problem = self._unroutable(call)
+            if problem is not None:
+                self._remove_waiting(call)
+                code, message, extra = problem
+                self._fail(call, code, message, **extra)
+
+    def _beat(self, now: float) -> None:
+        for w in list(self.workers.values()):
+            if not w.alive:
+                continue
+            if now - w.last_seen > HEARTBEAT_DEAD_AFTER_SECONDS:
+                log.warning("worker silent, declared dead", extra={"worker": w.name, "pid": w.pid})
+                self._worker_died(w)
+            else:
+                self._send_worker(w, {"t": P.HB})
+
+    # ---- worker side -----------------------------------------------------------------
+
+    def _send_worker(self, w: Worker, msg: dict[str, Any]) -> None:
+        if w.ident is not None:
+            self.wsock.send_multipart([w.ident, P.pack(msg)])
+
+    def _on_worker(self, ident: bytes, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind == P.READY:
+            self._on_ready(ident, msg)
+            return
+        w = self.by_ident.get(ident)
+        if w is None:
+            if kind != P.BYE:  # a worker from before a broker restart: ask it to announce
+                self.wsock.send_multipart([ident, P.pack({"t": P.WHO})])
+            return
+        w.last_seen = time.monotonic()
+        if kind == P.FRAME:
+            self._on_frame(w, msg)
+        elif kind == P.END:
+            self._on_end(w, msg)
+        elif kind == P.HB:
+            if "note" in msg:
+                w.note = msg.get("note")
+        elif kind == P.BYE:
+            log.info("worker leaving", extra={"worker": w.name})
+            self._worker_died(w)
+
+    def _on_ready(self, ident: bytes, msg: dict[str, Any]) -> None:
+        name = str(msg.get("worker") or ident.hex())
+        w = self.workers.get(name)
+        if w is None:
+            w = self.workers[name] = Worker(name=name)
+        elif w.alive and w.ident != ident:
+            self._worker_died(w)  # the old incarnation is gone; a new one took its name
+        if w.ready_at and w.ident != ident:
+            w.restarts += 1
+        now = time.monotonic()
+        if w.ident != ident:
+            self.by_ident.pop(w.ident or b"", None)
+        w.ident, w.pid, w.service = ident, msg.get("pid"), str(msg.get("service", ""))
+        w.caps = {d["name"]: d for d in msg.get("caps", []) if isinstance(d, dict) and "name" in d}
+        w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
+        self.by_ident[ident] = w
+        log.info("worker ready", extra={"worker": name, "pid": w.pid, "caps": sorted(w.caps)})
+        self._dispatch_waiting()
+
+    def _on_disconnect(self) -> None:
+        try:
+            self.monitor.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        # The event names a file descriptor, not a worker: check whose process is gone.
+        for w in list(self.workers.values()):
+            if w.alive and w.pid and not _pid_alive(w.pid):
+                log.warning("worker process gone", extra={"worker": w.name, "pid": w.pid})
+                self._worker_died(w)
+
+    def _worker_died(self, w: Worker) -> None:
+        if w.ident is not None:
+            self.by_ident.pop(w.ident, None)
+        w.ident = None
+        orphans = list(w.running.values())
+        w.running.clear()
+        for call in orphans:
+            call.worker = None
+            if call.done:
+                self._forget(call)
+            elif self._may_redispatch(call):
+                call.redispatched += 1
+                self.waiting.appendleft(call)
+            else:
+                w.errors += 1
+                self._fail(call, "partition", f"provider {w.name} stopped mid-stream; retry the call")
+        self._dispatch_waiting()
+
+    def _may_redispatch(self, call: Call) -> bool:
+        desc = self._descriptor(call.cap)
+        return call.frames_sent == 0 or bool(desc and desc.get("idempotent"))
+
+    def _on_frame(self, w: Worker, msg: dict[str, Any]) -> None:
+        call = w.running.get(msg.get("id"))
+        if call is None or call.done:
+            return
+        call.frames_sent += 1
+        self.csock.send_multipart([call.client, P.pack({"t": P.FRAME, "id": call.cid,
+                                                         "ev": msg.get("ev"), "d": msg.get("d")})])
+
+    def _on_end(self, w: Worker, msg: dict[str, Any]) -> None:
+        call = w.running.pop(msg.get("id"), None)
+        if call is None:
+            return
+        ev, data = msg.get("ev"), msg.get("d")
+        ok = ev != P.ERROR
+        ms = (time.monotonic() - call.created) * 1000
+        if ok:
+            w.served += 1
+        else:
+            w.errors += 1
+        code = "ok" if ok else str((data or {}).get("error", "internal_error"))
+        if code != "cancelled":
+            self._health(w.name, call.cap).record(ok, ms)
+        if not call.done:
+            self.csock.send_multipart([call.client, P.pack({"t": P.END, "id": call.cid, "ev": ev,
+                                                             "d": data})])
+            self._trace(call, code, ms, data)
+            call.done = True
+        self._forget(call)
+        self._dispatch_waiting()
+
+    # ---- client side -----------------------------------------------------------------
+
+    def _on_client(self, ident: bytes, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind == P.CALL:
+            self._on_call(ident, msg)
+        elif kind == P.CANCEL:
+            self._on_cancel(ident, msg.get("id"))
+        elif kind == P.ADMIN:
+            self._on_admin(ident, msg)
+
+    def _on_call(self, client: bytes, msg: dict[str, Any]) -> None:
+        now = time.monotonic()
+        cap = str(msg.get("cap", ""))
+        timeout = msg.get("timeout") or self._default_timeout(cap)
+        call = Call(id=next(self._ids), client=client, cid=msg.get("id"), cap=cap,
+                    version=str(msg.get("v") or "1.0"), body=msg.get("body"),
+                    stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
+                    trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now)
+        problem = self._unroutable(call)
+        if problem is not None:
+            self._reply_error(call, *problem)
+            return
+        self.calls[call.id] = call
+        self.by_client[(client, call.cid)] = call
+        heapq.heappush(self.deadlines, (call.deadline, call.id))
+        if not self._try_dispatch(call):
+            self._park(call)
+
+    def _unroutable(self, call: Call) -> tuple[str, str, dict[str, Any]] | None:
+        """not_found / schema_mismatch for a capability no worker offers (or ever did)."""
+        offers = [(w, w.caps[call.cap]) for w in self.workers.values() if call.cap in w.caps]
+        if not offers:
+            if time.monotonic() - self.started < self.startup_grace:
+                return None
+            known = sorted({c for w in self.workers.values() for c in w.caps})
+            close = difflib.get_close_matches(call.cap, known, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            return "not_found", f"no provider for {call.cap}@{call.version}{hint}", {
+                "alt_capabilities": [f"{c}@1.0" for c in close] or None}
+        if not any(P.version_matches(call.version, d.get("version", "")) for _, d in offers):
+            versions = sorted({d.get("version", "") for _, d in offers})
+            return "schema_mismatch", f"{call.cap}@{call.version} is not offered; offered: " + \
+                ", ".join(versions), {"alt_capabilities": [f"{call.cap}@{v}" for v in versions],
+                                      "schema_hash_expected": offers[0][1].get("schema_hash")}
+        return None
+
+    def _park(self, call: Call) -> None:
+        live = self._candidates(call)
+        if live:  # every live provider is full: bounded queue, then capacity_exceeded
+            slots = sum(int(w.caps[call.cap].get("max_concurrent") or 1) for w in live)
+            queued = sum(1 for c in self.waiting if c.cap == call.cap)
+            if queued >= slots * QUEUE_FACTOR:
+                p50 = min((self._health(w.name, call.cap).p50() or 500.0) for w in live)
+                self._fail(call, "capacity_exceeded", f"all providers of {call.cap} are busy",
+                           retry_after_ms=int(p50 * (1 + queued / max(slots, 1))))
+                return
+        elif len(self.waiting) >= MAX_WAITING:
+            self._fail(call, "capacity_exceeded", "broker queue is full", retry_after_ms=1000)
+            return
+        self.waiting.append(call)
+
+    def _on_cancel(self, client: bytes, cid: Any) -> None:
+        call = self.by_client.get((client, cid))
+        if call is None or call.done:
+            return
+        call.done = call.cancelled = True
+        self._trace(call, "cancelled", (time.monotonic() - call.created) * 1000, None)
+        if call.worker is not None:
+            self._send_worker(call.worker, {"t": P.CANCEL, "id": call.id})
+        else:
+            self._remove_waiting(call)
+            self._forget(call)
+
+    def _expire(self, call: Call) -> None:
+        if call.worker is not None:
+            self._send_worker(call.worker, {"t": P.CANCEL, "id": call.id})
+            self._reply_error(call, "timeout", f"{call.cap} did not answer before its deadline", {})
+            call.done = True  # the slot is freed when the worker confirms the cancel
+        else:
+            self._remove_waiting(call)
+            self._fail(call, "timeout", f"no provider of {call.cap} became available in time")
+
+    def _fail(self, call: Call, code: str, message: str, **extra: Any) -> None:
+        self._reply_error(call, code, message, extra)
+        call.done = True
+        self._forget(call)
+
+    def _reply_error(self, call: Call, code: str, message: str, extra: dict[str, Any]) -> None:
+        body = P.error_body(code, message, **extra)
+        self.csock.send_multipart([call.client, P.pack({"t": P.END, "id": call.cid, "ev": P.ERROR,
+                                                        "d": body})])
+        self._trace(call, code, (time.monotonic() - call.created) * 1000, None)
+
+    def _forget(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        if self.by_client.get((call.client, call.cid)) is call:
+            del self.by_client[(call.client, call.cid)]
+
+    def _remove_waiting(self, call: Call) -> None:
+        try:
+            self.waiting.remove(call)
+        except ValueError:
+            pass  # not queued: already dispatched or answered
+
+    # ---- routing ---------------------------------------------------------------------
+
+    def _candidates(self, call: Call) -> list[Worker]:
+        return [w for w in self.workers.values()
+                if w.alive and call.cap in w.caps
+                and P.version_matches(call.version, w.caps[call.cap].get("version", ""))]
+
+    def _pick(self, call: Call) -> Worker | None:
+        cands = self._candidates(call)
+        model = _requested_model(call.body)
+        if model:
+            offering = [w for w in cands if _offers_model(w.caps[call.cap], model)]
+            cands = offering or cands  # nobody has it: let a worker say not_implemented
+        free = [w for w in cands
+                if w.in_flight(call.cap) < int(w.caps[call.cap].get("max_concurrent") or 1)]
+        if not free:
+            return None
+
+        def load(w: Worker) -> float:
+            return w.in_flight(call.cap) / max(int(w.caps[call.cap].get("max_concurrent") or 1), 1)
+
+        if self.prefer_local:  # every provider is local until the mesh arrives
+            light = [w for w in free if load(w) < self.threshold]
+            if light:
+                return min(light, key=lambda w: (load(w), w.last_dispatch))
+
+        def score(w: Worker) -> float:
+            h = self._health(w.name, call.cap)
+            return (h.p50() or 500.0) * (1 + load(w)) + (1 - h.success_rate()) * 1000 - 50
+
+        return min(free, key=lambda w: (score(w), w.last_dispatch))
+
+    def _try_dispatch(self, call: Call) -> bool:
+        w = self._pick(call)
+        if w is None:
+            return False
+        now = time.monotonic()
+        call.worker, call.dispatched_at = w, now
+        w.running[call.id] = call
+        w.last_dispatch = now
+        self._send_worker(w, {"t": P.REQ, "id": call.id, "cap": call.cap, "v": call.version,
+                              "body": call.body, "stream": call.stream, "caller": call.caller,
+                              "trace": call.trace, "ttl": max(call.deadline - now, 0.001)})
+        return True
+
+    def _dispatch_waiting(self) -> None:
+        if not self.waiting:
+            return
+        still: deque[Call] = deque()
+        while self.waiting:
+            call = self.waiting.popleft()
+            if call.done:
+                self._forget(call)
+            elif not self._try_dispatch(call):
+                still.append(call)
+        self.waiting = still
+
+    # ---- bookkeeping -----------------------------------------------------------------
+
+    def _health(self, worker: str, cap: str) -> Health:
+        key = (worker, cap)
+        h = self.health.get(key)
+        if h is None:
+            h = self.health[key] = Health()
+        return h
+
+    def _descriptor(self, cap: str) -> dict[str, Any] | None:
+        for w in self.workers.values():
+            if cap in w.caps:
+                return w.caps[cap]
+        return None
+
+    def _default_timeout(self, cap: str) -> float:
+        desc = self._descriptor(cap)
+        return float((desc or {}).get("timeout_seconds") or RPC_DEFAULT_TIMEOUT_SECONDS)
+
+    def _trace(self, call: Call, result: str, ms: float, data: Any) -> None:
+        meta = {}
+        if isinstance(data, dict):
+            meta = data.get("meta") if isinstance(data.get("meta"), dict) else data
+        w = call.worker
+        self.traces.add(trace_id=call.trace, capability=call.cap, version=call.version,
+                        caller=call.caller, route=f"local:{w.name}" if w else "broker",
+                        worker=w.name if w else None, result=result, ms=round(ms, 3),
+                        tokens_in=meta.get("tokens_in"), tokens_out=meta.get("tokens_out"),
+                        redispatched=call.redispatched)
+
+    # ---- introspection (admin ops) ---------------------------------------------------
+
+    def _on_admin(self, client: bytes, msg: dict[str, Any]) -> None:
+        op, args = msg.get("op"), msg.get("args") or {}
+        if op == "workers":
+            data: Any = {"workers": self.worker_stats()}
+        elif op == "caps":
+            data = {"capabilities": self.capability_stats()}
+        elif op == "traces":
+            data = {"traces": self.traces.recent(int(args.get("n", 50)), args.get("capability"))}
+        else:
+            data = P.error_body("bad_request", f"unknown admin op {op!r}")
+        ev = P.ERROR if "error" in data else P.RESULT
+        self.csock.send_multipart([client, P.pack({"t": P.END, "id": msg.get("id"), "ev": ev,
+                                                   "d": data})])
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [{
+            "name": w.name, "service": w.service, "alive": w.alive, "pid": w.pid,
+            "uptime_seconds": int(now - w.ready_at) if w.alive else 0,
+            "restarts": w.restarts,
+            "last_heartbeat_ms_ago": int((now - w.last_seen) * 1000) if w.alive else None,
+            "in_flight": w.in_flight(), "served": w.served, "errors": w.errors,
+            "capabilities": [f"{d['name']}@{d.get('version')}" for d in w.caps.values()],
+            "note": w.note,
+        } for w in self.workers.values()]
+
+    def capability_stats(self) -> list[dict[str, Any]]:
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for w in self.workers.values():
+            if not w.alive:
+                continue
+            for name, d in w.caps.items():
+                key = (name, str(d.get("version")))
+                h = self._health(w.name, name)
+                entry = out.setdefault(key, {
+                    "name": name, "version": d.get("version"), "stability": d.get("stability"),
+                    "params": d.get("params", {}), "schema_hash": d.get("schema_hash"),
+                    "local": True, "in_flight": 0, "max_concurrent": 0, "providers": 0,
+                    "workers": [], "_samples": []})
+                entry["in_flight"] += w.in_flight(name)
+                entry["max_concurrent"] += int(d.get("max_concurrent") or 1)
+                entry["providers"] += 1
+                entry["workers"].append(w.name)
+                entry["_samples"].extend(h.samples)
+        result = []
+        for entry in out.values():
+            h = Health()
+            h.samples.extend(entry.pop("_samples")[-h.samples.maxlen:])
+            rate = h.success_rate()
+            entry.update(p50_ms=h.p50(), p99_ms=h.p99(), success_rate=round(rate, 3),
+                         health="ok" if rate >= 0.9 else "degraded")
+            result.append(entry)
+        return sorted(result, key=lambda e: (e["name"], e["version"]))
+
+
+def _requested_model(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("params"), dict):
+        model = body["params"].get("model")
+        return model if isinstance(model, str) and model else None
+    return None
+
+
+def _offers_model(desc: dict[str, Any], model: str) -> bool:
+    params = desc.get("params") or {}
+    if params.get("model") == model:
+        return True
+    for entry in params.get("models") or []:
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        if name == model:
+            return True
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie awaiting its parent's reap."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False

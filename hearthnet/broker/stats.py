@@ -1,0 +1,54 @@
+"""Per-provider health windows (spec core-bus-transport §5) and the call trace ring."""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearthnet.constants import HEALTH_WINDOW_CALLS, TRACE_RING_BUFFER
+from hearthnet.logs import rfc3339_ms
+
+
+@dataclass
+class Health:
+    """Sliding window of the last HEALTH_WINDOW_CALLS (success, latency) samples."""
+
+    samples: deque = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW_CALLS))
+
+    def record(self, ok: bool, ms: float) -> None:
+        self.samples.append((ok, ms))
+
+    def _latencies(self) -> list[float]:
+        return sorted(ms for ok, ms in self.samples if ok)
+
+    def p50(self) -> float | None:
+        lat = self._latencies()
+        return lat[len(lat) // 2] if lat else None
+
+    def p99(self) -> float | None:
+        lat = self._latencies()
+        return lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None
+
+    def success_rate(self) -> float:
+        if not self.samples:
+            return 1.0
+        return sum(1 for ok, _ in self.samples if ok) / len(self.samples)
+
+
+class TraceRing:
+    """The last TRACE_RING_BUFFER calls, with route, result, latency and tokens."""
+
+    def __init__(self, size: int = TRACE_RING_BUFFER) -> None:
+        self._ring: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def add(self, **record: Any) -> None:
+        record.setdefault("ts", rfc3339_ms(time.time()))
+        self._ring.append(record)
+
+    def recent(self, n: int = 50, capability: str | None = None) -> list[dict[str, Any]]:
+        items = [t for t in self._ring if capability is None or t["capability"] == capability]
+        return items[-n:] if n > 0 else []
+
+    def __len__(self) -> int:
+        return len(self._ring)

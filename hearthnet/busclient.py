@@ -1,0 +1,126 @@
+"""The broker's client side, used by the gateway (and benchmarks): many concurrent calls
+multiplexed over one DEALER socket, each answered through a future or a frame queue."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any, AsyncIterator
+
+import zmq
+import zmq.asyncio
+
+from hearthnet import protocol as P
+from hearthnet.errors import HearthNetError
+
+log = logging.getLogger("hearthnet.busclient")
+
+
+class BusClient:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.ctx = zmq.asyncio.Context.instance()
+        self.sock: zmq.asyncio.Socket | None = None
+        self.pending: dict[int, asyncio.Future | asyncio.Queue] = {}
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.connect(self.endpoint)
+        self._reader = asyncio.create_task(self._read())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.sock is not None:
+            self.sock.close()
+
+    async def _read(self) -> None:
+        assert self.sock is not None
+        while True:
+            data = await self.sock.recv()
+            try:
+                msg = P.unpack(data)
+            except Exception as exc:  # msgpack raises several types; drop the frame
+                log.warning("malformed frame from broker", extra={"reason": str(exc)})
+                continue
+            waiter = self.pending.get(msg.get("id"))
+            if waiter is None:
+                continue
+            if isinstance(waiter, asyncio.Queue):
+                waiter.put_nowait(msg)
+                if msg.get("t") == P.END:
+                    self.pending.pop(msg["id"], None)
+            elif not waiter.done():
+                self.pending.pop(msg["id"], None)
+                waiter.set_result(msg)
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        assert self.sock is not None, "BusClient.start() was not awaited"
+        await self.sock.send(P.pack(msg))
+
+    async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
+                   timeout: float | None = None) -> dict[str, Any]:
+        """A non-stream call: the response body, or HearthNetError with the wire code."""
+        cid = next(self._ids)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending[cid] = fut
+        await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
+                          "stream": False, "caller": caller, "trace": trace, "timeout": timeout})
+        try:
+            msg = await fut
+        except asyncio.CancelledError:
+            await self._cancel(cid)
+            raise
+        if msg.get("ev") == P.ERROR:
+            raise HearthNetError.from_wire(msg.get("d") or {})
+        return msg.get("d") or {}
+
+    async def stream(self, cap: str, version: str, body: Any, *, caller: str = "",
+                     trace: str = "", timeout: float | None = None
+                     ) -> AsyncIterator[tuple[str, Any]]:
+        """Yields (event, data) frames; the last one is ("done", meta) or ("error", body).
+        Leaving the iteration early (or being cancelled) cancels the call."""
+        cid = next(self._ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self.pending[cid] = queue
+        await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
+                          "stream": True, "caller": caller, "trace": trace, "timeout": timeout})
+        finished = False
+        try:
+            while True:
+                msg = await queue.get()
+                if msg.get("t") == P.END:
+                    finished = True
+                    ev = msg.get("ev")
+                    yield (P.ERROR if ev == P.ERROR else P.DONE), msg.get("d") or {}
+                    return
+                yield msg.get("ev"), msg.get("d")
+        finally:
+            if not finished:
+                await self._cancel(cid)
+
+    async def _cancel(self, cid: int) -> None:
+        self.pending.pop(cid, None)
+        try:
+            await self._send({"t": P.CANCEL, "id": cid})
+        except zmq.ZMQError as exc:
+            log.warning("could not send cancel", extra={"reason": str(exc)})
+
+    async def admin(self, op: str, **args: Any) -> dict[str, Any]:
+        cid = next(self._ids)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending[cid] = fut
+        await self._send({"t": P.ADMIN, "id": cid, "op": op, "args": args})
+        try:
+            msg = await asyncio.wait_for(fut, timeout=5.0)
+        except asyncio.TimeoutError:
+            self.pending.pop(cid, None)
+            raise HearthNetError("partition", "the broker did not answer") from None
+        if msg.get("ev") == P.ERROR:
+            raise HearthNetError.from_wire(msg.get("d") or {})
+        return msg.get("d") or {}

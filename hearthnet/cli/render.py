@@ -1,0 +1,187 @@
+"""The one renderer: every command returns a result object, and this module prints it.
+
+A result has `to_dict()` (the `--json` document, printed with sorted keys and indent 2)
+and `human(out)` (what a person sees, drawn on `out`, an `Output`). A result may also
+have `write_json(out)` when its JSON form is a stream (the log prints JSON Lines) and an
+`exit_code` attribute when success is not 0 (doctor).
+
+Rich is imported only when a human table is drawn, never for `--json` or errors.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Result(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def human(self, out: "Output") -> None: ...
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+class Output:
+    """stdout/stderr for one command run. Tests can pass their own streams."""
+
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+        # Resolved at call time so click's CliRunner (which swaps sys.stdout) works.
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self._console: "Console | None" = None
+        # True while stdout holds streamed text not yet ended by a newline.
+        self.partial_line = False
+
+    # plain text -------------------------------------------------------------------------
+    def echo(self, text: str = "", *, err: bool = False, nl: bool = True) -> None:
+        click.echo(text, file=self.err if err else self.out, nl=nl)
+        if not err and (nl or text):
+            self.partial_line = not nl and not text.endswith("\n")
+
+    def write(self, text: str, *, err: bool = False) -> None:
+        """Write without a newline and flush at once (streamed tokens)."""
+        stream = self.err if err else self.out
+        stream.write(text)
+        stream.flush()
+        if not err and text:
+            self.partial_line = not text.endswith("\n")
+
+    def style(self, text: str, **styles: Any) -> str:
+        return click.style(text, **styles)
+
+    def json(self, doc: Any) -> None:
+        self.echo(dumps(doc))
+
+    def json_line(self, doc: Any, *, err: bool = False) -> None:
+        self.echo(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str), err=err)
+        (self.err if err else self.out).flush()
+
+    # rich -------------------------------------------------------------------------------
+    @property
+    def console(self) -> "Console":
+        if self._console is None:
+            from rich.console import Console
+
+            isatty = getattr(self.out, "isatty", lambda: False)()
+            # Piped output keeps whole rows instead of folding them at 80 columns.
+            self._console = Console(
+                file=self.out, highlight=False, soft_wrap=False, width=None if isatty else 160
+            )
+        return self._console
+
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        title: str | None = None,
+        right: Iterable[str] = (),
+    ) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        right_set = set(right)
+        table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+        for name in columns:
+            table.add_column(name, justify="right" if name in right_set else "left", no_wrap=False)
+        for row in rows:
+            table.add_row(*[cell if isinstance(cell, Text) else Text(_cell(cell)) for cell in row])
+        self.console.print(table)
+
+    def text(self, text: str, style: str | None = None) -> Any:
+        """A rich Text cell/line (never parsed as markup)."""
+        from rich.text import Text
+
+        return Text(text, style=style or "")
+
+    def print(self, *parts: Any, style: str | None = None) -> None:
+        """Print literally (no markup parsing) through the rich console."""
+        from rich.text import Text
+
+        self.console.print(*[Text(p) if isinstance(p, str) else p for p in parts], style=style)
+
+
+def emit(result: Any, *, as_json: bool, out: Output) -> None:
+    """Print a command's result for a person or as JSON."""
+    if as_json:
+        writer = getattr(result, "write_json", None)
+        if writer is not None:
+            writer(out)
+        else:
+            out.json(result.to_dict())
+    else:
+        result.human(out)
+
+
+def error(code: str, message: str, hint: str | None, *, as_json: bool, out: Output) -> None:
+    """Print an error: `Error: ...` (+ hint) on stderr, or the JSON envelope on stdout."""
+    if as_json:
+        out.json({"ok": False, "error": {"code": code, "message": message}})
+        return
+    out.echo(out.style("Error:", fg="red", bold=True) + " " + message, err=True)
+    if hint:
+        out.echo(out.style("hint:", fg="yellow") + " " + hint, err=True)
+
+
+# ------------------------------------------------------------------------- formatting
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def duration(seconds: float | int | None) -> str:
+    """A compact duration: 45s, 3m12s, 5h02m, 2d03h."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def ms(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def short_node_id(node_id: str | None) -> str:
+    """Display form of a full NodeID (`ed25519:<base64url pubkey>`): base32 of the first
+    10 bytes in four groups of four (DESIGN.md §5). Anything else is shown shortened."""
+    if not node_id:
+        return "-"
+    prefix, _, rest = node_id.partition(":")
+    if prefix == "ed25519" and len(rest) == 43:
+        try:
+            raw = base64.urlsafe_b64decode(rest + "=")
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == 32:
+            b32 = base64.b32encode(raw[:10]).decode("ascii")
+            return "ed25519:" + "-".join(b32[i : i + 4] for i in range(0, 16, 4))
+        return node_id
+    if prefix == "ed25519" and len(rest) == 19:  # already short
+        return node_id
+    return node_id if len(node_id) <= 24 else node_id[:23] + "…"

@@ -1,0 +1,269 @@
+"""The gateway's HTTP routes (DESIGN.md §3; routes documented in README "Local API").
+
+Anonymous: GET /health, /manifest, /community/manifest. Everything else needs the
+node owner's token (`Authorization: Bearer <run_dir/api.token>`, a 0600 file only the owner
+can read) from a loopback address; the peer API with signed headers arrives with the mesh.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from hearthnet import protocol as P
+from hearthnet.busclient import BusClient
+from hearthnet.config import Config
+from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
+from hearthnet.errors import HearthNetError, http_status_for
+from hearthnet.gateway import introspect
+from hearthnet.gateway.supervisor_state import SupervisorState
+from hearthnet.ids import new_ulid
+from hearthnet.identity import keys as idkeys
+from hearthnet.identity import manifest as idmanifest
+from hearthnet.version import CONTRACT_VERSION, __version__
+
+log = logging.getLogger("hearthnet.gateway")
+ANONYMOUS = {("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest")}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Gateway:
+    cfg: Config
+    bus: BusClient
+    supervisor: SupervisorState
+    token: str
+    kp: Any  # identity.keys.KeyPair
+    started: float = field(default_factory=time.monotonic)
+    _manifest: dict[str, Any] | None = None
+    _manifest_at: float = 0.0
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def community_manifest(self) -> dict[str, Any] | None:
+        cid = self.cfg.community.community_id
+        if not cid:
+            return None
+        path = self.cfg.paths.communities_dir / cid / "manifest.json"
+        try:
+            return idmanifest.read_community_manifest(path)
+        except (OSError, ValueError, HearthNetError):
+            return None
+
+    async def node_manifest(self) -> dict[str, Any]:
+        """Re-signed at most every MANIFEST_REPUBLISH_INTERVAL_SECONDS (30 s TTL)."""
+        now = time.monotonic()
+        if self._manifest is None or now - self._manifest_at >= MANIFEST_REPUBLISH_INTERVAL_SECONDS:
+            from hearthnet.profile import detect_hardware
+
+            _, caps, _ = await introspect.broker_view(self.bus)
+            self._manifest = idmanifest.build_node_manifest(
+                self.kp, display_name=self.cfg.node.display_name,
+                community_id=self.cfg.community.community_id or "", profile=self.cfg.node.profile,
+                endpoints=[{"transport": "http", "host": self.cfg.transport.host,
+                            "port": self.cfg.transport.port}],
+                hardware=detect_hardware(self.cfg.paths.data_dir),
+                capabilities=[{k: c[k] for k in ("name", "version", "stability", "schema_hash",
+                                                 "params", "max_concurrent")} for c in caps],
+                uptime_seconds=introspect.uptime(self.started),
+                load={"cpu": 0.0, "vram_used_gb": 0.0,
+                      "in_flight_total": sum(c["in_flight"] for c in caps)})
+            self._manifest_at = now
+        return self._manifest
+
+    # ---- routes ----------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def manifest(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.node_manifest())
+
+    async def get_community_manifest(self, request: web.Request) -> web.Response:
+        m = self.community_manifest()
+        if m is None:
+            raise HearthNetError("not_found", "this node has no community yet")
+        return web.json_response(m)
+
+    async def call(self, request: web.Request) -> web.StreamResponse:
+        cap = request.headers.get("X-HearthNet-Capability", "").strip()
+        version = request.headers.get("X-HearthNet-Capability-Version", "1.0").strip() or "1.0"
+        if not cap:
+            raise HearthNetError("bad_request", "missing X-HearthNet-Capability header")
+        body = await _read_json(request)
+        trace = request.headers.get("X-HearthNet-Request-Id") or new_ulid()
+        stream = "text/event-stream" in request.headers.get("Accept", "")
+        timeout = _timeout_header(request)
+        if stream:
+            return await self._stream(request, cap, version, body, trace, timeout)
+        result = await self.bus.call(cap, version, body, caller=self.kp.node_id_full, trace=trace,
+                                     timeout=timeout)
+        return web.json_response(result, headers={"X-HearthNet-Request-Id": trace},
+                                 dumps=_dumps)
+
+    async def _stream(self, request: web.Request, cap: str, version: str, body: Any, trace: str,
+                      timeout: float | None) -> web.StreamResponse:
+        frames = self.bus.stream(cap, version, body, caller=self.kp.node_id_full, trace=trace,
+                                 timeout=timeout)
+        first_ev, first = await frames.__anext__()
+        if first_ev == P.ERROR:  # refused before anything streamed: a plain HTTP error
+            raise HearthNetError.from_wire(first)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-HearthNet-Request-Id": trace})
+        await resp.prepare(request)
+        try:
+            ev, data = first_ev, first
+            while True:
+                await resp.write(f"event: {ev}\ndata: {_dumps(data)}\n\n".encode())
+                if ev in (P.DONE, P.ERROR):
+                    break
+                ev, data = await frames.__anext__()
+        except (ConnectionResetError, asyncio.CancelledError):
+            await frames.aclose()  # the caller left: cancel the work
+            raise
+        await frames.aclose()
+        return resp
+
+    async def status(self, request: web.Request) -> web.Response:
+        workers, caps, ok = await introspect.broker_view(self.bus)
+        procs = await asyncio.to_thread(self.supervisor.processes)
+        merged = introspect.merge_workers(procs, workers, ok, self.supervisor)
+        entries = introspect.capability_entries(caps, self.kp.node_id_full)
+        cm = self.community_manifest() or {}
+        notes = [w["note"] for w in merged if w.get("note") and w["program"] == "llm"][:1]
+        notes += [f"{w['name']}: {w['state']}" for w in merged if not w["healthy"]
+                  and w["state"] != "RUNNING"]
+        if not ok:
+            notes.append("broker: not answering")
+        return web.json_response({
+            "node": {"node_id": self.kp.node_id_full, "node_id_short": self.kp.node_id_short,
+                     "display_name": self.cfg.node.display_name, "profile": self.cfg.node.profile,
+                     "version": __version__, "contract_version": CONTRACT_VERSION,
+                     "uptime_seconds": introspect.uptime(self.started)},
+            "community": {"community_id": self.cfg.community.community_id,
+                          "name": cm.get("name") or self.cfg.community.name,
+                          "member_count": len(cm.get("members", []))},
+            "workers": merged, "capabilities": entries,
+            "in_flight": sum(w["in_flight"] for w in merged), "notes": notes,
+        })
+
+    async def workers(self, request: web.Request) -> web.Response:
+        workers, _, ok = await introspect.broker_view(self.bus)
+        procs = await asyncio.to_thread(self.supervisor.processes)
+        return web.json_response({"workers": introspect.merge_workers(procs, workers, ok,
+                                                                      self.supervisor)})
+
+    async def capabilities(self, request: web.Request) -> web.Response:
+        _, caps, _ = await introspect.broker_view(self.bus)
+        return web.json_response({"capabilities": introspect.capability_entries(
+            caps, self.kp.node_id_full)})
+
+    async def traces(self, request: web.Request) -> web.Response:
+        n = _int_query(request, "n", 50)
+        cap = request.query.get("capability") or None
+        return web.json_response(await self.bus.admin("traces", n=n, capability=cap))
+
+    # ---- middleware ------------------------------------------------------------------
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Owner authentication first, then one place that turns errors into contract JSON."""
+        trace = request.headers.get("X-HearthNet-Request-Id", "")
+        try:
+            if (request.method, request.path) not in ANONYMOUS:
+                self._authenticate(request)
+            return await handler(request)
+        except HearthNetError as exc:
+            return _error_response(exc.code, exc.message, trace, exc.details)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response("bad_request", f"request body over {MAX_REQUEST_BYTES} bytes",
+                                   trace, {}, status=413)
+        except web.HTTPException as exc:
+            code = {404: "not_found", 405: "bad_request"}.get(exc.status, "bad_request")
+            return _error_response(code, exc.reason, trace, {}, status=exc.status)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("gateway handler failed", extra={"path": request.path})
+            return _error_response("internal_error", "the gateway failed; see its log", trace, {})
+
+    def _authenticate(self, request: web.Request) -> None:
+        peer = request.remote or ""
+        try:
+            loopback = ipaddress.ip_address(peer).is_loopback
+        except ValueError:
+            loopback = peer == ""  # unix socket
+        supplied = request.headers.get("Authorization", "")
+        expected = f"Bearer {self.token}"
+        if not loopback or not hmac.compare_digest(supplied.encode(), expected.encode()):
+            raise HearthNetError("unauthorized", "local API needs the node owner's token")
+
+
+def build_app(gw: Gateway) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[gw.guard])
+    app.router.add_get("/health", gw.health)
+    app.router.add_get("/manifest", gw.manifest)
+    app.router.add_get("/community/manifest", gw.get_community_manifest)
+    app.router.add_post("/bus/v1/call", gw.call)
+    app.router.add_get("/api/v1/status", gw.status)
+    app.router.add_get("/api/v1/workers", gw.workers)
+    app.router.add_get("/api/v1/capabilities", gw.capabilities)
+    app.router.add_get("/api/v1/traces", gw.traces)
+    return app
+
+
+def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
+    token = cfg.paths.api_token_file.read_text().strip()
+    kp = idkeys.load(cfg.identity.keys_dir)
+    return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorState(cfg.paths.supervisor_socket),
+                   token=token, kp=kp)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _error_response(code: str, message: str, trace: str, details: dict[str, Any],
+                    status: int | None = None) -> web.Response:
+    body = P.error_body(code, message, **details)
+    headers = {"X-HearthNet-Request-Id": trace} if trace else {}
+    return web.json_response(body, status=status or http_status_for(code), headers=headers)
+
+
+async def _read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
+
+
+def _timeout_header(request: web.Request) -> float | None:
+    raw = request.headers.get("X-HearthNet-Timeout")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HearthNetError("bad_request", f"X-HearthNet-Timeout {raw!r} is not a number") from None
+    if not 0 < value <= 3600:
+        raise HearthNetError("bad_request", "X-HearthNet-Timeout must be in (0, 3600] seconds")
+    return value
+
+
+def _int_query(request: web.Request, key: str, default: int) -> int:
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        return max(0, min(int(raw), 10_000))
+    except ValueError:
+        raise HearthNetError("bad_request", f"query {key}={raw!r} is not an integer") from None

@@ -1,0 +1,297 @@
+"""`hearthnet init` without the CLI (spec core-observability-cli-onboarding §5, §6.2).
+
+Two phases, so an abort can never leave half a node behind:
+1. plan: read config and keys, ask every question, confirm; nothing is written;
+2. apply: create directories, save a new key (never overwriting one), write the genesis
+   community manifest, then record the node and community in config.toml.
+
+Re-running on an initialised node changes nothing and says so.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from hearthnet.config import PROFILES, Config, community_state_dir, load_config, update_config_file
+from hearthnet.errors import HearthNetError, IdentityError, UserAbort
+from hearthnet.identity import keys
+from hearthnet.identity.keys import KeyPair, short_node_id
+from hearthnet.identity.manifest import (
+    COMMUNITY_NAME_MAX,
+    build_genesis_community_manifest,
+    read_community_manifest,
+    write_community_manifest,
+)
+from hearthnet.paths import ensure_private_dir
+from hearthnet.profile import detect_hardware, detect_profile
+
+NAME_MAX = 64
+NODE_PROFILES = tuple(p for p in PROFILES if p)
+PROMPT_ATTEMPTS = 3
+
+
+class Prompter(Protocol):
+    def ask(self, text: str, default: str) -> str: ...
+
+    def confirm(self, text: str, default: bool) -> bool: ...
+
+
+class DefaultsPrompter:
+    """Answers every question with its default (non-interactive runs)."""
+
+    def ask(self, text: str, default: str) -> str:
+        return default
+
+    def confirm(self, text: str, default: bool) -> bool:
+        return default
+
+
+@dataclass
+class InitOptions:
+    name: str | None
+    profile: str | None
+    interactive: bool
+    config_path: Path | None
+    community_name: str | None = None
+
+
+@dataclass
+class InitResult:
+    changed: bool
+    node_id: str
+    node_id_short: str
+    display_name: str
+    profile: str
+    community_id: str
+    community_name: str
+    config_path: Path
+    keys_dir: Path
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "node_id": self.node_id,
+            "node_id_short": self.node_id_short,
+            "display_name": self.display_name,
+            "profile": self.profile,
+            "community_id": self.community_id,
+            "community_id_short": short_node_id(self.community_id),
+            "community_name": self.community_name,
+            "config_path": str(self.config_path),
+            "keys_dir": str(self.keys_dir),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kp: KeyPair
+    new_key: bool
+    display_name: str
+    profile: str
+    community_name: str
+    existing_manifest: dict[str, Any] | None  # our own community, found on disk
+
+
+def init_node(opts: InitOptions, *, prompt: Prompter, env: Mapping[str, str] | None = None) -> InitResult:
+    env = os.environ if env is None else env
+    cfg = load_config(opts.config_path, env)
+    done = _already_initialised(cfg)
+    if done is not None:
+        return done
+    try:
+        plan = _plan(opts, cfg, prompt if opts.interactive else DefaultsPrompter())
+    except (KeyboardInterrupt, EOFError):
+        raise UserAbort(message="init cancelled; nothing was changed") from None
+    return _apply(cfg, plan, env)
+
+
+# --------------------------------------------------------------------------- already done
+
+
+def _already_initialised(cfg: Config) -> InitResult | None:
+    cid = cfg.community.community_id
+    manifest_path = cfg.community_manifest_path
+    if cid is None or manifest_path is None or not manifest_path.exists():
+        return None
+    try:
+        kp = keys.load(cfg.identity.keys_dir)
+    except IdentityError as exc:
+        if exc.code != "keys_missing":
+            raise
+        raise IdentityError(
+            "keys_missing",
+            f"this node belongs to community {short_node_id(cid)} but its device key is missing "
+            f"from {cfg.identity.keys_dir}; restore the key from a backup, or run "
+            "`hearthnet erase` and `hearthnet init` again (a new identity)",
+        ) from None
+    manifest = read_community_manifest(manifest_path)
+    return _result(
+        cfg, kp, cfg.node.display_name, cfg.node.profile, manifest,
+        changed=False,
+        message=f"already initialised: node {kp.node_id_short} in community "
+        f"{manifest['name']!r}; nothing changed (edit {cfg.source} to rename)",
+    )
+
+
+# --------------------------------------------------------------------------- plan (no writes)
+
+
+def _plan(opts: InitOptions, cfg: Config, prompt: Prompter) -> _Plan:
+    kp, new_key = _plan_key(cfg)
+    own = _own_manifest(cfg, kp)
+    display_name = _choose(
+        "Display name for this node", opts.name, cfg.node.display_name or _hostname(),
+        _check_display_name, prompt, "--name",
+    )
+    detected = cfg.node.profile or detect_profile(detect_hardware(cfg.paths.data_dir))
+    profile = _choose(
+        f"Profile ({'/'.join(NODE_PROFILES)})", opts.profile, detected, _check_profile, prompt, "--profile"
+    )
+    if own is not None:
+        community_name = own["name"]  # reuse our existing community, do not re-found it
+    else:
+        default_name = cfg.community.name or f"{display_name}'s neighbourhood"[:COMMUNITY_NAME_MAX]
+        community_name = _choose(
+            "Name of your new community", opts.community_name, default_name,
+            _check_community_name, prompt, "--community-name",
+        )
+    if not prompt.confirm(
+        f"Create node {display_name!r} ({profile}) in community {community_name!r}?", True
+    ):
+        raise UserAbort(message="init cancelled; nothing was changed")
+    return _Plan(kp, new_key, display_name, profile, community_name, own)
+
+
+def _plan_key(cfg: Config) -> tuple[KeyPair, bool]:
+    # An existing key is this device's identity: load it (permissions checked), never replace it.
+    if (cfg.identity.keys_dir / keys.PRIVATE_KEY_FILE).exists():
+        return keys.load(cfg.identity.keys_dir), False
+    cid = cfg.community.community_id
+    if cid is not None:
+        raise HearthNetError(
+            "not_found",
+            f"config.toml names community {short_node_id(cid)} but this device has no key and "
+            f"no community manifest; restore them from a backup or remove community_id from {cfg.source}",
+        )
+    return keys.generate(), True
+
+
+def _own_manifest(cfg: Config, kp: KeyPair) -> dict[str, Any] | None:
+    """A community this key founded earlier whose config entry was lost."""
+    cid = cfg.community.community_id
+    if cid is not None and cid != kp.node_id_full:
+        raise HearthNetError(
+            "not_found",
+            f"the manifest of community {short_node_id(cid)} is missing from {cfg.community.state_dir}; "
+            "join again with `hearthnet invite redeem`, or remove community_id from config.toml",
+        )
+    path = community_state_dir(cfg.paths, kp.node_id_full) / "manifest.json"
+    return read_community_manifest(path) if path.exists() else None
+
+
+def _choose(
+    text: str,
+    given: str | None,
+    default: str,
+    check: Callable[[str], str | None],
+    prompt: Prompter,
+    option: str,
+) -> str:
+    """An option wins; otherwise ask (re-asking on a bad answer); else the default."""
+    if given is not None:
+        problem = check(given.strip())
+        if problem:
+            raise HearthNetError("usage", f"{option}: {given!r} {problem}")
+        return given.strip()
+    for _ in range(PROMPT_ATTEMPTS):
+        answer = (prompt.ask(text, default) or default).strip()
+        if not check(answer):
+            return answer
+    raise HearthNetError("usage", f"{text}: {answer!r} {check(answer)}")
+
+
+def _check_display_name(value: str) -> str | None:
+    return None if 1 <= len(value) <= NAME_MAX else f"must be 1-{NAME_MAX} characters"
+
+
+def _check_community_name(value: str) -> str | None:
+    return None if 1 <= len(value) <= COMMUNITY_NAME_MAX else f"must be 1-{COMMUNITY_NAME_MAX} characters"
+
+
+def _check_profile(value: str) -> str | None:
+    return None if value in NODE_PROFILES else f"is not one of {', '.join(NODE_PROFILES)}"
+
+
+def _hostname() -> str:
+    name = socket.gethostname().split(".")[0].strip()
+    return name[:NAME_MAX] or "hearthnet-node"
+
+
+# --------------------------------------------------------------------------- apply (writes)
+
+
+def _apply(cfg: Config, plan: _Plan, env: Mapping[str, str]) -> InitResult:
+    paths = cfg.paths
+    ensure_private_dir(paths.data_dir)
+    for d in (paths.config_dir, paths.cache_dir, paths.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    kp = _save_key(cfg.identity.keys_dir, plan) if plan.new_key else plan.kp
+    manifest = plan.existing_manifest
+    if manifest is None or manifest["community_id"] != kp.node_id_full:
+        manifest = build_genesis_community_manifest(kp, plan.community_name)
+        state_dir = cfg.community.state_dir or community_state_dir(paths, manifest["community_id"])
+        write_community_manifest(manifest, state_dir / "manifest.json")
+        # The genesis events (community.created, member.invited, member.joined for the
+        # founder) are appended by the ledger when it first opens this community's log.
+    update_config_file(
+        _config_path(cfg),
+        {
+            "node": {"display_name": plan.display_name, "profile": plan.profile},
+            "community": {"community_id": manifest["community_id"], "name": manifest["name"]},
+        },
+        env,
+    )
+    return _result(
+        cfg, kp, plan.display_name, plan.profile, manifest,
+        changed=True,
+        message=f"created node {kp.node_id_short} in community {manifest['name']!r}",
+    )
+
+
+def _config_path(cfg: Config) -> Path:
+    # load_config always records its source; the fallback keeps the type honest.
+    return cfg.source or cfg.paths.config_file
+
+
+def _save_key(keys_dir: Path, plan: _Plan) -> KeyPair:
+    try:
+        keys.save(plan.kp, keys_dir)
+        return plan.kp
+    except IdentityError as exc:
+        if exc.code != "keys_exist":
+            raise
+        # Another process created a key since we looked: that one is the identity.
+        return keys.load(keys_dir)
+
+
+def _result(
+    cfg: Config, kp: KeyPair, display_name: str, profile: str, manifest: Mapping[str, Any],
+    *, changed: bool, message: str,
+) -> InitResult:
+    return InitResult(
+        changed=changed,
+        node_id=kp.node_id_full,
+        node_id_short=kp.node_id_short,
+        display_name=display_name,
+        profile=profile,
+        community_id=manifest["community_id"],
+        community_name=manifest["name"],
+        config_path=_config_path(cfg),
+        keys_dir=cfg.identity.keys_dir,
+        message=message,
+    )

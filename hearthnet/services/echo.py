@@ -1,0 +1,49 @@
+"""`experimental.echo@1.0`: returns its input. For tests, tutorials and the bus benchmark
+only (DESIGN.md §6); it never stands in for a real service. Streams one `token` frame per
+item of `input.items` when called as a stream."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hearthnet.errors import HearthNetError
+from hearthnet.service import Capability, Request
+
+
+class EchoService:
+    name = "echo"
+
+    def capabilities(self) -> list[Capability]:
+        return [Capability(
+            name="experimental.echo", handler=self.echo, stability="experimental",
+            request_schema={"type": "object", "properties": {"input": {"type": "object"}}},
+            response_schema={"type": "object"},
+            stream_schema={"type": "object", "properties": {"text": {"type": "string"}}},
+            max_concurrent=64, trust_required="member", timeout_seconds=30, idempotent=True)]
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+    async def echo(self, req: Request) -> Any:
+        delay = req.input.get("sleep_ms", 0)
+        if not isinstance(delay, (int, float)) or delay < 0:
+            raise HearthNetError("bad_request", "input.sleep_ms must be a non-negative number")
+        if req.stream:
+            return self._frames(req, float(delay))
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        return {"output": req.input, "meta": {"ms": delay}}
+
+    async def _frames(self, req: Request, delay: float):
+        items = req.input.get("items", [])
+        for item in items if isinstance(items, list) else []:
+            if delay:
+                await asyncio.sleep(delay / 1000)
+            yield "token", {"text": str(item), "logprob": None}
+        yield "done", {"tokens_out": len(items) if isinstance(items, list) else 0}

@@ -1,0 +1,297 @@
+"""`hearthnet run`: render the supervisord config, start supervisord in the foreground,
+wait for the tree to come up, and stop all of it on SIGINT/SIGTERM (DESIGN.md §2).
+
+Kept apart from the workers it supervises (uvicorn's supervisor/server split): this module
+only deals with processes, files and signals.
+"""
+from __future__ import annotations
+
+import ctypes
+import http.client
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from hearthnet.config import Config
+from hearthnet.errors import HearthNetError
+from hearthnet.paths import ensure_private_dir
+
+STOP_BUDGET_SECONDS = 9.0  # SIGTERM to gone; the issue allows 10 s for the whole tree
+STARTUP_WAIT_SECONDS = 60.0
+
+COMMON = """autostart=true
+autorestart=true
+startsecs=1
+startretries=3
+stopsignal=TERM
+stopwaitsecs=5
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={{log_dir}}/%(process_name)s.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=3"""
+
+
+class NotInitialised(HearthNetError):
+    """This node has no keys or no community yet."""
+
+    code = "not_initialised"
+
+
+class PortInUse(HearthNetError):
+    """The gateway's port is held by another process."""
+
+    code = "port_in_use"
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    replicas: int = 1
+
+
+def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
+    """The programs this node runs; later issues add theirs here."""
+    progs = [Program("broker"), Program("gateway"), Program("llm", cfg.workers.llm_replicas)]
+    if getattr(cfg.workers, "echo", False):
+        progs.append(Program("echo"))
+    return progs
+
+
+def template_path() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "supervisor.conf", here.parent / "supervisor.conf"):
+        if candidate.exists():
+            return candidate
+    raise HearthNetError("internal_error", "supervisor.conf template is missing from the install")
+
+
+def render_supervisor_conf(cfg: Config, progs: list[Program], *, debug: bool) -> str:
+    blocks = _split_blocks(template_path().read_text())
+    wanted = {p.name: p for p in progs}
+    kept = []
+    for header, text in blocks:
+        if header.startswith("program:"):
+            prog = wanted.get(header.split(":", 1)[1])
+            if prog is None:
+                continue
+            text = text.replace("{{llm_replicas}}", str(prog.replicas))
+            if prog.replicas > 1 or "numprocs" in text:
+                text = _set_numprocs(text, prog.replicas)
+        kept.append(text)
+    kept.append(f"[group:hearthnet]\nprograms={','.join(p.name for p in progs)}\n")
+    out = "".join(kept).replace("{{common}}", COMMON)
+    values = {"python": sys.executable, "run_dir": str(cfg.paths.run_dir),
+              "log_dir": str(cfg.paths.log_dir),
+              "supervisor_loglevel": "debug" if debug else "info"}
+    for key, value in values.items():
+        out = out.replace("{{%s}}" % key, value.replace("%", "%%"))
+    return out
+
+
+def _split_blocks(text: str) -> list[tuple[str, str]]:
+    """Split an ini text into (section header, text) blocks; the preamble has header ''."""
+    blocks: list[tuple[str, list[str]]] = [("", [])]
+    for line in text.splitlines(keepends=True):
+        if line.startswith("[") and "]" in line:
+            blocks.append((line[1:line.index("]")], []))
+        blocks[-1][1].append(line)
+    return [(h, "".join(lines)) for h, lines in blocks]
+
+
+def _set_numprocs(text: str, replicas: int) -> str:
+    lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith("numprocs=")]
+    lines.insert(1, f"numprocs={replicas}\n")
+    return "".join(lines)
+
+
+# ---- preflight -----------------------------------------------------------------------
+
+def check_initialised(cfg: Config, config_flag: Path | None) -> None:
+    key = cfg.identity.keys_dir / "device.ed25519"
+    cid = cfg.community.community_id
+    manifest = cfg.paths.communities_dir / cid / "manifest.json" if cid else None
+    if key.exists() and manifest is not None and manifest.exists():
+        return
+    cmd = "hearthnet init" + (f" --config {config_flag}" if config_flag else "")
+    missing = "keys" if not key.exists() else "a community"
+    raise NotInitialised(message=f"this node has no {missing} yet; run: {cmd}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return
+        except OSError:
+            pass
+    raise PortInUse(message=f"port {port} is in use by {port_holder(port)}; stop it or set "
+                            f"transport.port (or HEARTHNET_TRANSPORT_PORT)")
+
+
+def port_holder(port: int) -> str:
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except psutil.Error:
+        return "another process"
+    for c in conns:
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
+            try:
+                proc = psutil.Process(c.pid)
+                return f"PID {c.pid} ({' '.join(proc.cmdline()[:3]) or proc.name()})"
+            except psutil.Error:
+                return f"PID {c.pid}"
+    return "another process"
+
+
+def check_not_running(cfg: Config) -> None:
+    pidfile = cfg.paths.run_dir / "supervisord.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if psutil.pid_exists(pid) and "supervisord" in " ".join(_cmdline(pid)):
+        raise HearthNetError("already_running", f"this node is already running (supervisord PID {pid}); "
+                                                "stop it first")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
+# ---- the run itself -------------------------------------------------------------------
+
+def prepare(cfg: Config, *, no_ui: bool, debug: bool) -> Path:
+    """Write the run dir (0700), a fresh owner token (0600) and supervisord.conf."""
+    run_dir = ensure_private_dir(cfg.paths.run_dir)
+    cfg.paths.log_dir.mkdir(parents=True, exist_ok=True)
+    token = cfg.paths.api_token_file
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    os.chmod(token, 0o600)
+    conf = cfg.paths.supervisor_conf
+    conf.write_text(render_supervisor_conf(cfg, programs_for(cfg, no_ui), debug=debug))
+    return run_dir
+
+
+def _child_setup() -> None:
+    """In supervisord's child: own session (the terminal's Ctrl-C reaches only us) and
+    die with us if we are killed outright (Linux PR_SET_PDEATHSIG)."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux/glibc: the stop path below still cleans up
+
+
+def start_supervisord(cfg: Config, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(cfg.paths.supervisor_conf)]
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=_child_setup, close_fds=True)
+
+
+def gateway_healthy(host: str, port: int) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=0.5)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def local_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def stop_tree(proc: subprocess.Popen, budget: float = STOP_BUDGET_SECONDS) -> list[int]:
+    """SIGTERM supervisord (it stops its group), then kill whatever is left. Returns the
+    pids that had to be killed."""
+    try:
+        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        family = [proc.pid]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    killed = []
+    for pid in family:
+        try:
+            p = psutil.Process(pid)
+            if p.status() != psutil.STATUS_ZOMBIE:
+                p.kill()
+                killed.append(pid)
+        except psutil.Error:
+            continue
+    return killed
+
+
+def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
+             config_flag: Path | None = None, on_event=None) -> int:
+    """Blocks until SIGINT/SIGTERM; returns the exit code. `on_event(kind, data)` lets the
+    CLI render progress ('starting', 'ready', 'stopping', 'stopped')."""
+    check_initialised(cfg, config_flag)
+    check_not_running(cfg)
+    check_port_free(cfg.transport.host, cfg.transport.port)
+    prepare(cfg, no_ui=no_ui, debug=debug)
+    env = dict(os.environ)
+    env["HEARTHNET_CONFIG"] = str(cfg.source or cfg.paths.config_file)
+    if debug:
+        env["HEARTHNET_OBSERVABILITY_LOG_LEVEL"] = "debug"
+    emit = on_event or (lambda kind, data: None)
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame) -> None:
+        stop_requested.append(signum)
+
+    old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    proc = start_supervisord(cfg, env)
+    try:
+        emit("starting", {"pid": proc.pid})
+        _wait_ready(cfg, proc, stop_requested, emit)
+        while not stop_requested and proc.poll() is None:
+            time.sleep(0.2)
+        emit("stopping", {})
+        code = 0 if stop_requested else 1
+        killed = stop_tree(proc)
+        emit("stopped", {"killed": killed, "supervisord_exit": proc.returncode})
+        return code
+    finally:
+        if proc.poll() is None:
+            stop_tree(proc)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        cfg.paths.api_token_file.unlink(missing_ok=True)
+
+
+def _wait_ready(cfg: Config, proc: subprocess.Popen, stop_requested: list[int], emit) -> None:
+    host, port = local_host(cfg.transport.host), cfg.transport.port
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
+    while time.monotonic() < deadline and not stop_requested and proc.poll() is None:
+        if gateway_healthy(host, port):
+            emit("ready", {"url": f"http://{host}:{port}"})
+            return
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        emit("failed", {"supervisord_exit": proc.returncode, "log": str(cfg.paths.log_dir)})
+    elif not stop_requested:
+        emit("slow", {"log": str(cfg.paths.log_dir)})

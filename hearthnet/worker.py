@@ -1,0 +1,155 @@
+"""Connects one Service to the broker: READY with its descriptors, a heartbeat every
+second, one asyncio task per request, cancellation and deadlines (DESIGN.md §4).
+
+`workers/<name>.py` builds a Service and calls `run_service(...)`; everything a worker
+process does beyond its service's logic lives here.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from hearthnet import protocol as P
+from hearthnet.constants import HEARTBEAT_INTERVAL_SECONDS
+from hearthnet.errors import HearthNetError
+from hearthnet.service import Capability, Request, Service
+
+log = logging.getLogger("hearthnet.worker")
+
+DRAIN_SECONDS = 3.0  # on SIGTERM, let in-flight calls finish this long
+
+
+class WorkerRuntime:
+    def __init__(self, service: Service, endpoint: str, worker_name: str) -> None:
+        self.service = service
+        self.endpoint = endpoint
+        self.name = worker_name
+        self.caps: dict[str, Capability] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.stopping = asyncio.Event()
+        self.ctx = zmq.asyncio.Context.instance()
+        self.sock: zmq.asyncio.Socket | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.service.start()
+        self.caps = {c.name: c for c in self.service.capabilities()}
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 500)
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.connect(self.endpoint)
+        await self._announce()
+        beat = asyncio.create_task(self._heartbeat())
+        recv = asyncio.create_task(self._receive())
+        await self.stopping.wait()
+        recv.cancel()
+        await self._drain()
+        beat.cancel()
+        await self._send({"t": P.BYE})
+        await self.service.stop()
+        self.sock.close()
+
+    async def _announce(self) -> None:
+        await self._send({"t": P.READY, "worker": self.name, "service": self.service.name,
+                          "pid": os.getpid(), "caps": [c.descriptor() for c in self.caps.values()],
+                          "note": self._note()})
+        log.info("announced", extra={"caps": sorted(self.caps)})
+
+    def _note(self) -> str | None:
+        note = self.service.health().get("note")
+        return str(note) if note else None
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        assert self.sock is not None
+        await self.sock.send(P.pack(msg))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_SECONDS)
+            await self._send({"t": P.HB, "note": self._note()})
+
+    async def _receive(self) -> None:
+        assert self.sock is not None
+        while True:
+            data = await self.sock.recv()
+            try:
+                msg = P.unpack(data)
+            except Exception as exc:  # msgpack raises several types; drop the frame
+                log.warning("malformed frame from broker", extra={"reason": str(exc)})
+                continue
+            kind = msg.get("t")
+            if kind == P.REQ:
+                rid = msg["id"]
+                self.tasks[rid] = asyncio.create_task(self._serve(rid, msg))
+            elif kind == P.CANCEL:
+                task = self.tasks.get(msg.get("id"))
+                if task is not None:
+                    task.cancel()
+            elif kind == P.WHO:
+                await self._announce()
+
+    async def _drain(self) -> None:
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=DRAIN_SECONDS)
+        for task in list(self.tasks.values()):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=1.0)
+
+    async def _serve(self, rid: int, msg: dict[str, Any]) -> None:
+        ttl = float(msg.get("ttl") or 30.0)
+        req = Request(capability=msg["cap"], version=str(msg.get("v", "1.0")),
+                      body=msg.get("body") if isinstance(msg.get("body"), dict) else {},
+                      stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
+                      trace_id=str(msg.get("trace", "")), deadline=time.monotonic() + ttl)
+        try:
+            await asyncio.wait_for(self._run_handler(rid, req), timeout=ttl)
+        except asyncio.CancelledError:
+            await self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
+        except asyncio.TimeoutError:
+            await self._end(rid, P.ERROR, P.error_body("timeout", f"{req.capability} ran past its deadline"))
+        except HearthNetError as exc:
+            await self._end(rid, P.ERROR, exc.to_wire())
+        except Exception:
+            log.exception("handler crashed", extra={"capability": req.capability})
+            await self._end(rid, P.ERROR, P.error_body("internal_error", f"{req.capability} failed; see the {self.name} log"))
+        finally:
+            self.tasks.pop(rid, None)
+
+    async def _run_handler(self, rid: int, req: Request) -> None:
+        cap = self.caps.get(req.capability)
+        if cap is None:
+            raise HearthNetError("not_found", f"{self.name} does not serve {req.capability}")
+        result = await cap.handler(req)
+        if isinstance(result, dict):
+            await self._end(rid, P.RESULT, result)
+            return
+        done: dict[str, Any] | None = None
+        try:
+            async for event, data in result:
+                if event == P.DONE:
+                    done = data
+                    break
+                await self._send({"t": P.FRAME, "id": rid, "ev": event, "d": data})
+        finally:
+            aclose = getattr(result, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await self._end(rid, P.DONE, done or {})
+
+    async def _end(self, rid: int, ev: str, data: Any) -> None:
+        await self._send({"t": P.END, "id": rid, "ev": ev, "d": data})
+
+
+def run_service(service: Service, endpoint: str, worker_name: str) -> None:
+    asyncio.run(WorkerRuntime(service, endpoint, worker_name).run())
