@@ -167,6 +167,7 @@ class ObservabilityConfig:
 @dataclass(frozen=True)
 class WorkersConfig:
     llm_replicas: int = 1  # supervisord numprocs of the llm worker
+    echo: bool = False  # run the experimental.echo demo worker (tests, tutorials)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -650,7 +651,10 @@ def _file_dict(cfg: Config) -> dict[str, dict[str, Any]]:
 def render_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
     """TOML text with the header comment and [[llm.backends]] array-of-tables."""
     parts = [CONFIG_HEADER]
-    for name, table in sections.items():
+    order = list(SECTIONS)
+    # Known sections in their documented order, whatever order the user wrote them in.
+    ordered = sorted(sections.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    for name, table in ordered:
         if name == "llm":
             parts.append(_render_llm(table))
             continue

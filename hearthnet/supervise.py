@@ -62,7 +62,7 @@ class Program:
 def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
     """The programs this node runs; later issues add theirs here."""
     progs = [Program("broker"), Program("gateway"), Program("llm", cfg.workers.llm_replicas)]
-    if getattr(cfg.workers, "echo", False):
+    if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs
 
@@ -119,7 +119,7 @@ def _set_numprocs(text: str, replicas: int) -> str:
 def check_initialised(cfg: Config, config_flag: Path | None) -> None:
     key = cfg.identity.keys_dir / "device.ed25519"
     cid = cfg.community.community_id
-    manifest = cfg.paths.communities_dir / cid / "manifest.json" if cid else None
+    manifest = cfg.community_manifest_path if cid else None
     if key.exists() and manifest is not None and manifest.exists():
         return
     cmd = "hearthnet init" + (f" --config {config_flag}" if config_flag else "")

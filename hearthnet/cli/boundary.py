@@ -87,6 +87,7 @@ def execute(
         raise
     except HearthNetError as exc:
         _traceback_if_debug(out)
+        _end_partial_line(out)
         render.error(exc.code, exc.message, hint_for(exc), as_json=as_json, out=out)
         return exc.exit_code
     except KeyboardInterrupt:

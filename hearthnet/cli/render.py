@@ -109,7 +109,7 @@ class Output:
         """Print literally (no markup parsing) through the rich console."""
         from rich.text import Text
 
-        self.console.print(*[Text(p) if isinstance(p, str) else p for p in parts], style=style)
+        self.console.print(*[Text(p) if isinstance(p, str) else p for p in parts], style=style, sep="")
 
 
 def emit(result: Any, *, as_json: bool, out: Output) -> None:

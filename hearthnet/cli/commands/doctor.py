@@ -1,0 +1,74 @@
+"""`hearthnet doctor`: self-diagnostics with a fix for every failure (hearthnet.doctor)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from hearthnet.cli import boundary
+from hearthnet.cli.render import Output
+
+if TYPE_CHECKING:
+    from hearthnet.cli.state import CliState
+    from hearthnet.doctor import CheckResult
+
+_MARK = {
+    "ok": ("✔", {"fg": "green"}),
+    "fail": ("✘", {"fg": "red"}),
+    "crashed": ("✘", {"fg": "red", "bold": True}),
+    "warn": ("⚠", {"fg": "yellow"}),
+    "skipped": ("-", {"dim": True}),
+}
+
+
+@dataclass
+class DoctorResult:
+    checks: list["CheckResult"]
+
+    @property
+    def exit_code(self) -> int:
+        from hearthnet.doctor import exit_code
+
+        return exit_code(self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.exit_code == 0, "checks": [c.to_dict() for c in self.checks]}
+
+    def human(self, out: Output) -> None:
+        width = max((len(c.name) for c in self.checks), default=0)
+        for c in self.checks:
+            mark, style = _MARK[c.status]
+            out.echo(f"{out.style(mark, **style)}  {c.name:<{width}}  {c.detail}")
+            if c.fix and c.status in ("fail", "warn", "crashed"):
+                first, *rest = c.fix.splitlines()
+                out.echo(f"   {'':<{width}}  → fix: {first}")
+                for line in rest:
+                    out.echo(f"   {'':<{width}}         {line}")
+
+
+def complete_check(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from hearthnet.doctor import check_names
+
+    return [n for n in check_names() if n.startswith(incomplete)]
+
+
+def run_doctor(config_path: Path | None, only: str | None) -> DoctorResult:
+    from hearthnet.doctor import diagnose
+
+    return DoctorResult(diagnose(config_path, only))
+
+
+@click.command("doctor")
+@click.option("--check", "only", metavar="NAME", shell_complete=complete_check, help="Run only this check.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"ok\", \"checks\": [...]} as JSON.")
+@click.pass_obj
+def cli(state: "CliState", only: str | None, as_json: bool) -> None:
+    """Check keys, community, config, ports, disk, LLM backends and, if the node runs,
+    its workers and recent errors. Works without a running node.
+
+    Exit 0 if all pass (skips and warnings included), 1 if any fails, 2 if doctor
+    itself crashed or the check name is unknown.
+    """
+    boundary.run(lambda: run_doctor(state.config_path, only), as_json=as_json, state=state)

@@ -1,0 +1,126 @@
+"""`hearthnet status`: this node, its community, per-worker health, local capabilities."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from hearthnet.cli import boundary, render
+from hearthnet.cli.render import Output
+
+if TYPE_CHECKING:
+    from hearthnet.cli.state import CliState
+    from hearthnet.config import Config
+
+_STATE_STYLE = {"RUNNING": "green", "STARTING": "yellow", "BACKOFF": "yellow", "FATAL": "red", "EXITED": "red"}
+_SHOW_LOG_TAIL = ("FATAL", "BACKOFF")
+
+
+@dataclass
+class StatusResult:
+    """The node's `GET /api/v1/status` document; `--json` prints it unchanged."""
+
+    doc: dict[str, Any]
+    config_file: str = ""
+    backend_snippet: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.doc
+
+    def human(self, out: Output) -> None:
+        node, comm = self.doc["node"], self.doc.get("community") or {}
+        uptime = render.duration(node.get("uptime_seconds"))
+        out.print(
+            out.text("Node       ", "bold"),
+            out.text(f"{node.get('display_name') or '(unnamed)'}  {node.get('node_id_short') or render.short_node_id(node.get('node_id'))}"),
+            out.text(f"  profile {node.get('profile') or '-'}  up {uptime}  "
+                     f"hearthnet {node.get('version', '?')} (contract {node.get('contract_version', '?')})", "dim"),
+        )
+        members = comm.get("member_count")
+        out.print(
+            out.text("Community  ", "bold"),
+            out.text(f"{comm.get('name') or '-'}  {render.short_node_id(comm.get('community_id'))}"),
+            out.text(f"  {members if members is not None else '?'} member(s)", "dim"),
+        )
+        out.print(out.text("In flight  ", "bold"), out.text(str(self.doc.get("in_flight", 0))))
+        out.echo()
+        _workers_table(out, self.doc.get("workers") or [])
+        caps = [c for c in self.doc.get("capabilities") or [] if c.get("local", True)]
+        names = sorted({f"{c.get('name')}@{c.get('version')}" for c in caps})
+        out.echo()
+        out.print(out.text(f"Local capabilities ({len(names)})", "bold"))
+        out.print("  " + (", ".join(names) if names else "none"))
+        self._notes(out)
+        _log_tails(out, self.doc.get("workers") or [])
+
+    def _notes(self, out: Output) -> None:
+        notes = self.doc.get("notes") or []
+        if not notes:
+            return
+        out.echo()
+        out.print(out.text("Notes", "bold"))
+        for note in notes:
+            out.print(out.text(f"  ! {note}", "yellow"))
+            if self.backend_snippet and note.startswith("llm") and "backend" in note:
+                out.print(f"    add a backend to {self.config_file or 'config.toml'}, for example:")
+                for line in self.backend_snippet.rstrip().splitlines():
+                    out.print(out.text(f"      {line}", "dim"))
+
+
+def _workers_table(out: Output, workers: list[dict[str, Any]]) -> None:
+    rows = []
+    for w in workers:
+        state = str(w.get("state", "?"))
+        style = _STATE_STYLE.get(state, "dim")
+        label = state
+        if state == "RUNNING" and w.get("healthy") is False:
+            label, style = "RUNNING (no heartbeat)", "yellow"
+        hb = w.get("last_heartbeat_ms_ago")
+        rows.append([
+            w.get("name"), out.text(label, style), w.get("pid"), render.duration(w.get("uptime_seconds")),
+            w.get("restarts", 0), "-" if hb is None else f"{hb / 1000:.1f}s ago",
+            w.get("in_flight", 0), w.get("served", 0), w.get("errors", 0), w.get("note") or "",
+        ])
+    columns = ["worker", "state", "pid", "uptime", "restarts", "last hb", "in-flight", "served", "errors", "note"]
+    out.table(columns, rows, title="Workers", right=("pid", "restarts", "in-flight", "served", "errors"))
+
+
+def _log_tails(out: Output, workers: list[dict[str, Any]]) -> None:
+    for w in workers:
+        tail = w.get("log_tail") or []
+        if w.get("state") in _SHOW_LOG_TAIL and tail:
+            out.echo()
+            out.print(out.text(f"{w.get('name')} is {w.get('state')}; last log lines:", "red"))
+            for line in tail:
+                out.print(f"    {line}")
+            out.print(out.text(f"    (more: hearthnet log --component {w.get('name')})", "dim"))
+
+
+def _check_shape(doc: dict[str, Any]) -> None:
+    from hearthnet.errors import HearthNetError
+
+    problems = [k for k, t in (("node", dict), ("workers", list), ("capabilities", list)) if not isinstance(doc.get(k), t)]
+    if problems:
+        raise HearthNetError("bad_response", f"the node's status lacks {', '.join(problems)}; is it a HearthNet node?")
+
+
+def fetch_status(cfg: "Config") -> StatusResult:
+    from hearthnet.config import LLM_BACKEND_SNIPPET
+    from hearthnet.localapi import LocalApi
+
+    doc = LocalApi.from_config(cfg).get("/api/v1/status")
+    _check_shape(doc)
+    source = cfg.source or cfg.paths.config_file
+    return StatusResult(doc, config_file=str(source), backend_snippet=LLM_BACKEND_SNIPPET)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the node's status document as JSON.")
+@click.pass_obj
+def cli(state: "CliState", as_json: bool) -> None:
+    """Show this node: identity, community, worker health, capabilities, notes.
+
+    Exit 0 if the node answered, 3 if no node is running, 1 on a bad answer.
+    """
+    boundary.run(lambda: fetch_status(state.config()), as_json=as_json, state=state)

@@ -1,0 +1,398 @@
+"""Self-diagnostics (spec X03 §6; `hearthnet doctor`).
+
+Each check returns a CheckResult: ok True (pass), False (fail, with a fix), or None
+(skipped, which does not count as a failure). Doctor works on a cold disk: the checks
+that need a running node ask its local API and say "skipped: node not running" when no
+node answers. A `warning` check that fails is shown with its fix but does not fail the
+run (a node without an LLM backend still serves everything else).
+
+    run_all(cfg) -> list[CheckResult]          run_one(name, cfg) -> CheckResult
+    diagnose(config_path) / exit_code(results)  (config loading folded in as config_valid)
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import stat
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hearthnet.errors import ConfigError, HearthNetError, IdentityError, NodeNotRunning
+
+if TYPE_CHECKING:
+    from hearthnet.config import Config
+    from hearthnet.localapi import LocalApi
+
+MIN_FREE_BYTES = 1_000_000_000  # 1 GB
+MAX_ERROR_RATE = 0.20
+TRACE_WINDOW = 100
+BACKEND_PROBE_TIMEOUT_SECONDS = 2.0
+NOT_RUNNING = "skipped: node not running"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool | None  # None = skipped
+    detail: str
+    fix: str | None = None
+    warning: bool = False  # a failure that is reported but does not fail the run
+    crashed: bool = False  # the check itself raised: doctor exits 2
+
+    @property
+    def status(self) -> str:
+        if self.crashed:
+            return "crashed"
+        if self.ok is None:
+            return "skipped"
+        if self.ok:
+            return "ok"
+        return "warn" if self.warning else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status
+        return d
+
+
+class DoctorContext:
+    """What checks share during one run: the config and one view of the node."""
+
+    def __init__(self, cfg: "Config") -> None:
+        self.cfg = cfg
+        self._api: LocalApi | None = None
+        self._running: bool | None = None
+        self._cache: dict[str, dict[str, Any]] = {}
+
+    @property
+    def api(self) -> "LocalApi":
+        if self._api is None:
+            from hearthnet.localapi import LocalApi
+
+            self._api = LocalApi.from_config(self.cfg)
+        return self._api
+
+    def node_running(self) -> bool:
+        """A node of ours answers: its token file exists and /health says ok."""
+        if self._running is None:
+            self._running = self.api.token_file.exists() and self.api.health()
+        return self._running
+
+    def get(self, path: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
+        key = path + repr(sorted((query or {}).items()))
+        if key not in self._cache:
+            self._cache[key] = self.api.get(path, query)
+        return self._cache[key]
+
+
+Check = Callable[[DoctorContext], CheckResult]
+CHECKS: dict[str, Check] = {}
+
+
+def register(name: str) -> Callable[[Check], Check]:
+    def deco(fn: Check) -> Check:
+        CHECKS[name] = fn
+        return fn
+
+    return deco
+
+
+def check_names() -> list[str]:
+    return list(CHECKS)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _run(name: str, ctx: DoctorContext) -> CheckResult:
+    try:
+        return CHECKS[name](ctx)
+    except Exception as exc:  # one broken check must not hide the others' results
+        return CheckResult(name, False, f"check crashed: {type(exc).__name__}: {exc}",
+                           "this is a bug in hearthnet; please report it with this line", crashed=True)
+
+
+def run_all(cfg: "Config") -> list[CheckResult]:
+    ctx = DoctorContext(cfg)
+    return [_run(name, ctx) for name in CHECKS]
+
+
+def run_one(name: str, cfg: "Config") -> CheckResult:
+    _require_known(name)
+    return _run(name, DoctorContext(cfg))
+
+
+def _require_known(name: str) -> None:
+    if name not in CHECKS:
+        raise HearthNetError("usage", f"unknown check {name!r}; valid checks: {', '.join(CHECKS)}")
+
+
+def diagnose(config_path: Path | None = None, only: str | None = None) -> list[CheckResult]:
+    """Load the config and run every check (or `only`). A config that does not load is
+    itself the finding: config_valid fails and the checks that need it are skipped."""
+    from hearthnet.config import load_config
+
+    if only is not None:
+        _require_known(only)
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        names = [only] if only else list(CHECKS)
+        where = exc.details.get("path") or str(config_path or "config.toml")
+        return [
+            CheckResult("config_valid", False, exc.message, f"fix {where}")
+            if n == "config_valid" else CheckResult(n, None, "skipped: config does not load")
+            for n in names
+        ]
+    return [run_one(only, cfg)] if only else run_all(cfg)
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """0 all pass (skips and warnings included), 1 any failure, 2 a check crashed."""
+    if any(r.crashed for r in results):
+        return 2
+    return 1 if any(r.ok is False and not r.warning for r in results) else 0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@register("config_valid")
+def check_config_valid(ctx: DoctorContext) -> CheckResult:
+    cfg = ctx.cfg
+    source = cfg.source or cfg.paths.config_file
+    if source.exists():
+        return CheckResult("config_valid", True, f"{source}")
+    return CheckResult("config_valid", True, f"{source} does not exist; using defaults")
+
+
+def _key_file(cfg: "Config") -> Path:
+    return Path(cfg.identity.keys_dir) / "device.ed25519"
+
+
+@register("keys_present")
+def check_keys_present(ctx: DoctorContext) -> CheckResult:
+    path = _key_file(ctx.cfg)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return CheckResult("keys_present", False, f"no device key at {path}", "run `hearthnet init` to create this node's identity")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != 0o600:
+        return CheckResult("keys_present", False, f"{path} has mode {mode:04o}, must be 0600", f"chmod 600 {path}")
+    return CheckResult("keys_present", True, f"{path} (0600)")
+
+
+@register("keys_loadable")
+def check_keys_loadable(ctx: DoctorContext) -> CheckResult:
+    if not _key_file(ctx.cfg).exists():
+        return CheckResult("keys_loadable", None, "skipped: no device key")
+    from hearthnet.identity.keys import load
+
+    try:
+        kp = load(Path(ctx.cfg.identity.keys_dir))
+    except IdentityError as exc:
+        fix = {
+            "keys_permissions": f"chmod 600 {_key_file(ctx.cfg)}",
+        }.get(exc.code, "restore the key from a backup; a new key (`hearthnet init` on an empty key dir) is a new identity")
+        return CheckResult("keys_loadable", False, exc.message, fix)
+    return CheckResult("keys_loadable", True, f"Ed25519, 32 bytes; node {kp.node_id_short}")
+
+
+@register("community_present")
+def check_community_present(ctx: DoctorContext) -> CheckResult:
+    cfg = ctx.cfg
+    cid = cfg.community.community_id
+    if not cid:
+        return CheckResult("community_present", False, "this node is not in a community yet",
+                           "run `hearthnet init` to create one (or join with an invite)")
+    manifest = cfg.community_manifest_path or (cfg.paths.communities_dir / cid / "manifest.json")
+    if not manifest.exists():
+        return CheckResult("community_present", False, f"community manifest missing: {manifest}",
+                           "restore it from a backup, or run `hearthnet init` again")
+    label = f"{cfg.community.name} " if cfg.community.name else ""
+    return CheckResult("community_present", True, f"{label}({manifest})")
+
+
+@register("transport_port")
+def check_transport_port(ctx: DoctorContext) -> CheckResult:
+    host, port = ctx.cfg.transport.host, ctx.cfg.transport.port
+    fix = "stop that process, or pick another port: transport.port in config.toml or HEARTHNET_TRANSPORT_PORT"
+    err = _try_bind(host, port)
+    if err is None:
+        return CheckResult("transport_port", True, f"port {port} is free")
+    if err.errno == errno.EADDRNOTAVAIL:
+        return CheckResult("transport_port", False, f"{host} is not an address of this machine",
+                           "set transport.host to one of this machine's addresses, or 0.0.0.0")
+    if err.errno != errno.EADDRINUSE:
+        return CheckResult("transport_port", False, f"cannot listen on {host}:{port}: {err.strerror}", fix)
+    if ctx.node_running():
+        return CheckResult("transport_port", True, f"port {port} is held by this node (running)")
+    if ctx.api.health():
+        return CheckResult("transport_port", False, f"port {port} is held by another HearthNet node (not this data dir's)", fix)
+    return CheckResult("transport_port", False, f"port {port} is in use by {port_holder(port)}", fix)
+
+
+def _try_bind(host: str, port: int) -> OSError | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # Same option the server uses, so a port in TIME_WAIT does not count as taken.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def port_holder(port: int) -> str:
+    """'pid 123 (nginx)' for the process listening on `port`, as far as we may know."""
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return "another process (run as root to see which)"
+    for c in conns:
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN:
+            if c.pid is None:
+                return "another user's process"
+            try:
+                return f"pid {c.pid} ({psutil.Process(c.pid).name()})"
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return f"pid {c.pid}"
+    return "another process"
+
+
+@register("disk_space")
+def check_disk_space(ctx: DoctorContext) -> CheckResult:
+    path = Path(ctx.cfg.paths.data_dir)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    detail = f"{free / 1e9:.1f} GB free on {path}"
+    if free < MIN_FREE_BYTES:
+        return CheckResult("disk_space", False, detail + " (need at least 1 GB)", "free some disk space")
+    return CheckResult("disk_space", True, detail)
+
+
+@register("llm_backend_configured")
+def check_llm_backend_configured(ctx: DoctorContext) -> CheckResult:
+    backends = ctx.cfg.llm.backends
+    if not backends:
+        from hearthnet.config import LLM_BACKEND_SNIPPET
+
+        source = ctx.cfg.source or ctx.cfg.paths.config_file
+        return CheckResult("llm_backend_configured", False,
+                           "no LLM backend configured: this node offers no llm.* capability",
+                           f"add a backend to {source}, for example:\n{LLM_BACKEND_SNIPPET.rstrip()}",
+                           warning=True)
+    names = ", ".join(f"{b.name} ({b.url or b.model_path or b.model or '-'})" for b in backends)
+    return CheckResult("llm_backend_configured", True, names)
+
+
+@register("llm_backend_reachable")
+def check_llm_backend_reachable(ctx: DoctorContext) -> CheckResult:
+    backends = ctx.cfg.llm.backends
+    if not backends:
+        return CheckResult("llm_backend_reachable", None, "skipped: no backend configured")
+    good, bad = [], []
+    for b in backends:
+        if b.name in ("openai", "ollama"):
+            problem = probe_url(b.url)
+            (bad if problem else good).append(f"{b.url}" + (f": {problem}" if problem else ""))
+        elif b.name == "llama_cpp":
+            path = Path(b.model_path).expanduser()
+            ok = path.is_file() and os.access(path, os.R_OK)
+            (good if ok else bad).append(f"{path}" + ("" if ok else ": model file not found or unreadable"))
+    if not good and not bad:
+        return CheckResult("llm_backend_reachable", None, "skipped: no backend to probe")
+    if good:
+        return CheckResult("llm_backend_reachable", True, "; ".join(good + [f"unreachable {x}" for x in bad]))
+    return CheckResult("llm_backend_reachable", False, "; ".join(bad),
+                       "start the backend server or fix llm.backends[].url / model_path in config.toml")
+
+
+def probe_url(url: str) -> str | None:
+    """One GET to exactly `url` (2 s timeout); None if any HTTP answer came back."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    if not parts.hostname:
+        return "not a URL"
+    conn = conn_cls(parts.hostname, parts.port, timeout=BACKEND_PROBE_TIMEOUT_SECONDS)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("GET", target)
+        conn.getresponse().read()
+    except TimeoutError:
+        return "no answer within 2 s"
+    except (OSError, http.client.HTTPException) as exc:
+        return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    finally:
+        conn.close()
+    return None
+
+
+def _node_check(name: str, ctx: DoctorContext, body: Callable[[], CheckResult]) -> CheckResult:
+    if not ctx.node_running():
+        return CheckResult(name, None, NOT_RUNNING)
+    try:
+        return body()
+    except NodeNotRunning:
+        return CheckResult(name, None, NOT_RUNNING)
+    except HearthNetError as exc:
+        return CheckResult(name, False, f"the node answered with an error: {exc.message}",
+                           "see `hearthnet status` and `hearthnet log --level warning`")
+
+
+@register("workers_healthy")
+def check_workers_healthy(ctx: DoctorContext) -> CheckResult:
+    def body() -> CheckResult:
+        workers = [w for w in ctx.get("/api/v1/workers").get("workers") or [] if isinstance(w, dict)]
+        if not workers:
+            return CheckResult("workers_healthy", False, "the node reports no workers", "see `hearthnet log`")
+        bad = [w for w in workers if w.get("state") != "RUNNING"]
+        if bad:
+            names = ", ".join(f"{w.get('name')} {w.get('state')}" for w in bad)
+            first = bad[0].get("name")
+            return CheckResult("workers_healthy", False, names,
+                               f"see `hearthnet status` and `hearthnet log --component {first}`")
+        return CheckResult("workers_healthy", True, f"{len(workers)} workers RUNNING")
+
+    return _node_check("workers_healthy", ctx, body)
+
+
+@register("at_least_one_capability")
+def check_at_least_one_capability(ctx: DoctorContext) -> CheckResult:
+    def body() -> CheckResult:
+        caps = [c for c in ctx.get("/api/v1/capabilities").get("capabilities") or [] if isinstance(c, dict)]
+        local = sorted({f"{c.get('name')}@{c.get('version')}" for c in caps if c.get("local")})
+        if not local:
+            return CheckResult("at_least_one_capability", False, "this node serves no capability",
+                               "configure an LLM backend or enable a service in config.toml, then restart")
+        shown = ", ".join(local[:6]) + (", …" if len(local) > 6 else "")
+        return CheckResult("at_least_one_capability", True, f"{len(local)} local: {shown}")
+
+    return _node_check("at_least_one_capability", ctx, body)
+
+
+@register("recent_error_rate")
+def check_recent_error_rate(ctx: DoctorContext) -> CheckResult:
+    def body() -> CheckResult:
+        traces = [t for t in ctx.get("/api/v1/traces", {"n": TRACE_WINDOW}).get("traces") or [] if isinstance(t, dict)]
+        if not traces:
+            return CheckResult("recent_error_rate", True, "no calls yet")
+        errors = sum(1 for t in traces if t.get("result") != "ok")
+        detail = f"{errors}/{len(traces)} of the last calls failed ({errors / len(traces):.0%})"
+        if errors / len(traces) >= MAX_ERROR_RATE:
+            return CheckResult("recent_error_rate", False, detail, "inspect `hearthnet trace recent` and `hearthnet log --level error`")
+        return CheckResult("recent_error_rate", True, detail)
+
+    return _node_check("recent_error_rate", ctx, body)

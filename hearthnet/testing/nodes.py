@@ -1,0 +1,175 @@
+"""Real nodes for integration tests and benchmarks: each with its own XDG dirs, run dir and port, driven
+through the `hearthnet` CLI in subprocesses, and always stopped (every pid checked gone)."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, root: Path, name: str = "node") -> None:
+        self.root = root
+        self.name = name
+        self.port = free_port()
+        # ipc socket paths must stay short: the run dir lives directly under /tmp
+        self.run_dir = Path(f"/tmp/hn-it-{os.getpid()}-{self.port}")
+        self.env = dict(os.environ)
+        self.env.update({
+            "XDG_DATA_HOME": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config"),
+            "XDG_CACHE_HOME": str(root / "cache"), "XDG_STATE_HOME": str(root / "state"),
+            "HEARTHNET_RUN_DIR": str(self.run_dir),
+            "HEARTHNET_TRANSPORT_HOST": "127.0.0.1",
+            "HEARTHNET_TRANSPORT_PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.proc: subprocess.Popen | None = None
+        self.seen_pids: set[int] = set()
+
+    # ---- CLI ---------------------------------------------------------------------------
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hearthnet", *args], env=self.env,
+                              capture_output=True, text=True, input=input, timeout=timeout)
+
+    def init(self, display_name: str | None = None) -> None:
+        r = self.cli("init", "--non-interactive", "--name", display_name or self.name)
+        assert r.returncode == 0, r.stderr + r.stdout
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config" / "hearthnet" / "config.toml"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "state" / "hearthnet" / "log"
+
+    def add_config(self, toml_text: str) -> None:
+        with self.config_file.open("a") as f:
+            f.write("\n" + toml_text + "\n")
+
+    # ---- process -----------------------------------------------------------------------
+
+    def start(self, *extra: str, wait_workers: tuple[str, ...] = ("broker", "gateway")) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "hearthnet", "run", "--no-ui", *extra],
+                                     env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.wait_healthy(wait_workers)
+
+    def wait_healthy(self, programs: tuple[str, ...], timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.proc_output()
+            try:
+                last = self.api("/api/v1/status")
+                self._remember_pids()
+                ok = {w["program"] for w in last["workers"] if w["healthy"]}
+                if set(programs) <= ok:
+                    return last
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"node never healthy: {json.dumps(last, indent=1)[:3000]}")
+
+    def proc_output(self) -> str:
+        """What `hearthnet run` printed (only once it has exited)."""
+        if self.proc is None or self.proc.stdout is None or self.proc.poll() is None:
+            return ""
+        return self.proc.stdout.read()
+
+    def token(self) -> str:
+        return (self.run_dir / "api.token").read_text().strip()
+
+    def api(self, path: str, method: str = "GET", body: Any = None,
+            headers: dict[str, str] | None = None, timeout: float = 30) -> Any:
+        status, data = self.request(path, method, body, headers, timeout)
+        return json.loads(data)
+
+    def request(self, path: str, method: str = "GET", body: Any = None,
+                headers: dict[str, str] | None = None, timeout: float = 30,
+                auth: bool = True) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdrs = {"Content-Type": "application/json"}
+        if auth:
+            hdrs["Authorization"] = f"Bearer {self.token()}"
+        hdrs.update(headers or {})
+        payload = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        try:
+            conn.request(method, path, body=payload, headers=hdrs)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def call(self, cap: str, body: Any, timeout: float = 60) -> tuple[int, Any]:
+        status, data = self.request("/bus/v1/call", "POST", body,
+                                    {"X-HearthNet-Capability": cap}, timeout=timeout)
+        return status, json.loads(data)
+
+    def _remember_pids(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            root = psutil.Process(self.proc.pid)
+            self.seen_pids.add(root.pid)
+            self.seen_pids.update(c.pid for c in root.children(recursive=True))
+        except psutil.Error:
+            pass
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
+        """Stop the tree; returns seconds taken. Kills anything left so tests never leak."""
+        if self.proc is None:
+            return 0.0
+        self._remember_pids()
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        took = time.monotonic() - t0
+        self.kill_leftovers()
+        return took
+
+    def leftovers(self) -> list[int]:
+        alive = []
+        for pid in self.seen_pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.Error:
+                continue
+        return alive
+
+    def kill_leftovers(self) -> list[int]:
+        left = self.leftovers()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return left
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)

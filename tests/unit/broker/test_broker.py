@@ -1,0 +1,278 @@
+"""The broker through real ZeroMQ ipc sockets, with real worker processes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hearthnet.broker.core import Broker
+from hearthnet.busclient import BusClient
+from hearthnet.errors import HearthNetError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class Bench:
+    def __init__(self, tmp: Path) -> None:
+        self.w = f"ipc://{tmp}/w.ipc"
+        self.c = f"ipc://{tmp}/c.ipc"
+        self.broker = Broker(self.w, self.c, startup_grace=0.0)
+        self.thread = threading.Thread(target=self.broker.serve_forever, daemon=True)
+        self.thread.start()
+        self.procs: list[subprocess.Popen] = []
+
+    def worker(self, name: str, cap: str = "experimental.slow", max_concurrent: int = 4,
+               idempotent: bool = False) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-m", "tests.unit.broker.slow_worker", self.w, name,
+                              cap, str(max_concurrent), "1" if idempotent else "0"], cwd=REPO)
+        self.procs.append(p)
+        return p
+
+    def wait_ready(self, name: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            w = self.broker.workers.get(name)
+            if w is not None and w.alive:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{name} never became ready")
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        self.broker.stop()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def bench(tmp_path):
+    short = Path(f"/tmp/hn-test-{os.getpid()}-{time.monotonic_ns() % 10**8}")
+    short.mkdir()
+    b = Bench(short)
+    yield b
+    b.close()
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _client(b: Bench) -> BusClient:
+    bc = BusClient(b.c)
+    await bc.start()
+    return bc
+
+
+def test_call_is_answered_and_traced(bench):
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        out = await bc.call("experimental.slow", "1.0", {"input": {"x": 1}}, trace="T1")
+        traces = (await bc.admin("traces", n=5))["traces"]
+        await bc.close()
+        return out, traces
+
+    out, traces = run(go())
+    assert out["output"]["echo"] == {"x": 1}
+    assert traces[-1]["trace_id"] == "T1"
+    assert traces[-1]["route"] == "local:slow_00"
+    assert traces[-1]["result"] == "ok"
+    assert traces[-1]["tokens_out"] == 2
+
+
+def test_stream_frames_in_order_then_done(bench):
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        frames = [f async for f in bc.stream("experimental.slow", "1.0", {"input": {"frames": 4}})]
+        await bc.close()
+        return frames
+
+    frames = run(go())
+    assert [d["text"] for ev, d in frames[:-1]] == ["0", "1", "2", "3"]
+    assert frames[-1] == ("done", {"tokens_out": 4})
+
+
+def test_unknown_capability_is_not_found_with_close_match(bench):
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        try:
+            await bc.call("experimental.slwo", "1.0", {})
+        finally:
+            await bc.close()
+
+    with pytest.raises(HearthNetError) as err:
+        run(go())
+    assert err.value.code == "not_found"
+    assert "experimental.slow" in err.value.message
+
+
+def test_incompatible_major_version_is_schema_mismatch(bench):
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        try:
+            await bc.call("experimental.slow", "2.0", {})
+        finally:
+            await bc.close()
+
+    with pytest.raises(HearthNetError) as err:
+        run(go())
+    assert err.value.code == "schema_mismatch"
+    assert err.value.details["alt_capabilities"] == ["experimental.slow@1.0"]
+
+
+def test_full_provider_queues_then_refuses_with_retry_after(bench):
+    bench.worker("slow_00", max_concurrent=1)
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        body = {"input": {"sleep_ms": 300}}
+        results = await asyncio.gather(*[bc.call("experimental.slow", "1.0", body)
+                                         for _ in range(5)], return_exceptions=True)
+        await bc.close()
+        return results
+
+    results = run(go())
+    ok = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, HearthNetError)]
+    assert len(ok) == 3  # one running + a queue of 2 x max_concurrent
+    assert [r.code for r in refused] == ["capacity_exceeded", "capacity_exceeded"]
+    assert all(r.details["retry_after_ms"] > 0 for r in refused)
+
+
+def test_deadline_gives_timeout_and_frees_the_slot(bench):
+    bench.worker("slow_00", max_concurrent=1)
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        with pytest.raises(HearthNetError) as err:
+            await bc.call("experimental.slow", "1.0", {"input": {"sleep_ms": 2000}}, timeout=0.2)
+        quick = await bc.call("experimental.slow", "1.0", {"input": {}}, timeout=5)
+        await bc.close()
+        return err.value.code, quick
+
+    code, quick = run(go())
+    assert code == "timeout"
+    assert quick["output"]["echo"] == {}
+
+
+def test_caller_leaving_cancels_the_work(bench):
+    bench.worker("slow_00", max_concurrent=1)
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        agen = bc.stream("experimental.slow", "1.0", {"input": {"frames": 1000, "sleep_ms": 20}})
+        await agen.__anext__()
+        await agen.aclose()  # the caller goes away after one frame
+        t0 = time.monotonic()
+        while bench.broker.workers["slow_00"].in_flight() and time.monotonic() - t0 < 2:
+            await asyncio.sleep(0.005)
+        freed = time.monotonic() - t0
+        traces = (await bc.admin("traces", n=1))["traces"]
+        await bc.close()
+        return freed, traces
+
+    freed, traces = run(go())
+    assert bench.broker.workers["slow_00"].in_flight() == 0
+    assert freed < 0.2  # the worker confirmed the cancel within the contract's 200 ms
+    assert traces[-1]["result"] == "cancelled"
+
+
+def test_killed_worker_call_is_redispatched_to_replica(bench):
+    a = bench.worker("slow_00")
+    bench.worker("slow_01")
+    bench.wait_ready("slow_00")
+    bench.wait_ready("slow_01")
+
+    async def go():
+        bc = await _client(bench)
+        task = asyncio.ensure_future(bc.call("experimental.slow", "1.0", {"input": {"sleep_ms": 500}}))
+        await asyncio.sleep(0.1)
+        victim = next(w for w in bench.broker.workers.values() if w.in_flight())
+        os.kill(victim.pid, signal.SIGKILL)
+        out = await task
+        traces = (await bc.admin("traces", n=1))["traces"]
+        await bc.close()
+        return victim.name, out, traces
+
+    victim, out, traces = run(go())
+    assert out["output"]["echo"] == {"sleep_ms": 500}
+    assert traces[-1]["redispatched"] == 1
+    assert traces[-1]["worker"] != victim
+    assert a is not None
+
+
+def test_worker_killed_mid_stream_gives_partition(bench):
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+
+    async def go():
+        bc = await _client(bench)
+        frames = []
+        async for ev, d in bc.stream("experimental.slow", "1.0", {"input": {"frames": 50, "sleep_ms": 50}}):
+            frames.append((ev, d))
+            if len(frames) == 2:
+                os.kill(bench.broker.workers["slow_00"].pid, signal.SIGKILL)
+        await bc.close()
+        return frames
+
+    frames = run(go())
+    assert frames[-1][0] == "error"
+    assert frames[-1][1]["error"] == "partition"
+
+
+def test_silent_worker_is_declared_dead(bench):
+    p = bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 6
+        while bench.broker.workers["slow_00"].alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not bench.broker.workers["slow_00"].alive
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+
+
+def test_malformed_frames_do_not_stop_the_broker(bench):
+    import zmq
+
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(bench.c)
+    sock.send(b"\xc1not msgpack")
+    sock.send_multipart([b"a", b"b"])
+    sock.close(0)
+
+    async def go():
+        bc = await _client(bench)
+        out = await bc.call("experimental.slow", "1.0", {"input": {}})
+        await bc.close()
+        return out
+
+    assert run(go())["output"]["echo"] == {}
