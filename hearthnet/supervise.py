@@ -23,6 +23,7 @@ import psutil
 from hearthnet.config import Config
 from hearthnet.errors import HearthNetError
 from hearthnet.paths import ensure_private_dir
+from hearthnet.supervisor_rpc import SupervisorRpc
 
 STOP_BUDGET_SECONDS = 9.0  # SIGTERM to gone; the issue allows 10 s for the whole tree
 STARTUP_WAIT_SECONDS = 60.0
@@ -36,7 +37,6 @@ stopwaitsecs=5
 stopasgroup=true
 killasgroup=true
 redirect_stderr=true
-stdout_logfile={{log_dir}}/%(process_name)s.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=3"""
 
@@ -200,8 +200,13 @@ def _child_setup() -> None:
 
 def start_supervisord(cfg: Config, env: dict[str, str]) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(cfg.paths.supervisor_conf)]
-    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=_child_setup, close_fds=True)
+    with open(_supervisord_out(cfg), "wb") as out:  # config errors land here, not on a tty
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=_child_setup, close_fds=True)
+
+
+def _supervisord_out(cfg: Config) -> Path:
+    return cfg.paths.run_dir / "supervisord.out"
 
 
 def gateway_healthy(host: str, port: int) -> bool:
@@ -219,7 +224,8 @@ def local_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-def stop_tree(proc: subprocess.Popen, budget: float = STOP_BUDGET_SECONDS) -> list[int]:
+def stop_tree(proc: subprocess.Popen, rpc: SupervisorRpc | None = None,
+              budget: float = STOP_BUDGET_SECONDS) -> list[int]:
     """SIGTERM supervisord (it stops its group), then kill whatever is left. Returns the
     pids that had to be killed."""
     try:
@@ -228,6 +234,8 @@ def stop_tree(proc: subprocess.Popen, budget: float = STOP_BUDGET_SECONDS) -> li
         family = [proc.pid]
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
+        if rpc is not None:  # wake its loop so it acts on the signal now, not in a second
+            rpc.poke_in_background(budget)
         try:
             proc.wait(timeout=budget)
         except subprocess.TimeoutExpired:
@@ -265,33 +273,39 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
 
     old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     proc = start_supervisord(cfg, env)
+    rpc = SupervisorRpc(cfg.paths.supervisor_socket)
     try:
         emit("starting", {"pid": proc.pid})
-        _wait_ready(cfg, proc, stop_requested, emit)
+        _wait_ready(cfg, proc, rpc, stop_requested, emit)
         while not stop_requested and proc.poll() is None:
             time.sleep(0.2)
         emit("stopping", {})
         code = 0 if stop_requested else 1
-        killed = stop_tree(proc)
+        killed = stop_tree(proc, rpc)
         emit("stopped", {"killed": killed, "supervisord_exit": proc.returncode})
         return code
     finally:
         if proc.poll() is None:
-            stop_tree(proc)
+            stop_tree(proc, rpc)
         for s, handler in old.items():
             signal.signal(s, handler)
         cfg.paths.api_token_file.unlink(missing_ok=True)
 
 
-def _wait_ready(cfg: Config, proc: subprocess.Popen, stop_requested: list[int], emit) -> None:
+def _wait_ready(cfg: Config, proc: subprocess.Popen, rpc: SupervisorRpc,
+                stop_requested: list[int], emit) -> None:
     host, port = local_host(cfg.transport.host), cfg.transport.port
     deadline = time.monotonic() + STARTUP_WAIT_SECONDS
     while time.monotonic() < deadline and not stop_requested and proc.poll() is None:
+        rpc.poke()  # supervisord spawns on its next loop pass: make that pass come now
         if gateway_healthy(host, port):
             emit("ready", {"url": f"http://{host}:{port}"})
             return
         time.sleep(0.05)
     if proc.poll() is not None:
-        emit("failed", {"supervisord_exit": proc.returncode, "log": str(cfg.paths.log_dir)})
+        tail = _supervisord_out(cfg).read_text(errors="replace").strip().splitlines()[-5:]
+        raise HearthNetError("internal_error", "supervisord stopped at start (exit "
+                             f"{proc.returncode}): " + " / ".join(tail) +
+                             f"; logs in {cfg.paths.log_dir}")
     elif not stop_requested:
         emit("slow", {"log": str(cfg.paths.log_dir)})

@@ -3,13 +3,15 @@ import signal
 
 from hearthnet.broker.core import Broker
 from hearthnet.process import start_process
+from hearthnet.supervisor_rpc import SupervisorRpc
 
 
 def main() -> None:
     cfg, log, _ = start_process("broker")
     broker = Broker(cfg.paths.broker_workers_endpoint, cfg.paths.broker_clients_endpoint,
                     prefer_local=cfg.bus.prefer_local,
-                    local_load_threshold=cfg.bus.local_load_threshold)
+                    local_load_threshold=cfg.bus.local_load_threshold,
+                    on_worker_death=SupervisorRpc(cfg.paths.supervisor_socket).poke_in_background)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: broker.stop())
     broker.serve_forever()

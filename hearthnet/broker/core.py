@@ -19,7 +19,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -90,7 +90,8 @@ class Call:
 class Broker:
     def __init__(self, workers_endpoint: str, clients_endpoint: str, *, prefer_local: bool = True,
                  local_load_threshold: float = 0.8,
-                 startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
+                 startup_grace: float = STARTUP_GRACE_SECONDS,
+                 on_worker_death: Callable[[], None] | None = None) -> None:
         self.ctx = zmq.Context.instance()
         self.wsock = self._router(workers_endpoint)
         self.csock = self._router(clients_endpoint)
@@ -114,6 +115,7 @@ class Broker:
         self._stopping = False
         self._grace_over = False
         self.startup_grace = startup_grace
+        self.on_worker_death = on_worker_death  # e.g. wake supervisord to respawn it now
 
     def _router(self, endpoint: str) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -268,6 +270,8 @@ class Broker:
         if w.ident is not None:
             self.by_ident.pop(w.ident, None)
         w.ident = None
+        if self.on_worker_death is not None:
+            self.on_worker_death()
         orphans = list(w.running.values())
         w.running.clear()
         for call in orphans:

@@ -23,7 +23,7 @@ from hearthnet.config import Config
 from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
-from hearthnet.gateway.supervisor_state import SupervisorState
+from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
 from hearthnet.identity import manifest as idmanifest
@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Gateway:
     cfg: Config
     bus: BusClient
-    supervisor: SupervisorState
+    supervisor: SupervisorRpc
     token: str
     kp: Any  # identity.keys.KeyPair
     started: float = field(default_factory=time.monotonic)
@@ -48,10 +48,9 @@ class Gateway:
     # ---- helpers ---------------------------------------------------------------------
 
     def community_manifest(self) -> dict[str, Any] | None:
-        cid = self.cfg.community.community_id
-        if not cid:
+        path = self.cfg.community_manifest_path
+        if path is None:
             return None
-        path = self.cfg.paths.communities_dir / cid / "manifest.json"
         try:
             return idmanifest.read_community_manifest(path)
         except (OSError, ValueError, HearthNetError):
@@ -223,7 +222,7 @@ def build_app(gw: Gateway) -> web.Application:
 def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
     token = cfg.paths.api_token_file.read_text().strip()
     kp = idkeys.load(cfg.identity.keys_dir)
-    return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorState(cfg.paths.supervisor_socket),
+    return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorRpc(cfg.paths.supervisor_socket),
                    token=token, kp=kp)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from hearthnet.busclient import BusClient
 from hearthnet.errors import HearthNetError
-from hearthnet.gateway.supervisor_state import SupervisorState
+from hearthnet.supervisor_rpc import SupervisorRpc
 
 _REPLICA = re.compile(r"^(?P<program>.+)_(?P<num>\d{2})$")
 UNHEALTHY_STATES = {"FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN"}
@@ -30,7 +30,7 @@ async def broker_view(bus: BusClient) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 def merge_workers(processes: list[dict[str, Any]], broker_workers: list[dict[str, Any]],
-                  broker_ok: bool, supervisor: SupervisorState) -> list[dict[str, Any]]:
+                  broker_ok: bool, supervisor: SupervisorRpc) -> list[dict[str, Any]]:
     by_name = {w["name"]: w for w in broker_workers}
     out = []
     for proc in processes:
