@@ -21,7 +21,7 @@ ASCII. Tests rely on that to have long generations to cancel. The trick: every t
 embedding carries a large constant in dimension 0, so the final normalised hidden state
 has a large positive component 0, and those tokens' output rows weigh it negatively.
 
-CLI: `python -m hearthnet.testing.tiny_gguf OUT.gguf [--n-vocab N] [--seed S]`.
+CLI: `python -m hearthnet.testing.tiny_gguf OUT.gguf [--n-vocab N] [--seed S] [--context-length N]`.
 """
 from __future__ import annotations
 

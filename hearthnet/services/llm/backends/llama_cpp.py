@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ctypes
 import logging
 import math
 import os
@@ -50,6 +49,8 @@ AUTO_CTX_CAP = 8192
 DEFAULT_CTX = 4096
 # How long the async side waits for the generation thread to acknowledge a cancel.
 CANCEL_ACK_TIMEOUT_S = 2.0
+# How often a generation queued behind another one checks for its cancellation.
+LOCK_POLL_S = 0.02
 
 # llama_ftype (general.file_type) -> quant label.
 _FILE_TYPES = {
@@ -398,10 +399,17 @@ class LlamaCppBackend(LlmBackend):
                 job.send(("end", "", Usage(0, 0, "cancelled")))
                 return
             llm = self._ensure_loaded()
-            with self._gen_lock:
+            # Queue behind a running generation, but leave the queue promptly on cancel.
+            while not self._gen_lock.acquire(timeout=LOCK_POLL_S):
+                if job.cancelled():
+                    job.send(("end", "", Usage(0, 0, "cancelled")))
+                    return
+            try:
                 if self._closed:
                     raise HearthNetError("internal_error", "llama_cpp backend is closed")
                 text, usage = self._generate_locked(llm, job)
+            finally:
+                self._gen_lock.release()
             self._served += 1
             job.send(("end", text, usage))
         except HearthNetError as exc:

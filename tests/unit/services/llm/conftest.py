@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import pytest
+
+# Long generations for the cancellation tests need a context far larger than the tiny
+# model's 512 tokens; llama.cpp allows it (it only warns).
+BIG_CTX = 16384
+
+
+def llama_config(path: Path, *, ctx: int = 0, model: str = "tiny") -> SimpleNamespace:
+    return SimpleNamespace(backends=[
+        SimpleNamespace(name="llama_cpp", model_path=str(path), model=model, ctx=ctx,
+                        url="", api_key_env="", max_concurrent=0, models=())
+    ])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LlamaServer:
+    url: str
+    model: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """A real `python -m llama_cpp.server` on the tiny model (OpenAI-compatible API)."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf),
+             "--model_alias", "tiny", "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", str(BIG_CTX)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}:\n"
+                                   + log.read_text(errors="replace")[-3000:])
+            try:
+                with urllib.request.urlopen(url + "/v1/models", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("llama_cpp.server did not become ready:\n"
+                                   + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)
+        yield LlamaServer(url=url, model="tiny", proc=proc, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
