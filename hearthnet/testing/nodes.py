@@ -23,9 +23,11 @@ def free_port() -> int:
 
 
 class Node:
-    def __init__(self, root: Path, name: str = "node") -> None:
+    def __init__(self, root: Path, name: str = "node", python: str = sys.executable) -> None:
         self.root = root
         self.name = name
+        self.python = python  # another venv's interpreter, e.g. to test an installed wheel
+        self.cwd: Path | None = None
         self.port = free_port()
         # ipc socket paths must stay short: the run dir lives directly under /tmp
         self.run_dir = Path(f"/tmp/hn-it-{os.getpid()}-{self.port}")
@@ -44,7 +46,7 @@ class Node:
     # ---- CLI ---------------------------------------------------------------------------
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "hearthnet", *args], env=self.env,
+        return subprocess.run([self.python, "-m", "hearthnet", *args], env=self.env, cwd=self.cwd,
                               capture_output=True, text=True, input=input, timeout=timeout)
 
     def init(self, display_name: str | None = None) -> None:
@@ -66,8 +68,8 @@ class Node:
     # ---- process -----------------------------------------------------------------------
 
     def start(self, *extra: str, wait_workers: tuple[str, ...] = ("broker", "gateway")) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hearthnet", "run", "--no-ui", *extra],
-                                     env=self.env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([self.python, "-m", "hearthnet", "run", "--no-ui", *extra],
+                                     env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.wait_healthy(wait_workers)
 

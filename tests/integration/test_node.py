@@ -1,0 +1,171 @@
+"""A whole node through its real processes: init, run (supervisord, broker, gateway,
+workers), the local API and the CLI against it, and stopping without leftovers."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_full_init_then_run_then_status(make_node):
+    node = make_node("alice")
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "llm"))
+    r = node.cli("status", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    status = doc.get("status", doc)
+    assert status["node"]["display_name"] == "alice"
+    assert status["node"]["node_id"].startswith("ed25519:")
+    assert status["community"]["member_count"] == 1
+    states = {w["program"]: w["state"] for w in status["workers"]}
+    assert states == {"broker": "RUNNING", "gateway": "RUNNING", "llm": "RUNNING"}
+    assert any("no backend configured" in n for n in status["notes"])
+    human = node.cli("status")
+    assert human.returncode == 0
+    assert "llm_00" in human.stdout and "no backend configured" in human.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_sigterm_leaves_no_processes(make_node, sig):
+    node = make_node()
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "llm"))
+    pids = set(node.seen_pids)
+    assert len(pids) >= 5  # hearthnet run, supervisord, broker, gateway, llm
+    took = node.stop(sig)
+    assert node.proc.returncode == 0
+    assert took < 10, f"stopping took {took:.1f}s"
+    assert node.leftovers() == []
+    assert not (node.run_dir / "api.token").exists()
+
+
+def test_run_before_init_exits_1_with_the_command(make_node):
+    node = make_node()
+    r = node.cli("run", "--no-ui")
+    assert r.returncode == 1
+    assert "hearthnet init" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_run_with_port_taken_names_the_holder(make_node):
+    node = make_node()
+    node.init()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", node.port))
+        s.listen()
+        r = node.cli("run", "--no-ui")
+    assert r.returncode == 1
+    assert f"port {node.port}" in r.stderr
+    assert f"PID {psutil.Process().pid}" in r.stderr
+
+
+def test_local_api_needs_the_owner_token(make_node):
+    node = make_node()
+    node.init()
+    node.start()
+    status, body = node.request("/api/v1/status", auth=False)
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    status, body = node.request("/api/v1/status", headers={"Authorization": "Bearer nope"}, auth=False)
+    assert status == 401
+    status, body = node.request("/health", auth=False)
+    assert status == 200
+    status, body = node.request("/manifest", auth=False)
+    manifest = json.loads(body)
+    assert status == 200 and manifest["contract_version"] == "1.0"
+    from hearthnet.identity.manifest import verify_node_manifest
+
+    verify_node_manifest(manifest)
+
+
+def test_bad_requests_get_contract_errors_and_gateway_keeps_serving(make_node):
+    node = make_node()
+    node.env["HEARTHNET_WORKERS_ECHO"] = "true"
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "echo"))
+    hdr = {"X-HearthNet-Capability": "experimental.echo"}
+    status, body = node.request("/bus/v1/call", "POST", b"{not json", hdr)
+    assert status == 400 and json.loads(body)["error"] == "bad_request"
+    status, body = node.request("/bus/v1/call", "POST", b"x" * (16 * 1024 * 1024 + 10), hdr)
+    assert status == 413 and json.loads(body)["error"] == "bad_request"
+    status, body = node.call("experimental.ecko", {"input": {}})
+    assert status == 404 and body["error"] == "not_found"
+    assert "experimental.echo" in body["message"]
+    status, body = node.call("experimental.echo", {"input": {"still": "here"}})
+    assert status == 200 and body["output"] == {"still": "here"}
+    traces = node.api("/api/v1/traces?n=5&capability=experimental.echo")["traces"]
+    assert traces[-1]["result"] == "ok" and traces[-1]["route"].startswith("local:echo_")
+
+
+def test_unknown_capability_via_cli_exits_1_naming_close_matches(make_node):
+    node = make_node()
+    node.env["HEARTHNET_WORKERS_ECHO"] = "true"
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "echo"))
+    r = node.cli("call", "experimental.ecoh", "--body", "{}")
+    assert r.returncode == 1
+    assert "not_found" in r.stderr or "no provider" in r.stderr
+    assert "experimental.echo" in r.stderr
+    bad = node.cli("call", "experimental.echo", "--body", '{"input": [1,}')
+    assert bad.returncode == 2 and "column" in bad.stderr
+
+
+def test_worker_crashing_at_start_is_reported_fatal_with_its_log(make_node):
+    node = make_node()
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "llm"))
+    pid = next(w["pid"] for w in node.api("/api/v1/workers")["workers"] if w["program"] == "llm")
+    # Break the config under the running node: every restart of the worker now fails.
+    good = node.config_file.read_text()
+    node.add_config("[transport]\nport = 99999999\n")
+    psutil.Process(pid).kill()
+    deadline = time.monotonic() + 30
+    llm = None
+    while time.monotonic() < deadline:
+        llm = next(w for w in node.api("/api/v1/workers")["workers"] if w["program"] == "llm")
+        if llm["state"] == "FATAL":
+            break
+        time.sleep(0.3)
+    assert llm is not None and llm["state"] == "FATAL", llm
+    assert not llm["healthy"]
+    assert any("transport" in line for line in llm["log_tail"]), llm["log_tail"]
+    node.config_file.write_text(good)  # supervisord gave up on it: it stays FATAL
+    r = node.cli("status")
+    assert "FATAL" in r.stdout and "llm_00" in r.stdout
+
+
+def test_http_caller_leaving_cancels_the_work(make_node):
+    import http.client
+
+    node = make_node()
+    node.env["HEARTHNET_WORKERS_ECHO"] = "true"
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "echo"))
+    body = {"input": {"items": list(range(1000)), "sleep_ms": 20}}
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+    conn.request("POST", "/bus/v1/call", body=json.dumps(body),
+                 headers={"Authorization": f"Bearer {node.token()}", "Accept": "text/event-stream",
+                          "X-HearthNet-Capability": "experimental.echo",
+                          "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.readline().startswith(b"event: token")
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    deadline = time.monotonic() + 5
+    echo: list = []
+    while time.monotonic() < deadline:
+        echo = [w for w in node.api("/api/v1/workers")["workers"] if w["program"] == "echo"]
+        if sum(w["in_flight"] for w in echo) == 0:
+            break
+        time.sleep(0.05)
+    assert echo and sum(w["in_flight"] for w in echo) == 0
+    traces = node.api("/api/v1/traces?n=1&capability=experimental.echo")["traces"]
+    assert traces[-1]["result"] == "cancelled"
