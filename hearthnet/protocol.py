@@ -18,6 +18,7 @@ Clients (gateway, bench; DEALER) <-> broker ROUTER on `clients.ipc`:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgpack
@@ -47,6 +48,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
+@functools.lru_cache(maxsize=256)
 def version_matches(requested: str, offered: str) -> bool:
     """CONTRACT §2.1: `name@>=A.B` matches offer X.Y iff X == A and Y >= B."""
     try:

@@ -113,7 +113,8 @@ class WorkerRuntime:
                       stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
                       trace_id=str(msg.get("trace", "")), deadline=time.monotonic() + ttl)
         try:
-            await asyncio.wait_for(self._run_handler(rid, req), timeout=ttl)
+            async with asyncio.timeout(ttl):  # no extra task per call, unlike wait_for
+                await self._run_handler(rid, req)
         except asyncio.CancelledError:
             await self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
         except asyncio.TimeoutError:

@@ -1,4 +1,6 @@
 """Process entry point: the LLM service worker (llm.chat, llm.complete)."""
+import os
+
 from hearthnet.process import start_process
 from hearthnet.services.llm.service import LlmService
 from hearthnet.worker import run_service
@@ -6,7 +8,8 @@ from hearthnet.worker import run_service
 
 def main() -> None:
     cfg, _, name = start_process("llm")
-    run_service(LlmService(cfg.llm), cfg.paths.broker_workers_endpoint, name)
+    threads = max(1, (os.cpu_count() or 1) // cfg.workers.llm_replicas)  # replicas share cores
+    run_service(LlmService(cfg.llm, threads=threads), cfg.paths.broker_workers_endpoint, name)
 
 
 if __name__ == "__main__":

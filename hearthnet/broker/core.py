@@ -339,7 +339,7 @@ class Broker:
                     version=str(msg.get("v") or "1.0"), body=msg.get("body"),
                     stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
                     trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now)
-        problem = self._unroutable(call)
+        problem = None if self._candidates(call) else self._unroutable(call)
         if problem is not None:
             self._reply_error(call, *problem)
             return

@@ -43,12 +43,13 @@ class TraceRing:
         self._ring: deque[dict[str, Any]] = deque(maxlen=size)
 
     def add(self, **record: Any) -> None:
-        record.setdefault("ts", rfc3339_ms(time.time()))
+        record["ts"] = time.time()  # formatted when read: keep the hot path cheap
         self._ring.append(record)
 
     def recent(self, n: int = 50, capability: str | None = None) -> list[dict[str, Any]]:
         items = [t for t in self._ring if capability is None or t["capability"] == capability]
-        return items[-n:] if n > 0 else []
+        items = items[-n:] if n > 0 else []
+        return [{**t, "ts": rfc3339_ms(t["ts"])} for t in items]
 
     def __len__(self) -> int:
         return len(self._ring)

@@ -7,6 +7,7 @@ can read) from a loopback address; the peer API with signed headers arrives with
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -195,11 +196,7 @@ class Gateway:
             return _error_response("internal_error", "the gateway failed; see its log", trace, {})
 
     def _authenticate(self, request: web.Request) -> None:
-        peer = request.remote or ""
-        try:
-            loopback = ipaddress.ip_address(peer).is_loopback
-        except ValueError:
-            loopback = peer == ""  # unix socket
+        loopback = _is_loopback(request.remote or "")
         supplied = request.headers.get("Authorization", "")
         expected = f"Bearer {self.token}"
         if not loopback or not hmac.compare_digest(supplied.encode(), expected.encode()):
@@ -224,6 +221,14 @@ def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
     kp = idkeys.load(cfg.identity.keys_dir)
     return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorRpc(cfg.paths.supervisor_socket),
                    token=token, kp=kp)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(peer: str) -> bool:
+    try:
+        return ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return peer == ""  # a unix socket has no address
 
 
 def _dumps(obj: Any) -> str:

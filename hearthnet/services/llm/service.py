@@ -211,7 +211,7 @@ def _resolve_model_path(raw: str) -> Path:
     return in_models_dir if in_models_dir.exists() else path
 
 
-def build_backend(entry: Any) -> LlmBackend:
+def build_backend(entry: Any, default_threads: int | None = None) -> LlmBackend:
     """One backend from one `[[llm.backends]]` entry. Raises ValueError/ImportError/
     OSError/HearthNetError when it cannot be built."""
     kind = str(_cfg(entry, "name", "")).strip().lower()
@@ -235,7 +235,7 @@ def build_backend(entry: Any) -> LlmBackend:
             _resolve_model_path(str(model_path)),
             model_name=name,
             ctx=int(ctx) if ctx else None,
-            n_threads=_cfg(entry, "n_threads"),
+            n_threads=_cfg(entry, "n_threads", default_threads),
             gpu_layers=int(_cfg(entry, "gpu_layers", 0)),
         )
     if kind in ("openai", "lmstudio") + OPENAI_ALIASES:
@@ -376,14 +376,17 @@ class LlmService:
     name = "llm"
     version = "1.0"
 
-    def __init__(self, llm_config: Any = None, *, backends: Sequence[LlmBackend] | None = None) -> None:
+    def __init__(self, llm_config: Any = None, *, backends: Sequence[LlmBackend] | None = None,
+                 threads: int | None = None) -> None:
+        """`threads`: llama.cpp threads per in-process model; replicas share the cores, and
+        ggml's spinning threads collapse when oversubscribed."""
         self._backends: list[LlmBackend] = list(backends or [])
         self._skipped: list[dict[str, str]] = []
         entries: Iterable[Any] = _cfg(llm_config, "backends", ()) if llm_config is not None else ()
         for i, entry in enumerate(entries or ()):
             kind = str(_cfg(entry, "name", f"#{i}"))
             try:
-                self._backends.append(build_backend(entry))
+                self._backends.append(build_backend(entry, threads))
             except (ValueError, TypeError, ImportError, OSError, HearthNetError) as exc:
                 reason = exc.message if isinstance(exc, HearthNetError) else str(exc)
                 log.warning("llm: skipping backend %s: %s", kind, reason)
