@@ -4,7 +4,9 @@ Each check returns a CheckResult: ok True (pass), False (fail, with a fix), or N
 (skipped, which does not count as a failure). Doctor works on a cold disk: the checks
 that need a running node ask its local API and say "skipped: node not running" when no
 node answers. A `warning` check that fails is shown with its fix but does not fail the
-run (a node without an LLM backend still serves everything else).
+run (a node without an LLM backend still serves everything else). recent_error_rate counts
+only failures on the node's side: a caller's mistake (not_found, bad_request, ...) is not
+a sign of an unhealthy node.
 
     run_all(cfg) -> list[CheckResult]          run_one(name, cfg) -> CheckResult
     diagnose(config_path) / exit_code(results)  (config loading folded in as config_valid)
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 MIN_FREE_BYTES = 1_000_000_000  # 1 GB
 MAX_ERROR_RATE = 0.20
+# Results that say the caller asked for something wrong, not that the node failed.
+CALLER_ERRORS = frozenset({"bad_request", "schema_mismatch", "not_found", "unauthorized",
+                           "invalid_signature", "revoked", "expired", "rate_limited"})
 TRACE_WINDOW = 100
 BACKEND_PROBE_TIMEOUT_SECONDS = 2.0
 NOT_RUNNING = "skipped: node not running"
@@ -134,7 +139,7 @@ def _require_known(name: str) -> None:
 def diagnose(config_path: Path | None = None, only: str | None = None) -> list[CheckResult]:
     """Load the config and run every check (or `only`). A config that does not load is
     itself the finding: config_valid fails and the checks that need it are skipped."""
-    from hearthnet.config import load_config
+    from hearthnet.config import config_path_for, load_config
 
     if only is not None:
         _require_known(only)
@@ -142,7 +147,7 @@ def diagnose(config_path: Path | None = None, only: str | None = None) -> list[C
         cfg = load_config(config_path)
     except ConfigError as exc:
         names = [only] if only else list(CHECKS)
-        where = exc.details.get("path") or str(config_path or "config.toml")
+        where = exc.details.get("path") or str(config_path_for(config_path))
         return [
             CheckResult("config_valid", False, exc.message, f"fix {where}")
             if n == "config_valid" else CheckResult(n, None, "skipped: config does not load")
@@ -389,8 +394,12 @@ def check_recent_error_rate(ctx: DoctorContext) -> CheckResult:
         traces = [t for t in ctx.get("/api/v1/traces", {"n": TRACE_WINDOW}).get("traces") or [] if isinstance(t, dict)]
         if not traces:
             return CheckResult("recent_error_rate", True, "no calls yet")
-        errors = sum(1 for t in traces if t.get("result") != "ok")
+        results = [str(t.get("result")) for t in traces]
+        errors = sum(1 for r in results if r != "ok" and r not in CALLER_ERRORS)
+        refused = sum(1 for r in results if r in CALLER_ERRORS)
         detail = f"{errors}/{len(traces)} of the last calls failed ({errors / len(traces):.0%})"
+        if refused:
+            detail += f"; {refused} more refused as the caller's mistake (e.g. unknown capability)"
         if errors / len(traces) >= MAX_ERROR_RATE:
             return CheckResult("recent_error_rate", False, detail, "inspect `hearthnet trace recent` and `hearthnet log --level error`")
         return CheckResult("recent_error_rate", True, detail)

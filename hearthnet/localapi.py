@@ -1,6 +1,7 @@
 """A tiny client for the node's local API (gateway, `http://127.0.0.1:<transport.port>`).
 
-Standard library only (http.client), so CLI commands that talk to a node start fast.
+Standard library only (http.client, imported on first connection, so a command that finds
+no token file - no node - never pays for it), so CLI commands that talk to a node start fast.
 Every route but `/health` needs `Authorization: Bearer <token>`, the token being the
 contents of `<run dir>/api.token`, which `hearthnet run` writes 0600: being able to read
 it is what proves the caller is the node's owner.
@@ -12,10 +13,7 @@ Errors:
 """
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from hearthnet.errors import HearthNetError, NodeNotRunning
 
 if TYPE_CHECKING:
+    import http.client
+
     from hearthnet.config import Config
 
 CONNECT_TIMEOUT_SECONDS = 2.0
@@ -79,6 +79,8 @@ class LocalApi:
 
     def health(self) -> bool:
         """True when something on the port answers GET /health with status ok."""
+        import http.client
+
         try:
             conn = self._connect(self.connect_timeout)
         except NodeNotRunning:
@@ -102,6 +104,8 @@ class LocalApi:
         if query:
             clean = {k: v for k, v in query.items() if v is not None}
             if clean:
+                import urllib.parse
+
                 path = f"{path}?{urllib.parse.urlencode(clean)}"
         conn = self._connect(self.get_timeout)
         try:
@@ -181,7 +185,9 @@ class LocalApi:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _connect(self, timeout_after_connect: float | None) -> http.client.HTTPConnection:
+    def _connect(self, timeout_after_connect: float | None) -> "http.client.HTTPConnection":
+        import http.client
+
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
         try:
             conn.connect()
@@ -196,12 +202,14 @@ class LocalApi:
 
     def _send(
         self,
-        conn: http.client.HTTPConnection,
+        conn: "http.client.HTTPConnection",
         method: str,
         path: str,
         body: bytes | None,
         headers: dict[str, str],
-    ) -> http.client.HTTPResponse:
+    ) -> "http.client.HTTPResponse":
+        import http.client
+
         try:
             conn.request(method, path, body=body, headers=headers)
             return conn.getresponse()
@@ -212,7 +220,9 @@ class LocalApi:
                 "connection_lost", f"the node on {self.base_url} closed the connection ({_reason(exc)})"
             ) from None
 
-    def _read(self, resp: http.client.HTTPResponse) -> bytes:
+    def _read(self, resp: "http.client.HTTPResponse") -> bytes:
+        import http.client
+
         try:
             return resp.read()
         except TimeoutError:
@@ -224,6 +234,8 @@ class LocalApi:
 
 
 def _reason(exc: BaseException) -> str:
+    import socket
+
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, (TimeoutError, socket.timeout)):
@@ -264,8 +276,10 @@ def _snippet(raw: bytes, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _sse_frames(resp: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> Iterator[Frame]:
+def _sse_frames(resp: "http.client.HTTPResponse", conn: "http.client.HTTPConnection") -> Iterator[Frame]:
     """Parse `event:` / `data:` blocks as lines arrive (spec core-bus-transport §10)."""
+    import http.client
+
     event: str | None = None
     data_lines: list[str] = []
     try:

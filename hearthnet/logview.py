@@ -1,7 +1,8 @@
 """Reading the node's logs: every `<LOG>/*.log` is one component's log (supervisord
 writes `<LOG>/<program>.log`, e.g. llm_00.log, gateway.log, broker.log), one JSON object
-per line (`hearthnet.logs`). Lines that are not JSON (a traceback printed before logging
-was set up) are kept as raw records with level "error".
+per line (`hearthnet.logs`). supervisord's own `supervisord.log` lines are read for their
+time and level. Any other line that is not JSON (a traceback printed before logging was
+set up) is kept as a raw record with level "error".
 
 `LogReader.start(n)` gives the last n matching records of every file merged by
 timestamp; `LogReader.poll()` then returns what was appended since, behaving like
@@ -25,6 +26,13 @@ from typing import IO, Any
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _ALIASES = {"warn": "warning", "fatal": "critical", "err": "error"}
 _REPLICA = re.compile(r"^(?P<prefix>.+)_\d+$")
+# supervisord's own log (<LOG>/supervisord.log): "2026-05-26 08:14:22,281 INFO spawned: ..."
+_SUPERVISORD_LINE = re.compile(
+    r"^(?P<date>\d{4}-\d\d-\d\d) (?P<time>\d\d:\d\d:\d\d),(?P<ms>\d{3}) "
+    r"(?P<level>CRIT|ERRO|WARN|INFO|DEBG|TRAC|BLAT) (?P<msg>.*)$"
+)
+_SUPERVISORD_LEVELS = {"CRIT": "critical", "ERRO": "error", "WARN": "warning", "INFO": "info",
+                       "DEBG": "debug", "TRAC": "debug", "BLAT": "debug"}
 POLL_INTERVAL_SECONDS = 0.25
 
 
@@ -80,6 +88,10 @@ def parse_line(line: str, source: str, last_ts: str) -> LogRecord:
     if isinstance(doc, dict) and "msg" in doc:
         ts = str(doc.get("ts") or last_ts)
         return LogRecord(ts=ts, level=normalise_level(doc.get("level")), source=source, doc=doc)
+    m = _SUPERVISORD_LINE.match(text)
+    if m:
+        return LogRecord(ts=_supervisord_ts(m), level=_SUPERVISORD_LEVELS[m["level"]], source=source,
+                         doc={"logger": "supervisord", "msg": m["msg"]})
     return LogRecord(ts=last_ts, level="error", source=source, doc={"logger": source, "msg": text}, raw=True)
 
 
@@ -236,6 +248,12 @@ class LogReader:
             if self.filt.matches(rec):
                 out.append(rec)
         return out
+
+
+def _supervisord_ts(m: re.Match[str]) -> str:
+    """supervisord writes local time; records are compared in UTC."""
+    local = time.strptime(f"{m['date']} {m['time']}", "%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.mktime(local))) + f".{m['ms']}Z"
 
 
 def _mtime_ts(path: Path) -> str:

@@ -8,7 +8,6 @@ modules import anything heavier inside their helper functions.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 import click
@@ -68,12 +67,12 @@ class LazyGroup(click.Group):
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),  # a str: pathlib is loaded only by commands that read config
     default=None,
     help="Path to config.toml (default: $HEARTHNET_CONFIG or the XDG config dir).",
 )
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: str | None) -> None:
     """HearthNet: a neighbourhood node that keeps AI and coordination running offline.
 
     Exit codes: 0 ok, 1 error, 2 aborted or bad usage, 3 no running node,

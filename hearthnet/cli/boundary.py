@@ -14,9 +14,7 @@ import errno
 import json
 import os
 import time
-import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -25,6 +23,8 @@ from hearthnet.cli import render
 from hearthnet.errors import EXIT_ERROR, EXIT_USAGE, HearthNetError, exit_code_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hearthnet.cli.state import CliState
 
 # Plain-language next steps for errors whose message says what, not what to do.
@@ -111,6 +111,8 @@ def _internal(exc: BaseException, *, as_json: bool, state: "CliState | None", ou
     message = f"internal error: {type(exc).__name__}: {exc}; details in the log"
     logged = _log_internal_error(exc, state)
     if debug_enabled():
+        import traceback
+
         out.echo("".join(traceback.format_exception(exc)), err=True)
         hint = None
     elif logged is not None:
@@ -121,7 +123,7 @@ def _internal(exc: BaseException, *, as_json: bool, state: "CliState | None", ou
     return EXIT_ERROR
 
 
-def _log_internal_error(exc: BaseException, state: "CliState | None") -> Path | None:
+def _log_internal_error(exc: BaseException, state: "CliState | None") -> "Path | None":
     """Append the traceback as one JSON log record to <LOG>/cli.log (so `hearthnet log
     --component cli` shows it). Returns the file, or None if it could not be written."""
     try:
@@ -130,6 +132,8 @@ def _log_internal_error(exc: BaseException, state: "CliState | None") -> Path | 
         log_dir = _default_log_dir()
     if log_dir is None:
         return None
+    import traceback
+
     now = time.time()
     record = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
@@ -149,7 +153,7 @@ def _log_internal_error(exc: BaseException, state: "CliState | None") -> Path | 
     return path
 
 
-def _default_log_dir() -> Path | None:
+def _default_log_dir() -> "Path | None":
     from hearthnet.paths import default_paths
 
     return default_paths().log_dir
@@ -157,6 +161,8 @@ def _default_log_dir() -> Path | None:
 
 def _traceback_if_debug(out: render.Output) -> None:
     if debug_enabled():
+        import traceback
+
         out.echo(traceback.format_exc(), err=True)
 
 

@@ -9,8 +9,6 @@ Rich is imported only when a human table is drawn, never for `--json` or errors.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -40,6 +38,7 @@ class Output:
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self._console: "Console | None" = None
+        self._err_console: "Console | None" = None
         # True while stdout holds streamed text not yet ended by a newline.
         self.partial_line = False
 
@@ -76,9 +75,18 @@ class Output:
             isatty = getattr(self.out, "isatty", lambda: False)()
             # Piped output keeps whole rows instead of folding them at 80 columns.
             self._console = Console(
-                file=self.out, highlight=False, soft_wrap=False, width=None if isatty else 160
+                file=self.out, highlight=False, soft_wrap=False, width=None if isatty else 200
             )
         return self._console
+
+    @property
+    def err_console(self) -> "Console":
+        """For prompts and progress: keeps stdout for the result (and for --json)."""
+        if self._err_console is None:
+            from rich.console import Console
+
+            self._err_console = Console(file=self.err, highlight=False, soft_wrap=False)
+        return self._err_console
 
     def table(
         self,
@@ -94,7 +102,8 @@ class Output:
         right_set = set(right)
         table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
         for name in columns:
-            table.add_column(name, justify="right" if name in right_set else "left", no_wrap=False)
+            # Fold rather than "…": ids and paths must stay whole to be copied.
+            table.add_column(name, justify="right" if name in right_set else "left", overflow="fold")
         for row in rows:
             table.add_row(*[cell if isinstance(cell, Text) else Text(_cell(cell)) for cell in row])
         self.console.print(table)
@@ -174,6 +183,9 @@ def short_node_id(node_id: str | None) -> str:
         return "-"
     prefix, _, rest = node_id.partition(":")
     if prefix == "ed25519" and len(rest) == 43:
+        import base64
+        import binascii
+
         try:
             raw = base64.urlsafe_b64decode(rest + "=")
         except (binascii.Error, ValueError):

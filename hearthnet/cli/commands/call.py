@@ -108,12 +108,15 @@ def call_capability(
 @click.option("--json", "as_json", is_flag=True, help="JSON output (with --stream: one JSON line per frame).")
 @click.pass_obj
 def cli(state: "CliState", target: str, body_spec: str, stream: bool, as_json: bool) -> None:
-    """Call a capability once, e.g.
+    """Call a capability once through the local node.
 
-        hearthnet call llm.chat@1.0 --stream --body '{"params": {}, "input":
-        {"messages": [{"role": "user", "content": "Hi"}]}}'
+    \b
+    Example:
+      hearthnet call llm.chat@1.0 --stream --body '{"params": {},
+        "input": {"messages": [{"role": "user", "content": "Hi"}]}}'
 
-    Exit codes follow the wire error: 2 bad request, 4 auth, 5 capacity, 1 other.
+    VERSION defaults to 1.0. Exit codes follow the wire error: 2 bad request,
+    4 auth, 5 capacity/rate limit, 3 no node, 1 anything else.
     """
     out = Output()
     boundary.run(

@@ -40,12 +40,15 @@ class DoctorResult:
         width = max((len(c.name) for c in self.checks), default=0)
         for c in self.checks:
             mark, style = _MARK[c.status]
-            out.echo(f"{out.style(mark, **style)}  {c.name:<{width}}  {c.detail}")
+            first_line, *more = c.detail.splitlines() or [""]
+            out.echo(f"{out.style(mark, **style)}  {c.name:<{width}}  {first_line}")
+            for line in more:
+                out.echo(f"   {'':<{width}}  {line}")
             if c.fix and c.status in ("fail", "warn", "crashed"):
                 first, *rest = c.fix.splitlines()
                 out.echo(f"   {'':<{width}}  → fix: {first}")
                 for line in rest:
-                    out.echo(f"   {'':<{width}}         {line}")
+                    out.echo(f"   {'':<{width}}         {line}".rstrip())
 
 
 def complete_check(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:

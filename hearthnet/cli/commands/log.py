@@ -20,12 +20,13 @@ _SHOWN = {"ts", "level", "logger", "msg", "component", "exc", "source", "raw"}
 
 
 def format_human(rec: "LogRecord") -> str:
-    head = click.style(f"{rec.level.upper():<7}", **_LEVEL_STYLE.get(rec.level, {}))
+    head = click.style(f"{rec.level.upper():<8}", **_LEVEL_STYLE.get(rec.level, {}))
     extras = " ".join(f"{k}={v}" for k, v in rec.doc.items() if k not in _SHOWN)
     if rec.raw:
         line = f"{rec.ts} {head} {rec.source:<10} | {rec.msg}"
     else:
-        line = f"{rec.ts} {head} {rec.source:<10} {rec.logger}: {rec.msg}" + (f"  {extras}" if extras else "")
+        who = f"{rec.logger}: " if rec.logger and rec.logger != rec.source else ""
+        line = f"{rec.ts} {head} {rec.source:<10} {who}{rec.msg}" + (f"  {extras}" if extras else "")
     exc = rec.doc.get("exc")
     if exc:
         line += "\n" + "\n".join("    " + part for part in str(exc).rstrip().splitlines())

@@ -61,8 +61,12 @@ class StatusResult:
         out.echo()
         out.print(out.text("Notes", "bold"))
         for note in notes:
-            out.print(out.text(f"  ! {note}", "yellow"))
-            if self.backend_snippet and note.startswith("llm") and "backend" in note:
+            first, *rest = str(note).rstrip().splitlines() or [""]
+            out.print(out.text(f"  ! {first}", "yellow"))
+            for line in rest:
+                out.print(out.text(f"      {line}", "dim"))
+            if self.backend_snippet and first.startswith("llm") and "backend" in first and "[[llm.backends]]" not in note:
+                # The node named the problem but not the fix: show the config snippet.
                 out.print(f"    add a backend to {self.config_file or 'config.toml'}, for example:")
                 for line in self.backend_snippet.rstrip().splitlines():
                     out.print(out.text(f"      {line}", "dim"))
@@ -80,10 +84,17 @@ def _workers_table(out: Output, workers: list[dict[str, Any]]) -> None:
         rows.append([
             w.get("name"), out.text(label, style), w.get("pid"), render.duration(w.get("uptime_seconds")),
             w.get("restarts", 0), "-" if hb is None else f"{hb / 1000:.1f}s ago",
-            w.get("in_flight", 0), w.get("served", 0), w.get("errors", 0), w.get("note") or "",
+            w.get("in_flight", 0), w.get("served", 0), w.get("errors", 0), _first_line(w.get("note")),
         ])
     columns = ["worker", "state", "pid", "uptime", "restarts", "last hb", "in-flight", "served", "errors", "note"]
     out.table(columns, rows, title="Workers", right=("pid", "restarts", "in-flight", "served", "errors"))
+
+
+def _first_line(text: str | None, limit: int = 48) -> str:
+    """Notes can carry a whole config snippet; the table shows their first line."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    line = line.split(" — ")[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _log_tails(out: Output, workers: list[dict[str, Any]]) -> None:

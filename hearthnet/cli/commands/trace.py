@@ -36,17 +36,19 @@ class TraceResult:
                 out.text(result, "green" if result == "ok" else "red"), render.ms(t.get("ms")), tokens,
                 "yes" if t.get("redispatched") else "",
             ])
-        columns = ["time", "trace", "capability", "caller", "route", "worker", "result", "ms", "tok in/out", "redispatched"]
+        columns = ["time (UTC)", "trace", "capability", "caller", "route", "worker", "result", "ms", "tok in/out", "redispatched"]
         out.table(columns, rows, right=("ms", "tok in/out"))
 
 
 def _time(ts: Any) -> str:
-    """RFC 3339 as given; epoch seconds as UTC RFC 3339."""
+    """The UTC time of day (recent calls are from today): 08:14:22.281."""
     if isinstance(ts, (int, float)):
         import time
 
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-    return str(ts or "-")
+        return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+    text = str(ts or "-")
+    _, sep, rest = text.partition("T")
+    return rest.rstrip("Z") if sep else text
 
 
 def recent_traces(cfg: "Config", n: int, capability: str | None) -> TraceResult:

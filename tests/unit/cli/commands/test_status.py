@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+
+from tests.unit.cli.conftest import FULL_ID, invoke, worker
+
+
+def test_status_against_stopped_node_exits_3(runner, env):
+    result = invoke(runner, "status")
+    assert result.exit_code == 3
+    assert "Error:" in result.stderr and "no node is running" in result.stderr
+    assert "hearthnet run" in result.stderr  # the hint says what to do
+    assert "Traceback" not in result.output
+
+
+def test_status_with_token_but_nothing_listening_exits_3(runner, env):
+    env.run.mkdir(parents=True)
+    env.token_file.write_text("stale-token")
+    result = invoke(runner, "status", "--json")
+    assert result.exit_code == 3
+    doc = json.loads(result.stdout)
+    assert doc == {"ok": False, "error": {"code": "node_not_running", "message": doc["error"]["message"]}}
+    assert "connection refused" in doc["error"]["message"]
+
+
+def test_status_json_is_the_nodes_document(runner, gateway):
+    result = invoke(runner, "status", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == gateway.status()
+    req = gateway.requests[-1]
+    assert req["path"] == "/api/v1/status"
+    assert req["headers"]["Authorization"] == "Bearer " + gateway.token
+
+
+def test_status_against_mock_node_returns_table(runner, gateway):
+    gateway.workers = [
+        worker("broker"),
+        worker("llm_00", state="FATAL", restarts=3, log_tail=["Traceback (most recent call last):", "ImportError: boom"]),
+        worker("gateway", healthy=False),
+    ]
+    gateway.notes = ["llm: no backend configured"]
+    result = invoke(runner, "status")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for text in ("kitchen", "ed25519:AAAA-AAAA-AAAA-AAAA", "hearth", "Maple Street", "3 member(s)",
+                 "broker", "llm_00", "FATAL", "RUNNING (no heartbeat)", "llm.chat@1.0", "1h02m"):
+        assert text in out, text
+    # the note comes with the config snippet that fixes it
+    assert "llm: no backend configured" in out
+    assert "[[llm.backends]]" in out and "config.toml" in out
+    # a FATAL worker shows its last log lines
+    assert "ImportError: boom" in out
+    assert "hearthnet log --component llm_00" in out
+
+
+def test_status_bad_response_exits_1(runner, gateway):
+    gateway.status_override = "this is not json"
+    result = invoke(runner, "status")
+    assert result.exit_code == 1
+    assert "not JSON" in result.stderr
+
+
+def test_status_wrong_shape_exits_1(runner, gateway):
+    gateway.status_override = json.dumps({"hello": "world"})
+    result = invoke(runner, "status", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "bad_response"
+
+
+def test_status_wrong_token_exits_4(runner, gateway, env):
+    env.token_file.write_text("someone-elses-token")
+    result = invoke(runner, "status")
+    assert result.exit_code == 4
+    assert "bad or missing API token" in result.stderr
+    assert str(env.token_file) in result.stderr  # hint names the token file
+
+
+def test_status_json_does_not_import_rich(gateway):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hearthnet.cli import main\n"
+        "try:\n    main(['status', '--json'])\n"
+        "except SystemExit as e:\n    rc = e.code\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('rich', 'aiohttp', 'zmq', 'msgpack', 'nacl', 'gradio', 'llama_cpp', 'psutil'))\n"
+        "print('RC', rc, 'BAD', bad, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "RC 0 BAD []" in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["node"]["node_id"] == FULL_ID
