@@ -8,10 +8,10 @@ import logging
 from typing import Any, AsyncIterator
 
 import zmq
-import zmq.asyncio
 
 from hearthnet import protocol as P
 from hearthnet.errors import HearthNetError
+from hearthnet.zmqloop import LoopDealer
 
 log = logging.getLogger("hearthnet.busclient")
 
@@ -19,49 +19,32 @@ log = logging.getLogger("hearthnet.busclient")
 class BusClient:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
-        self.ctx = zmq.asyncio.Context.instance()
-        self.sock: zmq.asyncio.Socket | None = None
+        self.dealer: LoopDealer | None = None
         self.pending: dict[int, asyncio.Future | asyncio.Queue] = {}
         self._ids = itertools.count(1)
-        self._reader: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.SNDHWM, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.connect(self.endpoint)
-        self._reader = asyncio.create_task(self._read())
+        self.dealer = LoopDealer(self.endpoint, self._on_message)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        if self.sock is not None:
-            self.sock.close()
+        if self.dealer is not None:
+            self.dealer.close()
 
-    async def _read(self) -> None:
-        assert self.sock is not None
-        while True:
-            data = await self.sock.recv()
-            try:
-                msg = P.unpack(data)
-            except Exception as exc:  # msgpack raises several types; drop the frame
-                log.warning("malformed frame from broker", extra={"reason": str(exc)})
-                continue
-            waiter = self.pending.get(msg.get("id"))
-            if waiter is None:
-                continue
-            if isinstance(waiter, asyncio.Queue):
-                waiter.put_nowait(msg)
-                if msg.get("t") == P.END:
-                    self.pending.pop(msg["id"], None)
-            elif not waiter.done():
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        waiter = self.pending.get(msg.get("id"))
+        if waiter is None:
+            return
+        if isinstance(waiter, asyncio.Queue):
+            waiter.put_nowait(msg)
+            if msg.get("t") == P.END:
                 self.pending.pop(msg["id"], None)
-                waiter.set_result(msg)
+        elif not waiter.done():
+            self.pending.pop(msg["id"], None)
+            waiter.set_result(msg)
 
     async def _send(self, msg: dict[str, Any]) -> None:
-        assert self.sock is not None, "BusClient.start() was not awaited"
-        await self.sock.send(P.pack(msg))
+        assert self.dealer is not None, "BusClient.start() was not awaited"
+        self.dealer.send(msg)
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                    timeout: float | None = None) -> dict[str, Any]:

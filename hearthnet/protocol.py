@@ -5,7 +5,9 @@ Workers (DEALER) <-> broker ROUTER on `workers.ipc`:
                     {"t": "hb", "note"}            every HEARTBEAT_INTERVAL_SECONDS
                     {"t": "frame", "id", "ev", "d"} one stream frame
                     {"t": "end", "id", "ev", "d"}   terminal: ev = result | done | error
-                    {"t": "bye"}                    graceful stop
+                    {"t": "drain"}                  stopping: send no new requests
+                    {"t": "reject", "id"}           not taken (draining): route it elsewhere
+                    {"t": "bye"}                    gone; unanswered calls are re-dispatched
   broker -> worker  {"t": "req", "id", "cap", "v", "body", "stream", "caller", "trace", "ttl"}
                     {"t": "cancel", "id"}
                     {"t": "hb"} / {"t": "who"} (unknown worker: announce READY again)
@@ -23,8 +25,9 @@ from typing import Any
 
 import msgpack
 
-READY, HB, FRAME, END, BYE, REQ, CANCEL, WHO, CALL, ADMIN = (
-    "ready", "hb", "frame", "end", "bye", "req", "cancel", "who", "call", "admin",
+READY, HB, FRAME, END, BYE, REQ, CANCEL, WHO, CALL, ADMIN, DRAIN, REJECT = (
+    "ready", "hb", "frame", "end", "bye", "req", "cancel", "who", "call", "admin", "drain",
+    "reject",
 )
 RESULT, DONE, ERROR = "result", "done", "error"
 

@@ -13,13 +13,11 @@ import signal
 import time
 from typing import Any
 
-import zmq
-import zmq.asyncio
-
 from hearthnet import protocol as P
 from hearthnet.constants import HEARTBEAT_INTERVAL_SECONDS
 from hearthnet.errors import HearthNetError
 from hearthnet.service import Capability, Request, Service
+from hearthnet.zmqloop import LoopDealer
 
 log = logging.getLogger("hearthnet.worker")
 
@@ -34,8 +32,7 @@ class WorkerRuntime:
         self.caps: dict[str, Capability] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self.stopping = asyncio.Event()
-        self.ctx = zmq.asyncio.Context.instance()
-        self.sock: zmq.asyncio.Socket | None = None
+        self.dealer: LoopDealer | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -43,21 +40,20 @@ class WorkerRuntime:
             loop.add_signal_handler(sig, self.stopping.set)
         await self.service.start()
         self.caps = {c.name: c for c in self.service.capabilities()}
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 500)
-        self.sock.setsockopt(zmq.SNDHWM, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.connect(self.endpoint)
+        self.dealer = LoopDealer(self.endpoint, self._on_message, linger_ms=500)
         await self._announce()
         beat = asyncio.create_task(self._heartbeat())
-        recv = asyncio.create_task(self._receive())
         await self.stopping.wait()
-        recv.cancel()
-        await self._drain()
+        # Graceful stop: take no new work, let running calls finish for a while, then
+        # leave; the broker re-dispatches whatever is still unanswered (DESIGN.md §4).
+        self.dealer.on_message = self._on_message_while_stopping
+        await self._send({"t": P.DRAIN})
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=DRAIN_SECONDS)
         beat.cancel()
         await self._send({"t": P.BYE})
+        self.dealer.close()
         await self.service.stop()
-        self.sock.close()
 
     async def _announce(self) -> None:
         await self._send({"t": P.READY, "worker": self.name, "service": self.service.name,
@@ -70,41 +66,32 @@ class WorkerRuntime:
         return str(note) if note else None
 
     async def _send(self, msg: dict[str, Any]) -> None:
-        assert self.sock is not None
-        await self.sock.send(P.pack(msg))
+        assert self.dealer is not None
+        if not self.dealer.sock.closed:  # after BYE, answers of cancelled calls go nowhere
+            self.dealer.send(msg)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_SECONDS)
             await self._send({"t": P.HB, "note": self._note()})
 
-    async def _receive(self) -> None:
-        assert self.sock is not None
-        while True:
-            data = await self.sock.recv()
-            try:
-                msg = P.unpack(data)
-            except Exception as exc:  # msgpack raises several types; drop the frame
-                log.warning("malformed frame from broker", extra={"reason": str(exc)})
-                continue
-            kind = msg.get("t")
-            if kind == P.REQ:
-                rid = msg["id"]
-                self.tasks[rid] = asyncio.create_task(self._serve(rid, msg))
-            elif kind == P.CANCEL:
-                task = self.tasks.get(msg.get("id"))
-                if task is not None:
-                    task.cancel()
-            elif kind == P.WHO:
-                await self._announce()
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind == P.REQ:
+            rid = msg["id"]
+            self.tasks[rid] = asyncio.ensure_future(self._serve(rid, msg))
+        elif kind == P.CANCEL:
+            task = self.tasks.get(msg.get("id"))
+            if task is not None:
+                task.cancel()
+        elif kind == P.WHO:
+            asyncio.ensure_future(self._announce())
 
-    async def _drain(self) -> None:
-        if self.tasks:
-            await asyncio.wait(list(self.tasks.values()), timeout=DRAIN_SECONDS)
-        for task in list(self.tasks.values()):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks.values()), timeout=1.0)
+    def _on_message_while_stopping(self, msg: dict[str, Any]) -> None:
+        if msg.get("t") == P.REQ:  # crossed our DRAIN: hand it back for another worker
+            self.dealer.send({"t": P.REJECT, "id": msg["id"]})
+        else:
+            self._on_message(msg)
 
     async def _serve(self, rid: int, msg: dict[str, Any]) -> None:
         ttl = float(msg.get("ttl") or 30.0)

@@ -55,6 +55,7 @@ class Worker:
     errors: int = 0
     running: dict[int, "Call"] = field(default_factory=dict)
     last_dispatch: float = 0.0
+    draining: bool = False  # stopping: finishes its calls, gets no new ones
 
     @property
     def alive(self) -> bool:
@@ -232,6 +233,17 @@ class Broker:
         elif kind == P.HB:
             if "note" in msg:
                 w.note = msg.get("note")
+        elif kind == P.DRAIN:
+            w.draining = True
+        elif kind == P.REJECT:
+            call = w.running.pop(msg.get("id"), None)
+            if call is not None:
+                call.worker = None
+                if call.done:
+                    self._forget(call)
+                else:
+                    self.waiting.appendleft(call)
+                self._dispatch_waiting()
         elif kind == P.BYE:
             log.info("worker leaving", extra={"worker": w.name})
             self._worker_died(w)
@@ -251,6 +263,7 @@ class Broker:
         w.ident, w.pid, w.service = ident, msg.get("pid"), str(msg.get("service", ""))
         w.caps = {d["name"]: d for d in msg.get("caps", []) if isinstance(d, dict) and "name" in d}
         w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
+        w.draining = False
         self.by_ident[ident] = w
         log.info("worker ready", extra={"worker": name, "pid": w.pid, "caps": sorted(w.caps)})
         self._dispatch_waiting()
@@ -429,7 +442,7 @@ class Broker:
 
     def _candidates(self, call: Call) -> list[Worker]:
         return [w for w in self.workers.values()
-                if w.alive and call.cap in w.caps
+                if w.alive and not w.draining and call.cap in w.caps
                 and P.version_matches(call.version, w.caps[call.cap].get("version", ""))]
 
     def _pick(self, call: Call) -> Worker | None:

@@ -276,3 +276,31 @@ def test_malformed_frames_do_not_stop_the_broker(bench):
         return out
 
     assert run(go())["output"]["echo"] == {}
+
+
+def test_sigterm_drains_running_calls_and_routes_new_ones_elsewhere(bench):
+    a = bench.worker("slow_00")
+    bench.worker("slow_01")
+    bench.wait_ready("slow_00")
+    bench.wait_ready("slow_01")
+
+    async def go():
+        bc = await _client(bench)
+        long = asyncio.ensure_future(bc.call("experimental.slow", "1.0", {"input": {"sleep_ms": 600}}))
+        await asyncio.sleep(0.1)
+        busy = next(w for w in bench.broker.workers.values() if w.in_flight())
+        proc = a if busy.name == "slow_00" else bench.procs[1]
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.05)
+        quick = await asyncio.gather(*[bc.call("experimental.slow", "1.0", {"input": {"n": i}})
+                                       for i in range(5)])
+        out = await long
+        traces = (await bc.admin("traces", n=6))["traces"]
+        await bc.close()
+        return busy.name, out, quick, traces
+
+    busy, out, quick, traces = run(go())
+    assert out["output"]["echo"] == {"sleep_ms": 600}  # finished during the drain
+    assert [q["output"]["echo"]["n"] for q in quick] == [0, 1, 2, 3, 4]
+    assert traces[-1]["worker"] == busy  # the long call, answered last
+    assert all(t["worker"] != busy and t["result"] == "ok" for t in traces[:-1])
