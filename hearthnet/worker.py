@@ -47,16 +47,16 @@ class WorkerRuntime:
         # Graceful stop: take no new work, let running calls finish for a while, then
         # leave; the broker re-dispatches whatever is still unanswered (DESIGN.md §4).
         self.dealer.on_message = self._on_message_while_stopping
-        await self._send({"t": P.DRAIN})
+        self._emit({"t": P.DRAIN})
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=DRAIN_SECONDS)
         beat.cancel()
-        await self._send({"t": P.BYE})
+        self._emit({"t": P.BYE})
         self.dealer.close()
         await self.service.stop()
 
     async def _announce(self) -> None:
-        await self._send({"t": P.READY, "worker": self.name, "service": self.service.name,
+        self._emit({"t": P.READY, "worker": self.name, "service": self.service.name,
                           "pid": os.getpid(), "caps": [c.descriptor() for c in self.caps.values()],
                           "note": self._note()})
         log.info("announced", extra={"caps": sorted(self.caps)})
@@ -65,15 +65,10 @@ class WorkerRuntime:
         note = self.service.health().get("note")
         return str(note) if note else None
 
-    async def _send(self, msg: dict[str, Any]) -> None:
-        assert self.dealer is not None
-        if not self.dealer.sock.closed:  # after BYE, answers of cancelled calls go nowhere
-            self.dealer.send(msg)
-
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_SECONDS)
-            await self._send({"t": P.HB, "note": self._note()})
+            self._emit({"t": P.HB, "note": self._note()})
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("t")
@@ -94,23 +89,24 @@ class WorkerRuntime:
             self._on_message(msg)
 
     async def _serve(self, rid: int, msg: dict[str, Any]) -> None:
-        ttl = float(msg.get("ttl") or 30.0)
+        # The broker owns the deadline: past it, it answers `timeout` and sends CANCEL,
+        # which cancels this task. `req.deadline` lets a handler plan (e.g. stop early).
+        body = msg.get("body")
         req = Request(capability=msg["cap"], version=str(msg.get("v", "1.0")),
-                      body=msg.get("body") if isinstance(msg.get("body"), dict) else {},
+                      body=body if isinstance(body, dict) else {},
                       stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
-                      trace_id=str(msg.get("trace", "")), deadline=time.monotonic() + ttl)
+                      trace_id=str(msg.get("trace", "")),
+                      deadline=time.monotonic() + float(msg.get("ttl") or 30.0))
         try:
-            async with asyncio.timeout(ttl):  # no extra task per call, unlike wait_for
-                await self._run_handler(rid, req)
+            await self._run_handler(rid, req)
         except asyncio.CancelledError:
-            await self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
-        except asyncio.TimeoutError:
-            await self._end(rid, P.ERROR, P.error_body("timeout", f"{req.capability} ran past its deadline"))
+            self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
         except HearthNetError as exc:
-            await self._end(rid, P.ERROR, exc.to_wire())
+            self._end(rid, P.ERROR, exc.to_wire())
         except Exception:
             log.exception("handler crashed", extra={"capability": req.capability})
-            await self._end(rid, P.ERROR, P.error_body("internal_error", f"{req.capability} failed; see the {self.name} log"))
+            self._end(rid, P.ERROR, P.error_body(
+                "internal_error", f"{req.capability} failed; see the {self.name} log"))
         finally:
             self.tasks.pop(rid, None)
 
@@ -120,7 +116,7 @@ class WorkerRuntime:
             raise HearthNetError("not_found", f"{self.name} does not serve {req.capability}")
         result = await cap.handler(req)
         if isinstance(result, dict):
-            await self._end(rid, P.RESULT, result)
+            self._end(rid, P.RESULT, result)
             return
         done: dict[str, Any] | None = None
         try:
@@ -128,15 +124,19 @@ class WorkerRuntime:
                 if event == P.DONE:
                     done = data
                     break
-                await self._send({"t": P.FRAME, "id": rid, "ev": event, "d": data})
+                self._emit({"t": P.FRAME, "id": rid, "ev": event, "d": data})
         finally:
             aclose = getattr(result, "aclose", None)
             if aclose is not None:
                 await aclose()
-        await self._end(rid, P.DONE, done or {})
+        self._end(rid, P.DONE, done or {})
 
-    async def _end(self, rid: int, ev: str, data: Any) -> None:
-        await self._send({"t": P.END, "id": rid, "ev": ev, "d": data})
+    def _end(self, rid: int, ev: str, data: Any) -> None:
+        self._emit({"t": P.END, "id": rid, "ev": ev, "d": data})
+
+    def _emit(self, msg: dict[str, Any]) -> None:
+        if self.dealer is not None and not self.dealer.sock.closed:
+            self.dealer.send(msg)  # after BYE, answers of cancelled calls go nowhere
 
 
 def run_service(service: Service, endpoint: str, worker_name: str) -> None:

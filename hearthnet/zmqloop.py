@@ -17,6 +17,7 @@ import zmq
 from hearthnet import protocol as P
 
 log = logging.getLogger("hearthnet.zmqloop")
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 class LoopDealer:
@@ -34,7 +35,7 @@ class LoopDealer:
         self.loop.call_soon(self._drain)
 
     def send(self, msg: dict[str, Any]) -> None:
-        self.sock.send(P.pack(msg), zmq.NOBLOCK)
+        self.sock.send(P.pack(msg), _NOBLOCK)
         if not self._drain_scheduled:  # the send may have swallowed the read edge
             self._drain_scheduled = True
             self.loop.call_soon(self._drain)
@@ -44,8 +45,8 @@ class LoopDealer:
         sock = self.sock
         if sock.closed:
             return
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            data = sock.recv(zmq.NOBLOCK)
+        while sock.getsockopt(_EVENTS) & _POLLIN:
+            data = sock.recv(_NOBLOCK)
             try:
                 msg = P.unpack(data)
             except Exception as exc:  # msgpack raises several types; drop the frame

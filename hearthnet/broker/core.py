@@ -33,6 +33,10 @@ from hearthnet.constants import (
 
 log = logging.getLogger("hearthnet.broker")
 
+# Plain ints: pyzmq's enum flags cost microseconds per use on the hot path.
+_EVENTS, _POLLIN, _SNDMORE, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.SNDMORE), int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+
 STARTUP_GRACE_SECONDS = 3.0  # after a broker restart, workers need a beat to re-announce
 MAX_WAITING = 10_000  # calls parked while a capability's workers restart
 QUEUE_FACTOR = 2  # calls that may queue per free slot once every worker is full
@@ -61,10 +65,22 @@ class Worker:
     def alive(self) -> bool:
         return self.ident is not None
 
+    load: dict[str, int] = field(default_factory=dict)  # running calls per capability
+
     def in_flight(self, cap: str | None = None) -> int:
         if cap is None:
             return len(self.running)
-        return sum(1 for c in self.running.values() if c.cap == cap)
+        return self.load.get(cap, 0)
+
+    def take(self, call: "Call") -> None:
+        self.running[call.id] = call
+        self.load[call.cap] = self.load.get(call.cap, 0) + 1
+
+    def release(self, call_id: Any) -> "Call | None":
+        call = self.running.pop(call_id, None)
+        if call is not None:
+            self.load[call.cap] -= 1
+        return call
 
 
 @dataclass
@@ -156,11 +172,13 @@ class Broker:
     def _drain(self, sock: zmq.Socket, handler) -> None:
         # Read everything that is queued before going back to poll: fewer syscalls.
         for _ in range(256):
-            try:
-                ident, data = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+            if not sock.getsockopt(_EVENTS) & _POLLIN:
                 return
-            except ValueError:
+            ident = sock.recv(_NOBLOCK)
+            data = sock.recv(_NOBLOCK) if sock.getsockopt(_RCVMORE) else None
+            if data is None or sock.getsockopt(_RCVMORE):
+                while sock.getsockopt(_RCVMORE):
+                    sock.recv(_NOBLOCK)
                 continue  # not [identity, payload]: ignore a malformed peer
             try:
                 msg = P.unpack(data)
@@ -213,7 +231,7 @@ class Broker:
 
     def _send_worker(self, w: Worker, msg: dict[str, Any]) -> None:
         if w.ident is not None:
-            self.wsock.send_multipart([w.ident, P.pack(msg)])
+            _send2(self.wsock, [w.ident, P.pack(msg)])
 
     def _on_worker(self, ident: bytes, msg: dict[str, Any]) -> None:
         kind = msg.get("t")
@@ -223,7 +241,7 @@ class Broker:
         w = self.by_ident.get(ident)
         if w is None:
             if kind != P.BYE:  # a worker from before a broker restart: ask it to announce
-                self.wsock.send_multipart([ident, P.pack({"t": P.WHO})])
+                _send2(self.wsock, [ident, P.pack({"t": P.WHO})])
             return
         w.last_seen = time.monotonic()
         if kind == P.FRAME:
@@ -236,7 +254,7 @@ class Broker:
         elif kind == P.DRAIN:
             w.draining = True
         elif kind == P.REJECT:
-            call = w.running.pop(msg.get("id"), None)
+            call = w.release(msg.get("id"))
             if call is not None:
                 call.worker = None
                 if call.done:
@@ -287,6 +305,7 @@ class Broker:
             self.on_worker_death()
         orphans = list(w.running.values())
         w.running.clear()
+        w.load.clear()
         for call in orphans:
             call.worker = None
             if call.done:
@@ -308,11 +327,11 @@ class Broker:
         if call is None or call.done:
             return
         call.frames_sent += 1
-        self.csock.send_multipart([call.client, P.pack({"t": P.FRAME, "id": call.cid,
+        _send2(self.csock, [call.client, P.pack({"t": P.FRAME, "id": call.cid,
                                                          "ev": msg.get("ev"), "d": msg.get("d")})])
 
     def _on_end(self, w: Worker, msg: dict[str, Any]) -> None:
-        call = w.running.pop(msg.get("id"), None)
+        call = w.release(msg.get("id"))
         if call is None:
             return
         ev, data = msg.get("ev"), msg.get("d")
@@ -326,7 +345,7 @@ class Broker:
         if code != "cancelled":
             self._health(w.name, call.cap).record(ok, ms)
         if not call.done:
-            self.csock.send_multipart([call.client, P.pack({"t": P.END, "id": call.cid, "ev": ev,
+            _send2(self.csock, [call.client, P.pack({"t": P.END, "id": call.cid, "ev": ev,
                                                              "d": data})])
             self._trace(call, code, ms, data)
             call.done = True
@@ -352,15 +371,18 @@ class Broker:
                     version=str(msg.get("v") or "1.0"), body=msg.get("body"),
                     stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
                     trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now)
-        problem = None if self._candidates(call) else self._unroutable(call)
-        if problem is not None:
-            self._reply_error(call, *problem)
-            return
         self.calls[call.id] = call
         self.by_client[(client, call.cid)] = call
+        if self._try_dispatch(call):
+            heapq.heappush(self.deadlines, (call.deadline, call.id))
+            return
+        problem = self._unroutable(call)
+        if problem is not None:
+            self._forget(call)
+            self._reply_error(call, *problem)
+            return
         heapq.heappush(self.deadlines, (call.deadline, call.id))
-        if not self._try_dispatch(call):
-            self._park(call)
+        self._park(call)
 
     def _unroutable(self, call: Call) -> tuple[str, str, dict[str, Any]] | None:
         """not_found / schema_mismatch for a capability no worker offers (or ever did)."""
@@ -423,7 +445,7 @@ class Broker:
 
     def _reply_error(self, call: Call, code: str, message: str, extra: dict[str, Any]) -> None:
         body = P.error_body(code, message, **extra)
-        self.csock.send_multipart([call.client, P.pack({"t": P.END, "id": call.cid, "ev": P.ERROR,
+        _send2(self.csock, [call.client, P.pack({"t": P.END, "id": call.cid, "ev": P.ERROR,
                                                         "d": body})])
         self._trace(call, code, (time.monotonic() - call.created) * 1000, None)
 
@@ -446,29 +468,34 @@ class Broker:
                 and P.version_matches(call.version, w.caps[call.cap].get("version", ""))]
 
     def _pick(self, call: Call) -> Worker | None:
+        """Spec routing (core-bus-transport §4): among free providers, the least loaded one
+        under the local load threshold; otherwise the best score. Ties go to the provider
+        that waited longest, so replicas share the work."""
         cands = self._candidates(call)
         model = _requested_model(call.body)
         if model:
             offering = [w for w in cands if _offers_model(w.caps[call.cap], model)]
             cands = offering or cands  # nobody has it: let a worker say not_implemented
-        free = [w for w in cands
-                if w.in_flight(call.cap) < int(w.caps[call.cap].get("max_concurrent") or 1)]
-        if not free:
-            return None
-
-        def load(w: Worker) -> float:
-            return w.in_flight(call.cap) / max(int(w.caps[call.cap].get("max_concurrent") or 1), 1)
-
-        if self.prefer_local:  # every provider is local until the mesh arrives
-            light = [w for w in free if load(w) < self.threshold]
-            if light:
-                return min(light, key=lambda w: (load(w), w.last_dispatch))
-
-        def score(w: Worker) -> float:
-            h = self._health(w.name, call.cap)
-            return (h.p50() or 500.0) * (1 + load(w)) + (1 - h.success_rate()) * 1000 - 50
-
-        return min(free, key=lambda w: (score(w), w.last_dispatch))
+        best: tuple[float, float] | None = None
+        pick: Worker | None = None
+        scored: list[tuple[float, float, Worker]] = []
+        for w in cands:
+            limit = int(w.caps[call.cap].get("max_concurrent") or 1)
+            running = w.load.get(call.cap, 0)
+            if running >= limit:
+                continue
+            load = running / limit
+            if self.prefer_local and load < self.threshold:
+                key = (load, w.last_dispatch)
+                if best is None or key < best:
+                    best, pick = key, w
+            elif pick is None:
+                h = self._health(w.name, call.cap)
+                score = (h.p50() or 500.0) * (1 + load) + (1 - h.success_rate()) * 1000 - 50
+                scored.append((score, w.last_dispatch, w))
+        if pick is None and scored:
+            pick = min(scored, key=lambda t: (t[0], t[1]))[2]
+        return pick
 
     def _try_dispatch(self, call: Call) -> bool:
         w = self._pick(call)
@@ -476,7 +503,7 @@ class Broker:
             return False
         now = time.monotonic()
         call.worker, call.dispatched_at = w, now
-        w.running[call.id] = call
+        w.take(call)
         w.last_dispatch = now
         self._send_worker(w, {"t": P.REQ, "id": call.id, "cap": call.cap, "v": call.version,
                               "body": call.body, "stream": call.stream, "caller": call.caller,
@@ -519,11 +546,10 @@ class Broker:
         if isinstance(data, dict):
             meta = data.get("meta") if isinstance(data.get("meta"), dict) else data
         w = call.worker
-        self.traces.add(trace_id=call.trace, capability=call.cap, version=call.version,
-                        caller=call.caller, route=f"local:{w.name}" if w else "broker",
-                        worker=w.name if w else None, result=result, ms=round(ms, 3),
-                        tokens_in=meta.get("tokens_in"), tokens_out=meta.get("tokens_out"),
-                        redispatched=call.redispatched)
+        self.traces.add((time.time(), call.trace, call.cap, call.version, call.caller,
+                         f"local:{w.name}" if w else "broker", w.name if w else None, result,
+                         round(ms, 3), meta.get("tokens_in"), meta.get("tokens_out"),
+                         call.redispatched))
 
     # ---- introspection (admin ops) ---------------------------------------------------
 
@@ -538,7 +564,7 @@ class Broker:
         else:
             data = P.error_body("bad_request", f"unknown admin op {op!r}")
         ev = P.ERROR if "error" in data else P.RESULT
-        self.csock.send_multipart([client, P.pack({"t": P.END, "id": msg.get("id"), "ev": ev,
+        _send2(self.csock, [client, P.pack({"t": P.END, "id": msg.get("id"), "ev": ev,
                                                    "d": data})])
 
     def worker_stats(self) -> list[dict[str, Any]]:
@@ -580,6 +606,12 @@ class Broker:
                          health="ok" if rate >= 0.9 else "degraded")
             result.append(entry)
         return sorted(result, key=lambda e: (e["name"], e["version"]))
+
+
+def _send2(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """[identity, payload] to a ROUTER peer, without send_multipart's per-call overhead."""
+    sock.send(frames[0], _SNDMORE)
+    sock.send(frames[1])
 
 
 def _requested_model(body: Any) -> str | None:

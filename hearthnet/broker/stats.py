@@ -36,20 +36,29 @@ class Health:
         return sum(1 for ok, _ in self.samples if ok) / len(self.samples)
 
 
+TRACE_FIELDS = ("ts", "trace_id", "capability", "version", "caller", "route", "worker",
+                "result", "ms", "tokens_in", "tokens_out", "redispatched")
+
+
 class TraceRing:
-    """The last TRACE_RING_BUFFER calls, with route, result, latency and tokens."""
+    """The last TRACE_RING_BUFFER calls, with route, result, latency and tokens. Records
+    are stored as tuples in TRACE_FIELDS order and turned into dicts only when read."""
 
     def __init__(self, size: int = TRACE_RING_BUFFER) -> None:
-        self._ring: deque[dict[str, Any]] = deque(maxlen=size)
+        self._ring: deque[tuple] = deque(maxlen=size)
 
-    def add(self, **record: Any) -> None:
-        record["ts"] = time.time()  # formatted when read: keep the hot path cheap
+    def add(self, record: tuple) -> None:
         self._ring.append(record)
 
     def recent(self, n: int = 50, capability: str | None = None) -> list[dict[str, Any]]:
-        items = [t for t in self._ring if capability is None or t["capability"] == capability]
+        items = [t for t in self._ring if capability is None or t[2] == capability]
         items = items[-n:] if n > 0 else []
-        return [{**t, "ts": rfc3339_ms(t["ts"])} for t in items]
+        out = []
+        for t in items:
+            d = dict(zip(TRACE_FIELDS, t))
+            d["ts"] = rfc3339_ms(d["ts"])
+            out.append(d)
+        return out
 
     def __len__(self) -> int:
         return len(self._ring)
