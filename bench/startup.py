@@ -9,6 +9,7 @@ No LLM model is configured (the llm worker starts and registers nothing). Target
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import statistics
 import subprocess
@@ -50,13 +51,14 @@ def raw_once() -> float:
         proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            rpc = xmlrpc.client.ServerProxy("http://x", transport=SupervisorTransport(None, None, f"unix://{tmp}/s.sock"))
-            while True:
+            while True:  # polling also wakes supervisord's loop, as `hearthnet run` does
+                rpc = xmlrpc.client.ServerProxy(
+                    "http://x", transport=SupervisorTransport(None, None, f"unix://{tmp}/s.sock"))
                 try:
                     infos = rpc.supervisor.getAllProcessInfo()
                     if len(infos) == len(PROGRAMS) and all(i["statename"] == "RUNNING" for i in infos):
                         return time.perf_counter() - t0
-                except OSError:
+                except (OSError, http.client.HTTPException, xmlrpc.client.Error):
                     pass
                 time.sleep(0.02)
         finally:

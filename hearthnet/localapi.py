@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hearthnet.errors import HearthNetError, NodeNotRunning
 
 if TYPE_CHECKING:
+    from hearthnet.paths import NodePaths
     import http.client
 
     from hearthnet.config import Config
@@ -69,6 +70,26 @@ class LocalApi:
     @classmethod
     def from_config(cls, cfg: "Config") -> "LocalApi":
         return cls(cfg.transport.host, cfg.transport.port, cfg.paths.api_token_file)
+
+    @classmethod
+    def for_running_node(cls, paths: "NodePaths | None" = None) -> "LocalApi":
+        """The node running from this data dir, found through the endpoint file that
+        `hearthnet run` keeps in its run dir; no config.toml is read (fast CLI start)."""
+        if paths is None:
+            from hearthnet.paths import default_paths
+
+            paths = default_paths()
+        try:
+            doc = json.loads(paths.api_endpoint_file.read_text(encoding="utf-8"))
+            host, port = str(doc["host"]), int(doc["port"])
+        except FileNotFoundError:
+            raise NodeNotRunning("node_not_running",
+                                 f"no node is running here (start one with `hearthnet run`; "
+                                 f"nothing at {paths.api_endpoint_file})") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise NodeNotRunning("node_not_running",
+                                 f"cannot read {paths.api_endpoint_file}: {exc}") from None
+        return cls(host, port, paths.api_token_file)
 
     @property
     def base_url(self) -> str:

@@ -42,6 +42,12 @@ class NodePaths:
         return self.run_dir / "api.token"
 
     @property
+    def api_endpoint_file(self) -> Path:
+        """{"host", "port"} of the running node's local API, written by `hearthnet run`:
+        the CLI finds the node here without loading config.toml."""
+        return self.run_dir / "api.json"
+
+    @property
     def supervisor_socket(self) -> Path:
         return self.run_dir / "supervisor.sock"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import http.client
+import json
 import os
 import secrets
 import signal
@@ -183,6 +184,8 @@ def prepare(cfg: Config, *, no_ui: bool, debug: bool) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32))
     os.chmod(token, 0o600)
+    endpoint = {"host": local_host(cfg.transport.host), "port": cfg.transport.port}
+    cfg.paths.api_endpoint_file.write_text(json.dumps(endpoint))
     conf = cfg.paths.supervisor_conf
     conf.write_text(render_supervisor_conf(cfg, programs_for(cfg, no_ui), debug=debug))
     return run_dir
@@ -290,6 +293,7 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
         for s, handler in old.items():
             signal.signal(s, handler)
         cfg.paths.api_token_file.unlink(missing_ok=True)
+        cfg.paths.api_endpoint_file.unlink(missing_ok=True)
 
 
 def _wait_ready(cfg: Config, proc: subprocess.Popen, rpc: SupervisorRpc,

@@ -75,15 +75,14 @@ def parse_body(spec: str) -> dict[str, Any]:
 
 
 def call_capability(
-    cfg_loader: Any, target: str, body_spec: str, *, stream: bool, as_json: bool, out: Output
+    target: str, body_spec: str, *, stream: bool, as_json: bool, out: Output
 ) -> CallResult | None:
     """Parse the arguments first (a typo needs no running node), then call."""
     from hearthnet.localapi import LocalApi
 
     name, version = parse_target(target)
     body = parse_body(body_spec)
-    cfg: Config = cfg_loader()
-    api = LocalApi.from_config(cfg)
+    api = LocalApi.for_running_node()
     if not stream:
         return CallResult(api.call(name, version, body, stream=False))  # type: ignore[arg-type]
     for event, data in api.call(name, version, body, stream=True):  # type: ignore[union-attr]
@@ -120,7 +119,7 @@ def cli(state: "CliState", target: str, body_spec: str, stream: bool, as_json: b
     """
     out = Output()
     boundary.run(
-        lambda: call_capability(state.config, target, body_spec, stream=stream, as_json=as_json, out=out),
+        lambda: call_capability(target, body_spec, stream=stream, as_json=as_json, out=out),
         as_json=as_json,
         state=state,
         out=out,

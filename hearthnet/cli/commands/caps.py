@@ -65,11 +65,11 @@ def name_matches(name: str, pattern: str | None) -> bool:
     return name == pattern or name.startswith(pattern + ".")
 
 
-def list_caps(cfg: "Config", *, local_only: bool = False, remote_only: bool = False, pattern: str | None = None) -> CapsResult:
+def list_caps(*, local_only: bool = False, remote_only: bool = False, pattern: str | None = None) -> CapsResult:
     from hearthnet.errors import HearthNetError
     from hearthnet.localapi import LocalApi
 
-    doc = LocalApi.from_config(cfg).get("/api/v1/capabilities")
+    doc = LocalApi.for_running_node().get("/api/v1/capabilities")
     caps = doc.get("capabilities")
     if not isinstance(caps, list):
         raise HearthNetError("bad_response", "the node's capability list is missing")
@@ -94,7 +94,7 @@ def cli(state: "CliState", local_only: bool, remote_only: bool, pattern: str | N
     if local_only and remote_only:
         raise click.UsageError("--local-only and --remote-only exclude each other")
     boundary.run(
-        lambda: list_caps(state.config(), local_only=local_only, remote_only=remote_only, pattern=pattern),
+        lambda: list_caps(local_only=local_only, remote_only=remote_only, pattern=pattern),
         as_json=as_json,
         state=state,
     )

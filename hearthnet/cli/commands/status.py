@@ -65,10 +65,12 @@ class StatusResult:
             out.print(out.text(f"  ! {first}", "yellow"))
             for line in rest:
                 out.print(out.text(f"      {line}", "dim"))
-            if self.backend_snippet and first.startswith("llm") and "backend" in first and "[[llm.backends]]" not in note:
+            if first.startswith("llm") and "backend" in first and "[[llm.backends]]" not in note:
                 # The node named the problem but not the fix: show the config snippet.
+                from hearthnet.config import LLM_BACKEND_SNIPPET
+
                 out.print(f"    add a backend to {self.config_file or 'config.toml'}, for example:")
-                for line in self.backend_snippet.rstrip().splitlines():
+                for line in (self.backend_snippet or LLM_BACKEND_SNIPPET).rstrip().splitlines():
                     out.print(out.text(f"      {line}", "dim"))
 
 
@@ -116,14 +118,13 @@ def _check_shape(doc: dict[str, Any]) -> None:
         raise HearthNetError("bad_response", f"the node's status lacks {', '.join(problems)}; is it a HearthNet node?")
 
 
-def fetch_status(cfg: "Config") -> StatusResult:
-    from hearthnet.config import LLM_BACKEND_SNIPPET
+def fetch_status() -> StatusResult:
     from hearthnet.localapi import LocalApi
 
-    doc = LocalApi.from_config(cfg).get("/api/v1/status")
+    # The running node is found through its run dir: config.toml is not read (fast).
+    doc = LocalApi.for_running_node().get("/api/v1/status")
     _check_shape(doc)
-    source = cfg.source or cfg.paths.config_file
-    return StatusResult(doc, config_file=str(source), backend_snippet=LLM_BACKEND_SNIPPET)
+    return StatusResult(doc, config_file=str(doc["node"].get("config_file") or ""))
 
 
 @click.command("status")
@@ -134,4 +135,4 @@ def cli(state: "CliState", as_json: bool) -> None:
 
     Exit 0 if the node answered, 3 if no node is running, 1 on a bad answer.
     """
-    boundary.run(lambda: fetch_status(state.config()), as_json=as_json, state=state)
+    boundary.run(fetch_status, as_json=as_json, state=state)

@@ -51,11 +51,11 @@ def _time(ts: Any) -> str:
     return rest.rstrip("Z") if sep else text
 
 
-def recent_traces(cfg: "Config", n: int, capability: str | None) -> TraceResult:
+def recent_traces(n: int, capability: str | None) -> TraceResult:
     from hearthnet.errors import HearthNetError
     from hearthnet.localapi import LocalApi
 
-    doc = LocalApi.from_config(cfg).get("/api/v1/traces", {"n": n, "capability": capability})
+    doc = LocalApi.for_running_node().get("/api/v1/traces", {"n": n, "capability": capability})
     traces = doc.get("traces")
     if not isinstance(traces, list):
         raise HearthNetError("bad_response", "the node's trace list is missing")
@@ -74,4 +74,4 @@ def cli() -> None:
 @click.pass_obj
 def recent(state: "CliState", n: int, capability: str | None, as_json: bool) -> None:
     """Show the last N calls (default 20), oldest first: route, worker, result, time."""
-    boundary.run(lambda: recent_traces(state.config(), n, capability), as_json=as_json, state=state)
+    boundary.run(lambda: recent_traces(n, capability), as_json=as_json, state=state)

@@ -230,6 +230,7 @@ def gateway(env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGateway]:
     env.run.mkdir(parents=True, exist_ok=True)
     env.token_file.write_text(TOKEN + "\n")
     env.token_file.chmod(0o600)
+    (env.run / "api.json").write_text(json.dumps({"host": "127.0.0.1", "port": gw.port}))
     try:
         yield gw
     finally:

@@ -131,6 +131,6 @@ def test_config_error_from_bad_file_goes_through_boundary(runner, env):
 
     env.config_file.parent.mkdir(parents=True)
     env.config_file.write_text("[transport]\nport = 'x'\n")
-    result = invoke(runner, "status")
+    result = invoke(runner, "run", "--no-ui")
     assert result.exit_code == 1
     assert "transport.port" in result.stderr and "Traceback" not in result.output

@@ -14,8 +14,11 @@ def test_status_against_stopped_node_exits_3(runner, env):
 
 
 def test_status_with_token_but_nothing_listening_exits_3(runner, env):
+    from tests.unit.cli.conftest import free_port
+
     env.run.mkdir(parents=True)
     env.token_file.write_text("stale-token")
+    (env.run / "api.json").write_text(json.dumps({"host": "127.0.0.1", "port": free_port()}))
     result = invoke(runner, "status", "--json")
     assert result.exit_code == 3
     doc = json.loads(result.stdout)
