@@ -172,6 +172,22 @@ class Gateway:
         cap = request.query.get("capability") or None
         return web.json_response(await self.bus.admin("traces", n=n, capability=cap))
 
+    async def logs(self, request: web.Request) -> web.Response:
+        """The merged worker logs (same records as `hearthnet log --json`), newest last."""
+        from hearthnet.logview import LEVELS, LogFilter, LogReader, normalise_level
+
+        n = _int_query(request, "n", 200)
+        level = request.query.get("level") or None
+        if level is not None and normalise_level(level) not in LEVELS:
+            raise HearthNetError("bad_request", f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+        comps = tuple(c for c in request.query.getall("component", []) if c)
+        reader = LogReader(self.cfg.paths.log_dir, LogFilter(level, comps))
+        try:
+            records = await asyncio.to_thread(reader.start, n)
+        finally:
+            reader.close()
+        return web.json_response({"lines": [r.to_dict() for r in records]})
+
     # ---- middleware ------------------------------------------------------------------
 
     @web.middleware
@@ -214,6 +230,7 @@ def build_app(gw: Gateway) -> web.Application:
     app.router.add_get("/api/v1/workers", gw.workers)
     app.router.add_get("/api/v1/capabilities", gw.capabilities)
     app.router.add_get("/api/v1/traces", gw.traces)
+    app.router.add_get("/api/v1/logs", gw.logs)
     return app
 
 

@@ -169,3 +169,17 @@ def test_http_caller_leaving_cancels_the_work(make_node):
     assert echo and sum(w["in_flight"] for w in echo) == 0
     traces = node.api("/api/v1/traces?n=1&capability=experimental.echo")["traces"]
     assert traces[-1]["result"] == "cancelled"
+
+
+def test_logs_route_filters_by_component_and_level(make_node):
+    node = make_node()
+    node.init()
+    node.start(wait_workers=("broker", "gateway", "llm"))
+    lines = node.api("/api/v1/logs?n=50&component=gateway")["lines"]
+    assert lines and all("gateway" in (l.get("source", "") + l.get("component", "")) for l in lines)
+    assert any("gateway listening" in l.get("msg", "") for l in lines)
+    assert node.api("/api/v1/logs?n=50&level=error&component=gateway")["lines"] == []
+    status, body = node.request("/api/v1/logs?level=loud")
+    assert status == 400 and json.loads(body)["error"] == "bad_request"
+    r = node.cli("log", "--component", "broker", "-n", "5", "--json")
+    assert r.returncode == 0 and "broker ready" in r.stdout
