@@ -6,10 +6,8 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write via a temp file in the same directory + fsync + os.replace, so readers see
-    the old file or the new one, never half of either."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_temp_beside(path: Path, data: bytes, mode: int) -> Path:
+    """A complete, fsynced temp file next to `path`, ready to be renamed or linked."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -17,6 +15,18 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via a temp file in the same directory + fsync + os.replace, so readers see
+    the old file or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp_beside(path, data, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         # Any failure (including Ctrl-C) must not leave a stray temp file behind.

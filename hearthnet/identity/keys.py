@@ -13,7 +13,6 @@ import base64
 import binascii
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
 from hearthnet.errors import IdentityError
-from hearthnet.fsutil import atomic_write
+from hearthnet.fsutil import atomic_write, write_temp_beside
 from hearthnet.identity.canonical import canonical_json
 from hearthnet.paths import ensure_private_dir
 
@@ -180,13 +179,8 @@ def _write_new_file(path: Path, data: bytes, mode: int) -> None:
     """Create `path` with `data`, atomically and never replacing an existing file: the
     temp file is complete and fsynced before a hard link publishes it (link fails if the
     name exists). Filesystems without hard links fall back to O_EXCL."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = write_temp_beside(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
             os.link(tmp, path)
         except FileExistsError:
