@@ -138,6 +138,10 @@ def error(code: str, message: str, hint: str | None, *, as_json: bool, out: Outp
     if as_json:
         out.json({"ok": False, "error": {"code": code, "message": message}})
         return
+    from hearthnet.errors import HTTP_STATUS
+
+    if code in HTTP_STATUS and code != "internal_error":  # name the contract code
+        message = f"{message} ({code})"
     out.echo(out.style("Error:", fg="red", bold=True) + " " + message, err=True)
     if hint:
         out.echo(out.style("hint:", fg="yellow") + " " + hint, err=True)

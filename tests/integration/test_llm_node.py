@@ -53,10 +53,10 @@ def test_call_returns_nonzero_on_wire_error(make_node, tiny_gguf):
     node = llm_node(make_node, tiny_gguf)
     empty = {"params": {}, "input": {"messages": []}}
     r = node.cli("call", "llm.chat", "--body", json.dumps(empty))
-    assert r.returncode == 2 and "messages" in r.stderr  # bad_request -> 2
+    assert r.returncode == 2 and "messages" in r.stderr and "(bad_request)" in r.stderr
     unknown = {"params": {"model": "no-such-model"}, "input": CHAT["input"]}
     r = node.cli("call", "llm.chat", "--body", json.dumps(unknown))
-    assert r.returncode == 1 and "no-such-model" in r.stderr  # not_implemented -> 1
+    assert r.returncode == 1 and "no-such-model" in r.stderr and "(not_implemented)" in r.stderr
     r = node.cli("call", "llm.chatt", "--body", json.dumps(CHAT))
     assert r.returncode == 1 and "llm.chat" in r.stderr  # not_found names the close match
     assert "Traceback" not in r.stderr

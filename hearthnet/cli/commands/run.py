@@ -26,7 +26,19 @@ class RunResult:
 
 
 def progress_printer(out: Output) -> Any:
-    """run_node's on_event callback: one line on stderr per step."""
+    """run_node's on_event callback: a rich spinner while the tree starts or stops (on a
+    terminal), and one line on stderr per step."""
+    spinner: list[Any] = []
+
+    def spin(text: str) -> None:
+        stop_spin()
+        if out.err_console.is_terminal:
+            spinner.append(out.err_console.status(text))
+            spinner[0].start()
+
+    def stop_spin() -> None:
+        while spinner:
+            spinner.pop().stop()
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
         text = {
@@ -37,7 +49,10 @@ def progress_printer(out: Output) -> Any:
             "stopping": lambda: "stopping …",
             "stopped": lambda: "stopped",
         }.get(kind, lambda: f"{kind}: {data}")()
+        stop_spin()
         out.echo(text, err=True)
+        if kind in ("starting", "stopping"):
+            spin("waiting for the workers" if kind == "starting" else "stopping every process")
 
     return on_event
 
