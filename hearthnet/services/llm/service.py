@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
 
 from hearthnet.constants import LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS
+from hearthnet.config import LLM_BACKEND_SNIPPET
 from hearthnet.errors import HearthNetError
 from hearthnet.service import Capability, Request, StreamFrames
 from hearthnet.services.llm.backends.base import LlmBackend, Token, Usage
@@ -35,19 +36,6 @@ BACKEND_KINDS = ("llama_cpp", "openai", "lmstudio", "ollama")
 OPENAI_ALIASES = ("vllm", "localai")
 ROLES = ("system", "user", "assistant")
 MAX_STOP_SEQUENCES = 16
-
-CONFIG_SNIPPET = """\
-[[llm.backends]]              # in-process llama.cpp on a GGUF file
-name = "llama_cpp"
-model_path = "/path/to/qwen2.5-1.5b-instruct-q4_k_m.gguf"
-# ctx = 4096                  # context size (default: the file's, at most 8192)
-
-[[llm.backends]]              # any OpenAI-compatible server (llama-server, LM Studio, vLLM)
-name = "openai"
-url = "http://127.0.0.1:8080/v1"
-model = "qwen2.5-7b-instruct"
-# api_key_env = "OPENAI_API_KEY"   # name of the env var holding the key, never the key
-"""
 
 # --------------------------------------------------------------------------- schemas
 
@@ -498,7 +486,7 @@ class LlmService:
             prefix = ("llm: no backend configured — add one to config.toml:\n" if not reasons else
                       "llm: no backend configured — every backend failed:\n" + reasons
                       + "fix it or add one to config.toml:\n")
-            out["note"] = prefix + CONFIG_SNIPPET
+            out["note"] = prefix + LLM_BACKEND_SNIPPET
         else:
             out["primary_model"] = self._catalogue()[0][0]["name"]
             if self._skipped:
