@@ -1,17 +1,20 @@
 """Local call via the gateway vs the raw aiohttp -> ZeroMQ -> worker pipeline.
 
-    .venv/bin/python bench/call_latency.py [--requests 20000]
+    .venv/bin/python bench/call_latency.py [--requests 16000] [--rounds 3]
 
 Starts a real node (supervisord, broker, gateway, the experimental.echo worker) in a
 throw-away XDG home on a free loopback port, and the raw pipeline of
 bench/raw_pipeline.py, then drives both with the same keep-alive client: sequential calls
-for p50/p99, then 16 in flight for throughput. Prints absolute figures and the ratios.
+for p50/p99, then 16 in flight for throughput, alternating the two stacks for several
+rounds and reporting medians. Prints absolute figures and the ratios.
 Targets (issue 2): p50 <= 1.5 ms, >= 2 500 req/s at 16 in flight, <= 1.3x raw.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,57 +30,65 @@ from hearthnet.testing.nodes import Node, free_port  # noqa: E402
 BODY = {"params": {}, "input": {"text": "x" * 150}}
 
 
-def measure(url: str, headers: dict[str, str], n: int) -> dict[str, dict]:
-    seq = run_load(url, headers, BODY, n // 4, 1)
-    par = run_load(url, headers, BODY, n, 16)
-    return {"sequential": seq.summary(), "16_in_flight": par.summary()}
-
-
-def raw(n: int) -> dict[str, dict]:
+def start_raw() -> tuple[str, list[subprocess.Popen], str]:
     here = Path(__file__).resolve().parent
     run_dir = tempfile.mkdtemp(prefix="hn-raw-", dir="/tmp")
     port = free_port()
     procs = [subprocess.Popen([sys.executable, str(here / "raw_pipeline.py"), role, run_dir, str(port)])
              for role in ("broker", "worker", "gateway")]
-    try:
-        time.sleep(1.5)
-        return measure(f"http://127.0.0.1:{port}/bus/v1/call", {}, n)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    time.sleep(1.5)
+    return f"http://127.0.0.1:{port}/bus/v1/call", procs, run_dir
 
 
-def ours(n: int) -> dict[str, dict]:
-    with tempfile.TemporaryDirectory(prefix="hn-bench-") as tmp:
-        node = Node(Path(tmp), "bench")
-        node.env["HEARTHNET_WORKERS_ECHO"] = "true"
-        node.init()
-        try:
-            node.start(wait_workers=("broker", "gateway", "echo"))
-            headers = {"Authorization": f"Bearer {node.token()}",
-                       "X-HearthNet-Capability": "experimental.echo",
-                       "Content-Type": "application/json"}
-            return measure(f"http://127.0.0.1:{node.port}/bus/v1/call", headers, n)
-        finally:
-            node.cleanup()
+def median_of(runs: list[dict], key: str) -> float:
+    return round(statistics.median(r[key] for r in runs), 3)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--requests", type=int, default=16000, help="per round at 16 in flight")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    r = raw(args.requests)
-    o = ours(args.requests)
+    raw_url, raw_procs, raw_dir = start_raw()
+    tmp = tempfile.TemporaryDirectory(prefix="hn-bench-")
+    node = Node(Path(tmp.name), "bench")
+    node.env["HEARTHNET_WORKERS_ECHO"] = "true"
+    results: dict[str, dict[str, list[dict]]] = {
+        "raw": {"sequential": [], "16_in_flight": []}, "hearthnet": {"sequential": [], "16_in_flight": []}}
+    try:
+        node.init()
+        node.start(wait_workers=("broker", "gateway", "echo"))
+        ours = (f"http://127.0.0.1:{node.port}/bus/v1/call",
+                {"Authorization": f"Bearer {node.token()}", "X-HearthNet-Capability": "experimental.echo",
+                 "Content-Type": "application/json"})
+        targets = {"raw": (raw_url, {}), "hearthnet": ours}
+        # Alternate the two stacks round by round so drift on a shared machine hits both.
+        for _ in range(args.rounds):
+            for name, (url, headers) in targets.items():
+                results[name]["sequential"].append(run_load(url, headers, BODY, args.requests // 4, 1).summary())
+                results[name]["16_in_flight"].append(run_load(url, headers, BODY, args.requests, 16).summary())
+    finally:
+        node.cleanup()
+        tmp.cleanup()
+        for p in raw_procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(raw_dir, ignore_errors=True)
+    summary = {name: {mode: {k: median_of(runs, k) for k in ("p50_ms", "p99_ms", "rps")}
+                      for mode, runs in modes.items()} for name, modes in results.items()}
+    r, o = summary["raw"], summary["hearthnet"]
     ratio = {
         "p50_ratio_sequential": round(o["sequential"]["p50_ms"] / r["sequential"]["p50_ms"], 2),
         "p50_ratio_16": round(o["16_in_flight"]["p50_ms"] / r["16_in_flight"]["p50_ms"], 2),
         "rps_ratio_raw_over_ours": round(r["16_in_flight"]["rps"] / o["16_in_flight"]["rps"], 2),
     }
-    print(json.dumps({"raw": r, "hearthnet": o, "ratios": ratio}, indent=2))
+    failures = sum(x["failures"] for modes in results.values() for runs in modes.values() for x in runs)
+    print(json.dumps({"median_of_rounds": summary, "ratios": ratio, "rounds": args.rounds,
+                      "failures": failures}, indent=2))
     print(f"\ngateway call p50 {o['sequential']['p50_ms']} ms (raw {r['sequential']['p50_ms']} ms, "
           f"{ratio['p50_ratio_sequential']}x); {o['16_in_flight']['rps']} req/s at 16 in flight "
-          f"(raw {r['16_in_flight']['rps']}, raw/ours {ratio['rps_ratio_raw_over_ours']}x)")
+          f"(raw {r['16_in_flight']['rps']}, raw/ours {ratio['rps_ratio_raw_over_ours']}x); "
+          f"medians of {args.rounds} alternating rounds")
 
 
 if __name__ == "__main__":
