@@ -2,6 +2,7 @@
 import signal
 
 from hearthnet.broker.core import Broker
+from hearthnet.identity.keys import own_node_id
 from hearthnet.process import start_process
 from hearthnet.supervisor_rpc import SupervisorRpc
 
@@ -11,7 +12,8 @@ def main() -> None:
     broker = Broker(cfg.paths.broker_workers_endpoint, cfg.paths.broker_clients_endpoint,
                     prefer_local=cfg.bus.prefer_local,
                     local_load_threshold=cfg.bus.local_load_threshold,
-                    on_worker_death=SupervisorRpc(cfg.paths.supervisor_socket).poke_in_background)
+                    on_worker_death=SupervisorRpc(cfg.paths.supervisor_socket).poke_in_background,
+                    node_id=own_node_id(cfg.identity.keys_dir))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: broker.stop())
     broker.serve_forever()

@@ -40,6 +40,11 @@ _RCVMORE = int(zmq.RCVMORE)
 STARTUP_GRACE_SECONDS = 3.0  # after a broker restart, workers need a beat to re-announce
 MAX_WAITING = 10_000  # calls parked while a capability's workers restart
 QUEUE_FACTOR = 2  # calls that may queue per free slot once every worker is full
+MAX_RETRIES = 2  # next-candidate retries of an idempotent call whose remote provider failed
+# Errors that say the caller was wrong, not the provider: they do not hurt its health.
+CALLER_FAULTS = {"bad_request", "schema_mismatch", "not_found", "not_implemented",
+                 "unauthorized", "invalid_signature", "revoked", "expired", "rate_limited"}
+PROVIDER_FAULTS = {"partition", "internal_error", "timeout", "capacity_exceeded"}
 
 
 @dataclass
@@ -60,6 +65,8 @@ class Worker:
     running: dict[int, "Call"] = field(default_factory=dict)
     last_dispatch: float = 0.0
     draining: bool = False  # stopping: finishes its calls, gets no new ones
+    remote: bool = False  # a proxy for a peer node's capabilities (lives in the gateway)
+    node_id: str = ""  # the serving node (full id); ours for local workers
 
     @property
     def alive(self) -> bool:
@@ -102,13 +109,14 @@ class Call:
     redispatched: int = 0
     done: bool = False  # answered (or abandoned) towards the client
     cancelled: bool = False
+    excluded: set[str] = field(default_factory=set)  # providers that already failed it
 
 
 class Broker:
     def __init__(self, workers_endpoint: str, clients_endpoint: str, *, prefer_local: bool = True,
                  local_load_threshold: float = 0.8,
                  startup_grace: float = STARTUP_GRACE_SECONDS,
-                 on_worker_death: Callable[[], None] | None = None) -> None:
+                 on_worker_death: Callable[[], None] | None = None, node_id: str = "") -> None:
         self.ctx = zmq.Context.instance()
         self.wsock = self._router(workers_endpoint)
         self.csock = self._router(clients_endpoint)
@@ -133,6 +141,7 @@ class Broker:
         self._grace_over = False
         self.startup_grace = startup_grace
         self.on_worker_death = on_worker_death  # e.g. wake supervisord to respawn it now
+        self.node_id = node_id
 
     def _router(self, endpoint: str) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -282,6 +291,7 @@ class Broker:
         w.caps = {d["name"]: d for d in msg.get("caps", []) if isinstance(d, dict) and "name" in d}
         w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
         w.draining = False
+        w.remote, w.node_id = bool(msg.get("remote")), str(msg.get("node_id") or self.node_id)
         self.by_ident[ident] = w
         log.info("worker ready", extra={"worker": name, "pid": w.pid, "caps": sorted(w.caps)})
         self._dispatch_waiting()
@@ -342,8 +352,16 @@ class Broker:
         else:
             w.errors += 1
         code = "ok" if ok else str((data or {}).get("error", "internal_error"))
-        if code != "cancelled":
-            self._health(w.name, call.cap).record(ok, ms)
+        if code != "cancelled" and code not in CALLER_FAULTS:
+            self._record_health(w, call.cap, ok, ms)
+        if not call.done and not ok and self._should_retry_elsewhere(w, call, code):
+            call.excluded.add(w.name)
+        if not call.done and not ok and w.name in call.excluded and self._candidates(call):
+            call.worker = None
+            call.redispatched += 1
+            self.waiting.appendleft(call)
+            self._dispatch_waiting()
+            return
         if not call.done:
             _send2(self.csock, [call.client, P.pack({"t": P.END, "id": call.cid, "ev": ev,
                                                              "d": data})])
@@ -351,6 +369,18 @@ class Broker:
             call.done = True
         self._forget(call)
         self._dispatch_waiting()
+
+    def _record_health(self, w: Worker, cap: str, ok: bool, ms: float) -> None:
+        h = self._health(w.name, cap)
+        if h.record(ok, ms, time.monotonic()):
+            log.warning("provider quarantined", extra={"worker": w.name, "capability": cap,
+                                                       "success_rate": round(h.success_rate(), 2)})
+
+    def _should_retry_elsewhere(self, w: Worker, call: Call, code: str) -> bool:
+        """An idempotent call whose REMOTE provider failed goes to the next candidate."""
+        desc = w.caps.get(call.cap) or {}
+        return (w.remote and code in PROVIDER_FAULTS and bool(desc.get("idempotent"))
+                and call.frames_sent == 0 and call.redispatched < MAX_RETRIES)
 
     # ---- client side -----------------------------------------------------------------
 
@@ -463,9 +493,12 @@ class Broker:
     # ---- routing ---------------------------------------------------------------------
 
     def _candidates(self, call: Call) -> list[Worker]:
+        now = time.monotonic()
         return [w for w in self.workers.values()
                 if w.alive and not w.draining and call.cap in w.caps
-                and P.version_matches(call.version, w.caps[call.cap].get("version", ""))]
+                and P.version_matches(call.version, w.caps[call.cap].get("version", ""))
+                and w.name not in call.excluded
+                and not self._health(w.name, call.cap).quarantined(now)]
 
     def _pick(self, call: Call) -> Worker | None:
         """Spec routing (core-bus-transport §4): among free providers, the least loaded one
@@ -485,13 +518,14 @@ class Broker:
             if running >= limit:
                 continue
             load = running / limit
-            if self.prefer_local and load < self.threshold:
+            if self.prefer_local and not w.remote and load < self.threshold:
                 key = (load, w.last_dispatch)
                 if best is None or key < best:
                     best, pick = key, w
             elif pick is None:
                 h = self._health(w.name, call.cap)
-                score = (h.p50() or 500.0) * (1 + load) + (1 - h.success_rate()) * 1000 - 50
+                score = (h.p50() or 500.0) * (1 + load) + (1 - h.success_rate()) * 1000
+                score -= 0 if w.remote else 50
                 scored.append((score, w.last_dispatch, w))
         if pick is None and scored:
             pick = min(scored, key=lambda t: (t[0], t[1]))[2]
@@ -547,7 +581,8 @@ class Broker:
             meta = data.get("meta") if isinstance(data.get("meta"), dict) else data
         w = call.worker
         self.traces.add((time.time(), call.trace, call.cap, call.version, call.caller,
-                         f"local:{w.name}" if w else "broker", w.name if w else None, result,
+                         (f"remote:{w.node_id}" if w.remote else f"local:{w.name}") if w else "broker",
+                         w.name if w else None, result,
                          round(ms, 3), meta.get("tokens_in"), meta.get("tokens_out"),
                          call.redispatched))
 
@@ -576,7 +611,7 @@ class Broker:
             "last_heartbeat_ms_ago": int((now - w.last_seen) * 1000) if w.alive else None,
             "in_flight": w.in_flight(), "served": w.served, "errors": w.errors,
             "capabilities": [f"{d['name']}@{d.get('version')}" for d in w.caps.values()],
-            "note": w.note,
+            "note": w.note, "remote": w.remote, "node_id": w.node_id,
         } for w in self.workers.values()]
 
     def capability_stats(self) -> list[dict[str, Any]]:
@@ -585,12 +620,12 @@ class Broker:
             if not w.alive:
                 continue
             for name, d in w.caps.items():
-                key = (name, str(d.get("version")))
+                key = (name, str(d.get("version")), w.node_id)
                 h = self._health(w.name, name)
                 entry = out.setdefault(key, {
                     "name": name, "version": d.get("version"), "stability": d.get("stability"),
                     "params": d.get("params", {}), "schema_hash": d.get("schema_hash"),
-                    "local": True, "in_flight": 0, "max_concurrent": 0, "providers": 0,
+                    "local": not w.remote, "node_id": w.node_id, "in_flight": 0, "max_concurrent": 0, "providers": 0,
                     "workers": [], "_samples": []})
                 entry["in_flight"] += w.in_flight(name)
                 entry["max_concurrent"] += int(d.get("max_concurrent") or 1)
@@ -602,10 +637,12 @@ class Broker:
             h = Health()
             h.samples.extend(entry.pop("_samples")[-h.samples.maxlen:])
             rate = h.success_rate()
+            quarantined = all(self._health(n, entry["name"]).quarantined(time.monotonic())
+                              for n in entry["workers"])
             entry.update(p50_ms=h.p50(), p99_ms=h.p99(), success_rate=round(rate, 3),
-                         health="ok" if rate >= 0.9 else "degraded")
+                         health="quarantined" if quarantined else "ok" if rate >= 0.9 else "degraded")
             result.append(entry)
-        return sorted(result, key=lambda e: (e["name"], e["version"]))
+        return sorted(result, key=lambda e: (e["name"], e["version"], not e["local"], e["node_id"]))
 
 
 def _send2(sock: zmq.Socket, frames: list[bytes]) -> None:

@@ -6,18 +6,47 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearthnet.constants import HEALTH_WINDOW_CALLS, TRACE_RING_BUFFER
+from hearthnet.constants import (
+    HEALTH_QUARANTINE_SECONDS,
+    HEALTH_QUARANTINE_THRESHOLD,
+    HEALTH_WINDOW_CALLS,
+    TRACE_RING_BUFFER,
+)
+
+MIN_SAMPLES_TO_QUARANTINE = 4  # a young provider is not judged on one or two failures
 from hearthnet.logs import rfc3339_ms
 
 
 @dataclass
 class Health:
-    """Sliding window of the last HEALTH_WINDOW_CALLS (success, latency) samples."""
+    """Sliding window of the last HEALTH_WINDOW_CALLS (success, latency) samples, and the
+    quarantine of spec §5: success rate under 0.5 → 60 s out of routing; the first call
+    after that is a probe (success resets the history, failure re-quarantines)."""
 
     samples: deque = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW_CALLS))
+    quarantined_until: float = 0.0
+    probing: bool = False
 
-    def record(self, ok: bool, ms: float) -> None:
+    def record(self, ok: bool, ms: float, now: float = 0.0) -> bool:
+        """Add a sample; True when this sample put the provider into quarantine."""
+        if self.probing and now >= self.quarantined_until:
+            self.probing = False
+            if ok:
+                self.samples.clear()
+            else:
+                self.quarantined_until = now + HEALTH_QUARANTINE_SECONDS
+                return True
         self.samples.append((ok, ms))
+        if (len(self.samples) >= MIN_SAMPLES_TO_QUARANTINE
+                and self.success_rate() < HEALTH_QUARANTINE_THRESHOLD
+                and self.quarantined_until <= now):
+            self.quarantined_until = now + HEALTH_QUARANTINE_SECONDS
+            self.probing = True
+            return True
+        return False
+
+    def quarantined(self, now: float) -> bool:
+        return now < self.quarantined_until
 
     def _latencies(self) -> list[float]:
         return sorted(ms for ok, ms in self.samples if ok)

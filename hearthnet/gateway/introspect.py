@@ -84,7 +84,8 @@ def _state_note(state: str, proc: dict[str, Any], running: bool, bw: dict[str, A
 def capability_entries(caps: list[dict[str, Any]], node_id: str) -> list[dict[str, Any]]:
     return [{
         "name": c["name"], "version": c["version"], "stability": c.get("stability"),
-        "node_id": node_id, "local": True, "params": c.get("params", {}),
+        "node_id": c.get("node_id") or node_id, "local": c.get("local", True),
+        "params": c.get("params", {}),
         "health": c.get("health", "ok"), "p50_ms": c.get("p50_ms"), "p99_ms": c.get("p99_ms"),
         "success_rate": c.get("success_rate", 1.0), "in_flight": c.get("in_flight", 0),
         "max_concurrent": c.get("max_concurrent", 0), "providers": c.get("providers", 1),

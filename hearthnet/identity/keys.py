@@ -256,3 +256,13 @@ def load_or_generate(keys_dir: Path) -> KeyPair:
             raise
         return load(keys_dir)  # another process created it first: use theirs
     return kp
+
+
+def own_node_id(keys_dir: Path) -> str:
+    """This device's full NodeID from the public key alone (no private key read), or ""
+    when there is no key yet."""
+    try:
+        pub = (keys_dir / PUBLIC_KEY_FILE).read_bytes()
+    except OSError:
+        return ""
+    return full_node_id(pub) if len(pub) == 32 else ""

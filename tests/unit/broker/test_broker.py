@@ -304,3 +304,133 @@ def test_sigterm_drains_running_calls_and_routes_new_ones_elsewhere(bench):
     assert [q["output"]["echo"]["n"] for q in quick] == [0, 1, 2, 3, 4]
     assert traces[-1]["worker"] == busy  # the long call, answered last
     assert all(t["worker"] != busy and t["result"] == "ok" for t in traces[:-1])
+
+
+class FakeRemote:
+    """A provider announced as a remote peer proxy; answers every call with `reply`."""
+
+    def __init__(self, bench: Bench, name: str, node_id: str, reply, idempotent: bool = True) -> None:
+        import zmq
+
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.connect(bench.w)
+        self.reply = reply
+        self.calls = 0
+        self.stop = threading.Event()
+        from hearthnet import protocol as P
+
+        self.P = P
+        self.sock.send(P.pack({"t": "ready", "worker": name, "service": "remote", "pid": os.getpid(),
+                               "remote": True, "node_id": node_id,
+                               "caps": [{"name": "experimental.slow", "version": "1.0",
+                                         "max_concurrent": 8, "idempotent": idempotent}]}))
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if not self.sock.poll(50):
+                continue
+            msg = self.P.unpack(self.sock.recv())
+            if msg.get("t") == "req":
+                self.calls += 1
+                ev, d = self.reply(msg)
+                self.sock.send(self.P.pack({"t": "end", "id": msg["id"], "ev": ev, "d": d}))
+            elif msg.get("t") == "hb":
+                self.sock.send(self.P.pack({"t": "hb"}))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close(0)
+
+
+def _wait_named(bench: Bench, name: str) -> None:
+    bench.wait_ready(name)
+
+
+def test_failing_remote_is_quarantined_retried_elsewhere_and_local_preferred(bench):
+    bad = FakeRemote(bench, "peer:BAD", "ed25519:bad",
+                     lambda m: ("error", {"error": "partition", "message": "peer unreachable"}))
+    good = None
+    try:
+        _wait_named(bench, "peer:BAD")
+        for _ in range(4):  # the only provider fails: the caller gets the provider's error
+            with pytest.raises(HearthNetError) as err:
+                run(_one_call(bench))
+            assert err.value.code == "partition"
+        assert bench.broker._health("peer:BAD", "experimental.slow").quarantined(time.monotonic())
+
+        good = FakeRemote(bench, "peer:GOOD", "ed25519:good",
+                          lambda m: ("result", {"output": {"from": "good"}, "meta": {}}))
+        _wait_named(bench, "peer:GOOD")
+        tried = bad.calls
+        outs = [run(_one_call(bench)) for _ in range(3)]
+        assert all(o["output"] == {"from": "good"} for o in outs)
+        assert bad.calls == tried  # quarantined: not tried again
+
+        caps = run(_admin(bench, "caps"))["capabilities"]
+        entry = next(c for c in caps if c["node_id"] == "ed25519:bad")
+        assert entry["local"] is False and entry["health"] == "quarantined"
+        traces = run(_admin(bench, "traces", n=3))["traces"]
+        assert {t["route"] for t in traces} == {"remote:ed25519:good"}
+
+        bench.worker("slow_00")
+        bench.wait_ready("slow_00")
+        out = run(_one_call(bench))
+        assert out["output"]["echo"] == {}  # the local worker wins over the healthy remote
+    finally:
+        bad.close()
+        if good is not None:
+            good.close()
+
+
+def test_idempotent_call_whose_remote_fails_is_retried_on_the_next_candidate(bench):
+    bad = FakeRemote(bench, "peer:BAD", "ed25519:bad",
+                     lambda m: ("error", {"error": "partition", "message": "peer unreachable"}))
+    good = FakeRemote(bench, "peer:GOOD", "ed25519:good",
+                      lambda m: ("result", {"output": {"from": "good"}, "meta": {}}))
+    try:
+        _wait_named(bench, "peer:BAD")
+        _wait_named(bench, "peer:GOOD")
+        bench.broker.workers["peer:GOOD"].last_dispatch = time.monotonic() + 10  # BAD is picked first
+        out = run(_one_call(bench))
+        assert out["output"] == {"from": "good"} and bad.calls == 1
+        trace = run(_admin(bench, "traces", n=1))["traces"][-1]
+        assert trace["redispatched"] == 1 and trace["route"] == "remote:ed25519:good"
+    finally:
+        bad.close()
+        good.close()
+
+
+async def _admin(bench: Bench, op: str, **args) -> dict:
+    bc = await _client(bench)
+    try:
+        return await bc.admin(op, **args)
+    finally:
+        await bc.close()
+
+
+async def _one_call(bench: Bench) -> dict:
+    bc = await _client(bench)
+    try:
+        return await bc.call("experimental.slow", "1.0", {"input": {}})
+    finally:
+        await bc.close()
+
+
+def test_non_idempotent_remote_failure_is_reported_not_retried(bench):
+    bad = FakeRemote(bench, "peer:BAD", "ed25519:bad",
+                     lambda m: ("error", {"error": "internal_error", "message": "boom"}), idempotent=False)
+    good = FakeRemote(bench, "peer:GOOD", "ed25519:good",
+                      lambda m: ("result", {"output": {}, "meta": {}}), idempotent=False)
+    try:
+        _wait_named(bench, "peer:BAD")
+        _wait_named(bench, "peer:GOOD")
+        bench.broker.workers["peer:GOOD"].last_dispatch = time.monotonic() + 10  # BAD is picked first
+        with pytest.raises(HearthNetError) as err:
+            run(_one_call(bench))
+        assert err.value.code == "internal_error"
+    finally:
+        bad.close()
+        good.close()
