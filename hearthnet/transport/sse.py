@@ -1,0 +1,80 @@
+"""Server-Sent Events framing (spec core-bus-transport §10).
+
+    event: <name>
+    data: <single-line JSON>
+    <blank line>
+
+`SseParser` is incremental: feed it bytes exactly as they arrive (a frame, a line or even
+a multi-byte character may be split anywhere) and it returns the complete frames. It
+follows the SSE rules the contract needs: `:` comment lines (keep-alives) are ignored,
+several `data:` lines join with a newline, `id:`/`retry:` are ignored, a frame without
+`event:` is named `message`, and lines end in LF or CRLF (a bare CR is not a line end
+here; neither our server nor aiohttp emits one).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hearthnet.constants import MAX_REQUEST_BYTES
+
+TERMINAL_EVENTS = ("done", "error")
+
+
+def format_frame(event: str, data: Any) -> bytes:
+    """One frame as the contract writes it (compact single-line JSON)."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {payload}\n\n".encode("utf-8")
+
+
+class SseParser:
+    def __init__(self, max_line_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self._buf = bytearray()
+        self._event = ""
+        self._data: list[str] = []
+        self._max = max_line_bytes
+
+    def feed(self, chunk: bytes) -> list[tuple[str, Any]]:
+        """Frames completed by `chunk`; ValueError on a malformed frame or an over-long
+        line (a peer that never sends a newline must not grow our memory forever)."""
+        if b"\n" not in chunk:  # mid-line: just collect (no re-splitting of a long line)
+            self._buf.extend(chunk)
+            self._check_size()
+            return []
+        lines = (bytes(self._buf) + chunk).split(b"\n")
+        self._buf = bytearray(lines.pop())  # the unfinished tail (empty after a newline)
+        self._check_size()
+        frames = []
+        for raw in lines:
+            frame = self._line(raw[:-1] if raw.endswith(b"\r") else raw)
+            if frame is not None:
+                frames.append(frame)
+        return frames
+
+    def _check_size(self) -> None:
+        if len(self._buf) > self._max:
+            raise ValueError(f"SSE line longer than {self._max} bytes")
+
+    def _line(self, raw: bytes) -> tuple[str, Any] | None:
+        line = raw.decode("utf-8")  # complete lines only, so no split characters
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+    def _dispatch(self) -> tuple[str, Any] | None:
+        event, data = self._event or "message", self._data
+        self._event, self._data = "", []
+        if not data:
+            return None  # SSE: a blank line after no data dispatches nothing
+        try:
+            return event, json.loads("\n".join(data))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"SSE frame {event!r} does not carry JSON: {exc}") from None
