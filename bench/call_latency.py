@@ -3,8 +3,9 @@
     .venv/bin/python bench/call_latency.py [--requests 16000] [--rounds 3]
 
 Starts a real node (supervisord, broker, gateway, the experimental.echo worker) in a
-throw-away XDG home on a free loopback port, and the raw pipeline of
-bench/raw_pipeline.py, then drives both with the same keep-alive client: sequential calls
+throw-away XDG home, and the raw pipeline of bench/raw_pipeline.py, then drives both
+through their unix-socket HTTP front (the node's local API) with the same keep-alive
+client: sequential calls
 for p50/p99, then 16 in flight for throughput, alternating the two stacks for several
 rounds and reporting medians. Prints absolute figures and the ratios.
 Targets (issue 2): p50 <= 1.5 ms, >= 2 500 req/s at 16 in flight, <= 1.3x raw.
@@ -25,19 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load import run_load  # noqa: E402
 
-from hearthnet.testing.nodes import Node, free_port  # noqa: E402
+from hearthnet.testing.nodes import Node  # noqa: E402
 
 BODY = {"params": {}, "input": {"text": "x" * 150}}
+URL = "http://localhost/bus/v1/call"  # over each stack's unix socket (the local API)
 
 
 def start_raw() -> tuple[str, list[subprocess.Popen], str]:
     here = Path(__file__).resolve().parent
     run_dir = tempfile.mkdtemp(prefix="hn-raw-", dir="/tmp")
-    port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(here / "raw_pipeline.py"), role, run_dir, str(port)])
+    procs = [subprocess.Popen([sys.executable, str(here / "raw_pipeline.py"), role, run_dir])
              for role in ("broker", "worker", "gateway")]
     time.sleep(1.5)
-    return f"http://127.0.0.1:{port}/bus/v1/call", procs, run_dir
+    return f"{run_dir}/raw-api.sock", procs, run_dir
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -49,7 +50,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=16000, help="per round at 16 in flight")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    raw_url, raw_procs, raw_dir = start_raw()
+    raw_sock, raw_procs, raw_dir = start_raw()
     tmp = tempfile.TemporaryDirectory(prefix="hn-bench-")
     node = Node(Path(tmp.name), "bench")
     node.env["HEARTHNET_WORKERS_ECHO"] = "true"
@@ -58,15 +59,17 @@ def main() -> None:
     try:
         node.init()
         node.start(wait_workers=("broker", "gateway", "echo"))
-        ours = (f"http://127.0.0.1:{node.port}/bus/v1/call",
+        ours = (str(node.api_socket),
                 {"Authorization": f"Bearer {node.token()}", "X-HearthNet-Capability": "experimental.echo",
                  "Content-Type": "application/json"})
-        targets = {"raw": (raw_url, {}), "hearthnet": ours}
+        targets = {"raw": (raw_sock, {}), "hearthnet": ours}
         # Alternate the two stacks round by round so drift on a shared machine hits both.
         for _ in range(args.rounds):
-            for name, (url, headers) in targets.items():
-                results[name]["sequential"].append(run_load(url, headers, BODY, args.requests // 4, 1).summary())
-                results[name]["16_in_flight"].append(run_load(url, headers, BODY, args.requests, 16).summary())
+            for name, (sock, headers) in targets.items():
+                results[name]["sequential"].append(
+                    run_load(URL, headers, BODY, args.requests // 4, 1, unix_socket=sock).summary())
+                results[name]["16_in_flight"].append(
+                    run_load(URL, headers, BODY, args.requests, 16, unix_socket=sock).summary())
     finally:
         node.cleanup()
         tmp.cleanup()

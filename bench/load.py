@@ -29,13 +29,15 @@ class LoadResult:
                 "mean_ms": round(statistics.fmean(self.latencies_ms), 3) if self.latencies_ms else 0}
 
 
-async def _run(url: str, headers: dict[str, str], body: dict, total: int, concurrency: int) -> LoadResult:
+async def _run(url: str, headers: dict[str, str], body: dict, total: int, concurrency: int,
+               unix_socket: str | None) -> LoadResult:
     import aiohttp
 
     result = LoadResult()
     payload = json.dumps(body).encode()
     per = total // concurrency
-    conn = aiohttp.TCPConnector(limit=concurrency)
+    conn = (aiohttp.UnixConnector(path=unix_socket, limit=concurrency) if unix_socket
+            else aiohttp.TCPConnector(limit=concurrency))
     async with aiohttp.ClientSession(connector=conn) as session:
         async def one_client() -> None:
             for _ in range(per):
@@ -58,5 +60,7 @@ async def _run(url: str, headers: dict[str, str], body: dict, total: int, concur
     return result
 
 
-def run_load(url: str, headers: dict[str, str], body: dict, total: int, concurrency: int) -> LoadResult:
-    return asyncio.run(_run(url, headers, body, total, concurrency))
+def run_load(url: str, headers: dict[str, str], body: dict, total: int, concurrency: int,
+             unix_socket: str | None = None) -> LoadResult:
+    """`unix_socket`: send the HTTP requests over that socket (the node's local API)."""
+    return asyncio.run(_run(url, headers, body, total, concurrency, unix_socket))

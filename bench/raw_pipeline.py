@@ -4,7 +4,7 @@ else: no auth, no routing table, no traces, no supervisord.
 
     python bench/raw_pipeline.py broker RUN_DIR
     python bench/raw_pipeline.py worker RUN_DIR
-    python bench/raw_pipeline.py gateway RUN_DIR PORT
+    python bench/raw_pipeline.py gateway RUN_DIR   (HTTP on RUN_DIR/raw-api.sock, as a node's local API)
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def worker(run_dir: str) -> None:
                                  "d": {"output": msg["body"].get("input"), "meta": {}}}))
 
 
-async def gateway(run_dir: str, port: int) -> None:
+async def gateway(run_dir: str) -> None:
     from aiohttp import web
 
     sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
@@ -81,7 +81,7 @@ async def gateway(run_dir: str, port: int) -> None:
     app.router.add_post("/bus/v1/call", call)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.UnixSite(runner, f"{run_dir}/raw-api.sock").start()
     asyncio.create_task(reader())
     await asyncio.Event().wait()
 
@@ -93,4 +93,4 @@ if __name__ == "__main__":
     elif role == "worker":
         worker(run_dir)
     else:
-        asyncio.run(gateway(run_dir, int(sys.argv[3])))
+        asyncio.run(gateway(run_dir))

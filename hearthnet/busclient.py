@@ -47,13 +47,14 @@ class BusClient:
         self.dealer.send(msg)
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
-                   timeout: float | None = None) -> dict[str, Any]:
+                   timeout: float | None = None, local_only: bool = False) -> dict[str, Any]:
         """A non-stream call: the response body, or HearthNetError with the wire code."""
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut
         await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
-                          "stream": False, "caller": caller, "trace": trace, "timeout": timeout})
+                          "stream": False, "caller": caller, "trace": trace, "timeout": timeout,
+                          "local_only": local_only})
         try:
             msg = await fut
         except asyncio.CancelledError:
@@ -64,7 +65,7 @@ class BusClient:
         return msg.get("d") or {}
 
     async def stream(self, cap: str, version: str, body: Any, *, caller: str = "",
-                     trace: str = "", timeout: float | None = None
+                     trace: str = "", timeout: float | None = None, local_only: bool = False
                      ) -> AsyncIterator[tuple[str, Any]]:
         """Yields (event, data) frames; the last one is ("done", meta) or ("error", body).
         Leaving the iteration early (or being cancelled) cancels the call."""
@@ -72,7 +73,8 @@ class BusClient:
         queue: asyncio.Queue = asyncio.Queue()
         self.pending[cid] = queue
         await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
-                          "stream": True, "caller": caller, "trace": trace, "timeout": timeout})
+                          "stream": True, "caller": caller, "trace": trace, "timeout": timeout,
+                          "local_only": local_only})
         finished = False
         try:
             while True:

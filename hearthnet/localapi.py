@@ -58,7 +58,9 @@ class LocalApi:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         get_timeout: float = GET_TIMEOUT_SECONDS,
         call_timeout: float = CALL_TIMEOUT_SECONDS,
+        socket_path: str | None = None,
     ) -> None:
+        self.socket_path = socket_path  # the node's unix socket; else host:port over TCP
         self.host = "127.0.0.1" if host in WILDCARD_HOSTS else host.strip("[]")
         self.port = int(port)
         self.token_file = Path(token_file)
@@ -81,6 +83,8 @@ class LocalApi:
             paths = default_paths()
         try:
             doc = json.loads(paths.api_endpoint_file.read_text(encoding="utf-8"))
+            if "socket" in doc:
+                return cls("localhost", 0, paths.api_token_file, socket_path=str(doc["socket"]))
             host, port = str(doc["host"]), int(doc["port"])
         except FileNotFoundError:
             raise NodeNotRunning("node_not_running",
@@ -93,6 +97,8 @@ class LocalApi:
 
     @property
     def base_url(self) -> str:
+        if self.socket_path:
+            return f"http+unix://{self.socket_path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
@@ -209,7 +215,13 @@ class LocalApi:
     def _connect(self, timeout_after_connect: float | None) -> "http.client.HTTPConnection":
         import http.client
 
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+        if self.socket_path:
+            from hearthnet.unixhttp import UnixHTTPConnection
+
+            conn: http.client.HTTPConnection = UnixHTTPConnection(self.socket_path,
+                                                                  timeout=self.connect_timeout)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
         try:
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:

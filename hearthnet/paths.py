@@ -42,9 +42,18 @@ class NodePaths:
         return self.run_dir / "api.token"
 
     @property
+    def api_socket(self) -> Path:
+        """The local (owner-only) API: HTTP over this unix socket in the 0700 run dir."""
+        return self.run_dir / "api.sock"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
     def api_endpoint_file(self) -> Path:
-        """{"host", "port"} of the running node's local API, written by `hearthnet run`:
-        the CLI finds the node here without loading config.toml."""
+        """{"socket"} of the running node's local API (plus the peer port), written by
+        `hearthnet run`: the CLI finds the node here without loading config.toml."""
         return self.run_dir / "api.json"
 
     @property

@@ -7,7 +7,6 @@ only deals with processes, files and signals.
 from __future__ import annotations
 
 import ctypes
-import http.client
 import json
 import os
 import secrets
@@ -25,6 +24,7 @@ from hearthnet.config import Config
 from hearthnet.errors import HearthNetError
 from hearthnet.paths import ensure_private_dir
 from hearthnet.supervisor_rpc import SupervisorRpc
+from hearthnet.unixhttp import UnixHTTPConnection
 
 STOP_BUDGET_SECONDS = 9.0  # SIGTERM to gone; the issue allows 10 s for the whole tree
 STARTUP_WAIT_SECONDS = 60.0
@@ -62,7 +62,8 @@ class Program:
 
 def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
     """The programs this node runs; later issues add theirs here."""
-    progs = [Program("broker"), Program("gateway"), Program("llm", cfg.workers.llm_replicas)]
+    progs = [Program("broker"), Program("gateway"), Program("ledger"),
+             Program("llm", cfg.workers.llm_replicas)]
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs
@@ -184,7 +185,7 @@ def prepare(cfg: Config, *, no_ui: bool, debug: bool) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32))
     os.chmod(token, 0o600)
-    endpoint = {"host": local_host(cfg.transport.host), "port": cfg.transport.port}
+    endpoint = {"socket": str(cfg.paths.api_socket), "peer_port": cfg.transport.port}
     cfg.paths.api_endpoint_file.write_text(json.dumps(endpoint))
     conf = cfg.paths.supervisor_conf
     conf.write_text(render_supervisor_conf(cfg, programs_for(cfg, no_ui), debug=debug))
@@ -212,8 +213,8 @@ def _supervisord_out(cfg: Config) -> Path:
     return cfg.paths.run_dir / "supervisord.out"
 
 
-def gateway_healthy(host: str, port: int) -> bool:
-    conn = http.client.HTTPConnection(host, port, timeout=0.5)
+def gateway_healthy(socket_path: Path) -> bool:
+    conn = UnixHTTPConnection(str(socket_path), timeout=0.5)
     try:
         conn.request("GET", "/health")
         return conn.getresponse().status == 200
@@ -298,12 +299,12 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
 
 def _wait_ready(cfg: Config, proc: subprocess.Popen, rpc: SupervisorRpc,
                 stop_requested: list[int], emit) -> None:
-    host, port = local_host(cfg.transport.host), cfg.transport.port
     deadline = time.monotonic() + STARTUP_WAIT_SECONDS
     while time.monotonic() < deadline and not stop_requested and proc.poll() is None:
         rpc.poke()  # supervisord spawns on its next loop pass: make that pass come now
-        if gateway_healthy(host, port):
-            emit("ready", {"url": f"http://{host}:{port}"})
+        if gateway_healthy(cfg.paths.api_socket):
+            emit("ready", {"url": f"https://{local_host(cfg.transport.host)}:{cfg.transport.port}",
+                           "socket": str(cfg.paths.api_socket)})
             return
         time.sleep(0.05)
     if proc.poll() is not None:

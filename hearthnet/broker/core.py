@@ -110,6 +110,7 @@ class Call:
     done: bool = False  # answered (or abandoned) towards the client
     cancelled: bool = False
     excluded: set[str] = field(default_factory=set)  # providers that already failed it
+    local_only: bool = False  # a peer's call: only this node's own workers may serve it
 
 
 class Broker:
@@ -400,7 +401,8 @@ class Broker:
         call = Call(id=next(self._ids), client=client, cid=msg.get("id"), cap=cap,
                     version=str(msg.get("v") or "1.0"), body=msg.get("body"),
                     stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
-                    trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now)
+                    trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now,
+                    local_only=bool(msg.get("local_only")))
         self.calls[call.id] = call
         self.by_client[(client, call.cid)] = call
         if self._try_dispatch(call):
@@ -497,7 +499,7 @@ class Broker:
         return [w for w in self.workers.values()
                 if w.alive and not w.draining and call.cap in w.caps
                 and P.version_matches(call.version, w.caps[call.cap].get("version", ""))
-                and w.name not in call.excluded
+                and w.name not in call.excluded and not (call.local_only and w.remote)
                 and not self._health(w.name, call.cap).quarantined(now)]
 
     def _pick(self, call: Call) -> Worker | None:

@@ -1,15 +1,18 @@
 """The gateway's HTTP routes (DESIGN.md §3; routes documented in README "Local API").
 
-Anonymous: GET /health, /manifest, /community/manifest. Everything else needs the
-node owner's token (`Authorization: Bearer <run_dir/api.token>`, a 0600 file only the owner
-can read) from a loopback address; the peer API with signed headers arrives with the mesh.
+Two listeners share one Gateway:
+- the local API, HTTP over `<run dir>/api.sock` (a 0700 dir): every route, and each
+  request must carry the owner's token (`Authorization: Bearer <run dir/api.token>`);
+- the peer API, HTTPS on transport.host:transport.port with the node's self-signed
+  certificate (its fingerprint is in the signed node manifest): anonymous GET /health,
+  /manifest, /community/manifest, and capability calls signed with the contract's
+  X-HearthNet-* headers from community members (see peer_api.py).
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -28,10 +31,14 @@ from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
 from hearthnet.identity import manifest as idmanifest
+from hearthnet.transport.ratelimit import RateLimiter
+from hearthnet.transport.signing import ReplayCache, sign_response
+from hearthnet.transport.tls import ensure_tls_identity, load_tls_identity, manifest_tls_fields
 from hearthnet.version import CONTRACT_VERSION, __version__
 
 log = logging.getLogger("hearthnet.gateway")
 ANONYMOUS = {("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest")}
+CAPS_CACHE_SECONDS = 1.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -42,9 +49,14 @@ class Gateway:
     supervisor: SupervisorRpc
     token: str
     kp: Any  # identity.keys.KeyPair
+    tls: Any = None  # transport.tls.TlsIdentity
     started: float = field(default_factory=time.monotonic)
+    replay: ReplayCache = field(default_factory=ReplayCache)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     _manifest: dict[str, Any] | None = None
     _manifest_at: float = 0.0
+    _caps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _caps_at: float = 0.0
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -67,15 +79,15 @@ class Gateway:
             self._manifest = idmanifest.build_node_manifest(
                 self.kp, display_name=self.cfg.node.display_name,
                 community_id=self.cfg.community.community_id or "", profile=self.cfg.node.profile,
-                endpoints=[{"transport": "http", "host": self.cfg.transport.host,
-                            "port": self.cfg.transport.port}],
+                endpoints=advertised_endpoints(self.cfg),
                 hardware=detect_hardware(self.cfg.paths.data_dir),
                 capabilities=[{k: c[k] for k in ("name", "version", "stability", "schema_hash",
                                                  "params", "max_concurrent")}
                               for c in caps if c.get("local", True)],
                 uptime_seconds=introspect.uptime(self.started),
                 load={"cpu": 0.0, "vram_used_gb": 0.0,
-                      "in_flight_total": sum(c["in_flight"] for c in caps)})
+                      "in_flight_total": sum(c["in_flight"] for c in caps)},
+                extra_fields=manifest_tls_fields(self.tls) if self.tls else None)
             self._manifest_at = now
         return self._manifest
 
@@ -94,25 +106,31 @@ class Gateway:
         return web.json_response(m)
 
     async def call(self, request: web.Request) -> web.StreamResponse:
-        cap = request.headers.get("X-HearthNet-Capability", "").strip()
-        version = request.headers.get("X-HearthNet-Capability-Version", "1.0").strip() or "1.0"
-        if not cap:
-            raise HearthNetError("bad_request", "missing X-HearthNet-Capability header")
+        """A call by the node's owner (local API)."""
+        cap, version = _capability_headers(request)
         body = await _read_json(request)
         trace = request.headers.get("X-HearthNet-Request-Id") or new_ulid()
-        stream = "text/event-stream" in request.headers.get("Accept", "")
+        return await self.dispatch(request, cap, version, body, caller=self.kp.node_id_full,
+                                   trace=trace)
+
+    async def dispatch(self, request: web.Request, cap: str, version: str, body: Any, *,
+                       caller: str, trace: str, local_only: bool = False,
+                       sign: bool = False) -> web.StreamResponse:
+        """Hand an authenticated call to the broker; JSON reply or SSE stream."""
         timeout = _timeout_header(request)
-        if stream:
-            return await self._stream(request, cap, version, body, trace, timeout)
-        result = await self.bus.call(cap, version, body, caller=self.kp.node_id_full, trace=trace,
-                                     timeout=timeout)
-        return web.json_response(result, headers={"X-HearthNet-Request-Id": trace},
-                                 dumps=_dumps)
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            return await self._stream(request, cap, version, body, trace, timeout, caller, local_only)
+        result = await self.bus.call(cap, version, body, caller=caller, trace=trace,
+                                     timeout=timeout, local_only=local_only)
+        headers = {"X-HearthNet-Request-Id": trace}
+        if sign:  # responses to peers are signed (CONTRACT §5; required for mutating calls)
+            headers.update(sign_response(self.kp, trace, 200, result))
+        return web.json_response(result, headers=headers, dumps=_dumps)
 
     async def _stream(self, request: web.Request, cap: str, version: str, body: Any, trace: str,
-                      timeout: float | None) -> web.StreamResponse:
-        frames = self.bus.stream(cap, version, body, caller=self.kp.node_id_full, trace=trace,
-                                 timeout=timeout)
+                      timeout: float | None, caller: str, local_only: bool) -> web.StreamResponse:
+        frames = self.bus.stream(cap, version, body, caller=caller, trace=trace,
+                                 timeout=timeout, local_only=local_only)
         first_ev, first = await frames.__anext__()
         if first_ev == P.ERROR:  # refused before anything streamed: a plain HTTP error
             raise HearthNetError.from_wire(first)
@@ -189,15 +207,36 @@ class Gateway:
             reader.close()
         return web.json_response({"lines": [r.to_dict() for r in records]})
 
+    async def descriptor(self, cap: str) -> dict[str, Any] | None:
+        """A local capability's descriptor (trust_required etc.), cached for a second."""
+        now = time.monotonic()
+        if now - self._caps_at > CAPS_CACHE_SECONDS:
+            _, caps, _ = await introspect.broker_view(self.bus)
+            self._caps = {c["name"]: c for c in caps if c.get("local", True)}
+            self._caps_at = now
+        return self._caps.get(cap)
+
     # ---- middleware ------------------------------------------------------------------
 
     @web.middleware
-    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Owner authentication first, then one place that turns errors into contract JSON."""
+    async def local_guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Local API: the owner's token on every route but /health."""
+        async def authenticated(req: web.Request) -> web.StreamResponse:
+            if (req.method, req.path) != ("GET", "/health"):
+                self._authenticate(req)
+            return await handler(req)
+
+        return await self.errors(request, authenticated)
+
+    @web.middleware
+    async def peer_guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Peer API: routes authenticate by signature themselves (peer_api.py)."""
+        return await self.errors(request, handler)
+
+    async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The one place that turns errors into the contract's JSON error body."""
         trace = request.headers.get("X-HearthNet-Request-Id", "")
         try:
-            if (request.method, request.path) not in ANONYMOUS:
-                self._authenticate(request)
             return await handler(request)
         except HearthNetError as exc:
             return _error_response(exc.code, exc.message, trace, exc.details)
@@ -214,15 +253,14 @@ class Gateway:
             return _error_response("internal_error", "the gateway failed; see its log", trace, {})
 
     def _authenticate(self, request: web.Request) -> None:
-        loopback = _is_loopback(request.remote or "")
         supplied = request.headers.get("Authorization", "")
         expected = f"Bearer {self.token}"
-        if not loopback or not hmac.compare_digest(supplied.encode(), expected.encode()):
+        if not hmac.compare_digest(supplied.encode(), expected.encode()):
             raise HearthNetError("unauthorized", "local API needs the node owner's token")
 
 
-def build_app(gw: Gateway) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[gw.guard])
+def build_local_app(gw: Gateway) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[gw.local_guard])
     app.router.add_get("/health", gw.health)
     app.router.add_get("/manifest", gw.manifest)
     app.router.add_get("/community/manifest", gw.get_community_manifest)
@@ -235,19 +273,45 @@ def build_app(gw: Gateway) -> web.Application:
     return app
 
 
+def build_peer_app(gw: Gateway) -> web.Application:
+    from hearthnet.gateway import peer_api
+
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[gw.peer_guard])
+    app.router.add_get("/health", gw.health)
+    app.router.add_get("/manifest", gw.manifest)
+    app.router.add_get("/community/manifest", gw.get_community_manifest)
+    app.router.add_post("/bus/v1/call", functools.partial(peer_api.call, gw))
+    return app
+
+
 def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
     token = cfg.paths.api_token_file.read_text().strip()
     kp = idkeys.load(cfg.identity.keys_dir)
+    if cfg.transport.tls_cert and cfg.transport.tls_key:
+        tls = load_tls_identity(cfg.transport.tls_cert, cfg.transport.tls_key)
+    else:
+        tls = ensure_tls_identity(kp, cfg.paths.tls_dir, cfg.transport.host)
     return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorRpc(cfg.paths.supervisor_socket),
-                   token=token, kp=kp)
+                   token=token, kp=kp, tls=tls)
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_loopback(peer: str) -> bool:
-    try:
-        return ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        return peer == ""  # a unix socket has no address
+def advertised_endpoints(cfg: Config) -> list[dict[str, Any]]:
+    """Where peers reach us: the configured host, or every non-loopback IPv4 address of
+    the allowed interfaces when listening on all of them."""
+    host, port = cfg.transport.host, cfg.transport.port
+    if host not in ("0.0.0.0", "", "::"):
+        return [{"transport": "https", "host": host, "port": port}]
+    import psutil
+
+    allowed = set(cfg.discovery.interfaces)
+    out = []
+    for name, addrs in sorted(psutil.net_if_addrs().items()):
+        if allowed and name not in allowed:
+            continue
+        for a in addrs:
+            if a.family.name == "AF_INET" and not a.address.startswith("127."):
+                out.append({"transport": "https", "host": a.address, "port": port})
+    return out
 
 
 def _dumps(obj: Any) -> str:
@@ -280,6 +344,14 @@ def _timeout_header(request: web.Request) -> float | None:
     if not 0 < value <= 3600:
         raise HearthNetError("bad_request", "X-HearthNet-Timeout must be in (0, 3600] seconds")
     return value
+
+
+def _capability_headers(request: web.Request) -> tuple[str, str]:
+    cap = request.headers.get("X-HearthNet-Capability", "").strip()
+    version = request.headers.get("X-HearthNet-Capability-Version", "1.0").strip() or "1.0"
+    if not cap:
+        raise HearthNetError("bad_request", "missing X-HearthNet-Capability header")
+    return cap, version
 
 
 def _int_query(request: web.Request, key: str, default: int) -> int:

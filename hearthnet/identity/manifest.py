@@ -89,7 +89,10 @@ def build_node_manifest(
     uptime_seconds: int,
     load: Mapping[str, Any],
     now: datetime | None = None,
+    extra_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`extra_fields` (e.g. `tls_fingerprint`) are signed with the rest; they may not
+    replace a standard field."""
     issued = _now(now)
     missing = [k for k in HARDWARE_FIELDS if k not in hardware] + [k for k in LOAD_FIELDS if k not in load]
     if missing:
@@ -109,6 +112,10 @@ def build_node_manifest(
         "issued_at": rfc3339(issued),
         "expires_at": rfc3339(issued + timedelta(seconds=MANIFEST_TTL_SECONDS)),
     }
+    clash = sorted(set(extra_fields or {}) & (set(manifest) | {"signature"}))
+    if clash:
+        raise IdentityError("bad_manifest", f"extra manifest fields clash with {', '.join(clash)}")
+    manifest.update(extra_fields or {})
     return kp.sign(manifest)
 
 
@@ -164,7 +171,9 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _policy(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+def community_policy(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """DEFAULT_POLICY with `overrides` applied; unknown keys and wrong types are refused
+    (shared by the genesis manifest and the ledger's genesis events)."""
     policy = dict(DEFAULT_POLICY)
     for key, value in (overrides or {}).items():
         if key not in DEFAULT_POLICY:
@@ -192,7 +201,7 @@ def build_genesis_community_manifest(
         "root_key": founder,
         "created_at": created,
         "lamport_at_creation": 0,
-        "policy": _policy(policy),
+        "policy": community_policy(policy),
         "members": [{"node_id": founder, "level": "anchor", "added_at": created, "added_by": founder}],
         "revoked": [],
         "head_lamport": 0,

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from hearthnet.unixhttp import UnixHTTPConnection
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -103,10 +106,23 @@ class Node:
         status, data = self.request(path, method, body, headers, timeout)
         return json.loads(data)
 
+    @property
+    def api_socket(self) -> Path:
+        return self.run_dir / "api.sock"
+
     def request(self, path: str, method: str = "GET", body: Any = None,
                 headers: dict[str, str] | None = None, timeout: float = 30,
-                auth: bool = True) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+                auth: bool = True, peer: bool = False) -> tuple[int, bytes]:
+        """Local API over the node's unix socket, or (peer=True) the HTTPS peer port."""
+        if peer:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # self-signed; pinning is the peers' business
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout, context=ctx)
+            auth = False
+        else:
+            conn = UnixHTTPConnection(str(self.api_socket), timeout=timeout)
         hdrs = {"Content-Type": "application/json"}
         if auth:
             hdrs["Authorization"] = f"Bearer {self.token()}"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_full_init_then_run_then_status(make_node):
     node = make_node("alice")
     node.init()
-    node.start(wait_workers=("broker", "gateway", "llm"))
+    node.start(wait_workers=("broker", "gateway", "ledger", "llm"))
     r = node.cli("status", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -25,7 +25,7 @@ def test_full_init_then_run_then_status(make_node):
     assert status["node"]["node_id"].startswith("ed25519:")
     assert status["community"]["member_count"] == 1
     states = {w["program"]: w["state"] for w in status["workers"]}
-    assert states == {"broker": "RUNNING", "gateway": "RUNNING", "llm": "RUNNING"}
+    assert states == {"broker": "RUNNING", "gateway": "RUNNING", "ledger": "RUNNING", "llm": "RUNNING"}
     assert any("no backend configured" in n for n in status["notes"])
     human = node.cli("status")
     assert human.returncode == 0
@@ -38,7 +38,7 @@ def test_run_sigterm_leaves_no_processes(make_node, sig):
     node.init()
     node.start(wait_workers=("broker", "gateway", "llm"))
     pids = set(node.seen_pids)
-    assert len(pids) >= 5  # hearthnet run, supervisord, broker, gateway, llm
+    assert len(pids) >= 6  # hearthnet run, supervisord, broker, gateway, ledger, llm
     took = node.stop(sig)
     assert node.proc.returncode == 0
     assert took < 10, f"stopping took {took:.1f}s"
@@ -77,12 +77,22 @@ def test_local_api_needs_the_owner_token(make_node):
     assert status == 401
     status, body = node.request("/health", auth=False)
     assert status == 200
-    status, body = node.request("/manifest", auth=False)
+    status, body = node.request("/health", peer=True)
+    assert status == 200
+    status, body = node.request("/manifest", peer=True)
     manifest = json.loads(body)
     assert status == 200 and manifest["contract_version"] == "1.0"
+    assert manifest["tls_fingerprint"].startswith("sha256:")
+    assert manifest["endpoints"] == [{"transport": "https", "host": "127.0.0.1", "port": node.port}]
     from hearthnet.identity.manifest import verify_node_manifest
 
     verify_node_manifest(manifest)
+    # the peer port serves no local API and no unsigned calls
+    status, body = node.request("/api/v1/status", peer=True)
+    assert status == 404
+    status, body = node.request("/bus/v1/call", "POST", {"input": {}}, peer=True,
+                                headers={"X-HearthNet-Capability": "experimental.echo"})
+    assert status == 400 and json.loads(body)["error"] == "bad_request"
 
 
 def test_bad_requests_get_contract_errors_and_gateway_keeps_serving(make_node):
@@ -142,14 +152,14 @@ def test_worker_crashing_at_start_is_reported_fatal_with_its_log(make_node):
 
 
 def test_http_caller_leaving_cancels_the_work(make_node):
-    import http.client
+    from hearthnet.unixhttp import UnixHTTPConnection
 
     node = make_node()
     node.env["HEARTHNET_WORKERS_ECHO"] = "true"
     node.init()
     node.start(wait_workers=("broker", "gateway", "echo"))
     body = {"input": {"items": list(range(1000)), "sleep_ms": 20}}
-    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+    conn = UnixHTTPConnection(str(node.api_socket), timeout=30)
     conn.request("POST", "/bus/v1/call", body=json.dumps(body),
                  headers={"Authorization": f"Bearer {node.token()}", "Accept": "text/event-stream",
                           "X-HearthNet-Capability": "experimental.echo",

@@ -1,0 +1,58 @@
+"""Capability calls from other nodes (CONTRACT §5, DESIGN.md §3): the request lifecycle of
+the spec — verify the signed X-HearthNet-* headers (key from -From, skew ≤ 120 s, no
+replayed request id), the caller must be a community member with the capability's
+trust level, then the per-peer rate limits, then the broker. Peers reach only this
+node's own (local) providers, never a third node through us, so calls cannot loop."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from hearthnet.errors import HearthNetError
+from hearthnet.transport.signing import verify_request
+from hearthnet.transport.trust import check_caller
+
+if TYPE_CHECKING:
+    from hearthnet.gateway.app import Gateway
+
+log = logging.getLogger("hearthnet.gateway.peers")
+
+
+async def call(gw: "Gateway", request: web.Request) -> web.StreamResponse:
+    from hearthnet.gateway.app import _capability_headers
+
+    cap, version = _capability_headers(request)
+    body = await _signed_body(request)
+    caller = verify_request(request.headers, body, replay=gw.replay,
+                            community_id=gw.cfg.community.community_id)
+    desc = await gw.descriptor(cap)
+    if desc is None:
+        raise HearthNetError("not_found", f"this node does not serve {cap}")
+    check_caller(caller, gw.community_manifest() or {}, str(desc.get("trust_required") or "member"),
+                 self_node_id=gw.kp.node_id_full)
+    rate = gw.limiter.check(caller, cap)
+    if not rate.allowed:  # hard limit: drop without an answer (spec §7)
+        log.warning("peer over the hard rate limit; dropped", extra={"peer": caller, "capability": cap})
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=429)
+    if rate.soft_exceeded:
+        raise HearthNetError("rate_limited", f"too many calls to {cap}; slow down",
+                             retry_after_ms=rate.retry_after_ms)
+    trace = request.headers.get("X-HearthNet-Request-Id", "")
+    return await gw.dispatch(request, cap, version, body, caller=caller, trace=trace,
+                             local_only=True, sign=True)
+
+
+async def _signed_body(request: web.Request) -> Any:
+    """The body exactly as signed: parsed JSON, or None when empty."""
+    raw = await request.read()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
