@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "log": "hearthnet.cli.commands.log",
     "trace": "hearthnet.cli.commands.trace",
     "doctor": "hearthnet.cli.commands.doctor",
+    "export": "hearthnet.cli.commands.export",
+    "erase": "hearthnet.cli.commands.erase",
     "version": "hearthnet.cli.commands.version",
     "completion": "hearthnet.cli.commands.completion",
 }
