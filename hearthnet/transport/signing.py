@@ -66,9 +66,13 @@ _REQUIRED_REQUEST_HEADERS = tuple(h for h in REQUEST_HEADERS if h != H_SIGNATURE
 # Transport-level names for the sync routes (never registered on the bus).
 SYNC_HEADS = "sync.heads"
 SYNC_EVENTS = "sync.events"
+SYNC_IDS = "sync.ids"  # beyond the spec: the event ids a peer holds (DESIGN.md §5 diff sync)
+SYNC_PULL = "sync.pull"  # beyond the spec: fetch named events, so one round goes both ways
 ROUTE_CAPABILITIES: dict[tuple[str, str], str] = {
     ("GET", "/sync/v1/heads"): SYNC_HEADS,
     ("POST", "/sync/v1/events"): SYNC_EVENTS,
+    ("POST", "/sync/v1/ids"): SYNC_IDS,
+    ("POST", "/sync/v1/pull"): SYNC_PULL,
 }
 
 # CONTRACT §9: clients MUST verify the response signature of these capabilities.
