@@ -223,6 +223,40 @@ def check_community_present(ctx: DoctorContext) -> CheckResult:
     return CheckResult("community_present", True, f"{label}({manifest})")
 
 
+@register("event_log")
+def check_event_log(ctx: DoctorContext) -> CheckResult:
+    """Opens read-only (the ledger is the log's only writer, and it may be running),
+    passes PRAGMA quick_check + the schema check, and the ledger could write to it."""
+    cfg = ctx.cfg
+    if not cfg.community.community_id or cfg.community.state_dir is None:
+        return CheckResult("event_log", None, "skipped: no community yet")
+    path = cfg.community.state_dir / "events.sqlite"
+    if not path.exists():
+        return CheckResult("event_log", False, f"no event log at {path}",
+                           "start the node (`hearthnet run`): the ledger creates it; if this node had "
+                           "one, restore events.sqlite from a backup", warning=True)
+    from hearthnet.ledger.errors import LedgerError
+    from hearthnet.ledger.store import check_file
+
+    try:
+        info = check_file(path)
+    except LedgerError as exc:
+        return CheckResult("event_log", False, exc.message, _event_log_restore_hint(path))
+    unwritable = [str(p) for p in (path, path.parent) if not os.access(p, os.W_OK)]
+    if unwritable:
+        return CheckResult("event_log", False, f"the ledger cannot write {', '.join(unwritable)}",
+                           f"give this user write access: chmod u+w {' '.join(unwritable)}")
+    return CheckResult("event_log", True, f"{path}: {info['count']} events, head lamport {info['head']}")
+
+
+def _event_log_restore_hint(path: Path) -> str:
+    return (f"{path} is kept untouched: HearthNet never repairs, replaces or deletes an event log.\n"
+            f"Stop the node, keep a copy of the damaged file, then restore events.sqlite from a\n"
+            f"file-level backup of {path.parent}. Without a backup, move the damaged file aside\n"
+            "yourself: the ledger starts an empty log and the community's peers send their events\n"
+            "back when the node syncs.")
+
+
 @register("transport_port")
 def check_transport_port(ctx: DoctorContext) -> CheckResult:
     host, port = ctx.cfg.transport.host, ctx.cfg.transport.port

@@ -246,8 +246,9 @@ def _apply(cfg: Config, plan: _Plan, env: Mapping[str, str]) -> InitResult:
         manifest = build_genesis_community_manifest(kp, plan.community_name)
         state_dir = cfg.community.state_dir or community_state_dir(paths, manifest["community_id"])
         write_community_manifest(manifest, state_dir / "manifest.json")
-        # The genesis events (community.created, member.invited, member.joined for the
-        # founder) are appended by the ledger when it first opens this community's log.
+        # After the manifest: if init dies in between, the ledger writes the genesis events
+        # itself when it first opens the (empty) log of a community this key founded.
+        _write_genesis_events(cfg, kp, plan, manifest, state_dir)
     update_config_file(
         _config_path(cfg),
         {
@@ -261,6 +262,28 @@ def _apply(cfg: Config, plan: _Plan, env: Mapping[str, str]) -> InitResult:
         changed=True,
         message=f"created node {kp.node_id_short} in community {manifest['name']!r}",
     )
+
+
+def _write_genesis_events(cfg: Config, kp: KeyPair, plan: _Plan, manifest: Mapping[str, Any],
+                          state_dir: Path) -> None:
+    """events.sqlite with the 3 founding events (community.created, member.invited and
+    member.joined for the founder), dated like the genesis manifest."""
+    from hearthnet.identity.manifest import build_node_manifest, parse_rfc3339
+    from hearthnet.ledger.store import EventLog
+
+    hardware = detect_hardware(cfg.paths.data_dir)
+    node_manifest = build_node_manifest(
+        kp, display_name=plan.display_name, community_id=manifest["community_id"], profile=plan.profile,
+        endpoints=[{"transport": "http", "host": cfg.transport.host, "port": cfg.transport.port}],
+        hardware=hardware, capabilities=[], uptime_seconds=0,
+        load={"cpu": 0.0, "vram_used_gb": 0.0, "in_flight_total": 0})
+    log = EventLog(state_dir / "events.sqlite", manifest["community_id"])
+    try:
+        if log.count() == 0:
+            log.create_genesis(kp, manifest["name"], manifest["policy"], display_name=plan.display_name,
+                               node_manifest=node_manifest, now=parse_rfc3339(manifest["created_at"]))
+    finally:
+        log.close()
 
 
 def _config_path(cfg: Config) -> Path:

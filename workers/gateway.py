@@ -7,6 +7,9 @@ from aiohttp import web
 
 from hearthnet.busclient import BusClient
 from hearthnet.gateway.app import build_local_app, build_peer_app, load_gateway
+from hearthnet.gateway.mesh import Mesh
+from hearthnet.transport.client import PeerClient
+from hearthnet.transport.pinning import PinStore
 from hearthnet.transport.tls import server_ssl_context
 from hearthnet.process import start_process
 
@@ -25,6 +28,10 @@ async def serve() -> None:
     cfg.paths.api_socket.unlink(missing_ok=True)  # a stale socket of a killed gateway
     await web.UnixSite(local, str(cfg.paths.api_socket)).start()
     os.chmod(cfg.paths.api_socket, 0o600)
+    gw.mesh = Mesh(bus, PeerClient(gw.kp, cfg.community.community_id or "",
+                                   PinStore(cfg.paths.tls_dir / "known_peers.json")),
+                   cfg.community.community_id or "", cfg.paths.broker_workers_endpoint)
+    gw.mesh.start()
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
                                          "tls_fingerprint": gw.tls.fingerprint})
@@ -33,6 +40,8 @@ async def serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    await gw.mesh.close()
+    await gw.mesh.client.close()
     await peers.cleanup()
     await local.cleanup()
     await bus.close()

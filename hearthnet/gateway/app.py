@@ -50,6 +50,7 @@ class Gateway:
     token: str
     kp: Any  # identity.keys.KeyPair
     tls: Any = None  # transport.tls.TlsIdentity
+    mesh: Any = None  # gateway.mesh.Mesh, once started
     started: float = field(default_factory=time.monotonic)
     replay: ReplayCache = field(default_factory=ReplayCache)
     limiter: RateLimiter = field(default_factory=RateLimiter)
@@ -173,7 +174,29 @@ class Gateway:
                           "member_count": len(cm.get("members", []))},
             "workers": merged, "capabilities": entries,
             "in_flight": sum(w["in_flight"] for w in merged), "notes": notes,
+            "peers": self.mesh.status() if self.mesh else [],
+            "discovery": await self._discovery_view(),
+            "event_log": await self._event_head(),
         })
+
+    async def _discovery_view(self) -> dict[str, Any] | None:
+        """How peers were found, and why there are none (from the discovery worker)."""
+        try:
+            out = await self.bus.call("community.peers.list", "1.0", {"params": {}, "input": {}},
+                                      caller=self.kp.node_id_full, timeout=2)
+        except HearthNetError:
+            return None
+        o = out.get("output", {})
+        return {"diagnose": o.get("diagnose", []), "mechanisms": (o.get("discovery") or {}).get("mechanisms")}
+
+    async def _event_head(self) -> dict[str, Any] | None:
+        try:
+            out = await self.bus.call("community.log.heads", "1.0", {"params": {}, "input": {}},
+                                      caller=self.kp.node_id_full, timeout=2)
+        except HearthNetError:
+            return None
+        o = out.get("output", {})
+        return {"head": o.get("head"), "count": o.get("count")}
 
     async def workers(self, request: web.Request) -> web.Response:
         workers, _, ok = await introspect.broker_view(self.bus)
@@ -281,6 +304,10 @@ def build_peer_app(gw: Gateway) -> web.Application:
     app.router.add_get("/manifest", gw.manifest)
     app.router.add_get("/community/manifest", gw.get_community_manifest)
     app.router.add_post("/bus/v1/call", functools.partial(peer_api.call, gw))
+    app.router.add_get("/sync/v1/heads", functools.partial(peer_api.sync_heads, gw))
+    app.router.add_post("/sync/v1/ids", functools.partial(peer_api.sync_ids, gw))
+    app.router.add_post("/sync/v1/events", functools.partial(peer_api.sync_events, gw))
+    app.router.add_post("/sync/v1/pull", functools.partial(peer_api.sync_pull, gw))
     return app
 
 

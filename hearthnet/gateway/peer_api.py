@@ -56,3 +56,74 @@ async def _signed_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
+
+
+# ---- gossip sync routes (X02 §7; /ids and /pull are ours, see hearthnet/sync.py) --------
+
+async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, body: Any) -> str:
+    caller = verify_request(request.headers, body, replay=gw.replay,
+                            community_id=gw.cfg.community.community_id,
+                            expect_capability=capability)
+    check_caller(caller, gw.community_manifest() or {}, "member", self_node_id=gw.kp.node_id_full)
+    rate = gw.limiter.check(caller, capability)
+    if not rate.allowed or rate.soft_exceeded:
+        raise HearthNetError("rate_limited", "too many sync requests", retry_after_ms=rate.retry_after_ms)
+    return caller
+
+
+async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
+    out = await gw.bus.call(cap, "1.0", {"params": {}, "input": inp}, caller=gw.kp.node_id_full,
+                            timeout=60)
+    return out.get("output", {})
+
+
+def _signed_json(gw: "Gateway", request: web.Request, body: dict[str, Any]) -> web.Response:
+    from hearthnet.gateway.app import _dumps
+    from hearthnet.transport.signing import sign_response
+
+    rid = request.headers.get("X-HearthNet-Request-Id", "")
+    headers = {"X-HearthNet-Request-Id": rid, **sign_response(gw.kp, rid, 200, body)}
+    return web.json_response(body, headers=headers, dumps=_dumps)
+
+
+def _community_body(gw: "Gateway", body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or body.get("community_id") != gw.cfg.community.community_id:
+        raise HearthNetError("bad_request", "body must name this community's community_id")
+    return body
+
+
+async def sync_heads(gw: "Gateway", request: web.Request) -> web.Response:
+    from hearthnet.transport.signing import SYNC_HEADS
+
+    await _sync_caller(gw, request, SYNC_HEADS, None)
+    return _signed_json(gw, request, await _ledger(gw, "community.log.heads", {}))
+
+
+async def sync_ids(gw: "Gateway", request: web.Request) -> web.Response:
+    from hearthnet.transport.signing import SYNC_IDS
+
+    body = _community_body(gw, await _signed_body(request))
+    await _sync_caller(gw, request, SYNC_IDS, body)
+    return _signed_json(gw, request, await _ledger(gw, "community.log.ids", {"since_lamport": 0}))
+
+
+async def sync_events(gw: "Gateway", request: web.Request) -> web.Response:
+    from hearthnet.transport.signing import SYNC_EVENTS
+
+    body = _community_body(gw, await _signed_body(request))
+    await _sync_caller(gw, request, SYNC_EVENTS, body)
+    events = body.get("events")
+    if not isinstance(events, list):
+        raise HearthNetError("bad_request", "events must be a list")
+    return _signed_json(gw, request, await _ledger(gw, "community.log.ingest", {"events": events}))
+
+
+async def sync_pull(gw: "Gateway", request: web.Request) -> web.Response:
+    from hearthnet.transport.signing import SYNC_PULL
+
+    body = _community_body(gw, await _signed_body(request))
+    await _sync_caller(gw, request, SYNC_PULL, body)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise HearthNetError("bad_request", "ids must be a list of event ids")
+    return _signed_json(gw, request, await _ledger(gw, "community.log.events", {"ids": ids}))

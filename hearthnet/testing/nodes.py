@@ -42,6 +42,10 @@ class Node:
             "HEARTHNET_TRANSPORT_HOST": "127.0.0.1",
             "HEARTHNET_TRANSPORT_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
+            # Network rule: single-host tests never multicast out of the machine's real
+            # interfaces; nodes meet through `peer add`/invites (netns tests turn it on).
+            "HEARTHNET_DISCOVERY_MDNS_ENABLED": "false",
+            "HEARTHNET_DISCOVERY_UDP_ENABLED": "false",
         })
         self.proc: subprocess.Popen | None = None
         self.seen_pids: set[int] = set()

@@ -191,3 +191,32 @@ def test_configured_community_without_key_is_refused(tmp_path: Path) -> None:
         init_node(_opts(), prompt=Scripted())
     assert err.value.code == "keys_missing" and "backup" in err.value.message
     assert list(keys_dir.iterdir()) == []  # no new identity was minted
+
+
+def test_init_writes_exactly_the_three_genesis_events(tmp_path: Path) -> None:
+    from hearthnet.ledger.events import verify_event_signature
+    from hearthnet.ledger.store import EventLog
+
+    result = init_node(_opts(), prompt=Scripted())
+    cfg = load_config()
+    db = cfg.community.state_dir / "events.sqlite"
+    manifest = read_community_manifest(cfg.community_manifest_path)
+    log = EventLog(db, result.community_id)
+    try:
+        events = log.events()
+        assert [(e["lamport"], e["event_type"]) for e in events] == [
+            (1, "community.created"), (2, "community.member.invited"), (3, "community.member.joined")]
+        assert all(e["author"] == result.node_id and verify_event_signature(e) for e in events)
+        assert all(e["wall_clock"] == manifest["created_at"] for e in events)
+        assert events[0]["data"] == {"name": manifest["name"], "founder_node_id": result.node_id,
+                                     "policy": manifest["policy"]}
+        joined = events[2]["data"]
+        assert joined["invite_event_id"] == events[1]["event_id"]
+        assert joined["node_manifest"]["display_name"] == "Anna's laptop"
+        assert joined["node_manifest"]["profile"] == "hearth"
+        assert log.clock == 3
+        # The ledger's view of the log gives the same membership as the genesis manifest.
+        assert log.view.manifest_body()["members"] == manifest["members"]
+    finally:
+        log.close()
+    assert sorted(p.name for p in db.parent.iterdir()) == ["events.sqlite", "manifest.json"]

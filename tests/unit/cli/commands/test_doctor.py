@@ -162,3 +162,31 @@ def test_every_check_runs_on_a_cold_disk(env, name):
 
     result = doctor.run_one(name, load_config())
     assert not result.crashed, result
+
+
+def test_doctor_event_log(runner, env):
+    import hashlib
+
+    init_node(runner)
+    ok = invoke(runner, "doctor", "--check", "event_log")
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.startswith("✔") and "3 events, head lamport 3" in ok.stdout
+    db = next((env.data / "hearthnet" / "communities").glob("*/events.sqlite"))
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])  # truncated
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    bad = invoke(runner, "doctor", "--check", "event_log")
+    assert bad.exit_code == 1
+    assert bad.stdout.startswith("✘") and str(db) in bad.stdout
+    assert "kept untouched" in bad.stdout and "backup" in bad.stdout
+    assert "delete" not in bad.stdout.replace("never repairs, replaces or deletes", "")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    full = invoke(runner, "doctor")
+    assert full.exit_code == 1 and lines_by_name(full.stdout)["event_log"].startswith("✘")
+
+
+def test_doctor_event_log_missing_is_a_warning(runner, env):
+    init_node(runner)
+    db = next((env.data / "hearthnet" / "communities").glob("*/events.sqlite"))
+    db.unlink()
+    result = invoke(runner, "doctor", "--check", "event_log")
+    assert result.exit_code == 0 and result.stdout.startswith("⚠") and "the ledger creates it" in result.stdout

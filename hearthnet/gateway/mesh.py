@@ -1,0 +1,99 @@
+"""The gateway's side of the mesh: follow the discovery worker's peer events, keep one
+remote provider per verified peer in the broker (peers.py), and run gossip sync rounds
+with each peer every SYNC_INTERVAL_SECONDS and as soon as it is found (sync.py)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from hearthnet.errors import HearthNetError
+from hearthnet.gateway.peers import PeerProxies
+from hearthnet.sync import SYNC_INTERVAL_SECONDS, Ledger, SyncResult, sync_with
+
+log = logging.getLogger("hearthnet.gateway.mesh")
+WATCH_RETRY_SECONDS = 2.0
+
+
+class Mesh:
+    def __init__(self, bus: Any, client: Any, community_id: str, workers_endpoint: str) -> None:
+        self.bus = bus
+        self.client = client  # transport.client.PeerClient
+        self.community_id = community_id
+        self.proxies = PeerProxies(workers_endpoint, client)
+        self.peers: dict[str, dict[str, Any]] = {}
+        self.last_sync: dict[str, SyncResult] = {}
+        self.ledger = Ledger(bus)
+        self._tasks: list[asyncio.Task] = []
+        self._syncing: dict[str, asyncio.Task] = {}
+
+    def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._watch()), asyncio.ensure_future(self._sync_loop())]
+
+    async def close(self) -> None:
+        for task in self._tasks + list(self._syncing.values()):
+            task.cancel()
+        await self.proxies.close()
+
+    async def _watch(self) -> None:
+        """Follow community.peers.watch for as long as we run (re-subscribing if the
+        discovery worker restarts)."""
+        while True:
+            frames = self.bus.stream("community.peers.watch", "1.0", {"params": {}, "input": {}},
+                                     timeout=365 * 86400)
+            async with contextlib.aclosing(frames):
+                async for event, data in frames:
+                    if event == "peer":
+                        await self._apply(data.get("kind", ""), data.get("peer") or {})
+                    elif event == "error":
+                        log.debug("peer watch ended", extra={"reason": data.get("message")})
+            await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    async def _apply(self, kind: str, peer: dict[str, Any]) -> None:
+        node = peer.get("node_id")
+        if not node:
+            return
+        await self.proxies.apply(kind, peer)
+        if kind == "removed":
+            self.peers.pop(node, None)
+            return
+        new = node not in self.peers
+        self.peers[node] = peer
+        if new:
+            self.sync_soon(node)
+
+    def sync_soon(self, node: str) -> None:
+        if node in self._syncing and not self._syncing[node].done():
+            return
+        self._syncing[node] = asyncio.ensure_future(self.sync_one(node))
+
+    async def sync_one(self, node: str) -> SyncResult:
+        peer = self.peers[node]
+        result = await sync_with(self.ledger, self.client, self.community_id, peer)
+        self.last_sync[node] = result
+        log.info("sync round", extra=result.to_dict())
+        return result
+
+    async def sync_all(self) -> list[SyncResult]:
+        return [await self.sync_one(node) for node in list(self.peers)]
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL_SECONDS)
+            try:
+                await self.sync_all()
+            except HearthNetError as exc:
+                log.warning("sync loop", extra={"reason": exc.message})
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for node, peer in self.peers.items():
+            last = self.last_sync.get(node)
+            out.append({"node_id": node, "node_id_short": peer.get("node_id_short"),
+                        "display_name": peer.get("display_name"), "source": peer.get("source"),
+                        "endpoint": peer.get("endpoint"),
+                        "capabilities": [c.get("name") for c in
+                                         (peer.get("manifest") or {}).get("capabilities", [])],
+                        "last_sync": last.to_dict() if last else None})
+        return out

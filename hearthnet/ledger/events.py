@@ -1,0 +1,284 @@
+"""The signed event envelope and the closed set of event types (spec core-events-discovery
+§1–2; CONTRACT §7.1–7.2).
+
+An event is a plain dict:
+
+    schema_version  1
+    event_id        ULID
+    lamport         int >= 1, the per-community logical clock
+    wall_clock      RFC 3339 UTC, advisory
+    community_id    full id (the root key)
+    author          full NodeID; its key verifies `signature`
+    event_type      one of EVENT_TYPES
+    data            object with that type's required fields
+    signature       ed25519 over the canonical JSON of every other field
+
+Shape checks return a problem string (or None) instead of raising, so a batch of received
+events can be judged one by one without exceptions on the hot path.
+
+Co-signatures (revoke, promote, demote): each co-signer signs the canonical JSON of
+`{"community_id", "event_type", "data": data minus co_signers}`. The spec says "the payload
+minus co_signers"; binding the community and the type as well stops a signature collected
+for one community or action from being replayed in another.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from nacl.signing import VerifyKey
+
+from hearthnet.errors import IdentityError
+from hearthnet.identity.canonical import canonical_json
+from hearthnet.identity.keys import KeyPair, parse_node_id, verify_bytes, verify_payload
+from hearthnet.identity.manifest import DEFAULT_POLICY, parse_rfc3339, rfc3339, utcnow
+from hearthnet.ids import new_ulid
+
+SCHEMA_VERSION = 1
+ENVELOPE_FIELDS = ("schema_version", "event_id", "lamport", "wall_clock", "community_id",
+                   "author", "event_type", "data", "signature")
+MAX_LAMPORT = 2**63 - 1  # SQLite INTEGER
+ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+MEMBER_LEVELS = ("member", "trusted", "anchor")
+LEVEL_RANK = {level: rank for rank, level in enumerate(MEMBER_LEVELS, start=1)}
+MARKET_EXPIRE_REASONS = ("fulfilled", "withdrawn", "user_request", "stale")
+
+# Rejection reasons of a received event (IngestResult.rejected_reasons[].reason).
+SCHEMA_UNKNOWN = "schema_unknown"
+INVALID_SIGNATURE = "invalid_signature"
+COMMUNITY_MISMATCH = "community_mismatch"
+UNKNOWN_AUTHOR = "unknown_author"
+REVOKED_AUTHOR = "revoked_author"
+UNAUTHORIZED = "unauthorized"
+LAMPORT_TOO_FAR = "lamport_too_far"
+
+_S, _I, _D, _L, _N = str, int, dict, list, type(None)
+
+# The closed set (§2): event_type -> required data field -> accepted JSON types.
+# Extra data fields are allowed (they are signed; readers ignore what they do not know).
+# federation.peer.* are reserved for Phase 2 and refused as schema_unknown until defined.
+EVENT_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "community.created": {"name": (_S,), "founder_node_id": (_S,), "policy": (_D,)},
+    "community.member.invited": {"invitee_node_id": (_S,), "display_name": (_S,),
+                                 "initial_level": (_S,), "expires_at": (_S,)},
+    "community.member.joined": {"invite_event_id": (_S,), "node_manifest": (_D,)},
+    "community.member.revoked": {"target_node_id": (_S,), "reason": (_S,), "co_signers": (_L,)},
+    "community.member.promoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,)},
+    "community.member.demoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,)},
+    "community.policy.updated": {"policy": (_D,)},
+    "node.manifest.updated": {"manifest": (_D,)},
+    "market.post.created": {"client_id": (_S,), "category": (_S,), "title": (_S,), "body": (_S,),
+                            "location": (_D, _N), "tags": (_L,), "ttl_seconds": (_I,)},
+    "market.post.updated": {"client_id": (_S,), "target_event_id": (_S,), "fields": (_D,)},
+    "market.post.expired": {"client_id": (_S,), "target_event_id": (_S,), "reason": (_S,)},
+    "chat.message.sent": {"client_id": (_S,), "recipient": (_S,), "body": (_S,), "attachments": (_L,)},
+    "chat.message.delivered": {"target_event_id": (_S,), "delivered_at": (_S,)},
+    "chat.message.read": {"target_event_id": (_S,), "read_at": (_S,)},
+    "file.cid.advertised": {"cid": (_S,), "sizes_bytes": (_I,)},
+    "file.cid.unpinned": {"cid": (_S,)},
+    "rag.document.ingested": {"corpus": (_S,), "doc_cid": (_S,), "title": (_S,),
+                              "language": (_S, _N), "chunks": (_I,)},
+}
+RESERVED_TYPES = frozenset({"federation.peer.added", "federation.peer.removed"})
+# Types the community view materialises (membership, invites, policy).
+GOVERNANCE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("community."))
+# Governance types that change the community manifest (an invite does not).
+MANIFEST_TYPES = GOVERNANCE_TYPES - {"community.member.invited"}
+_NODE_ID_FIELDS = {"founder_node_id", "invitee_node_id", "target_node_id"}
+_TIME_FIELDS = {"expires_at", "delivered_at", "read_at"}
+
+
+# --------------------------------------------------------------------------- shape
+
+
+def _type_ok(value: Any, accepted: tuple[type, ...]) -> bool:
+    # bool is an int in Python but not in JSON Schema: true is no ttl_seconds.
+    if isinstance(value, bool):
+        return bool in accepted
+    return isinstance(value, accepted)
+
+
+def _node_id_ok(value: Any) -> bool:
+    try:
+        parse_node_id(value)
+    except IdentityError:
+        return False
+    return True
+
+
+def _time_ok(value: Any) -> bool:
+    try:
+        parse_rfc3339(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def data_problem(event_type: Any, data: Any) -> str | None:
+    """What is wrong with `data` for `event_type` (required fields, basic types), or None."""
+    fields = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    if fields is None:
+        return f"unknown event type {event_type!r}"
+    if not isinstance(data, dict):
+        return "data must be an object"
+    for name, accepted in fields.items():
+        if name not in data:
+            return f"data.{name} is missing"
+        if not _type_ok(data[name], accepted):
+            return f"data.{name} has the wrong type"
+    return _value_problem(event_type, data)
+
+
+def _value_problem(event_type: str, data: Mapping[str, Any]) -> str | None:
+    defined = EVENT_TYPES[event_type].keys()
+    for name in _NODE_ID_FIELDS & defined:
+        if not _node_id_ok(data[name]):
+            return f"data.{name} is not a full node id"
+    for name in _TIME_FIELDS & defined:
+        if not _time_ok(data[name]):
+            return f"data.{name} is not an RFC 3339 timestamp"
+    for name in ("initial_level", "new_level"):
+        if name in EVENT_TYPES[event_type] and data[name] not in MEMBER_LEVELS:
+            return f"data.{name} {data[name]!r} is not one of {', '.join(MEMBER_LEVELS)}"
+    problem = policy_problem(data["policy"]) if "policy" in EVENT_TYPES[event_type] else None
+    if problem is not None:
+        return problem
+    if event_type == "market.post.expired" and data["reason"] not in MARKET_EXPIRE_REASONS:
+        return f"data.reason must be one of {', '.join(MARKET_EXPIRE_REASONS)}"
+    return None
+
+
+def policy_problem(policy: Any) -> str | None:
+    """A full policy: every DEFAULT_POLICY key with its type, nothing else."""
+    if not isinstance(policy, dict) or set(policy) != set(DEFAULT_POLICY):
+        return f"policy must have exactly the fields {', '.join(sorted(DEFAULT_POLICY))}"
+    for key, default in DEFAULT_POLICY.items():
+        if type(policy[key]) is not type(default):
+            return f"policy.{key} has the wrong type"
+    return None
+
+
+def shape_problem(ev: Any) -> str | None:
+    """What makes `ev` not a well-formed event envelope, or None. Does not check the
+    signature."""
+    if not isinstance(ev, dict):
+        return "an event must be an object"
+    if set(ev) != set(ENVELOPE_FIELDS):
+        missing = sorted(set(ENVELOPE_FIELDS) - set(ev))
+        return f"missing {', '.join(missing)}" if missing else f"unknown fields {sorted(set(ev) - set(ENVELOPE_FIELDS))}"
+    if type(ev["schema_version"]) is not int or ev["schema_version"] != SCHEMA_VERSION:
+        return f"schema_version {ev['schema_version']!r} is not {SCHEMA_VERSION}"
+    if not isinstance(ev["event_id"], str) or not ULID_RE.match(ev["event_id"]):
+        return "event_id is not a ULID"
+    lamport = ev["lamport"]
+    if type(lamport) is not int or not 1 <= lamport <= MAX_LAMPORT:
+        return "lamport must be a positive integer"
+    if not _time_ok(ev["wall_clock"]):
+        return "wall_clock is not an RFC 3339 timestamp"
+    if not _node_id_ok(ev["community_id"]) or not _node_id_ok(ev["author"]):
+        return "community_id and author must be full node ids"
+    if not isinstance(ev["signature"], str):
+        return "signature must be a string"
+    problem = data_problem(ev["event_type"], ev["data"])
+    return None if problem is None else f"{ev['event_type']}: {problem}"
+
+
+def verify_event_shape(ev: Any) -> None:
+    """Raise LedgerError('schema_unknown') for a malformed envelope or unknown type."""
+    from hearthnet.ledger.errors import LedgerError
+
+    problem = shape_problem(ev)
+    if problem is not None:
+        raise LedgerError(SCHEMA_UNKNOWN, problem)
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+@functools.lru_cache(maxsize=4096)
+def _verify_key(node_id: str) -> VerifyKey | None:
+    # A batch usually holds many events from few authors: decode each key once.
+    try:
+        return VerifyKey(parse_node_id(node_id))
+    except IdentityError:
+        return None
+
+
+def verify_event_signature(ev: Mapping[str, Any]) -> bool:
+    """The author's key signed the canonical JSON of every field but `signature`."""
+    key = _verify_key(ev.get("author", "")) if isinstance(ev.get("author"), str) else None
+    return key is not None and verify_payload(dict(ev), key)
+
+
+def build_event(
+    kp: KeyPair,
+    community_id: str,
+    lamport: int,
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A signed envelope authored by `kp`. Raises LedgerError('bad_request') for data
+    that does not fit the type (so nothing malformed is ever signed)."""
+    from hearthnet.ledger.errors import LedgerError
+
+    problem = data_problem(event_type, dict(data))
+    if problem is not None:
+        raise LedgerError("bad_request", f"{event_type}: {problem}")
+    if type(lamport) is not int or not 1 <= lamport <= MAX_LAMPORT:
+        raise LedgerError("bad_request", f"lamport {lamport!r} must be a positive integer")
+    ev = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id or new_ulid(),
+        "lamport": lamport,
+        "wall_clock": rfc3339(now or utcnow()),
+        "community_id": community_id,
+        "author": kp.node_id_full,
+        "event_type": event_type,
+        "data": dict(data),
+    }
+    return kp.sign(ev)
+
+
+def sort_key(ev: Mapping[str, Any]) -> tuple[int, str]:
+    """Replay order (§3): lamport ascending, ties by event_id."""
+    return ev["lamport"], ev["event_id"]
+
+
+def wall_time(ev: Mapping[str, Any]) -> datetime:
+    return parse_rfc3339(ev["wall_clock"])
+
+
+# --------------------------------------------------------------------------- co-signatures
+
+
+def co_signature_payload(community_id: str, event_type: str, data: Mapping[str, Any]) -> bytes:
+    body = {k: v for k, v in data.items() if k != "co_signers"}
+    return canonical_json({"community_id": community_id, "event_type": event_type, "data": body})
+
+
+def co_sign(kp: KeyPair, community_id: str, event_type: str, data: Mapping[str, Any]) -> dict[str, str]:
+    """One entry of `data.co_signers`."""
+    return {"node_id": kp.node_id_full,
+            "signature": kp.sign_bytes(co_signature_payload(community_id, event_type, data))}
+
+
+def valid_co_signers(ev: Mapping[str, Any]) -> set[str]:
+    """Node ids whose co-signature on `ev` verifies (malformed entries are ignored)."""
+    data = ev["data"]
+    entries: Iterable[Any] = data.get("co_signers") or []
+    payload = co_signature_payload(ev["community_id"], ev["event_type"], data)
+    good = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        node_id, sig = entry.get("node_id"), entry.get("signature")
+        key = _verify_key(node_id) if isinstance(node_id, str) else None
+        if key is not None and verify_bytes(payload, sig, key):
+            good.add(node_id)
+    return good

@@ -1,0 +1,504 @@
+"""EventLog: the only writer of `<state_dir>/events.sqlite` (spec core-events-discovery §3–4).
+
+Durability: WAL journal with `synchronous=FULL`. The spec says NORMAL; NORMAL already
+survives `kill -9` of the process or the whole tree (the WAL sits in the OS page cache),
+but a power cut or kernel panic can drop the last commits. On household hardware (a Pi on
+a power strip) that is the common failure, and an append we acknowledged may already be
+gossiped to peers, whose later events then point past a hole in our log. FULL fsyncs the
+WAL at every commit; ingest batches a whole sync round into one transaction, so the cost
+is one fsync per batch, not per event.
+
+Clock: `clock.lamport` is updated in the same transaction as the inserts. Local append:
+lamport = ++clock. Received event: clock = max(clock, lamport) + 1, once per event.
+
+Corruption: an existing file is inspected through a read-only connection before anything
+is written to it; a file that fails the integrity or schema check raises
+LedgerError('db_corrupt') and is never repaired, replaced or rewritten. A new log is
+built under a temp name and linked into place, so a half-created file is never left
+where a log belongs (and an empty file there counts as damage, not as "no log yet").
+
+Duplicates: a received event whose event_id is already stored (or repeated in the batch)
+is counted in `duplicates` and is neither accepted nor rejected: gossip re-sends what a
+peer may lack, so duplicates are normal traffic, not errors. The stored copy stays as is.
+
+Threading: one sqlite3 connection, guarded by a lock. The ledger worker calls every
+method from one dedicated thread; the lock keeps other callers (tests, tools) safe.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from hearthnet.fsutil import fsync_dir
+from hearthnet.identity.canonical import canonical_json
+from hearthnet.identity.keys import KeyPair
+from hearthnet.identity.manifest import community_policy, rfc3339, utcnow
+from hearthnet.ledger.errors import LedgerError
+from hearthnet.ledger.events import (
+    COMMUNITY_MISMATCH,
+    GOVERNANCE_TYPES,
+    INVALID_SIGNATURE,
+    LAMPORT_TOO_FAR,
+    SCHEMA_UNKNOWN,
+    build_event,
+    shape_problem,
+    sort_key,
+    verify_event_signature,
+)
+from hearthnet.ledger.views import CommunityView
+
+MAX_LAMPORT_JUMP = 1_000_000  # a received event may be at most this far past our head
+GENESIS_INVITE_TTL_SECONDS = 86_400
+_SQL_CHUNK = 900  # ids per IN (...) query, well under SQLite's parameter limit
+
+SCHEMA = """
+CREATE TABLE events (
+    event_id       TEXT PRIMARY KEY,
+    community_id   TEXT NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 1,
+    lamport        INTEGER NOT NULL,
+    wall_clock     TEXT NOT NULL,
+    author         TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    data           TEXT NOT NULL,
+    signature      TEXT NOT NULL,
+    received_at    TEXT NOT NULL
+);
+CREATE INDEX events_by_lamport ON events (community_id, lamport, event_id);
+CREATE INDEX events_by_type ON events (community_id, event_type, lamport);
+CREATE TABLE clock (
+    community_id TEXT PRIMARY KEY,
+    lamport      INTEGER NOT NULL
+);
+"""
+EVENT_COLUMNS = ("event_id", "community_id", "schema_version", "lamport", "wall_clock", "author",
+                 "event_type", "data", "signature", "received_at")
+CLOCK_COLUMNS = ("community_id", "lamport")
+INDEXES = ("events_by_lamport", "events_by_type")
+_SELECT = ("SELECT schema_version, event_id, lamport, wall_clock, community_id, author, "
+           "event_type, data, signature FROM events")
+_INSERT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    rejected_reasons: list[dict[str, Any]] = field(default_factory=list)
+    new_head_lamport: int = 0
+    duplicates: int = 0
+    stored: list[dict[str, Any]] = field(default_factory=list, repr=False)  # in apply order
+
+    def reject(self, event_id: Any, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_reasons.append({"event_id": event_id if isinstance(event_id, str) else None,
+                                      "reason": reason})
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected,
+                "rejected_reasons": self.rejected_reasons, "new_head_lamport": self.new_head_lamport,
+                "duplicates": self.duplicates}
+
+
+# --------------------------------------------------------------------------- file checks
+
+
+def _corrupt(path: Path, why: str) -> LedgerError:
+    # One line: this message is what the ledger worker logs and `hearthnet status` shows.
+    why = "; ".join(part.strip() for part in why.splitlines() if part.strip() and "***" not in part)
+    return LedgerError("db_corrupt", f"event log {path} is damaged ({why[:200]}); it was left untouched",
+                       path=str(path))
+
+
+def _schema_problem(conn: sqlite3.Connection) -> str | None:
+    def columns(table: str) -> tuple[str, ...]:
+        return tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+
+    if columns("events") != EVENT_COLUMNS:
+        return "table events is missing or has other columns"
+    if columns("clock") != CLOCK_COLUMNS:
+        return "table clock is missing or has other columns"
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    missing = [i for i in INDEXES if i not in names]
+    return f"index {', '.join(missing)} is missing" if missing else None
+
+
+def _integrity(conn: sqlite3.Connection, path: Path, *, quick: bool = True) -> None:
+    """PRAGMA quick_check (when `quick`) plus the schema check; raises db_corrupt."""
+    try:
+        if quick:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+            if rows != [("ok",)]:
+                raise _corrupt(path, "\n".join(str(r[0]) for r in rows[:3]))
+        problem = _schema_problem(conn)
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, str(exc)) from None
+    if problem is not None:
+        raise _corrupt(path, problem)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, str(exc)) from None
+
+
+def check_file(path: Path, *, quick: bool = True) -> dict[str, int]:
+    """Integrity + schema check through a read-only connection (never writes, safe while
+    the ledger runs); returns {"count", "head"}. Raises LedgerError('db_corrupt')."""
+    conn = _open_readonly(path)
+    try:
+        _integrity(conn, path, quick=quick)
+        count, head = conn.execute("SELECT COUNT(*), COALESCE(MAX(lamport), 0) FROM events").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, str(exc)) from None
+    finally:
+        conn.close()
+    return {"count": count, "head": head}
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # see the module docstring
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _create(path: Path) -> None:
+    """Build an empty log beside `path`, then link it into place (never over a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        conn = _connect(tmp)
+        try:
+            conn.executescript(SCHEMA)
+        finally:
+            conn.close()  # checkpoints the WAL into the file and removes it
+        os.chmod(tmp, 0o600)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # FileExistsError if another process created it first
+        fsync_dir(path.parent)
+    finally:
+        for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            p.unlink(missing_ok=True)
+
+
+def _row_to_event(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"schema_version": row[0], "event_id": row[1], "lamport": row[2], "wall_clock": row[3],
+            "community_id": row[4], "author": row[5], "event_type": row[6],
+            "data": json.loads(row[7]), "signature": row[8]}
+
+
+def _event_row(ev: Mapping[str, Any], received_at: str) -> tuple[Any, ...]:
+    return (ev["event_id"], ev["community_id"], ev["schema_version"], ev["lamport"], ev["wall_clock"],
+            ev["author"], ev["event_type"], canonical_json(ev["data"]).decode("utf-8"),
+            ev["signature"], received_at)
+
+
+def _chunks(items: list[Any], n: int = _SQL_CHUNK) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+# --------------------------------------------------------------------------- the log
+
+
+class EventLog:
+    """The append-only, signed event log of one community."""
+
+    def __init__(self, db_path: Path, community_id: str) -> None:
+        self.path = Path(db_path)
+        self.community_id = community_id
+        self._lock = threading.RLock()
+        self.view = CommunityView(community_id)
+        if not self.path.exists():
+            try:
+                _create(self.path)
+            except FileExistsError:
+                pass  # another process created it first: check theirs like any other
+        # The full check runs read-only before the first read-write open: a damaged file
+        # is reported and never touched (no WAL recovery, no header write).
+        check_file(self.path)
+        self._conn = _connect(self.path)
+        try:
+            self._clock = self._read_clock()
+            self._head = self._query_one("SELECT COALESCE(MAX(lamport), 0) FROM events WHERE community_id = ?")
+            self._rebuild_view()
+        except BaseException as exc:
+            self._conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _corrupt(self.path, str(exc)) from None
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ checks
+
+    def check_integrity(self) -> None:
+        """PRAGMA quick_check + schema check; LedgerError('db_corrupt') on any damage.
+        The file is never repaired here: an operator restores it (see `hearthnet doctor`)."""
+        with self._lock:
+            _integrity(self._conn, self.path)
+
+    # ------------------------------------------------------------------ reads
+
+    def head(self) -> int:
+        return self._head
+
+    @property
+    def clock(self) -> int:
+        return self._clock
+
+    def count(self) -> int:
+        with self._lock:
+            return self._query_one("SELECT COUNT(*) FROM events WHERE community_id = ?")
+
+    def heads_by_type(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT event_type, MAX(lamport) FROM events WHERE community_id = ? GROUP BY event_type",
+                (self.community_id,)).fetchall()
+        return dict(rows)
+
+    def ids_since(self, lamport: int) -> list[str]:
+        """Ids of events with lamport > `lamport`, in replay order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT event_id FROM events WHERE community_id = ? AND lamport > ? ORDER BY lamport, event_id",
+                (self.community_id, lamport)).fetchall()
+        return [r[0] for r in rows]
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        found = self.events(ids=[event_id])
+        return found[0] if found else None
+
+    def events(
+        self,
+        since_lamport: int = 0,
+        ids: Iterable[str] | None = None,
+        event_types: Iterable[str] | None = None,
+        author: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events with lamport > since_lamport matching every given filter, in replay
+        order (lamport, event_id)."""
+        with self._lock:
+            if ids is None:
+                out = self._select(since_lamport, None, event_types, author, limit)
+            else:
+                out = []
+                for chunk in _chunks(list(dict.fromkeys(ids))):
+                    out += self._select(since_lamport, chunk, event_types, author, limit)
+                out.sort(key=sort_key)
+        return out[:limit] if limit is not None else out
+
+    def _select(self, since: int, ids: list[str] | None, types: Iterable[str] | None,
+                author: str | None, limit: int | None) -> list[dict[str, Any]]:
+        sql = [_SELECT, "WHERE community_id = ? AND lamport > ?"]
+        args: list[Any] = [self.community_id, since]
+        for column, values in (("event_id", ids), ("event_type", None if types is None else list(types))):
+            if values is not None:
+                sql.append(f"AND {column} IN ({', '.join('?' * len(values))})")
+                args += values
+        if author is not None:
+            sql.append("AND author = ?")
+            args.append(author)
+        sql.append("ORDER BY lamport, event_id")
+        if limit is not None:
+            sql.append("LIMIT ?")
+            args.append(limit)
+        return [_row_to_event(r) for r in self._conn.execute(" ".join(sql), args)]
+
+    # ------------------------------------------------------------------ writes
+
+    def append_local(self, kp: KeyPair, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Author, sign and store one event at lamport = clock + 1. Raises
+        LedgerError('bad_request') for a malformed event and ('unauthorized') for a type
+        this node may not author now."""
+        with self._lock:
+            ev = build_event(kp, self.community_id, self._clock + 1, event_type, data)
+            reason = self.view.author_problem(ev)
+            if reason is not None:
+                raise LedgerError("unauthorized", f"{kp.node_id_short} may not author {event_type} "
+                                                  f"in this community now ({reason})")
+            self._write([ev], ev["lamport"])
+            self.view.apply(ev)
+        return ev
+
+    def append_received(self, events: list[Any]) -> IngestResult:
+        """Verify a batch from a peer and store the good events in ONE transaction; each
+        bad one is reported with a reason and never stored. Stateless checks first (shape,
+        community, duplicate, signature), then the batch in replay order against the view,
+        so an event may rely on an earlier one of the same batch (an invite, then a join)."""
+        result = IngestResult()
+        candidates = self._well_formed(events, result)
+        with self._lock:
+            fresh = self._not_stored(candidates, result)
+            clock, head = self._clock, self._head
+            try:
+                for ev in sorted(fresh, key=sort_key):
+                    reason = LAMPORT_TOO_FAR if ev["lamport"] > head + MAX_LAMPORT_JUMP else self.view.author_problem(ev)
+                    if reason is not None:
+                        result.reject(ev["event_id"], reason)
+                        continue
+                    self.view.apply(ev)
+                    result.stored.append(ev)
+                    clock, head = max(clock, ev["lamport"]) + 1, max(head, ev["lamport"])
+                if result.stored:
+                    self._write(result.stored, clock)
+            except BaseException:
+                self._rebuild_view()  # the view ran ahead of a transaction that did not commit
+                raise
+        result.accepted = len(result.stored)
+        result.new_head_lamport = self._head
+        return result
+
+    def _well_formed(self, events: list[Any], result: IngestResult) -> list[dict[str, Any]]:
+        good = []
+        for ev in events:
+            eid = ev.get("event_id") if isinstance(ev, dict) else None
+            if shape_problem(ev) is not None:
+                result.reject(eid, SCHEMA_UNKNOWN)
+            elif ev["community_id"] != self.community_id:
+                result.reject(eid, COMMUNITY_MISMATCH)
+            else:
+                good.append(ev)
+        return good
+
+    def _not_stored(self, events: list[dict[str, Any]], result: IngestResult) -> list[dict[str, Any]]:
+        """Drop duplicates (stored or repeated in the batch), then bad signatures. Known ids
+        are dropped before verifying: re-sent events are common and verifying costs most."""
+        stored = self._existing_ids([ev["event_id"] for ev in events])
+        fresh: dict[str, dict[str, Any]] = {}
+        for ev in events:
+            eid = ev["event_id"]
+            if eid in stored or eid in fresh:
+                result.duplicates += 1
+            elif not verify_event_signature(ev):
+                result.reject(eid, INVALID_SIGNATURE)
+            else:
+                fresh[eid] = ev
+        return list(fresh.values())
+
+    def _existing_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            rows = self._conn.execute(
+                f"SELECT event_id FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def _write(self, events: list[dict[str, Any]], clock: int) -> None:
+        """Insert `events` and set the clock in one transaction."""
+        received_at = rfc3339(utcnow())
+        rows = [_event_row(ev, received_at) for ev in events]
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(_INSERT, rows)
+                self._conn.execute(
+                    "INSERT INTO clock (community_id, lamport) VALUES (?, ?) "
+                    "ON CONFLICT (community_id) DO UPDATE SET lamport = excluded.lamport",
+                    (self.community_id, clock))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._storage_error(exc) from exc
+        self._clock = clock
+        self._head = max(self._head, max(ev["lamport"] for ev in events))
+
+    def _storage_error(self, exc: sqlite3.DatabaseError) -> LedgerError:
+        text = str(exc)
+        if "full" in text:
+            return LedgerError("disk_full", f"cannot write {self.path}: {text}", path=str(self.path))
+        if "malformed" in text or "not a database" in text:
+            return _corrupt(self.path, text)
+        return LedgerError("internal_error", f"cannot write {self.path}: {text}", path=str(self.path))
+
+    # ------------------------------------------------------------------ genesis
+
+    def create_genesis(
+        self,
+        root_kp: KeyPair,
+        name: str,
+        policy: Mapping[str, Any] | None = None,
+        *,
+        display_name: str = "",
+        node_manifest: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """The 3 founding events at lamports 1..3 (§2 Bootstrapping): community.created,
+        community.member.invited (the founder, as anchor) and community.member.joined."""
+        if root_kp.node_id_full != self.community_id:
+            raise LedgerError("unauthorized", "only the root key founds its community")
+        at = now or utcnow()
+        with self._lock:
+            if self.count():
+                raise LedgerError("bad_request", f"{self.path} already holds events; genesis happens once")
+            founder = root_kp.node_id_full
+            manifest = dict(node_manifest) if node_manifest is not None else _default_node_manifest(root_kp, self.path, display_name or name)
+            created = build_event(root_kp, founder, 1, "community.created",
+                                  {"name": name, "founder_node_id": founder, "policy": community_policy(policy)}, now=at)
+            invited = build_event(root_kp, founder, 2, "community.member.invited", {
+                "invitee_node_id": founder, "display_name": display_name or name, "initial_level": "anchor",
+                "expires_at": rfc3339(at + timedelta(seconds=GENESIS_INVITE_TTL_SECONDS))}, now=at)
+            joined = build_event(root_kp, founder, 3, "community.member.joined",
+                                 {"invite_event_id": invited["event_id"], "node_manifest": manifest}, now=at)
+            genesis = [created, invited, joined]
+            try:
+                for ev in genesis:
+                    reason = self.view.author_problem(ev)
+                    if reason is not None:
+                        raise LedgerError("internal_error", f"genesis event {ev['event_type']} refused: {reason}")
+                    self.view.apply(ev)
+                self._write(genesis, 3)
+            except BaseException:
+                self._rebuild_view()
+                raise
+        return genesis
+
+    # ------------------------------------------------------------------ internals
+
+    def _query_one(self, sql: str) -> int:
+        return int(self._conn.execute(sql, (self.community_id,)).fetchone()[0])
+
+    def _read_clock(self) -> int:
+        row = self._conn.execute("SELECT lamport FROM clock WHERE community_id = ?", (self.community_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _rebuild_view(self) -> None:
+        """The membership view from the governance events only (index-backed: cheap even
+        for a long log); head_lamport from the whole log."""
+        with self._lock:
+            self.view.reset()
+            for ev in self._select(0, None, GOVERNANCE_TYPES, None, None):
+                self.view.apply(ev)
+            self.view.head_lamport = self._head
+
+
+def _default_node_manifest(kp: KeyPair, db_path: Path, display_name: str) -> dict[str, Any]:
+    """The founder's node manifest at join when the caller has none: real hardware, no
+    endpoints or capabilities yet (the node is not running)."""
+    from hearthnet.identity.manifest import build_node_manifest
+    from hearthnet.profile import detect_hardware, detect_profile
+
+    hardware = detect_hardware(db_path.parent)
+    return build_node_manifest(
+        kp, display_name=display_name[:64], community_id=kp.node_id_full, profile=detect_profile(hardware),
+        endpoints=[], hardware=hardware, capabilities=[], uptime_seconds=0,
+        load={"cpu": 0.0, "vram_used_gb": 0.0, "in_flight_total": 0})

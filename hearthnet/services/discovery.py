@@ -1,0 +1,148 @@
+"""The discovery worker's service: runs hearthnet.discovery (mDNS, UDP multicast, the peer
+cache and manual peers) and offers what it knows to the rest of the node via the broker:
+
+- `community.peers.list@1.0`  → peers (how each was found), mechanism status, and plain-
+  language reasons when there are none;
+- `community.peers.watch@1.0` (stream) → ("peer", {kind, peer}) for every verified peer now,
+  then every added / updated / removed event; the gateway turns these into remote
+  providers and sync rounds;
+- `community.peers.add@1.0`   → `hearthnet peer add HOST:PORT` (unicast fallback).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator
+
+from hearthnet.busclient import BusClient
+from hearthnet.config import Config
+from hearthnet.discovery.cache import parse_host_port
+from hearthnet.discovery.registry import PeerEvent, PeerRecord, PeerRegistry
+from hearthnet.discovery.service import Discovery
+from hearthnet.errors import HearthNetError
+from hearthnet.identity import keys as idkeys
+from hearthnet.service import Capability, Request
+from hearthnet.transport.client import PeerClient
+from hearthnet.transport.pinning import PinStore
+
+log = logging.getLogger("hearthnet.discovery.worker")
+CAPS_REFRESH_SECONDS = 10.0
+
+
+def peer_doc(rec: PeerRecord) -> dict[str, Any]:
+    """What the gateway needs to reach and announce a peer."""
+    return {"node_id": rec.node_id_full, "node_id_short": rec.node_id_short,
+            "display_name": rec.display_name, "profile": rec.profile, "source": rec.source,
+            "endpoint": {"host": rec.host, "port": rec.port}, "manifest": rec.manifest,
+            "tls_fingerprint": rec.tls_fingerprint}
+
+
+class DiscoveryService:
+    name = "discovery"
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.bus = BusClient(cfg.paths.broker_clients_endpoint)  # to learn our capability names
+        self.kp = idkeys.load(cfg.identity.keys_dir)
+        self.community_id = cfg.community.community_id or ""
+        self.client = PeerClient(self.kp, self.community_id,
+                                 PinStore(cfg.paths.tls_dir / "known_peers.json"))
+        self.registry = PeerRegistry(self.kp.node_id_full, self.community_id)
+        self.caps: list[str] = []
+        self.watchers: set[asyncio.Queue] = set()
+        self.discovery = Discovery(
+            cfg, self.kp, self.community_id, cfg.transport.port, cfg.node.display_name,
+            cfg.node.profile, lambda: self.caps, self._fetch_manifest, self.registry,
+            data_dir=cfg.paths.data_dir)
+        self._caps_task: asyncio.Task | None = None
+
+    async def _fetch_manifest(self, host: str, port: int) -> dict[str, Any]:
+        manifest, _fp = await self.client.get_manifest(host, port)
+        return manifest
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self.registry.subscribe(self._on_peer_event)
+        await self.discovery.start()
+        self._caps_task = asyncio.ensure_future(self._refresh_caps())
+
+    async def stop(self) -> None:
+        if self._caps_task is not None:
+            self._caps_task.cancel()
+        await self.discovery.stop()
+        await self.client.close()
+        await self.bus.close()
+
+    def health(self) -> dict[str, Any]:
+        if self.registry.for_community(self.community_id):
+            return {}
+        return {"note": "no peers yet: " + "; ".join(self.discovery.diagnose())}
+
+    async def _refresh_caps(self) -> None:
+        while True:
+            try:
+                caps = (await self.bus.admin("caps"))["capabilities"]
+                names = sorted({c["name"] for c in caps if c.get("local", True)})
+                if names != self.caps:
+                    self.caps = names
+                    await self.discovery.caps_changed()
+            except HearthNetError as exc:
+                log.debug("capability list unavailable", extra={"reason": exc.message})
+            await asyncio.sleep(CAPS_REFRESH_SECONDS)
+
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        frame = {"kind": event.kind, "peer": peer_doc(event.peer)}
+        for queue in list(self.watchers):
+            queue.put_nowait(frame)
+
+    # ---- capabilities ----------------------------------------------------------------
+
+    def capabilities(self) -> list[Capability]:
+        common = {"stability": "beta", "trust_required": "self"}
+        return [
+            Capability(name="community.peers.list", handler=self.list_peers, idempotent=True,
+                       max_concurrent=16, timeout_seconds=10, **common),
+            Capability(name="community.peers.watch", handler=self.watch, max_concurrent=16,
+                       stream_schema={"type": "object"}, timeout_seconds=365 * 86400, **common),
+            Capability(name="community.peers.add", handler=self.add_peer, max_concurrent=4,
+                       timeout_seconds=30, **common),
+        ]
+
+    async def list_peers(self, req: Request) -> dict[str, Any]:
+        peers = [rec.to_json() for rec in self.registry.for_community(self.community_id)]
+        return {"output": {"peers": peers, "discovery": self.discovery.status(),
+                           "diagnose": [] if peers else self.discovery.diagnose()}, "meta": {}}
+
+    async def watch(self, req: Request) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self.watchers.add(queue)
+        return self._watch(queue)
+
+    async def _watch(self, queue: asyncio.Queue) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        try:
+            for rec in self.registry.for_community(self.community_id):
+                yield "peer", {"kind": "added", "peer": peer_doc(rec)}
+            while True:
+                yield "peer", await queue.get()
+        finally:
+            self.watchers.discard(queue)
+
+    async def add_peer(self, req: Request) -> dict[str, Any]:
+        address = req.input.get("address")
+        if not isinstance(address, str) or not address:
+            raise HearthNetError("bad_request", "input.address must be HOST:PORT")
+        try:
+            host, port = parse_host_port(address)
+        except (ValueError, HearthNetError) as exc:
+            raise HearthNetError("bad_request", getattr(exc, "message", str(exc))) from None
+        entry = await self.discovery.add_manual(host, port)
+        return {"output": {"added": f"{host}:{port}", "entry": _jsonable(entry)}, "meta": {}}
+
+
+def _jsonable(entry: Any) -> Any:
+    to_json = getattr(entry, "to_json", None)
+    if callable(to_json):
+        return to_json()
+    return getattr(entry, "__dict__", str(entry))

@@ -1,0 +1,298 @@
+"""The ledger service: the community event log on the bus (spec core-events-discovery
+§1–7; DESIGN.md §2). Runs in the `ledger` worker, the only process that writes
+`<state_dir>/events.sqlite`.
+
+Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "input"}):
+
+    community.log.append     {event_type, data}              -> {event}
+    community.log.ingest     {events: [...]}                 -> {accepted, rejected, rejected_reasons,
+                                                                 new_head_lamport, duplicates}
+    community.log.heads      {}                              -> {community_id, head, heads_by_type, count}
+    community.log.ids        {since_lamport}                 -> {ids}
+    community.log.events     {since_lamport?, ids?, event_types?, author?, limit?} -> {events}
+    community.log.subscribe  {event_types?}  stream: ("subscribed", {community_id, head}) once the
+                             subscription is live, then ("event", envelope) for every event stored
+                             after it (local or received), until the caller leaves
+    community.manifest.get   {}                              -> {manifest}
+
+SQLite work runs on one dedicated thread (a 1-worker executor), so the event loop keeps
+heartbeating during a long ingest and the connection is only ever used from that thread.
+The membership view lives in the EventLog and is only touched on that thread too.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+from hearthnet.config import Config
+from hearthnet.errors import HearthNetError
+from hearthnet.identity import keys
+from hearthnet.identity.keys import KeyPair
+from hearthnet.identity.manifest import read_community_manifest, write_community_manifest
+from hearthnet.ledger.errors import LedgerError
+from hearthnet.ledger.events import EVENT_TYPES, MANIFEST_TYPES
+from hearthnet.ledger.snapshots import SnapshotStore, take_snapshot
+from hearthnet.ledger.store import EventLog
+from hearthnet.service import Capability, Request
+
+log = logging.getLogger("hearthnet.ledger")
+T = TypeVar("T")
+
+SUBSCRIBER_BACKLOG = 10_000  # events queued for one slow subscriber before it is dropped
+SNAPSHOT_EVERY_SECONDS = 24 * 3600
+SNAPSHOT_CHECK_SECONDS = 3600
+EVENTS_FILE = "events.sqlite"
+
+_OBJ = {"type": "object"}
+_INT = {"type": "integer", "minimum": 0}
+_STRS = {"type": "array", "items": {"type": "string"}}
+
+
+def _schema(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {"params": _OBJ, "input": {"type": "object", "properties": props}}}
+
+
+class Fanout:
+    """Delivers each stored event to every live subscription. A subscriber that falls
+    SUBSCRIBER_BACKLOG events behind is cut off (it gets an error frame) rather than
+    letting its queue grow without bound."""
+
+    def __init__(self, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+        self.backlog = backlog
+        self.queues: set[asyncio.Queue] = set()
+
+    def add(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(maxsize=self.backlog + 1)  # +1: room for the cut-off mark
+        self.queues.add(q)
+        return q
+
+    def remove(self, q: asyncio.Queue) -> None:
+        self.queues.discard(q)
+
+    def publish(self, ev: dict[str, Any]) -> None:
+        for q in list(self.queues):
+            if q.qsize() >= self.backlog:
+                self.queues.discard(q)
+                q.put_nowait(None)  # cut-off mark
+            else:
+                q.put_nowait(ev)
+
+
+class LedgerService:
+    name = "ledger"
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.kp: KeyPair | None = None
+        self.log: EventLog | None = None
+        self.snapshots: SnapshotStore | None = None
+        self.fanout = Fanout()
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-db")
+        self._tasks: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        cid, state_dir = self.cfg.community.community_id, self.cfg.community.state_dir
+        if cid is None or state_dir is None:
+            raise LedgerError("not_initialised", "this node has no community yet; run `hearthnet init`")
+        self.kp = keys.load(self.cfg.identity.keys_dir)
+        try:
+            self.log = await self._db(EventLog, state_dir / EVENTS_FILE, cid)  # checks integrity first
+            await self._db(self._adopt_manifest_and_genesis)
+        except BaseException:
+            self._db_thread.shutdown(wait=False)  # the worker exits: do not keep it alive
+            raise
+        self.snapshots = SnapshotStore(state_dir, cid)
+        self._tasks.append(asyncio.create_task(self._snapshot_loop()))
+        log.info("event log open", extra={"path": str(self.log.path), "head": self.log.head(),
+                                          "clock": self.log.clock})
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.log is not None:
+            await self._db(self.log.close)
+        self._db_thread.shutdown(wait=True)
+
+    def health(self) -> dict[str, Any]:
+        return {"head_lamport": self.log.head() if self.log else None}
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, partial(fn, *args))
+
+    def _adopt_manifest_and_genesis(self) -> None:
+        """Offer the manifest on disk to the view (a non-anchor serves it). A founder whose
+        log is empty while its manifest is still the genesis one (a node created before the
+        ledger existed, or an init that stopped between the two files) writes the genesis
+        events. Once membership has changed (head_lamport > 0) other nodes hold this
+        community's events, and a second genesis would conflict with theirs: then the
+        empty log waits for sync instead."""
+        assert self.log is not None and self.kp is not None
+        path = self.cfg.community_manifest_path
+        manifest = None
+        if path is not None and path.exists():
+            manifest = read_community_manifest(path)
+            self.log.view.offer_manifest(manifest)
+        founder = self.kp.node_id_full == self.log.community_id
+        if manifest and founder and manifest["head_lamport"] == 0 and self.log.count() == 0:
+            self.log.create_genesis(self.kp, manifest["name"], manifest["policy"],
+                                    display_name=self.cfg.node.display_name)
+            log.info("wrote the genesis events of this community", extra={"path": str(self.log.path)})
+
+    # ------------------------------------------------------------------ capabilities
+
+    def capabilities(self) -> list[Capability]:
+        def cap(name: str, handler: Any, request: dict[str, Any], *, timeout: int = 30,
+                idempotent: bool = True, stream: dict[str, Any] | None = None) -> Capability:
+            return Capability(name=name, handler=handler, stability="beta", trust_required="self",
+                              request_schema=request, response_schema=_OBJ, stream_schema=stream,
+                              max_concurrent=32, timeout_seconds=timeout, idempotent=idempotent)
+
+        return [
+            cap("community.log.append", self.append,
+                _schema(event_type={"type": "string", "enum": sorted(EVENT_TYPES)}, data=_OBJ),
+                timeout=10, idempotent=False),
+            cap("community.log.ingest", self.ingest, _schema(events={"type": "array", "items": _OBJ}),
+                timeout=120),
+            cap("community.log.heads", self.heads, _schema()),
+            cap("community.log.ids", self.ids, _schema(since_lamport=_INT)),
+            cap("community.log.events", self.events,
+                _schema(since_lamport=_INT, ids=_STRS, event_types=_STRS, author={"type": "string"},
+                        limit={"type": "integer", "minimum": 1}), timeout=60),
+            # A subscription lasts until the caller leaves; the deadline only bounds a forgotten one.
+            cap("community.log.subscribe", self.subscribe, _schema(event_types=_STRS),
+                timeout=24 * 3600, idempotent=False, stream=_OBJ),
+            cap("community.manifest.get", self.manifest_get, _schema(), timeout=10),
+        ]
+
+    async def append(self, req: Request) -> dict[str, Any]:
+        event_type, data = req.input.get("event_type"), req.input.get("data")
+        if not isinstance(event_type, str) or not isinstance(data, dict):
+            raise HearthNetError("bad_request", "input needs event_type (string) and data (object)")
+        if event_type not in EVENT_TYPES:
+            raise HearthNetError("bad_request", f"unknown event type {event_type!r}")
+        t0 = time.perf_counter()
+        ev = await self._db(self.log.append_local, self.kp, event_type, data)
+        await self._after_stored([ev])
+        return {"output": {"event": ev}, "meta": {"lamport": ev["lamport"], "ms": _ms(t0)}}
+
+    async def ingest(self, req: Request) -> dict[str, Any]:
+        events = req.input.get("events")
+        if not isinstance(events, list):
+            raise HearthNetError("bad_request", "input.events must be a list of events")
+        t0 = time.perf_counter()
+        result = await self._db(self.log.append_received, events)
+        await self._after_stored(result.stored)
+        if result.rejected:
+            log.warning("rejected received events", extra={"rejected": result.rejected,
+                                                           "reasons": result.rejected_reasons[:5]})
+        return {"output": result.to_wire(), "meta": {"ms": _ms(t0)}}
+
+    async def heads(self, req: Request) -> dict[str, Any]:
+        by_type, count = await self._db(lambda: (self.log.heads_by_type(), self.log.count()))
+        return {"output": {"community_id": self.log.community_id, "head": self.log.head(),
+                           "heads_by_type": by_type, "count": count}, "meta": {}}
+
+    async def ids(self, req: Request) -> dict[str, Any]:
+        since = _int_input(req, "since_lamport", 0)
+        return {"output": {"ids": await self._db(self.log.ids_since, since)}, "meta": {}}
+
+    async def events(self, req: Request) -> dict[str, Any]:
+        inp = req.input
+        limit = _int_input(req, "limit", None)
+        if limit is not None and limit < 1:
+            raise HearthNetError("bad_request", "input.limit must be at least 1")
+        author = inp.get("author")
+        if author is not None and not isinstance(author, str):
+            raise HearthNetError("bad_request", "input.author must be a full node id")
+        found = await self._db(self.log.events, _int_input(req, "since_lamport", 0),
+                               _str_list(inp, "ids"), _str_list(inp, "event_types"), author, limit)
+        return {"output": {"events": found}, "meta": {"count": len(found)}}
+
+    async def subscribe(self, req: Request) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        if not req.stream:
+            raise HearthNetError("bad_request", "community.log.subscribe is a stream: call it with "
+                                                "Accept: text/event-stream (or --stream)")
+        types = _str_list(req.input, "event_types")
+        return self._subscription(set(types) if types is not None else None)
+
+    async def _subscription(self, types: set[str] | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        queue = self.fanout.add()  # live before the first frame, so nothing after it is missed
+        try:
+            yield "subscribed", {"community_id": self.log.community_id, "head": self.log.head()}
+            while True:
+                ev = await queue.get()
+                if ev is None:
+                    raise HearthNetError("capacity_exceeded", "subscriber fell too far behind; subscribe again")
+                if types is None or ev["event_type"] in types:
+                    yield "event", ev
+        finally:
+            self.fanout.remove(queue)
+
+    async def manifest_get(self, req: Request) -> dict[str, Any]:
+        m = await self._db(self.log.view.manifest, self.kp)
+        if m is None:
+            raise HearthNetError("not_found", "no verified community manifest yet")
+        return {"output": {"manifest": m}, "meta": {"head_lamport": m["head_lamport"]}}
+
+    # ------------------------------------------------------------------ after a write
+
+    async def _after_stored(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            self.fanout.publish(ev)
+        if any(ev["event_type"] in MANIFEST_TYPES for ev in events):
+            await self._db(self._rewrite_manifest)
+
+    def _rewrite_manifest(self) -> None:
+        """manifest.json follows membership when this node may sign it (an anchor)."""
+        path = self.cfg.community_manifest_path
+        if path is None or self.log.view.level_of(self.kp.node_id_full) != "anchor":
+            return
+        m = self.log.view.manifest(self.kp)
+        if m is not None:
+            write_community_manifest(m, path)
+            log.info("community manifest rewritten", extra={"head_lamport": m["head_lamport"],
+                                                            "members": len(m["members"])})
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            try:
+                if self._snapshot_due():
+                    snap = await self._db(take_snapshot, self.log, self.kp, self.snapshots)
+                    if snap is not None:
+                        log.info("snapshot written", extra={"lamport": snap["lamport"]})
+            except (LedgerError, OSError) as exc:  # a missed snapshot is retried next round
+                log.warning("snapshot failed", extra={"error": str(exc)})
+            await asyncio.sleep(SNAPSHOT_CHECK_SECONDS)
+
+    def _snapshot_due(self) -> bool:
+        done = self.snapshots.list()
+        if not done:
+            return True
+        age = time.time() - self.snapshots.path_for(done[-1]).stat().st_mtime
+        return age >= SNAPSHOT_EVERY_SECONDS
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+def _int_input(req: Request, key: str, default: int | None) -> int | None:
+    value = req.input.get(key, default)
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    raise HearthNetError("bad_request", f"input.{key} must be a non-negative integer")
+
+
+def _str_list(inp: dict[str, Any], key: str) -> list[str] | None:
+    value = inp.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HearthNetError("bad_request", f"input.{key} must be a list of strings")
+    return value

@@ -1,0 +1,210 @@
+"""LedgerService in-process: capability handlers called directly (no broker)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from hearthnet.config import Config, load_config
+from hearthnet.errors import HearthNetError
+from hearthnet.identity import keys
+from hearthnet.identity.manifest import read_community_manifest, rfc3339
+from hearthnet.ledger.errors import LedgerError
+from hearthnet.ledger.events import build_event
+from hearthnet.node_init import DefaultsPrompter, InitOptions, init_node
+from hearthnet.service import Request
+from hearthnet.services.ledger import Fanout, LedgerService
+from tests.unit.ledger.conftest import post_data
+from tests.unit.xdg_fixture import isolated_xdg  # noqa: F401  (autouse)
+
+
+@pytest.fixture
+def cfg() -> Config:
+    init_node(InitOptions(name="kitchen", profile="hearth", interactive=False, config_path=None),
+              prompt=DefaultsPrompter())
+    return load_config()
+
+
+def run(cfg: Config, body: Callable[[LedgerService], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        svc = LedgerService(cfg)
+        await svc.start()
+        try:
+            return await body(svc)
+        finally:
+            await svc.stop()
+
+    return asyncio.run(main())
+
+
+def req(cap: str, inp: dict[str, Any] | None = None, stream: bool = False) -> Request:
+    return Request(capability=cap, version="1.0", body={"params": {}, "input": inp or {}}, stream=stream)
+
+
+def test_capabilities_are_beta_self_and_complete(cfg: Config) -> None:
+    caps = {c.name: c for c in LedgerService(cfg).capabilities()}
+    assert set(caps) == {"community.log.append", "community.log.ingest", "community.log.heads", "community.log.ids",
+                         "community.log.events", "community.log.subscribe", "community.manifest.get"}
+    for c in caps.values():
+        d = c.descriptor()
+        assert d["stability"] == "beta" and d["trust_required"] == "self" and d["version"] == "1.0"
+    assert caps["community.log.subscribe"].descriptor()["streams"] is True
+    assert not caps["community.log.subscribe"].idempotent and not caps["community.log.append"].idempotent
+
+
+def test_append_then_read_back(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        out = await svc.append(req("community.log.append", {"event_type": "market.post.created", "data": post_data()}))
+        ev = out["output"]["event"]
+        assert ev["lamport"] == 4 and ev["author"] == svc.kp.node_id_full
+        heads = (await svc.heads(req("community.log.heads")))["output"]
+        assert heads == {"community_id": cfg.community.community_id, "head": 4, "count": 4,
+                         "heads_by_type": {"community.created": 1, "community.member.invited": 2,
+                                           "community.member.joined": 3, "market.post.created": 4}}
+        assert (await svc.ids(req("community.log.ids", {"since_lamport": 3})))["output"]["ids"] == [ev["event_id"]]
+        found = await svc.events(req("community.log.events", {"event_types": ["market.post.created"]}))
+        assert found["output"]["events"] == [ev]
+        limited = await svc.events(req("community.log.events", {"limit": 2, "author": svc.kp.node_id_full}))
+        assert [e["lamport"] for e in limited["output"]["events"]] == [1, 2]
+
+    run(cfg, body)
+
+
+@pytest.mark.parametrize("inp, code", [
+    ({"event_type": "community.created", "data": {}}, "bad_request"),
+    ({"event_type": "community.policy.updated", "data": {"policy": {"federation_enabled": False}}}, "bad_request"),
+    ({"event_type": "nope", "data": {}}, "bad_request"),
+    ({"event_type": "market.post.created"}, "bad_request"),
+])
+def test_append_refuses_bad_input(cfg: Config, inp: dict[str, Any], code: str) -> None:
+    async def body(svc: LedgerService) -> None:
+        with pytest.raises(HearthNetError) as err:
+            await svc.append(req("community.log.append", inp))
+        assert err.value.code == code
+
+    run(cfg, body)
+
+
+def test_append_refuses_types_this_node_may_not_author(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        view = svc.log.view
+        created = {"name": "Again", "founder_node_id": svc.kp.node_id_full, "policy": dict(view.policy)}
+        with pytest.raises(HearthNetError) as err:
+            await svc.append(req("community.log.append", {"event_type": "community.created", "data": created}))
+        assert err.value.code == "unauthorized" and svc.log.count() == 3
+
+    run(cfg, body)
+
+
+def test_ingest_of_a_join_rewrites_the_manifest(cfg: Config) -> None:
+    path = cfg.community_manifest_path
+    assert len(read_community_manifest(path)["members"]) == 1
+
+    async def body(svc: LedgerService) -> dict[str, Any]:
+        newcomer = keys.generate()
+        invite = (await svc.append(req("community.log.append", {"event_type": "community.member.invited", "data": {
+            "invitee_node_id": newcomer.node_id_full, "display_name": "attic", "initial_level": "member",
+            "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}})))["output"]["event"]
+        joined = build_event(newcomer, svc.log.community_id, invite["lamport"] + 1, "community.member.joined",
+                             {"invite_event_id": invite["event_id"], "node_manifest": {"node_id": newcomer.node_id_full}})
+        stranger = build_event(keys.generate(), svc.log.community_id, 9, "file.cid.unpinned", {"cid": "x"})
+        out = (await svc.ingest(req("community.log.ingest", {"events": [joined, stranger, joined]})))["output"]
+        assert out == {"accepted": 1, "rejected": 1, "duplicates": 1, "new_head_lamport": 5,
+                       "rejected_reasons": [{"event_id": stranger["event_id"], "reason": "unknown_author"}]}
+        got = (await svc.manifest_get(req("community.manifest.get")))["output"]["manifest"]
+        return {"newcomer": newcomer.node_id_full, "served": got}
+
+    result = run(cfg, body)
+    on_disk = read_community_manifest(path)  # verifies the anchor's signature
+    assert {m["node_id"] for m in on_disk["members"]} == {cfg.community.community_id, result["newcomer"]}
+    assert on_disk["head_lamport"] == 5 and result["served"]["members"] == on_disk["members"]
+
+
+def test_subscribers_get_every_event_stored_after_they_subscribed(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        streams = [await svc.subscribe(req("community.log.subscribe", stream=True)) for _ in range(50)]
+        filtered = await svc.subscribe(req("community.log.subscribe", {"event_types": ["file.cid.unpinned"]},
+                                           stream=True))
+        for s in streams + [filtered]:
+            event, data = await s.__anext__()
+            assert event == "subscribed" and data["head"] == 3
+        assert len(svc.fanout.queues) == 51
+        post = (await svc.append(req("community.log.append", {"event_type": "market.post.created",
+                                                              "data": post_data()})))["output"]["event"]
+        unpin = (await svc.append(req("community.log.append", {"event_type": "file.cid.unpinned",
+                                                               "data": {"cid": "x"}})))["output"]["event"]
+        for s in streams:
+            assert [await s.__anext__(), await s.__anext__()] == [("event", post), ("event", unpin)]
+        assert await filtered.__anext__() == ("event", unpin)
+        for s in streams + [filtered]:
+            await s.aclose()  # the caller left
+        assert svc.fanout.queues == set()
+
+    run(cfg, body)
+
+
+def test_subscribe_must_be_a_stream(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        with pytest.raises(HearthNetError) as err:
+            await svc.subscribe(req("community.log.subscribe"))
+        assert err.value.code == "bad_request"
+
+    run(cfg, body)
+
+
+def test_a_slow_subscriber_is_cut_off_not_buffered_forever() -> None:
+    async def body() -> None:
+        fan = Fanout(backlog=3)
+        slow, fast = fan.add(), fan.add()
+        for n in range(5):
+            fan.publish({"n": n})
+            while not fast.empty():
+                fast.get_nowait()
+        assert slow not in fan.queues and fast in fan.queues
+        assert [slow.get_nowait() for _ in range(4)] == [{"n": 0}, {"n": 1}, {"n": 2}, None]
+
+    asyncio.run(body())
+
+
+def test_start_refuses_a_corrupt_log_and_leaves_it(cfg: Config) -> None:
+    path = cfg.community.state_dir / "events.sqlite"
+    path.write_bytes(b"\0" * 64 + path.read_bytes()[64:])
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(LedgerError) as err:
+        asyncio.run(LedgerService(cfg).start())
+    assert err.value.code == "db_corrupt" and str(path) in err.value.message
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_a_founder_without_a_log_gets_the_genesis_at_start(cfg: Config) -> None:
+    (cfg.community.state_dir / "events.sqlite").unlink()  # a node initialised before the ledger existed
+
+    async def body(svc: LedgerService) -> list[str]:
+        return [e["event_type"] for e in svc.log.events()]
+
+    assert run(cfg, body) == ["community.created", "community.member.invited", "community.member.joined"]
+    manifest = json.loads(cfg.community_manifest_path.read_text())
+    assert manifest["head_lamport"] == 0  # the genesis manifest is untouched
+
+
+def test_no_second_genesis_once_membership_has_changed(cfg: Config) -> None:
+    async def grow(svc: LedgerService) -> None:
+        newcomer = keys.generate()
+        invite = (await svc.append(req("community.log.append", {"event_type": "community.member.invited", "data": {
+            "invitee_node_id": newcomer.node_id_full, "display_name": "attic", "initial_level": "member",
+            "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}})))["output"]["event"]
+        joined = build_event(newcomer, svc.log.community_id, invite["lamport"] + 1, "community.member.joined",
+                             {"invite_event_id": invite["event_id"], "node_manifest": {}})
+        assert (await svc.ingest(req("community.log.ingest", {"events": [joined]})))["output"]["accepted"] == 1
+
+    async def count(svc: LedgerService) -> int:
+        return svc.log.count()
+
+    run(cfg, grow)
+    assert read_community_manifest(cfg.community_manifest_path)["head_lamport"] == 5
+    (cfg.community.state_dir / "events.sqlite").rename(cfg.community.state_dir / "events.sqlite.aside")
+    assert run(cfg, count) == 0  # an empty log waits for sync: the peer holds the real genesis
