@@ -40,6 +40,7 @@ _RCVMORE = int(zmq.RCVMORE)
 STARTUP_GRACE_SECONDS = 3.0  # after a broker restart, workers need a beat to re-announce
 MAX_WAITING = 10_000  # calls parked while a capability's workers restart
 QUEUE_FACTOR = 2  # calls that may queue per free slot once every worker is full
+SUBSCRIPTION_SECONDS = 86_400  # a stream allowed to run a day or more is a subscription
 MAX_RETRIES = 2  # next-candidate retries of an idempotent call whose remote provider failed
 # Errors that say the caller was wrong, not the provider: they do not hurt its health.
 CALLER_FAULTS = {"bad_request", "schema_mismatch", "not_found", "not_implemented",
@@ -78,6 +79,11 @@ class Worker:
         if cap is None:
             return len(self.running)
         return self.load.get(cap, 0)
+
+    def busy(self) -> int:
+        """Calls doing work now: long-lived subscriptions (a watch stream) are not load."""
+        return sum(1 for c in self.running.values()
+                   if float((self.caps.get(c.cap) or {}).get("timeout_seconds") or 0) < SUBSCRIPTION_SECONDS)
 
     def take(self, call: "Call") -> None:
         self.running[call.id] = call
@@ -611,7 +617,7 @@ class Broker:
             "uptime_seconds": int(now - w.ready_at) if w.alive else 0,
             "restarts": w.restarts,
             "last_heartbeat_ms_ago": int((now - w.last_seen) * 1000) if w.alive else None,
-            "in_flight": w.in_flight(), "served": w.served, "errors": w.errors,
+            "in_flight": w.busy(), "served": w.served, "errors": w.errors,
             "capabilities": [f"{d['name']}@{d.get('version')}" for d in w.caps.values()],
             "note": w.note, "remote": w.remote, "node_id": w.node_id,
         } for w in self.workers.values()]
@@ -627,7 +633,8 @@ class Broker:
                 entry = out.setdefault(key, {
                     "name": name, "version": d.get("version"), "stability": d.get("stability"),
                     "params": d.get("params", {}), "schema_hash": d.get("schema_hash"),
-                    "local": not w.remote, "node_id": w.node_id, "in_flight": 0, "max_concurrent": 0, "providers": 0,
+                    "trust_required": d.get("trust_required", "member"), "local": not w.remote,
+                    "node_id": w.node_id, "in_flight": 0, "max_concurrent": 0, "providers": 0,
                     "workers": [], "_samples": []})
                 entry["in_flight"] += w.in_flight(name)
                 entry["max_concurrent"] += int(d.get("max_concurrent") or 1)

@@ -84,7 +84,8 @@ class Gateway:
                 hardware=detect_hardware(self.cfg.paths.data_dir),
                 capabilities=[{k: c[k] for k in ("name", "version", "stability", "schema_hash",
                                                  "params", "max_concurrent")}
-                              for c in caps if c.get("local", True)],
+                              for c in caps if c.get("local", True)
+                              and c.get("trust_required") != "self"],  # node-internal ones stay home
                 uptime_seconds=introspect.uptime(self.started),
                 load={"cpu": 0.0, "vram_used_gb": 0.0,
                       "in_flight_total": sum(c["in_flight"] for c in caps)},

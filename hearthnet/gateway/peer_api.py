@@ -61,14 +61,37 @@ async def _signed_body(request: web.Request) -> Any:
 # ---- gossip sync routes (X02 §7; /ids and /pull are ours, see hearthnet/sync.py) --------
 
 async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, body: Any) -> str:
+    """Members may sync; so may a node holding a valid invite, which must fetch the log
+    before it can append its own `community.member.joined` (M13 §6.4, DESIGN.md §5)."""
     caller = verify_request(request.headers, body, replay=gw.replay,
                             community_id=gw.cfg.community.community_id,
                             expect_capability=capability)
-    check_caller(caller, gw.community_manifest() or {}, "member", self_node_id=gw.kp.node_id_full)
+    try:
+        check_caller(caller, gw.community_manifest() or {}, "member", self_node_id=gw.kp.node_id_full)
+    except HearthNetError as exc:
+        if exc.code != "unauthorized" or not await _holds_invite(gw, caller):
+            raise
     rate = gw.limiter.check(caller, capability)
     if not rate.allowed or rate.soft_exceeded:
         raise HearthNetError("rate_limited", "too many sync requests", retry_after_ms=rate.retry_after_ms)
     return caller
+
+
+async def _holds_invite(gw: "Gateway", node_id: str) -> bool:
+    from hearthnet.identity.manifest import parse_rfc3339, utcnow
+
+    invites = (await _ledger(gw, "community.log.events",
+                             {"event_types": ["community.member.invited"]}))["events"]
+    now = utcnow()
+    for ev in invites:
+        data = ev.get("data") or {}
+        if data.get("invitee_node_id") == node_id:
+            try:
+                if parse_rfc3339(str(data.get("expires_at"))) > now:
+                    return True
+            except (ValueError, HearthNetError):
+                continue
+    return False
 
 
 async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any]:

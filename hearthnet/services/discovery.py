@@ -84,7 +84,8 @@ class DiscoveryService:
         while True:
             try:
                 caps = (await self.bus.admin("caps"))["capabilities"]
-                names = sorted({c["name"] for c in caps if c.get("local", True)})
+                names = sorted({c["name"] for c in caps if c.get("local", True)
+                                and c.get("trust_required") != "self"})
                 if names != self.caps:
                     self.caps = names
                     await self.discovery.caps_changed()

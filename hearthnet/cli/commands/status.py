@@ -44,8 +44,15 @@ class StatusResult:
             out.text(f"  {members if members is not None else '?'} member(s)", "dim"),
         )
         out.print(out.text("In flight  ", "bold"), out.text(str(self.doc.get("in_flight", 0))))
+        log_head = self.doc.get("event_log") or {}
+        if log_head:
+            out.print(out.text("Event log  ", "bold"),
+                      out.text(f"head {log_head.get('head')}  {log_head.get('count')} event(s)"))
         out.echo()
         _workers_table(out, self.doc.get("workers") or [])
+        if "peers" in self.doc:
+            out.echo()
+            _peers(out, self.doc.get("peers") or [], self.doc.get("discovery") or {})
         caps = [c for c in self.doc.get("capabilities") or [] if c.get("local", True)]
         names = sorted({f"{c.get('name')}@{c.get('version')}" for c in caps})
         out.echo()
@@ -72,6 +79,23 @@ class StatusResult:
                 out.print(f"    add a backend to {self.config_file or 'config.toml'}, for example:")
                 for line in (self.backend_snippet or LLM_BACKEND_SNIPPET).rstrip().splitlines():
                     out.print(out.text(f"      {line}", "dim"))
+
+
+def _peers(out: Output, peers: list[dict[str, Any]], discovery: dict[str, Any]) -> None:
+    """Peers with how each was found and the last sync; or, when none, why not."""
+    out.print(out.text(f"Peers ({len(peers)})", "bold"))
+    if not peers:
+        for reason in discovery.get("diagnose") or ["discovery is not running"]:
+            out.print(out.text(f"  - {reason}", "yellow"))
+        return
+    for p in peers:
+        last = p.get("last_sync") or {}
+        sync = ("never" if not last else
+                f"{'ok' if last.get('ok') else 'failed'} (sent {last.get('sent', 0)}, "
+                f"received {last.get('received', 0)})")
+        ep = p.get("endpoint") or {}
+        out.print(f"  {p.get('display_name') or '?'}  {p.get('node_id_short') or ''}  "
+                  f"{ep.get('host')}:{ep.get('port')}  found by {p.get('source')}  last sync {sync}")
 
 
 def _workers_table(out: Output, workers: list[dict[str, Any]]) -> None:
