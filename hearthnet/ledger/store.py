@@ -272,6 +272,20 @@ class EventLog:
                 (self.community_id,)).fetchall()
         return dict(rows)
 
+    def digest(self) -> str:
+        """A hash over every event id: equal digests mean equal logs (a sync round can
+        stop after comparing heads)."""
+        import blake3
+
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT event_id FROM events WHERE community_id = ? ORDER BY event_id",
+                (self.community_id,)).fetchall()
+        h = blake3.blake3()
+        for (event_id,) in rows:
+            h.update(event_id.encode() + b"\n")
+        return "blake3:" + h.hexdigest()
+
     def ids_since(self, lamport: int) -> list[str]:
         """Ids of events with lamport > `lamport`, in replay order."""
         with self._lock:

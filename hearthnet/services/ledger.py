@@ -7,7 +7,7 @@ Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "
     community.log.append     {event_type, data}              -> {event}
     community.log.ingest     {events: [...]}                 -> {accepted, rejected, rejected_reasons,
                                                                  new_head_lamport, duplicates}
-    community.log.heads      {}                              -> {community_id, head, heads_by_type, count}
+    community.log.heads      {}                              -> {community_id, head, heads_by_type, count, digest}
     community.log.ids        {since_lamport}                 -> {ids}
     community.log.events     {since_lamport?, ids?, event_types?, author?, limit?} -> {events}
     community.log.subscribe  {event_types?}  stream: ("subscribed", {community_id, head}) once the
@@ -194,9 +194,10 @@ class LedgerService:
         return {"output": result.to_wire(), "meta": {"ms": _ms(t0)}}
 
     async def heads(self, req: Request) -> dict[str, Any]:
-        by_type, count = await self._db(lambda: (self.log.heads_by_type(), self.log.count()))
+        by_type, count, digest = await self._db(
+            lambda: (self.log.heads_by_type(), self.log.count(), self.log.digest()))
         return {"output": {"community_id": self.log.community_id, "head": self.log.head(),
-                           "heads_by_type": by_type, "count": count}, "meta": {}}
+                           "heads_by_type": by_type, "count": count, "digest": digest}, "meta": {}}
 
     async def ids(self, req: Request) -> dict[str, Any]:
         since = _int_input(req, "since_lamport", 0)

@@ -62,6 +62,7 @@ def test_append_then_read_back(cfg: Config) -> None:
         ev = out["output"]["event"]
         assert ev["lamport"] == 4 and ev["author"] == svc.kp.node_id_full
         heads = (await svc.heads(req("community.log.heads")))["output"]
+        assert heads.pop("digest").startswith("blake3:")
         assert heads == {"community_id": cfg.community.community_id, "head": 4, "count": 4,
                          "heads_by_type": {"community.created": 1, "community.member.invited": 2,
                                            "community.member.joined": 3, "market.post.created": 4}}
