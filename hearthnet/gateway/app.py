@@ -58,6 +58,8 @@ class Gateway:
     _manifest_at: float = 0.0
     _caps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _caps_at: float = 0.0
+    _members: dict[str, Any] | None = None
+    _members_at: float = 0.0
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -159,6 +161,7 @@ class Gateway:
         merged = introspect.merge_workers(procs, workers, ok, self.supervisor)
         entries = introspect.capability_entries(caps, self.kp.node_id_full)
         cm = self.community_manifest() or {}
+        members = (await self.membership()).get("members", cm.get("members", []))
         notes = [w["note"] for w in merged if w.get("note") and w["program"] == "llm"][:1]
         notes += [f"{w['name']}: {w['state']}" for w in merged if not w["healthy"]
                   and w["state"] != "RUNNING"]
@@ -172,7 +175,7 @@ class Gateway:
                      "config_file": str(self.cfg.source or self.cfg.paths.config_file)},
             "community": {"community_id": self.cfg.community.community_id,
                           "name": cm.get("name") or self.cfg.community.name,
-                          "member_count": len(cm.get("members", []))},
+                          "member_count": len(members)},
             "workers": merged, "capabilities": entries,
             "in_flight": sum(w["in_flight"] for w in merged), "notes": notes,
             "peers": self.mesh.status() if self.mesh else [],
@@ -230,6 +233,20 @@ class Gateway:
         finally:
             reader.close()
         return web.json_response({"lines": [r.to_dict() for r in records]})
+
+    async def membership(self) -> dict[str, Any]:
+        """{members, revoked} from the ledger's view of the event log (cached a second);
+        the manifest file is the fallback while the ledger is restarting."""
+        now = time.monotonic()
+        if self._members is None or now - self._members_at > CAPS_CACHE_SECONDS:
+            try:
+                out = await self.bus.call("community.members.get", "1.0",
+                                          {"params": {}, "input": {}},
+                                          caller=self.kp.node_id_full, timeout=5)
+                self._members, self._members_at = out.get("output", {}), now
+            except HearthNetError:
+                return self._members or self.community_manifest() or {}
+        return self._members
 
     async def descriptor(self, cap: str) -> dict[str, Any] | None:
         """A local capability's descriptor (trust_required etc.), cached for a second."""

@@ -31,7 +31,7 @@ async def call(gw: "Gateway", request: web.Request) -> web.StreamResponse:
     desc = await gw.descriptor(cap)
     if desc is None:
         raise HearthNetError("not_found", f"this node does not serve {cap}")
-    check_caller(caller, gw.community_manifest() or {}, str(desc.get("trust_required") or "member"),
+    check_caller(caller, await gw.membership(), str(desc.get("trust_required") or "member"),
                  self_node_id=gw.kp.node_id_full)
     rate = gw.limiter.check(caller, cap)
     if not rate.allowed:  # hard limit: drop without an answer (spec §7)
@@ -67,7 +67,7 @@ async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, bod
                             community_id=gw.cfg.community.community_id,
                             expect_capability=capability)
     try:
-        check_caller(caller, gw.community_manifest() or {}, "member", self_node_id=gw.kp.node_id_full)
+        check_caller(caller, await gw.membership(), "member", self_node_id=gw.kp.node_id_full)
     except HearthNetError as exc:
         if exc.code != "unauthorized" or not await _holds_invite(gw, caller):
             raise

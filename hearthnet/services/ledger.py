@@ -14,6 +14,7 @@ Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "
                              subscription is live, then ("event", envelope) for every event stored
                              after it (local or received), until the caller leaves
     community.manifest.get   {}                              -> {manifest}
+    community.members.get    {}                              -> {members, revoked, head_lamport}
 
 SQLite work runs on one dedicated thread (a 1-worker executor), so the event loop keeps
 heartbeating during a long ingest and the connection is only ever used from that thread.
@@ -168,6 +169,7 @@ class LedgerService:
             cap("community.log.subscribe", self.subscribe, _schema(event_types=_STRS),
                 timeout=24 * 3600, idempotent=False, stream=_OBJ),
             cap("community.manifest.get", self.manifest_get, _schema(), timeout=10),
+            cap("community.members.get", self.members_get, _schema(), timeout=10),
         ]
 
     async def append(self, req: Request) -> dict[str, Any]:
@@ -234,6 +236,13 @@ class LedgerService:
                     yield "event", ev
         finally:
             self.fanout.remove(queue)
+
+    async def members_get(self, req: Request) -> dict[str, Any]:
+        """Membership as the event log says it (the unsigned manifest body): what the
+        gateway checks peers against, also on nodes that cannot sign a manifest."""
+        body = await self._db(self.log.view.manifest_body)
+        return {"output": {"members": body["members"], "revoked": body["revoked"],
+                           "head_lamport": body["head_lamport"]}, "meta": {}}
 
     async def manifest_get(self, req: Request) -> dict[str, Any]:
         m = await self._db(self.log.view.manifest, self.kp)
