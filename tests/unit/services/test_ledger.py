@@ -48,7 +48,8 @@ def req(cap: str, inp: dict[str, Any] | None = None, stream: bool = False) -> Re
 def test_capabilities_are_beta_self_and_complete(cfg: Config) -> None:
     caps = {c.name: c for c in LedgerService(cfg).capabilities()}
     assert set(caps) == {"community.log.append", "community.log.ingest", "community.log.heads", "community.log.ids",
-                         "community.log.events", "community.log.subscribe", "community.manifest.get"}
+                         "community.log.events", "community.log.subscribe", "community.manifest.get",
+                         "community.members.get"}
     for c in caps.values():
         d = c.descriptor()
         assert d["stability"] == "beta" and d["trust_required"] == "self" and d["version"] == "1.0"
@@ -209,3 +210,15 @@ def test_no_second_genesis_once_membership_has_changed(cfg: Config) -> None:
     assert read_community_manifest(cfg.community_manifest_path)["head_lamport"] == 5
     (cfg.community.state_dir / "events.sqlite").rename(cfg.community.state_dir / "events.sqlite.aside")
     assert run(cfg, count) == 0  # an empty log waits for sync: the peer holds the real genesis
+
+
+
+def test_members_get_is_the_event_log_membership(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> dict[str, Any]:
+        return (await svc.members_get(req("community.members.get")))["output"]
+
+    out = run(cfg, body)
+    assert out["members"] == [{"node_id": cfg.community.community_id, "level": "anchor",
+                               "added_at": out["members"][0]["added_at"],
+                               "added_by": cfg.community.community_id}]
+    assert out["revoked"] == [] and out["head_lamport"] == 3
