@@ -47,6 +47,17 @@ EXIT_FOR_CODE: dict[str, int] = {
     "node_not_running": EXIT_NO_NODE,
     "user_abort": EXIT_USAGE,
     "usage": EXIT_USAGE,
+    # Onboarding (hearthnet.onboarding.errors). A redeem that finds this node already in
+    # the invite's community is a no-op and exits 0 without raising; `already_member` is
+    # raised only when nothing could be done (e.g. an invite for an existing member).
+    "invite_invalid": EXIT_AUTH,
+    "invite_expired": EXIT_AUTH,
+    "invitee_mismatch": EXIT_AUTH,
+    "community_manifest_invalid": EXIT_AUTH,
+    "bootstrap_unreachable": EXIT_ERROR,
+    "sync_failed": EXIT_ERROR,
+    "already_member": EXIT_ERROR,
+    "other_community": EXIT_ERROR,
 }
 
 

@@ -5,6 +5,10 @@ Two phases, so an abort can never leave half a node behind:
 2. apply: create directories, save a new key (never overwriting one), write the genesis
    community manifest, then record the node and community in config.toml.
 
+Create or join: `--join TEXT` (or, interactively, an invite pasted where the name of the
+new community is asked) joins an existing community instead of founding one; the join
+itself is hearthnet.onboarding.join.redeem_invite, whose preview is the confirmation.
+
 Re-running on an initialised node changes nothing and says so.
 """
 from __future__ import annotations
@@ -56,6 +60,7 @@ class InitOptions:
     interactive: bool
     config_path: Path | None
     community_name: str | None = None
+    join: str | None = None  # invite text, or a file / QR PNG holding it
 
 
 @dataclass
@@ -70,9 +75,10 @@ class InitResult:
     config_path: Path
     keys_dir: Path
     message: str
+    joined: bool = False  # this run joined an existing community (vs founding one)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "changed": self.changed,
             "node_id": self.node_id,
             "node_id_short": self.node_id_short,
@@ -85,6 +91,9 @@ class InitResult:
             "keys_dir": str(self.keys_dir),
             "message": self.message,
         }
+        if self.joined:  # only a join adds this key (the founding document is pinned as it was)
+            doc["joined"] = True
+        return doc
 
 
 @dataclass(frozen=True)
@@ -95,18 +104,27 @@ class _Plan:
     profile: str
     community_name: str
     existing_manifest: dict[str, Any] | None  # our own community, found on disk
+    join: str | None = None  # invite to redeem instead of founding a community
 
 
 def init_node(opts: InitOptions, *, prompt: Prompter, env: Mapping[str, str] | None = None) -> InitResult:
     env = os.environ if env is None else env
     cfg = load_config(opts.config_path, env)
+    asker = prompt if opts.interactive else DefaultsPrompter()
+    if opts.join is not None and cfg.community.community_id is not None:
+        # Already in a community: the redeem says whether that is the invite's (a no-op,
+        # or the resumption of a join that stopped half-way) or another one (refused).
+        return _join(cfg, _Plan(keys.load(cfg.identity.keys_dir), False, cfg.node.display_name,
+                                cfg.node.profile, "", None, opts.join), asker, env)
     done = _already_initialised(cfg)
     if done is not None:
         return done
     try:
-        plan = _plan(opts, cfg, prompt if opts.interactive else DefaultsPrompter())
+        plan = _plan(opts, cfg, asker)
     except (KeyboardInterrupt, EOFError):
         raise UserAbort(message="init cancelled; nothing was changed") from None
+    if plan.join is not None:
+        return _join(cfg, plan, asker, env)
     return _apply(cfg, plan, env)
 
 
@@ -143,7 +161,7 @@ def _already_initialised(cfg: Config) -> InitResult | None:
 
 def _plan(opts: InitOptions, cfg: Config, prompt: Prompter) -> _Plan:
     kp, new_key = _plan_key(cfg)
-    own = _own_manifest(cfg, kp)
+    own = _own_manifest(cfg, kp) if opts.join is None else None
     display_name = _choose(
         "Display name for this node", opts.name, cfg.node.display_name or _hostname(),
         _check_display_name, prompt, "--name",
@@ -152,19 +170,46 @@ def _plan(opts: InitOptions, cfg: Config, prompt: Prompter) -> _Plan:
     profile = _choose(
         f"Profile ({'/'.join(NODE_PROFILES)})", opts.profile, detected, _check_profile, prompt, "--profile"
     )
+    if opts.join is not None:
+        return _Plan(kp, new_key, display_name, profile, "", None, opts.join)
     if own is not None:
         community_name = own["name"]  # reuse our existing community, do not re-found it
     else:
         default_name = cfg.community.name or f"{display_name}'s neighbourhood"[:COMMUNITY_NAME_MAX]
-        community_name = _choose(
-            "Name of your new community", opts.community_name, default_name,
-            _check_community_name, prompt, "--community-name",
-        )
+        community_name, join = _community_or_invite(opts, default_name, prompt)
+        if join is not None:
+            return _Plan(kp, new_key, display_name, profile, "", None, join)
     if not prompt.confirm(
         f"Create node {display_name!r} ({profile}) in community {community_name!r}?", True
     ):
         raise UserAbort(message="init cancelled; nothing was changed")
     return _Plan(kp, new_key, display_name, profile, community_name, own)
+
+
+def _community_or_invite(opts: InitOptions, default_name: str, prompt: Prompter) -> tuple[str, str | None]:
+    """Create or join, in one question: the name of a new community, or an invite
+    (its text, or the path of a file or QR PNG holding it) to join an existing one."""
+    if opts.community_name is not None:
+        return _choose("", opts.community_name, default_name, _check_community_name, prompt,
+                       "--community-name"), None
+    text = "Name of your new community (or paste an invite to join an existing one)"
+    for _ in range(PROMPT_ATTEMPTS):
+        answer = (prompt.ask(text, default_name) or default_name).strip()
+        if looks_like_invite(answer):
+            return "", answer
+        if not _check_community_name(answer):
+            return answer, None
+    raise HearthNetError("usage", f"{text}: {answer!r} {_check_community_name(answer)}")
+
+
+def looks_like_invite(answer: str) -> bool:
+    """An invite text (either prefix) or an existing file that may hold one."""
+    if answer.lower().startswith(("hearthnet://", "ed25519:")):
+        return True
+    try:
+        return Path(answer).expanduser().is_file()
+    except OSError:
+        return False
 
 
 def _plan_key(cfg: Config) -> tuple[KeyPair, bool]:
@@ -262,6 +307,38 @@ def _apply(cfg: Config, plan: _Plan, env: Mapping[str, str]) -> InitResult:
         changed=True,
         message=f"created node {kp.node_id_short} in community {manifest['name']!r}",
     )
+
+
+def _join(cfg: Config, plan: _Plan, prompt: Prompter, env: Mapping[str, str]) -> InitResult:
+    """Join the invite's community (hearthnet.onboarding.join). A new key is saved only
+    after the preview was confirmed, right before the first write."""
+    from hearthnet.onboarding.errors import OnboardingError
+    from hearthnet.onboarding.join import redeem_invite
+
+    def before_write() -> None:
+        ensure_private_dir(cfg.paths.data_dir)
+        if plan.new_key:
+            _save_key(cfg.identity.keys_dir, plan)
+
+    try:
+        joined = redeem_invite(cfg, plan.kp, plan.join or "", prompt=prompt,
+                               display_name=plan.display_name or None, profile=plan.profile or None,
+                               before_write=before_write, env=env)
+    except OnboardingError as exc:
+        if exc.code == "invitee_mismatch" and plan.new_key:
+            raise OnboardingError(
+                "invitee_mismatch",
+                "this device has no key yet, so no invite can have been made for it",
+                hint="run `hearthnet id` here, give the id it shows to a member of the community, "
+                     "and run `hearthnet init --join` with the invite they create") from None
+        raise
+    final = load_config(cfg.source, env)
+    return InitResult(
+        changed=joined.changed, node_id=plan.kp.node_id_full, node_id_short=plan.kp.node_id_short,
+        display_name=final.node.display_name, profile=final.node.profile,
+        community_id=joined.community_id, community_name=joined.community_name,
+        config_path=_config_path(cfg), keys_dir=cfg.identity.keys_dir, message=joined.message,
+        joined=joined.changed)
 
 
 def _write_genesis_events(cfg: Config, kp: KeyPair, plan: _Plan, manifest: Mapping[str, Any],

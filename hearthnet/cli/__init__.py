@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "doctor": "hearthnet.cli.commands.doctor",
     "export": "hearthnet.cli.commands.export",
     "erase": "hearthnet.cli.commands.erase",
+    "id": "hearthnet.cli.commands.id",
+    "invite": "hearthnet.cli.commands.invite",
+    "peer": "hearthnet.cli.commands.peer",
     "version": "hearthnet.cli.commands.version",
     "completion": "hearthnet.cli.commands.completion",
 }

@@ -299,6 +299,15 @@ class PeerClient:
         """A signed POST of a non-capability route, e.g. `/sync/v1/events` as `sync.events`."""
         return await self._signed_json("POST", node_id, endpoint, path, capability, version, body, timeout)
 
+    async def get_public(self, node_id: str, endpoint: Endpoint, path: str, *,
+                         timeout: float | None = None) -> dict[str, Any]:
+        """An unsigned GET of an anonymous route (e.g. `/community/manifest`) over a
+        connection pinned to `node_id`'s certificate; the JSON object it answers. Nothing
+        about us is sent, so a node that is not (yet) a member may use it."""
+        headers = {"Accept": JSON}
+        async with self._open("GET", node_id, endpoint, path, headers, None, timeout or self.timeout) as resp:
+            return await _json_reply(resp)
+
     async def stream(self, node_id: str, endpoint: Endpoint, capability: str, version: str, body: Any, *,
                      timeout: float | None = None) -> AsyncIterator[Frame]:
         """(event, data) frames of a streaming call; the last is ("done", meta) or

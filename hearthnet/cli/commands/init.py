@@ -1,5 +1,5 @@
-"""`hearthnet init`: create this node's identity, config and community
-(hearthnet.node_init does the work; this module asks the questions)."""
+"""`hearthnet init`: create this node's identity, config and community, or join one with
+`--join INVITE` (hearthnet.node_init does the work; this module asks the questions)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,11 +47,11 @@ class InitCommandResult:
 
 
 def init(state: "CliState", *, name: str | None, profile: str | None, community_name: str | None,
-         interactive: bool, out: Output) -> InitCommandResult:
+         interactive: bool, out: Output, join: str | None = None) -> InitCommandResult:
     from hearthnet.node_init import InitOptions, init_node
 
     opts = InitOptions(name=name, profile=profile, interactive=interactive,
-                       config_path=state.config_path, community_name=community_name)
+                       config_path=state.config_path, community_name=community_name, join=join)
     return InitCommandResult(init_node(opts, prompt=RichPrompter(out)))
 
 
@@ -59,19 +59,25 @@ def init(state: "CliState", *, name: str | None, profile: str | None, community_
 @click.option("--name", help="Display name of this node (default: the host name).")
 @click.option("--profile", type=click.Choice(PROFILES), help="Node profile (default: detected from the hardware).")
 @click.option("--community-name", help="Name of the new community this node founds.")
+@click.option("--join", "join", metavar="INVITE",
+              help="Join an existing community instead: the invite text, or a file / QR PNG holding it.")
 @click.option("--non-interactive", is_flag=True, help="Ask nothing; use the options and defaults.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def cli(state: "CliState", name: str | None, profile: str | None, community_name: str | None,
-        non_interactive: bool, as_json: bool) -> None:
-    """Create this node: device key, config.toml and a new community.
+        join: str | None, non_interactive: bool, as_json: bool) -> None:
+    """Create this node: device key, config.toml and a new community (or, with --join,
+    membership of an existing one; the invite must be for this device's id, see
+    `hearthnet id`).
 
     Running it again on an initialised node changes nothing. Exit 0 on success,
-    2 if you abort, 1 on error.
+    2 if you abort, 1 on error, 4 if the invite is invalid, expired or for another node.
     """
+    if join is not None and community_name is not None:
+        raise click.UsageError("--join and --community-name exclude each other: join a community or found one")
     out = Output()
     boundary.run(
         lambda: init(state, name=name, profile=profile, community_name=community_name,
-                     interactive=not non_interactive, out=out),
+                     interactive=not non_interactive, out=out, join=join),
         as_json=as_json, state=state, out=out,
     )

@@ -52,3 +52,12 @@ def test_doctor_json_keys(runner):
     doc = json.loads(invoke(runner, "doctor", "--json").stdout)
     assert set(doc) == {"ok", "checks"}
     assert all(set(c) == {"name", "ok", "detail", "fix", "warning", "crashed", "status"} for c in doc["checks"])
+
+
+def test_id_json_keys(runner):
+    assert set(json.loads(invoke(runner, "id", "--json").stdout)) == {"node_id", "node_id_short", "id_text"}
+
+
+def test_peer_add_json_keys(runner):
+    assert set(json.loads(invoke(runner, "peer", "add", "10.0.0.5:7080", "--json").stdout)) == {
+        "address", "node_running", "entry"}

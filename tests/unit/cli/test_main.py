@@ -10,7 +10,8 @@ import pytest
 from hearthnet.cli import COMMANDS, main
 from tests.unit.cli.conftest import invoke
 
-HEAVY = ("rich", "aiohttp", "zmq", "msgpack", "nacl", "gradio", "llama_cpp", "psutil", "supervisor")
+HEAVY = ("rich", "aiohttp", "zmq", "msgpack", "nacl", "gradio", "llama_cpp", "psutil", "supervisor",
+         "qrcode", "PIL", "zxingcpp")
 
 PROBE = """
 import json, sys
@@ -72,7 +73,8 @@ def test_fast_commands_stay_light(args):
     heavy = sorted({m.split(".")[0] for m in got["modules"]} & set(HEAVY))
     assert heavy == [], (args, heavy)
     assert not any(m.startswith(("hearthnet.broker", "hearthnet.gateway", "hearthnet.worker", "hearthnet.services",
-                                 "hearthnet.identity", "hearthnet.supervise")) for m in got["modules"])
+                                 "hearthnet.identity", "hearthnet.supervise", "hearthnet.onboarding"))
+                   for m in got["modules"])
 
 
 def test_python_dash_m_works():

@@ -338,3 +338,15 @@ def test_cancelling_the_consumer_closes_the_connection(tmp_path):
         await asyncio.wait_for(peer.disconnected.wait(), 2)
 
     scenario(tmp_path, body)
+
+
+def test_get_public_is_an_unsigned_pinned_get(tmp_path):
+    async def body(peer, client, _):
+        got = await client.get_public(peer.kp.node_id_full, endpoint(peer), "/manifest")
+        assert got["node_id"] == peer.kp.node_id_full
+        assert client.pins.expected(peer.kp.node_id_full) == peer.identity.fingerprint  # pinned first
+        assert peer.seen == []  # nothing signed reached the peer
+        err = await raises(client.get_public(peer.kp.node_id_full, endpoint(peer), "/nope"))
+        assert err.code == "not_found"
+
+    scenario(tmp_path, body)

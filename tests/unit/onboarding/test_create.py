@@ -1,0 +1,141 @@
+"""`create_invite` against a stand-in for the running node's local API that is backed by a
+real EventLog (so the ledger's own rules judge the invite events)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hearthnet.config import load_config, update_config_file
+from hearthnet.errors import HearthNetError
+from hearthnet.identity import keys
+from hearthnet.identity.keys import KeyPair
+from hearthnet.identity.manifest import build_genesis_community_manifest, write_community_manifest
+from hearthnet.ledger.store import EventLog
+from hearthnet.onboarding.create import create_invite
+from hearthnet.onboarding.errors import OnboardingError
+from hearthnet.onboarding.invite import decode_invite, encode_node_id_text
+from hearthnet.onboarding.qr import read_qr_png
+from tests.unit.onboarding.conftest import NOW
+
+ENDPOINT = {"transport": "https", "host": "192.168.1.20", "port": 7080}
+
+
+class NodeApi:
+    """What create_invite asks of LocalApi: GET /manifest and two ledger capabilities."""
+
+    def __init__(self, kp: KeyPair, log: EventLog, endpoints: list[dict[str, Any]]) -> None:
+        self.kp, self.log, self.endpoints = kp, log, endpoints
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def get(self, path: str) -> dict[str, Any]:
+        assert path == "/manifest"
+        return {"node_id": self.kp.node_id_full, "endpoints": self.endpoints}
+
+    def call(self, name: str, version: str, body: dict[str, Any]) -> dict[str, Any]:
+        inp = body["input"]
+        self.calls.append((name, inp))
+        if name == "community.log.events":
+            return {"output": {"events": self.log.events(event_types=inp.get("event_types"))}}
+        if name == "community.log.append":
+            return {"output": {"event": self.log.append_local(self.kp, inp["event_type"], inp["data"])}}
+        raise AssertionError(name)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Any:
+    cfg = load_config()
+    kp = keys.load_or_generate(cfg.identity.keys_dir)
+    manifest = build_genesis_community_manifest(kp, "Maple Street", now=NOW)
+    update_config_file(cfg.paths.config_file, {"community": {"community_id": kp.node_id_full, "name": "Maple Street"}})
+    cfg = load_config()
+    write_community_manifest(manifest, cfg.community_manifest_path)
+    log = EventLog(cfg.community.state_dir / "events.sqlite", kp.node_id_full)
+    log.create_genesis(kp, "Maple Street", display_name="alice", now=NOW)
+    api = NodeApi(kp, log, [ENDPOINT, {"transport": "http", "host": "x", "port": 1}])
+    yield cfg, kp, log, api
+    log.close()
+
+
+def test_invite_is_recorded_and_issued(node, tmp_path, monkeypatch):
+    cfg, kp, log, api = node
+    monkeypatch.chdir(tmp_path)
+    bob = keys.generate()
+    made = create_invite(cfg, node_id_text=encode_node_id_text(bob.node_id_full, "Bob's laptop"),
+                         level="member", ttl_hours=1, api=api, now=NOW)
+    event = log.get(made.event_id)
+    assert event["event_type"] == "community.member.invited" and event["author"] == kp.node_id_full
+    assert event["data"] == {"invitee_node_id": bob.node_id_full, "display_name": "Bob's laptop",
+                             "initial_level": "member", "expires_at": "2026-05-26T09:00:00Z"}
+    blob = decode_invite(made.invite)
+    assert (blob.community_id, blob.community_name, blob.inviter_node_id) == (kp.node_id_full, "Maple Street",
+                                                                              kp.node_id_full)
+    assert blob.invitee_node_id == bob.node_id_full and blob.expires_at == "2026-05-26T09:00:00Z"
+    assert list(blob.bootstrap_endpoints) == [ENDPOINT]  # https only, from the running node's manifest
+    short = bob.node_id_short.removeprefix("ed25519:")[:9]
+    assert made.png == tmp_path / f"hearthnet-invite-{short}.png" and read_qr_png(made.png) == made.invite
+    assert set(made.to_dict()) >= {"invite", "png", "invitee_node_id", "expires_at", "level"}
+    assert made.qr.count("\n") > 10
+
+
+def test_second_invite_for_the_same_node_is_reissued(node, tmp_path):
+    cfg, kp, log, api = node
+    bob = keys.generate().node_id_full
+    first = create_invite(cfg, node_id_text=bob, ttl_hours=2, png=tmp_path / "1.png", api=api, now=NOW)
+    later = NOW + timedelta(minutes=30)
+    again = create_invite(cfg, node_id_text=bob, ttl_hours=2, png=tmp_path / "2.png", api=api, now=later)
+    assert again.reissued and again.event_id == first.event_id and again.expires_at == first.expires_at
+    assert decode_invite(again.invite).invitee_node_id == bob
+    # another level is another invite
+    trusted = create_invite(cfg, node_id_text=bob, level="trusted", ttl_hours=2, png=tmp_path / "3.png",
+                            api=api, now=later)
+    assert not trusted.reissued and trusted.event_id != first.event_id and trusted.level == "trusted"
+    # one that is about to expire is not handed out again
+    late = create_invite(cfg, node_id_text=bob, ttl_hours=2, png=tmp_path / "4.png", api=api,
+                         now=NOW + timedelta(hours=1, minutes=55))
+    assert not late.reissued
+    appended = [c for c in api.calls if c[0] == "community.log.append"]
+    assert len(appended) == 3
+
+
+def test_member_needs_no_invite(node, tmp_path):
+    cfg, kp, log, api = node
+    with pytest.raises(HearthNetError) as err:
+        create_invite(cfg, node_id_text=kp.node_id_full, api=api, now=NOW, write_png=False)
+    assert err.value.code == "usage"  # our own id
+    bob = keys.generate()
+    made = create_invite(cfg, node_id_text=bob.node_id_full, api=api, write_png=False)  # now: bob joins now
+    log.append_local(bob, "community.member.joined", {"invite_event_id": made.event_id,
+                                                      "node_manifest": {"node_id": bob.node_id_full}})
+    with pytest.raises(OnboardingError) as err:
+        create_invite(cfg, node_id_text=bob.node_id_full, api=api, write_png=False)
+    assert err.value.code == "already_member" and err.value.exit_code == 1
+
+
+@pytest.mark.parametrize("over, code", [
+    ({"level": "anchor"}, "usage"), ({"ttl_hours": 0}, "usage"), ({"ttl_hours": 10_000}, "usage"),
+    ({"node_id_text": "bob"}, "usage"),
+])
+def test_bad_options_are_usage_errors(node, over, code):
+    cfg, kp, log, api = node
+    args = {"node_id_text": keys.generate().node_id_full, "api": api, "now": NOW, "write_png": False, **over}
+    with pytest.raises(HearthNetError) as err:
+        create_invite(cfg, **args)
+    assert err.value.code == code and err.value.exit_code == 2
+    assert not [c for c in api.calls if c[0] == "community.log.append"]
+
+
+def test_node_that_advertises_no_address_cannot_invite(node):
+    cfg, kp, log, api = node
+    api.endpoints = []
+    with pytest.raises(HearthNetError, match="no address") as err:
+        create_invite(cfg, node_id_text=keys.generate().node_id_full, api=api, now=NOW, write_png=False)
+    assert "transport.host" in err.value.details["hint"]
+
+
+def test_invite_before_init_is_refused():
+    with pytest.raises(HearthNetError, match="hearthnet init|no community") as err:
+        create_invite(load_config(), node_id_text=keys.generate().node_id_full, write_png=False)
+    assert err.value.code == "not_found"
