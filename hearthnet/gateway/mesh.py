@@ -1,6 +1,7 @@
 """The gateway's side of the mesh: follow the discovery worker's peer events, keep one
 remote provider per verified peer in the broker (peers.py), and run gossip sync rounds
-with each peer every SYNC_INTERVAL_SECONDS and as soon as it is found (sync.py)."""
+with each peer every SYNC_INTERVAL_SECONDS, as soon as it is found, and shortly after
+our log gains an event (so news spreads in seconds, not minutes; sync.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ from hearthnet.sync import SYNC_INTERVAL_SECONDS, Ledger, SyncResult, sync_with
 
 log = logging.getLogger("hearthnet.gateway.mesh")
 WATCH_RETRY_SECONDS = 2.0
+GOSSIP_DELAY_SECONDS = 0.5  # gather a burst of new events into one round per peer
 
 
 class Mesh:
@@ -27,9 +29,12 @@ class Mesh:
         self.ledger = Ledger(bus)
         self._tasks: list[asyncio.Task] = []
         self._syncing: dict[str, asyncio.Task] = {}
+        self._again: set[str] = set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._watch()), asyncio.ensure_future(self._sync_loop())]
+        self._tasks = [asyncio.ensure_future(self._watch()), asyncio.ensure_future(self._sync_loop()),
+                       asyncio.ensure_future(self._gossip())]
+        self._gossip_due: asyncio.TimerHandle | None = None
 
     async def close(self) -> None:
         for task in self._tasks + list(self._syncing.values()):
@@ -50,6 +55,28 @@ class Mesh:
                         log.debug("peer watch ended", extra={"reason": data.get("message")})
             await asyncio.sleep(WATCH_RETRY_SECONDS)
 
+    async def _gossip(self) -> None:
+        """A new event in our log (ours, or one a peer gave us) → a round with every
+        peer soon; rounds between equal logs stop after one request (id digest)."""
+        while True:
+            frames = self.bus.stream("community.log.subscribe", "1.0", {"params": {}, "input": {}},
+                                     timeout=365 * 86400)
+            async with contextlib.aclosing(frames):
+                async for event, _data in frames:
+                    if event == "event" and self.peers:
+                        self._schedule_gossip()
+            await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    def _schedule_gossip(self) -> None:
+        if self._gossip_due is None:
+            loop = asyncio.get_running_loop()
+            self._gossip_due = loop.call_later(GOSSIP_DELAY_SECONDS, self._gossip_now)
+
+    def _gossip_now(self) -> None:
+        self._gossip_due = None
+        for node in list(self.peers):
+            self.sync_soon(node)
+
     async def _apply(self, kind: str, peer: dict[str, Any]) -> None:
         node = peer.get("node_id")
         if not node:
@@ -64,9 +91,21 @@ class Mesh:
             self.sync_soon(node)
 
     def sync_soon(self, node: str) -> None:
+        """One round now; if one is already running, one more right after it (the news
+        may have arrived after it compared the logs)."""
         if node in self._syncing and not self._syncing[node].done():
+            self._again.add(node)
             return
-        self._syncing[node] = asyncio.ensure_future(self.sync_one(node))
+        self._syncing[node] = asyncio.ensure_future(self._rounds(node))
+
+    async def _rounds(self, node: str) -> None:
+        while True:
+            self._again.discard(node)
+            if node not in self.peers:
+                return
+            await self.sync_one(node)
+            if node not in self._again:
+                return
 
     async def sync_one(self, node: str) -> SyncResult:
         peer = self.peers[node]
