@@ -8,7 +8,7 @@ A founds a community; B joins by invite (`hearthnet id` on B, `invite create` on
 per round: both stop; --events new events authored by A (market posts of ~400 bytes) are
 written straight into A's events.sqlite with the ledger library (hearthnet.ledger.store
 EventLog, what A's ledger worker itself uses); A starts, then B. B finds A in its peer
-cache and runs a sync round with it (heads, ids, then pulls of 500 events, each verified
+cache and runs a sync round with it (heads, ids, then pulls of 2000 events, each verified
 and stored by B's ledger; what B stores triggers follow-up rounds, which find nothing
 new). Measured: that first round as B logs it (its gateway's "sync round" records:
 received, ms, ok; a round cut short is reported, with the rate over the rounds that

@@ -71,8 +71,10 @@ async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, bod
     except HearthNetError as exc:
         if exc.code != "unauthorized" or not await _holds_invite(gw, caller):
             raise
+    # A sync round is one bulk transfer between members: only the hard limit applies
+    # (the soft 10/s would cut a large round off half way).
     rate = gw.limiter.check(caller, capability)
-    if not rate.allowed or rate.soft_exceeded:
+    if not rate.allowed:
         raise HearthNetError("rate_limited", "too many sync requests", retry_after_ms=rate.retry_after_ms)
     return caller
 
