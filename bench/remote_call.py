@@ -34,26 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from hearthnet.testing.netns import invite_commands_missing
-from hearthnet.testing.nodes import Node
+from hearthnet.testing.nodes import Node, join_by_invite
 from hearthnet.unixhttp import UnixHTTPConnection
 
 CORE = ("broker", "gateway", "ledger", "discovery")
 BODY = json.dumps({"params": {}, "input": {"text": "x" * 150}}).encode()
-
-
-def cli_json(node: Node, *args: str) -> Any:
-    r = node.cli(*args, "--json", timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError(f"{node.name}: hearthnet {' '.join(args)}: {r.stderr or r.stdout}")
-    return json.loads(r.stdout)
-
-
-def join(founder: Node, joiner: Node) -> str:
-    node_id = cli_json(joiner, "id")["node_id"]
-    invite = cli_json(founder, "invite", "create", "--node-id", node_id, "--level", "member", "--ttl", "2",
-                      "--out", str(joiner.root / "invite.png"))["invite"]
-    cli_json(joiner, "invite", "redeem", invite, "--yes")
-    return node_id
 
 
 class Caller:
@@ -125,7 +110,7 @@ def main() -> int:
     try:
         a.init()
         a.start(wait_workers=CORE)
-        join(a, b)
+        join_by_invite(a, b)
         b.start(wait_workers=(*CORE, "echo"))
         b_id = b.api("/api/v1/status")["node"]["node_id"]
         r = a.cli("peer", "add", f"127.0.0.1:{b.port}")

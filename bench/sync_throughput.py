@@ -38,25 +38,10 @@ from hearthnet.identity import keys  # noqa: E402
 from hearthnet.ledger.events import build_event  # noqa: E402
 from hearthnet.ledger.store import EventLog  # noqa: E402
 from hearthnet.testing.netns import invite_commands_missing  # noqa: E402
-from hearthnet.testing.nodes import Node  # noqa: E402
+from hearthnet.testing.nodes import Node, join_by_invite  # noqa: E402
 
 CORE = ("broker", "gateway", "ledger", "discovery")
 ROUND_TIMEOUT = 300.0
-
-
-def cli_json(node: Node, *args: str) -> Any:
-    r = node.cli(*args, "--json", timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError(f"{node.name}: hearthnet {' '.join(args)}: {r.stderr or r.stdout}")
-    return json.loads(r.stdout)
-
-
-def join(founder: Node, joiner: Node) -> str:
-    node_id = cli_json(joiner, "id")["node_id"]
-    invite = cli_json(founder, "invite", "create", "--node-id", node_id, "--level", "member", "--ttl", "2",
-                      "--out", str(joiner.root / "invite.png"))["invite"]
-    cli_json(joiner, "invite", "redeem", invite, "--yes")
-    return node_id
 
 
 def community_dir(node: Node) -> Path:
@@ -118,7 +103,7 @@ def main() -> int:
         a.init()
         a.start(wait_workers=CORE)
         a_id = a.api("/api/v1/status")["node"]["node_id"]
-        join(a, b)
+        join_by_invite(a, b)
         b.start(wait_workers=CORE)
         r = b.cli("peer", "add", f"127.0.0.1:{a.port}")
         if r.returncode != 0:

@@ -56,6 +56,13 @@ class Node:
         return subprocess.run([self.python, "-m", "hearthnet", *args], env=self.env, cwd=self.cwd,
                               capture_output=True, text=True, input=input, timeout=timeout)
 
+    def cli_json(self, *args: str, timeout: float = 120) -> Any:
+        """A CLI command with --json that must succeed; its parsed output."""
+        r = self.cli(*args, "--json", timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"{self.name}: hearthnet {' '.join(args)}: {r.stderr or r.stdout}")
+        return json.loads(r.stdout)
+
     def init(self, display_name: str | None = None) -> None:
         r = self.cli("init", "--non-interactive", "--name", display_name or self.name)
         assert r.returncode == 0, r.stderr + r.stdout
@@ -195,3 +202,13 @@ class Node:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def join_by_invite(founder: Node, joiner: Node, ttl_hours: str = "2") -> str:
+    """`hearthnet id` on the joiner, `invite create` on the (running) founder, `invite
+    redeem` on the (stopped) joiner; returns the joiner's node id."""
+    node_id = joiner.cli_json("id")["node_id"]
+    invite = founder.cli_json("invite", "create", "--node-id", node_id, "--level", "member",
+                              "--ttl", ttl_hours, "--out", str(joiner.root / "invite.png"))["invite"]
+    joiner.cli_json("invite", "redeem", invite, "--yes")
+    return node_id

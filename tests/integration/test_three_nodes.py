@@ -10,25 +10,12 @@ import time
 
 import pytest
 
+from hearthnet.testing.nodes import join_by_invite
+
 pytestmark = pytest.mark.integration
 
 CHAT = {"params": {}, "input": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
                                 "stream": False}}
-
-
-def cli_json(node, *args):
-    r = node.cli(*args, "--json")
-    assert r.returncode == 0, f"{args}: {r.stderr}{r.stdout}"
-    return json.loads(r.stdout)
-
-
-def join(founder, node) -> None:
-    """invite on the founder, redeem on the (stopped) newcomer."""
-    node_id = cli_json(node, "id")["node_id"]
-    invite = cli_json(founder, "invite", "create", "--node-id", node_id, "--level", "member",
-                      "--ttl", "1", "--out", str(node.root / "invite.png"))["invite"]
-    r = node.cli("invite", "redeem", invite, "--yes")
-    assert r.returncode == 0, r.stderr + r.stdout
 
 
 def peer_add(node, other) -> None:
@@ -77,7 +64,7 @@ def mesh(make_node, tiny_gguf):
     a.init()
     a.start(wait_workers=("broker", "gateway", "ledger", "discovery"))
     for newcomer in (b, c):
-        join(a, newcomer)
+        join_by_invite(a, newcomer)
     b.add_config(f'[[llm.backends]]\nname = "llama_cpp"\nmodel = "tiny"\nmodel_path = "{tiny_gguf}"\n')
     b.start(wait_workers=("broker", "gateway", "ledger", "discovery", "llm"))
     c.start(wait_workers=("broker", "gateway", "ledger", "discovery"))
