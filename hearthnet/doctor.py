@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import socket
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearthnet.errors import ConfigError, HearthNetError, IdentityError, NodeNotRunning
+from hearthnet.ports import listener, try_bind
 
 if TYPE_CHECKING:
     from hearthnet.config import Config
@@ -261,7 +261,7 @@ def _event_log_restore_hint(path: Path) -> str:
 def check_transport_port(ctx: DoctorContext) -> CheckResult:
     host, port = ctx.cfg.transport.host, ctx.cfg.transport.port
     fix = "stop that process, or pick another port: transport.port in config.toml or HEARTHNET_TRANSPORT_PORT"
-    err = _try_bind(host, port)
+    err = try_bind(host, port)
     if err is None:
         return CheckResult("transport_port", True, f"port {port} is free")
     if err.errno == errno.EADDRNOTAVAIL:
@@ -276,35 +276,12 @@ def check_transport_port(ctx: DoctorContext) -> CheckResult:
     return CheckResult("transport_port", False, f"port {port} is in use by {port_holder(port)}", fix)
 
 
-def _try_bind(host: str, port: int) -> OSError | None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        # Same option the server uses, so a port in TIME_WAIT does not count as taken.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host or "0.0.0.0", port))
-        except OSError as exc:
-            return exc
-    return None
-
-
 def port_holder(port: int) -> str:
     """'pid 123 (nginx)' for the process listening on `port`, as far as we may know."""
-    import psutil
-
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except psutil.AccessDenied:
-        return "another process (run as root to see which)"
-    for c in conns:
-        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN:
-            if c.pid is None:
-                return "another user's process"
-            try:
-                return f"pid {c.pid} ({psutil.Process(c.pid).name()})"
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                return f"pid {c.pid}"
-    return "another process"
+    pid, what = listener(port)
+    if pid is None:
+        return what
+    return f"pid {pid} ({what})" if what else f"pid {pid}"
 
 
 @register("disk_space")

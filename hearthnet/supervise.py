@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import psutil
 from hearthnet.config import Config
 from hearthnet.errors import HearthNetError
 from hearthnet.paths import ensure_private_dir
+from hearthnet.ports import listener, try_bind
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.unixhttp import UnixHTTPConnection
 
@@ -130,30 +130,17 @@ def check_initialised(cfg: Config, config_flag: Path | None) -> None:
 
 
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-            return
-        except OSError:
-            pass
+    if try_bind(host, port) is None:
+        return
     raise PortInUse(message=f"port {port} is in use by {port_holder(port)}; stop it or set "
                             f"transport.port (or HEARTHNET_TRANSPORT_PORT)")
 
 
 def port_holder(port: int) -> str:
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except psutil.Error:
-        return "another process"
-    for c in conns:
-        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
-            try:
-                proc = psutil.Process(c.pid)
-                return f"PID {c.pid} ({' '.join(proc.cmdline()[:3]) or proc.name()})"
-            except psutil.Error:
-                return f"PID {c.pid}"
-    return "another process"
+    pid, what = listener(port)
+    if pid is None:
+        return what
+    return f"PID {pid} ({what})" if what else f"PID {pid}"
 
 
 def check_not_running(cfg: Config) -> None:
