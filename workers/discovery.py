@@ -1,7 +1,7 @@
 """Process entry point: LAN discovery (mDNS, UDP multicast, peer cache, manual peers)."""
 from hearthnet.process import start_process
 from hearthnet.services.discovery import DiscoveryService
-from hearthnet.worker import run_service
+from hearthnet.bus.worker import run_service
 
 
 def main() -> None:

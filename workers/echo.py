@@ -1,7 +1,7 @@
 """Process entry point: the experimental.echo worker (tests and benchmarks only)."""
 from hearthnet.process import start_process
 from hearthnet.services.echo import EchoService
-from hearthnet.worker import run_service
+from hearthnet.bus.worker import run_service
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import signal
 
 from aiohttp import web
 
-from hearthnet.busclient import BusClient
+from hearthnet.bus.client import BusClient
 from hearthnet.gateway.app import build_local_app, build_peer_app, load_gateway
 from hearthnet.gateway.mesh import Mesh
 from hearthnet.transport.client import PeerClient

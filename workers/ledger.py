@@ -5,7 +5,7 @@ import sys
 from hearthnet.errors import HearthNetError
 from hearthnet.process import start_process
 from hearthnet.services.ledger import LedgerService
-from hearthnet.worker import run_service
+from hearthnet.bus.worker import run_service
 
 EXIT_DATAERR = 65  # sysexits: the input data (here: the event log file) is bad
 

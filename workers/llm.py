@@ -3,7 +3,7 @@ import os
 
 from hearthnet.process import start_process
 from hearthnet.services.llm.service import LlmService
-from hearthnet.worker import run_service
+from hearthnet.bus.worker import run_service
 
 
 def main() -> None:

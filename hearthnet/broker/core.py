@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import zmq
 
-from hearthnet import protocol as P
+from hearthnet.bus import protocol as P
 from hearthnet.broker.stats import Health, TraceRing
 from hearthnet.constants import (
     HEARTBEAT_DEAD_AFTER_SECONDS,

@@ -21,8 +21,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from hearthnet import protocol as P
-from hearthnet.busclient import BusClient
+from hearthnet.bus import protocol as P
+from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
 from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError, http_status_for

@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-from hearthnet.busclient import BusClient
+from hearthnet.bus.client import BusClient
 from hearthnet.errors import HearthNetError
 from hearthnet.supervisor_rpc import SupervisorRpc
 

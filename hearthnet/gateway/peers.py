@@ -15,14 +15,14 @@ import logging
 import os
 from typing import Any
 
-from hearthnet import protocol as P
+from hearthnet.bus import protocol as P
 from hearthnet.constants import (
     HEARTBEAT_INTERVAL_SECONDS,
     LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS,
     RPC_DEFAULT_TIMEOUT_SECONDS,
 )
 from hearthnet.errors import HearthNetError
-from hearthnet.zmqloop import LoopDealer
+from hearthnet.bus.zmqloop import LoopDealer
 
 log = logging.getLogger("hearthnet.gateway.peers")
 

@@ -15,14 +15,14 @@ import contextlib
 import logging
 from typing import Any, AsyncIterator
 
-from hearthnet.busclient import BusClient
+from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
 from hearthnet.discovery.cache import parse_host_port
 from hearthnet.discovery.registry import PeerEvent, PeerRecord, PeerRegistry
 from hearthnet.discovery.service import Discovery
 from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys as idkeys
-from hearthnet.service import Capability, Request
+from hearthnet.bus.service import Capability, Request
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
 

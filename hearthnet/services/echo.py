@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from hearthnet.errors import HearthNetError
-from hearthnet.service import Capability, Request
+from hearthnet.bus.service import Capability, Request
 
 
 class EchoService:

@@ -38,7 +38,7 @@ from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import EVENT_TYPES, MANIFEST_TYPES
 from hearthnet.ledger.snapshots import SnapshotStore, take_snapshot
 from hearthnet.ledger.store import EventLog
-from hearthnet.service import Capability, Request
+from hearthnet.bus.service import Capability, Request
 
 log = logging.getLogger("hearthnet.ledger")
 T = TypeVar("T")

@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 from hearthnet.constants import LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS
 from hearthnet.config import LLM_BACKEND_SNIPPET
 from hearthnet.errors import HearthNetError
-from hearthnet.service import Capability, Request, StreamFrames
+from hearthnet.bus.service import Capability, Request, StreamFrames
 from hearthnet.services.llm.backends.base import LlmBackend, Token, Usage
 
 log = logging.getLogger(__name__)

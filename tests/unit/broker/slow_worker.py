@@ -6,8 +6,8 @@ import asyncio
 import sys
 from typing import Any
 
-from hearthnet.service import Capability, Request
-from hearthnet.worker import run_service
+from hearthnet.bus.service import Capability, Request
+from hearthnet.bus.worker import run_service
 
 
 class SlowService:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hearthnet.broker.core import Broker
-from hearthnet.busclient import BusClient
+from hearthnet.bus.client import BusClient
 from hearthnet.errors import HearthNetError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -317,7 +317,7 @@ class FakeRemote:
         self.reply = reply
         self.calls = 0
         self.stop = threading.Event()
-        from hearthnet import protocol as P
+        from hearthnet.bus import protocol as P
 
         self.P = P
         self.sock.send(P.pack({"t": "ready", "worker": name, "service": "remote", "pid": os.getpid(),

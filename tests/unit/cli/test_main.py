@@ -72,7 +72,7 @@ def test_fast_commands_stay_light(args):
     got = probe(args)
     heavy = sorted({m.split(".")[0] for m in got["modules"]} & set(HEAVY))
     assert heavy == [], (args, heavy)
-    assert not any(m.startswith(("hearthnet.broker", "hearthnet.gateway", "hearthnet.worker", "hearthnet.services",
+    assert not any(m.startswith(("hearthnet.broker", "hearthnet.gateway", "hearthnet.bus", "hearthnet.services",
                                  "hearthnet.identity", "hearthnet.supervise", "hearthnet.onboarding"))
                    for m in got["modules"])
 

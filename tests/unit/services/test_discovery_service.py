@@ -9,7 +9,7 @@ import pytest
 
 from hearthnet.config import Config, load_config
 from hearthnet.node_init import DefaultsPrompter, InitOptions, init_node
-from hearthnet.service import Request
+from hearthnet.bus.service import Request
 from hearthnet.services.discovery import DiscoveryService
 from tests.unit.xdg_fixture import isolated_xdg  # noqa: F401  (autouse)
 

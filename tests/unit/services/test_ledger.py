@@ -16,7 +16,7 @@ from hearthnet.identity.manifest import read_community_manifest, rfc3339
 from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import build_event
 from hearthnet.node_init import DefaultsPrompter, InitOptions, init_node
-from hearthnet.service import Request
+from hearthnet.bus.service import Request
 from hearthnet.services.ledger import Fanout, LedgerService
 from tests.unit.ledger.conftest import post_data
 from tests.unit.xdg_fixture import isolated_xdg  # noqa: F401  (autouse)

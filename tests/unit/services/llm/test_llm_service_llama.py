@@ -12,7 +12,7 @@ import llama_cpp  # noqa: F401  -- the engine must be installed: fail, never ski
 import pytest
 
 from hearthnet.errors import HearthNetError
-from hearthnet.service import Request
+from hearthnet.bus.service import Request
 from hearthnet.services.llm.backends.llama_cpp import LlamaCppBackend
 from hearthnet.services.llm.service import (
     CHAT_RESPONSE_SCHEMA,

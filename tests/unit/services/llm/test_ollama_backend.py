@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from hearthnet.errors import HearthNetError
-from hearthnet.service import Request
+from hearthnet.bus.service import Request
 from hearthnet.services.llm.backends.base import collect
 from hearthnet.services.llm.backends.ollama import OllamaBackend
 from hearthnet.services.llm.service import LlmService

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from hearthnet.errors import HearthNetError
-from hearthnet.service import Request
+from hearthnet.bus.service import Request
 from hearthnet.services.llm.backends._http import error_for_status, requires_internet, retry_after_ms
 from hearthnet.services.llm.backends.base import collect
 from hearthnet.services.llm.backends.openai import OpenAiBackend, normalise_base_url

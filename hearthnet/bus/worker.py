@@ -13,11 +13,11 @@ import signal
 import time
 from typing import Any
 
-from hearthnet import protocol as P
+from hearthnet.bus import protocol as P
 from hearthnet.constants import HEARTBEAT_INTERVAL_SECONDS
 from hearthnet.errors import HearthNetError
-from hearthnet.service import Capability, Request, Service
-from hearthnet.zmqloop import LoopDealer
+from hearthnet.bus.service import Capability, Request, Service
+from hearthnet.bus.zmqloop import LoopDealer
 
 log = logging.getLogger("hearthnet.worker")
 

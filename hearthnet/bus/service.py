@@ -1,7 +1,7 @@
 """What a service worker provides to the broker (spec core-bus-transport §1, §2).
 
 A Service lists Capabilities; each has a descriptor (the contract's fields) and an async
-handler. The worker runtime (`hearthnet.worker`) connects the service to the broker,
+handler. The worker runtime (`hearthnet.bus.worker`) connects the service to the broker,
 announces the descriptors, heartbeats and dispatches requests.
 
 Handler contract:

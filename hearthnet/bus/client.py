@@ -9,9 +9,9 @@ from typing import Any, AsyncIterator
 
 import zmq
 
-from hearthnet import protocol as P
+from hearthnet.bus import protocol as P
 from hearthnet.errors import HearthNetError
-from hearthnet.zmqloop import LoopDealer
+from hearthnet.bus.zmqloop import LoopDealer
 
 log = logging.getLogger("hearthnet.busclient")
 

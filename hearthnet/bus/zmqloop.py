@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import zmq
 
-from hearthnet import protocol as P
+from hearthnet.bus import protocol as P
 
 log = logging.getLogger("hearthnet.zmqloop")
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
