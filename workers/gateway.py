@@ -8,6 +8,7 @@ from aiohttp import web
 from hearthnet.bus.client import BusClient
 from hearthnet.gateway.app import build_local_app, build_peer_app, load_gateway
 from hearthnet.gateway.mesh import Mesh
+from hearthnet.membership import Membership
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
 from hearthnet.transport.tls import server_ssl_context
@@ -19,6 +20,8 @@ async def serve() -> None:
     bus = BusClient(cfg.paths.broker_clients_endpoint)
     await bus.start()
     gw = load_gateway(cfg, bus)
+    gw.members = Membership(bus, gw.kp.node_id_full)
+    gw.members.start()
     local = web.AppRunner(build_local_app(gw), handler_cancellation=True, access_log=None)
     peers = web.AppRunner(build_peer_app(gw), handler_cancellation=True, access_log=None)
     await local.setup()
@@ -30,7 +33,7 @@ async def serve() -> None:
     os.chmod(cfg.paths.api_socket, 0o600)
     gw.mesh = Mesh(bus, PeerClient(gw.kp, cfg.community.community_id or "",
                                    PinStore(cfg.paths.tls_dir / "known_peers.json")),
-                   cfg.community.community_id or "", cfg.paths.broker_workers_endpoint)
+                   cfg.community.community_id or "", cfg.paths.broker_workers_endpoint, gw.members)
     gw.mesh.start()
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
@@ -41,6 +44,7 @@ async def serve() -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await gw.mesh.close()
+    await gw.members.close()
     await gw.mesh.client.close()
     await peers.cleanup()
     await local.cleanup()

@@ -46,6 +46,21 @@ MAX_RETRIES = 2  # next-candidate retries of an idempotent call whose remote pro
 CALLER_FAULTS = {"bad_request", "schema_mismatch", "not_found", "not_implemented",
                  "unauthorized", "invalid_signature", "revoked", "expired", "rate_limited"}
 PROVIDER_FAULTS = {"partition", "internal_error", "timeout", "capacity_exceeded"}
+# The trust boundary (issue 6): `community.*` is the node's own business (its log, its
+# membership, its peers). A peer may offer only these governance capabilities, and even
+# they reach a peer only when the call names that node (a co-signature is asked of one
+# particular member, never of "whoever answers"). Everything else in `community.*` — and
+# anything whose trust is `self` — is served by this node's own workers or not at all: a
+# dead ledger means the call waits or fails, never that a peer answers it.
+REMOTE_COMMUNITY_CAPS = frozenset({"community.invite", "community.revoke",
+                                   "community.promote", "community.demote"})
+
+
+def remote_may_offer(desc: dict[str, Any]) -> bool:
+    name = str(desc.get("name", ""))
+    if desc.get("trust_required") == "self":
+        return False
+    return not name.startswith("community.") or name in REMOTE_COMMUNITY_CAPS
 
 
 @dataclass
@@ -117,6 +132,7 @@ class Call:
     cancelled: bool = False
     excluded: set[str] = field(default_factory=set)  # providers that already failed it
     local_only: bool = False  # a peer's call: only this node's own workers may serve it
+    node: str | None = None  # a targeted call: only that node's providers (full node id)
 
 
 class Broker:
@@ -295,10 +311,11 @@ class Broker:
         if w.ident != ident:
             self.by_ident.pop(w.ident or b"", None)
         w.ident, w.pid, w.service = ident, msg.get("pid"), str(msg.get("service", ""))
-        w.caps = {d["name"]: d for d in msg.get("caps", []) if isinstance(d, dict) and "name" in d}
+        w.remote, w.node_id = bool(msg.get("remote")), str(msg.get("node_id") or self.node_id)
+        w.caps = {d["name"]: d for d in msg.get("caps", []) if isinstance(d, dict) and "name" in d
+                  and (not w.remote or remote_may_offer(d))}
         w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
         w.draining = False
-        w.remote, w.node_id = bool(msg.get("remote")), str(msg.get("node_id") or self.node_id)
         self.by_ident[ident] = w
         log.info("worker ready", extra={"worker": name, "pid": w.pid, "caps": sorted(w.caps)})
         self._dispatch_waiting()
@@ -408,7 +425,8 @@ class Broker:
                     version=str(msg.get("v") or "1.0"), body=msg.get("body"),
                     stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
                     trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now,
-                    local_only=bool(msg.get("local_only")))
+                    local_only=bool(msg.get("local_only")),
+                    node=str(msg["node"]) if msg.get("node") else None)
         self.calls[call.id] = call
         self.by_client[(client, call.cid)] = call
         if self._try_dispatch(call):
@@ -506,6 +524,8 @@ class Broker:
                 if w.alive and not w.draining and call.cap in w.caps
                 and P.version_matches(call.version, w.caps[call.cap].get("version", ""))
                 and w.name not in call.excluded and not (call.local_only and w.remote)
+                and (call.node is None or w.node_id == call.node)
+                and not (w.remote and call.cap.startswith("community.") and call.node != w.node_id)
                 and not self._health(w.name, call.cap).quarantined(now)]
 
     def _pick(self, call: Call) -> Worker | None:

@@ -22,12 +22,13 @@ from zeroconf import Error as ZeroconfError
 
 from hearthnet.config import Config, DiscoveryConfig
 from hearthnet.constants import MANIFEST_TTL_SECONDS
+from hearthnet.discovery import diagnose as diagnose_mod
 from hearthnet.discovery import interfaces as ifsel
 from hearthnet.discovery._ratelog import RateLimitedLog
 from hearthnet.discovery.cache import CachedPeer, PeerCache, format_address
 from hearthnet.discovery.errors import DiscoveryError
 from hearthnet.discovery.mdns import MdnsAnnouncer, MdnsBrowser, open_zeroconf
-from hearthnet.discovery.registry import SOURCES, PeerRecord, PeerRegistry, Source
+from hearthnet.discovery.registry import PeerRecord, PeerRegistry, Source
 from hearthnet.discovery.udp import (
     LAN_TTL,
     UdpAnnouncer,
@@ -56,7 +57,6 @@ MAX_TRACKED = 1024  # announcements are unsigned: spoofed sources must not grow 
 MAX_CONCURRENT_FETCHES = 16
 BACKOFF_FIRST_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 60.0
-STARTUP_GRACE_SECONDS = 15.0
 
 FetchManifest = Callable[[str, int], Awaitable[dict[str, Any]]]
 CapsProvider = Callable[[], Sequence[str]]
@@ -521,6 +521,12 @@ class Discovery:
             return
         self._schedule_fetch(target)
 
+    def retry_refused(self) -> None:
+        """Membership changed: fetch again every node that was refused as a non-member."""
+        for target in list(self._targets.values()):
+            if target.error is not None and target.error.details.get("reason") == "not_member":
+                self._schedule_fetch(target, force=True)
+
     async def add_manual(self, host: str, port: int) -> CachedPeer:
         """`hearthnet peer add HOST:PORT`: remember it and try it right away."""
         entry = self.cache.add_manual(host, port)
@@ -575,118 +581,11 @@ class Discovery:
     # ================================================================ introspection
 
     def diagnose(self) -> list[str]:
-        """Plain-language reasons: mechanism failures always; when there are no peers,
-        every reason we know for that (never an empty list then)."""
-        if self._started_at is None:
-            return ["discovery is not running"]
-        reasons = self._interface_reasons() + self._mechanism_reasons()
-        if len(self.registry):
-            return reasons
-        reasons += self._peerless_reasons()
-        return reasons or ["no other node has been found yet"]
-
-    def _interface_reasons(self) -> list[str]:
-        return [f"configured interface {name} does not exist or has no IPv4 address (discovery.interfaces)"
-                for name in self._selection.missing]
-
-    def _mechanism_reasons(self) -> list[str]:
-        out: list[str] = []
-        udp, mdns, cache = self.mechanisms["udp"], self.mechanisms["mdns"], self.mechanisms["cache"]
-        if udp.enabled and not udp.up:
-            out.append(f"no multicast socket: {udp.error}")
-        if mdns.enabled and not mdns.up:
-            out.append(f"mDNS unavailable: {mdns.error}")
-        if not cache.up and cache.error:
-            out.append(f"peer cache not saved: {cache.error}")
-        return out
-
-    def _peerless_reasons(self) -> list[str]:
-        out: list[str] = []
-        uptime = self._clock() - (self._started_at or self._clock())
-        if uptime < STARTUP_GRACE_SECONDS:
-            out.append(f"discovery started {uptime:.0f} s ago; other nodes may not have answered yet")
-        if not self.config.udp_enabled and not self.config.mdns_enabled:
-            out.append("UDP and mDNS discovery are both turned off (discovery.udp_enabled, discovery.mdns_enabled); "
-                       "only cached and manual peers can be found (hearthnet peer add HOST:PORT)")
-        out += self._silence_reasons()
-        out += self._foreign_reasons()
-        out += [reason for t in self._targets.values() if (reason := self._target_reason(t))]
-        return out
-
-    def _silence_reasons(self) -> list[str]:
-        """Multicast is up but nobody of our community spoke."""
-        if any(not t.manual and t.sources - {"cache"} for t in self._targets.values()):
-            return []
-        working: list[str] = []
-        out: list[str] = []
-        if self._udp is not None:
-            listener = self._udp[0]
-            where = f"UDP {listener.group}:{listener.port} on {', '.join(a.name for a in listener.interfaces)}"
-            if listener.stats.own == 0 and self._udp[1].sent > 0:
-                out.append(f"{where}: not even this node's own announcements came back; "
-                           "a firewall may be blocking multicast")
-            else:
-                working.append(where)
-        if self._mdns is not None:
-            working.append("mDNS")
-        if working and not self._foreign:  # else the foreign-community line says who answered
-            out.insert(0, f"multicast is working but no other node answered ({'; '.join(working)}); "
-                          "if this network drops multicast (common on Wi-Fi), add a peer by hand: "
-                          "hearthnet peer add HOST:PORT")
-        return out
-
-    def _foreign_reasons(self) -> list[str]:
-        if not self._foreign:
-            return []
-        n = len(self._foreign)
-        communities = sorted({f.community_short for f in self._foreign.values()})
-        return [f"{n} node{'s' if n != 1 else ''} seen from another community ({', '.join(communities)}); "
-                "they are not members of this node's community"]
-
-    def _target_reason(self, t: Target) -> str | None:
-        if t.foreign:
-            return None
-        label = f"manual peer {t.address}" if t.manual else (
-            f"cached peer {t.address}" if t.sources == {"cache"} else
-            f"node {t.node_short or t.address} at {t.address} (found by {', '.join(sorted(t.sources))})")
-        if t.is_self:
-            return f"{label} is this node itself"
-        if t.error is None:
-            return f"{label}: not tried yet" if t.attempts == 0 and t.manual else None
-        if t.error.code == "manifest_fetch_failed":
-            return f"{label} unreachable: {t.error.message}"
-        hint = "; check both machines' clocks" if t.error.details.get("reason") == "expired" else ""
-        return f"{label} sent an invalid manifest: {t.error.message}{hint}"
+        """Plain-language reasons why peers are missing (see discovery/diagnose.py)."""
+        return diagnose_mod.diagnose(self)
 
     def status(self) -> dict[str, Any]:
-        now = self._clock()
-        peers = self.registry.all()
-        by_source = {s: sum(1 for p in peers if p.source == s) for s in SOURCES}
-        doc: dict[str, Any] = {
-            "running": self._started_at is not None,
-            "uptime_seconds": round(now - self._started_at, 1) if self._started_at is not None else 0,
-            "node_id_short": self._node_short,
-            "community_id_short": self._community_short,
-            "offline_mode": self._offline,
-            "peers": [{**p.to_json(now), "how_found": p.source} for p in peers],
-            "counts": {"peers": len(peers), "by_source": by_source},
-            "mechanisms": {name: m.to_json() for name, m in self.mechanisms.items()},
-            "interfaces": {"configured": list(self.config.interfaces) or "all",
-                           "selected": [f"{a.name} ({a.ip})" for a in self._selection.addrs],
-                           "missing": list(self._selection.missing)},
-            "pending": [t.to_json() for t in self._targets.values() if not self._is_live_peer(t)],
-            "foreign": [{"node_id_short": f.node_short, "community_id_short": f.community_short, "host": f.host,
-                         "sources": sorted(f.sources), "last_seen_seconds_ago": round(now - f.last_seen, 1)}
-                        for f in self._foreign.values()],
-        }
-        if self._udp is not None:
-            listener, announcer = self._udp
-            stats = dict(vars(listener.stats))
-            last = stats.pop("last_from_other")
-            doc["udp"] = {"group": listener.group, "port": listener.port, "sent": announcer.sent,
-                          "interval_seconds": self._udp_interval(), **stats,
-                          "last_from_other_seconds_ago": None if last is None else round(now - last, 1)}
-        return doc
+        return diagnose_mod.status(self)
 
     def _is_live_peer(self, t: Target) -> bool:
         peer = self.registry.get(t.node_id_full) if t.node_id_full else None

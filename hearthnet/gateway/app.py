@@ -51,6 +51,7 @@ class Gateway:
     kp: Any  # identity.keys.KeyPair
     tls: Any = None  # transport.tls.TlsIdentity
     mesh: Any = None  # gateway.mesh.Mesh, once started
+    members: Any = None  # membership.Membership: follows the ledger's governance events
     started: float = field(default_factory=time.monotonic)
     replay: ReplayCache = field(default_factory=ReplayCache)
     limiter: RateLimiter = field(default_factory=RateLimiter)
@@ -235,8 +236,12 @@ class Gateway:
         return web.json_response({"lines": [r.to_dict() for r in records]})
 
     async def membership(self) -> dict[str, Any]:
-        """{members, revoked} from the ledger's view of the event log (cached a second);
-        the manifest file is the fallback while the ledger is restarting."""
+        """{members, revoked} from the ledger's view of the event log. With the event-driven
+        view (membership.Membership) a revocation counts from the moment it is stored;
+        before that view has loaded: asked of the ledger (cached a second), with the
+        manifest file as the fallback while the ledger is restarting."""
+        if self.members is not None and self.members.loaded:
+            return self.members.raw
         now = time.monotonic()
         if self._members is None or now - self._members_at > CAPS_CACHE_SECONDS:
             try:

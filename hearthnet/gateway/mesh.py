@@ -1,7 +1,12 @@
 """The gateway's side of the mesh: follow the discovery worker's peer events, keep one
 remote provider per verified peer in the broker (peers.py), and run gossip sync rounds
 with each peer every SYNC_INTERVAL_SECONDS, as soon as it is found, and shortly after
-our log gains an event (so news spreads in seconds, not minutes; sync.py)."""
+our log gains an event (so news spreads in seconds, not minutes; sync.py).
+
+Only current members get in (issue 6): a peer the discovery worker reports is checked
+against our own ledger's membership before it becomes a route or a sync partner, and a
+membership change (a revocation, a join) re-checks every peer at once. One bad peer
+(malformed manifest or sync reply) costs only that peer, never the watcher or the loop."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +16,7 @@ from typing import Any
 
 from hearthnet.errors import HearthNetError
 from hearthnet.gateway.peers import PeerProxies
+from hearthnet.membership import Membership
 from hearthnet.sync import SYNC_INTERVAL_SECONDS, Ledger, SyncResult, sync_with
 
 log = logging.getLogger("hearthnet.gateway.mesh")
@@ -19,12 +25,15 @@ GOSSIP_DELAY_SECONDS = 0.5  # gather a burst of new events into one round per pe
 
 
 class Mesh:
-    def __init__(self, bus: Any, client: Any, community_id: str, workers_endpoint: str) -> None:
+    def __init__(self, bus: Any, client: Any, community_id: str, workers_endpoint: str,
+                 members: Membership) -> None:
         self.bus = bus
         self.client = client  # transport.client.PeerClient
         self.community_id = community_id
+        self.members = members
         self.proxies = PeerProxies(workers_endpoint, client)
-        self.peers: dict[str, dict[str, Any]] = {}
+        self.peers: dict[str, dict[str, Any]] = {}  # verified peers that are current members
+        self.offered: dict[str, tuple[str, dict[str, Any]]] = {}  # every peer discovery reported
         self.last_sync: dict[str, SyncResult] = {}
         self.ledger = Ledger(bus)
         self._tasks: list[asyncio.Task] = []
@@ -32,6 +41,7 @@ class Mesh:
         self._again: set[str] = set()
 
     def start(self) -> None:
+        self.members.on_change(self._membership_changed)
         self._tasks = [asyncio.ensure_future(self._watch()), asyncio.ensure_future(self._sync_loop()),
                        asyncio.ensure_future(self._gossip())]
         self._gossip_due: asyncio.TimerHandle | None = None
@@ -49,8 +59,8 @@ class Mesh:
                                      timeout=365 * 86400)
             async with contextlib.aclosing(frames):
                 async for event, data in frames:
-                    if event == "peer":
-                        await self._apply(data.get("kind", ""), data.get("peer") or {})
+                    if event == "peer" and isinstance(data, dict):
+                        await self._offer(data.get("kind", ""), data.get("peer"))
                     elif event == "error":
                         log.debug("peer watch ended", extra={"reason": data.get("message")})
             await asyncio.sleep(WATCH_RETRY_SECONDS)
@@ -77,18 +87,58 @@ class Mesh:
         for node in list(self.peers):
             self.sync_soon(node)
 
-    async def _apply(self, kind: str, peer: dict[str, Any]) -> None:
-        node = peer.get("node_id")
-        if not node:
+    async def _offer(self, kind: str, peer: Any) -> None:
+        """A peer event from discovery; applied only if the peer is a member."""
+        if not isinstance(peer, dict) or not isinstance(peer.get("node_id"), str):
+            log.warning("malformed peer event from discovery dropped")
             return
-        await self.proxies.apply(kind, peer)
+        node = peer["node_id"]
+        if kind == "removed":
+            self.offered.pop(node, None)
+            await self._apply("removed", peer)
+            return
+        self.offered[node] = (kind, peer)
+        if self.members.is_member(node):
+            await self._apply(kind, peer)
+        else:
+            log.warning("peer %s refused: %s", peer.get("node_id_short") or node, self.members.why_not(node))
+            await self._apply("removed", peer)
+
+    async def _membership_changed(self, members: Membership) -> None:
+        """Drop every peer that is no longer a member (its routes go with it), and admit
+        offered peers that have just become members."""
+        for node, peer in list(self.peers.items()):
+            if not members.is_member(node):
+                log.warning("peer %s dropped: %s", peer.get("node_id_short") or node, members.why_not(node))
+                await self._apply("removed", peer)
+        for node, (kind, peer) in list(self.offered.items()):
+            if node not in self.peers and members.is_member(node):
+                await self._apply(kind, peer)
+
+    async def _apply(self, kind: str, peer: dict[str, Any]) -> None:
+        node = peer["node_id"]
         if kind == "removed":
             self.peers.pop(node, None)
+            task = self._syncing.pop(node, None)
+            if task is not None:
+                task.cancel()
+            await self._proxies_apply("removed", peer)
+            return
+        if not await self._proxies_apply(kind, peer):
             return
         new = node not in self.peers
         self.peers[node] = peer
         if new:
             self.sync_soon(node)
+
+    async def _proxies_apply(self, kind: str, peer: dict[str, Any]) -> bool:
+        """One peer's bad manifest must not end the watcher: log it, skip the peer."""
+        try:
+            await self.proxies.apply(kind, peer)
+            return True
+        except (HearthNetError, KeyError, TypeError, ValueError) as exc:
+            log.warning("peer %s skipped: unusable manifest (%s)", peer.get("node_id"), exc)
+            return False
 
     def sync_soon(self, node: str) -> None:
         """One round now; if one is already running, one more right after it (the news
@@ -109,21 +159,30 @@ class Mesh:
 
     async def sync_one(self, node: str) -> SyncResult:
         peer = self.peers[node]
-        result = await sync_with(self.ledger, self.client, self.community_id, peer)
+        if not self.members.is_member(node):  # revoked since: never push or pull again
+            return SyncResult(peer=node, ok=False, error=f"unauthorized: {self.members.why_not(node)}")
+        try:
+            result = await sync_with(self.ledger, self.client, self.community_id, peer)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A malformed reply costs this round with this peer, never the loop.
+            log.warning("sync with %s failed on a malformed reply", node, extra={"reason": repr(exc)})
+            result = SyncResult(peer=node, ok=False, error=f"bad_request: malformed reply ({exc!r})")
         self.last_sync[node] = result
         log.info("sync round", extra=result.to_dict())
         return result
 
     async def sync_all(self) -> list[SyncResult]:
-        return [await self.sync_one(node) for node in list(self.peers)]
+        return [await self.sync_one(node) for node in list(self.peers) if node in self.peers]
 
     async def _sync_loop(self) -> None:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_SECONDS)
             try:
                 await self.sync_all()
-            except HearthNetError as exc:
-                log.warning("sync loop", extra={"reason": exc.message})
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # whatever one round did, the next one still runs
+                log.exception("sync loop round failed")
 
     def status(self) -> list[dict[str, Any]]:
         out = []

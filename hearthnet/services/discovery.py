@@ -19,9 +19,11 @@ from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
 from hearthnet.discovery.cache import parse_host_port
 from hearthnet.discovery.registry import PeerEvent, PeerRecord, PeerRegistry
+from hearthnet.discovery.errors import DiscoveryError
 from hearthnet.discovery.service import Discovery
 from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys as idkeys
+from hearthnet.membership import Membership
 from hearthnet.bus.service import Capability, Request
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
@@ -50,6 +52,7 @@ class DiscoveryService:
         self.client = PeerClient(self.kp, self.community_id,
                                  PinStore(cfg.paths.tls_dir / "known_peers.json"))
         self.registry = PeerRegistry(self.kp.node_id_full, self.community_id)
+        self.members = Membership(self.bus, self.kp.node_id_full)
         self.caps: list[str] = []
         self.watchers: set[asyncio.Queue] = set()
         self.discovery = Discovery(
@@ -61,13 +64,34 @@ class DiscoveryService:
         self._gateway_wait = True  # until our gateway listens, discovery has not started
 
     async def _fetch_manifest(self, host: str, port: int) -> dict[str, Any]:
+        """A verified manifest of a current member. The community id is public (it is in
+        every announcement), so naming it proves nothing: the node must be a member in
+        our own ledger. Foreign nodes pass through here so discovery can say who they are."""
         manifest, _fp = await self.client.get_manifest(host, port)
+        node = manifest.get("node_id")
+        ours = manifest.get("community_id") == self.community_id and node != self.kp.node_id_full
+        if ours and not self.members.is_member(str(node)):
+            if not self.members.loaded:
+                await self.members.refresh()
+            if not self.members.is_member(str(node)):
+                raise DiscoveryError("manifest_invalid", f"{node} {self.members.why_not(str(node))}",
+                                     reason="not_member")
         return manifest
+
+    async def _membership_changed(self, members: Membership) -> None:
+        """A revoked node stops being a peer at once; a node that just joined is tried again."""
+        for rec in self.registry.all():
+            if not members.is_member(rec.node_id_full):
+                log.warning("peer %s dropped: %s", rec.node_id_short, members.why_not(rec.node_id_full))
+                self.registry.remove(rec.node_id_full)
+        self.discovery.retry_refused()
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.bus.start()
+        self.members.on_change(self._membership_changed)
+        self.members.start()
         self.registry.subscribe(self._on_peer_event)
         self._start_task = asyncio.ensure_future(self._start_discovery())
         self._caps_task = asyncio.ensure_future(self._refresh_caps())
@@ -106,6 +130,7 @@ class DiscoveryService:
         if self._start_task is not None:
             await asyncio.gather(self._start_task, return_exceptions=True)
         await self.discovery.stop()
+        await self.members.close()
         await self.client.close()
         await self.bus.close()
 
