@@ -47,14 +47,17 @@ class BusClient:
         self.dealer.send(msg)
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
-                   timeout: float | None = None, local_only: bool = False) -> dict[str, Any]:
-        """A non-stream call: the response body, or HearthNetError with the wire code."""
+                   timeout: float | None = None, local_only: bool = False,
+                   node: str | None = None) -> dict[str, Any]:
+        """A non-stream call: the response body, or HearthNetError with the wire code.
+        `node` (a full node id) targets that node's providers only: a peer's proxy, or
+        this node's own workers when it is our id."""
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut
         await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
                           "stream": False, "caller": caller, "trace": trace, "timeout": timeout,
-                          "local_only": local_only})
+                          "local_only": local_only, "node": node})
         try:
             msg = await fut
         except asyncio.CancelledError:
@@ -65,8 +68,8 @@ class BusClient:
         return msg.get("d") or {}
 
     async def stream(self, cap: str, version: str, body: Any, *, caller: str = "",
-                     trace: str = "", timeout: float | None = None, local_only: bool = False
-                     ) -> AsyncIterator[tuple[str, Any]]:
+                     trace: str = "", timeout: float | None = None, local_only: bool = False,
+                     node: str | None = None) -> AsyncIterator[tuple[str, Any]]:
         """Yields (event, data) frames; the last one is ("done", meta) or ("error", body).
         Leaving the iteration early (or being cancelled) cancels the call."""
         cid = next(self._ids)
@@ -74,7 +77,7 @@ class BusClient:
         self.pending[cid] = queue
         await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
                           "stream": True, "caller": caller, "trace": trace, "timeout": timeout,
-                          "local_only": local_only})
+                          "local_only": local_only, "node": node})
         finished = False
         try:
             while True:
