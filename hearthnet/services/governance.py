@@ -404,7 +404,7 @@ class GovernanceService:
         me = self.kp.node_id_full
         if target == me:
             raise HearthNetError("bad_request", f"this node cannot take part in {action.verb} itself")
-        self._check_target(action, community, target)
+        self._check_target(community, target)
         mine = community.level_of(me)
         if mine not in SIGNING_LEVELS:
             raise HearthNetError("unauthorized", f"this node is {mine or 'not a member'}; only trusted members "
@@ -431,7 +431,7 @@ class GovernanceService:
         return {**base, "status": action.done, "event_id": event["event_id"], "signatures": len(signers),
                 "needed": needed}
 
-    def _check_target(self, action: Action, community: Community, target: str) -> None:
+    def _check_target(self, community: Community, target: str) -> None:
         if target in community.levels:
             return
         if target in community.revoked:
@@ -521,7 +521,7 @@ class GovernanceService:
         target = self._proposal_shape(action, proposal)
         if target == me:
             raise HearthNetError("unauthorized", f"this node does not co-sign {action.verb} itself")
-        self._check_target(action, community, target)
+        self._check_target(community, target)
         approval = self.approvals.find(action.name, target)
         if approval is None or ("new_level" in proposal and approval.get("new_level") != proposal["new_level"]):
             raise HearthNetError("unauthorized", f"the owner of this node has not approved {action.verb} "

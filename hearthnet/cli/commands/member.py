@@ -148,7 +148,8 @@ def resolve(listing: dict[str, Any], text: str) -> dict[str, Any]:
     if len(found) > 1:
         raise HearthNetError("usage", f"{text!r} matches {len(found)} members; give more of the id",
                              hint="`hearthnet member ls` lists them")
-    gone = [r for r in revoked if r["node_id"] == text or (len(key) >= 4 and _squash(r["node_id_short"]).startswith(key))]
+    gone = [r for r in revoked
+            if r["node_id"] == text or (len(key) >= 4 and _squash(r["node_id_short"]).startswith(key))]
     if gone:
         raise HearthNetError("not_found", f"{gone[0]['node_id_short']} is not a member: it was revoked at "
                                           f"{gone[0].get('revoked_at')}")
