@@ -132,7 +132,7 @@ class Call:
     cancelled: bool = False
     excluded: set[str] = field(default_factory=set)  # providers that already failed it
     local_only: bool = False  # a peer's call: only this node's own workers may serve it
-    node: str | None = None  # a targeted call: only that node's providers (full node id)
+    node: str = ""  # a targeted call: only that node's providers (full id; ours = local workers)
 
 
 class Broker:
@@ -425,8 +425,7 @@ class Broker:
                     version=str(msg.get("v") or "1.0"), body=msg.get("body"),
                     stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
                     trace=str(msg.get("trace", "")), deadline=now + float(timeout), created=now,
-                    local_only=bool(msg.get("local_only")),
-                    node=str(msg["node"]) if msg.get("node") else None)
+                    local_only=bool(msg.get("local_only")), node=str(msg.get("node") or ""))
         self.calls[call.id] = call
         self.by_client[(client, call.cid)] = call
         if self._try_dispatch(call):
@@ -442,10 +441,13 @@ class Broker:
 
     def _unroutable(self, call: Call) -> tuple[str, str, dict[str, Any]] | None:
         """not_found / schema_mismatch for a capability no worker offers (or ever did)."""
-        offers = [(w, w.caps[call.cap]) for w in self.workers.values() if call.cap in w.caps]
+        offers = [(w, w.caps[call.cap]) for w in self.workers.values()
+                  if call.cap in w.caps and (not call.node or w.node_id == call.node)]
         if not offers:
             if time.monotonic() - self.started < self.startup_grace:
                 return None
+            if call.node:  # a targeted call: that node is not a peer now, or lacks the capability
+                return "not_found", f"node {call.node} does not offer {call.cap} here", {}
             known = sorted({c for w in self.workers.values() for c in w.caps})
             close = difflib.get_close_matches(call.cap, known, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -524,7 +526,7 @@ class Broker:
                 if w.alive and not w.draining and call.cap in w.caps
                 and P.version_matches(call.version, w.caps[call.cap].get("version", ""))
                 and w.name not in call.excluded and not (call.local_only and w.remote)
-                and (call.node is None or w.node_id == call.node)
+                and (not call.node or w.node_id == call.node)
                 and not (w.remote and call.cap.startswith("community.") and call.node != w.node_id)
                 and not self._health(w.name, call.cap).quarantined(now)]
 

@@ -50,7 +50,8 @@ class BusClient:
                    timeout: float | None = None, local_only: bool = False,
                    node: str | None = None) -> dict[str, Any]:
         """A non-stream call: the response body, or HearthNetError with the wire code.
-        `node` (a full node id) targets that node's providers only."""
+        `node` (a full node id) targets that node's providers only: a peer's proxy, or
+        this node's own workers when it is our id."""
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "erase": "hearthnet.cli.commands.erase",
     "id": "hearthnet.cli.commands.id",
     "invite": "hearthnet.cli.commands.invite",
+    "member": "hearthnet.cli.commands.member",
     "peer": "hearthnet.cli.commands.peer",
     "version": "hearthnet.cli.commands.version",
     "completion": "hearthnet.cli.commands.completion",

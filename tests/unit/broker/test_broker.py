@@ -434,3 +434,27 @@ def test_non_idempotent_remote_failure_is_reported_not_retried(bench):
     finally:
         bad.close()
         good.close()
+
+
+def test_targeted_call_goes_only_to_that_node(bench):
+    one = FakeRemote(bench, "peer:ONE", "ed25519:one", lambda m: ("result", {"output": {"from": "one"}, "meta": {}}))
+    two = FakeRemote(bench, "peer:TWO", "ed25519:two", lambda m: ("result", {"output": {"from": "two"}, "meta": {}}))
+
+    async def call(node: str) -> dict:
+        bc = await _client(bench)
+        try:
+            return await bc.call("experimental.slow", "1.0", {"input": {}}, node=node)
+        finally:
+            await bc.close()
+
+    try:
+        _wait_named(bench, "peer:ONE")
+        _wait_named(bench, "peer:TWO")
+        assert {run(call("ed25519:two"))["output"]["from"] for _ in range(4)} == {"two"}
+        assert run(call("ed25519:one"))["output"] == {"from": "one"}
+        with pytest.raises(HearthNetError) as err:  # not a provider: refused, not parked
+            run(call("ed25519:three"))
+        assert err.value.code == "not_found" and "ed25519:three" in err.value.message
+    finally:
+        one.close()
+        two.close()
