@@ -257,3 +257,21 @@ def test_install_no_enable_without_systemd_still_writes(tmp_path: Path, monkeypa
 def test_user_and_system_together_is_a_usage_error() -> None:
     code, out = invoke("service", "status", "--user", "--system")
     assert code == 2 and "choose one" in out
+
+
+def test_cli_finds_a_user_service_run_dir_in_xdg_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The --user unit sets HEARTHNET_RUN_DIR=%t/<name>; the owner's shell has no such
+    variable, so the run dir is looked up in $XDG_RUNTIME_DIR while that node runs."""
+    from hearthnet.paths import default_paths, run_dir_name
+
+    monkeypatch.delenv("HEARTHNET_RUN_DIR")
+    runtime = tmp_path / "xdg-runtime"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    data = default_paths().data_dir
+    assert default_paths().run_dir == Path("/tmp") / run_dir_name(data)  # no service node
+    service_dir = runtime / run_dir_name(data)
+    service_dir.mkdir(parents=True)
+    (service_dir / "api.json").write_text("{}")
+    assert default_paths().run_dir == service_dir
+    env = dict(v.strip('"').split("=", 1) for v in settings(systemd.plan_user(load_config()).render())["Environment"])
+    assert env["HEARTHNET_RUN_DIR"] == f"%t/{service_dir.name}"
