@@ -191,6 +191,8 @@ def render_unit(plan: UnitPlan) -> str:
         f"ExecStart={exec_start}",
         *env_lines,
         f"WatchdogSec={WATCHDOG_SECONDS}",
+        "# A missed watchdog stops the node in order (run handles SIGTERM), then restarts it.",
+        "WatchdogSignal=SIGTERM",
         "Restart=on-failure",
         f"RestartSec={RESTART_SECONDS}",
         f"TimeoutStartSec={START_TIMEOUT_SECONDS}",
