@@ -275,3 +275,40 @@ def test_cli_finds_a_user_service_run_dir_in_xdg_runtime_dir(tmp_path: Path, mon
     assert default_paths().run_dir == service_dir
     env = dict(v.strip('"').split("=", 1) for v in settings(systemd.plan_user(load_config()).render())["Environment"])
     assert env["HEARTHNET_RUN_DIR"] == f"%t/{service_dir.name}"
+
+
+def test_install_system_creates_dirs_writes_and_reloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--system with root, against a fake systemctl; the service user is one that exists
+    (root) and the directories are under tmp, so nothing of the machine is touched."""
+    if os.geteuid() != 0:
+        pytest.skip("the --system install path needs root")
+    log = fake_systemctl(tmp_path, monkeypatch)
+    dirs = {key: str(tmp_path / "sys" / key) for key in systemd.SYSTEM_DIRS}
+    monkeypatch.setattr(systemd, "SYSTEM_DIRS", dirs)
+    monkeypatch.setattr(systemd, "SYSTEM_UNIT_DIR", tmp_path / "etc-systemd")
+    monkeypatch.setattr(systemd, "SERVICE_USER", "root")
+    report = systemd.install(systemd.plan_system(), dry_run=False, enable=True, initialised=False)
+    assert report.written and report.reloaded and not report.enabled and not report.user_created
+    assert (tmp_path / "etc-systemd" / "hearthnet.service").read_text() == report.unit
+    for d in dirs.values():
+        assert stat.S_IMODE(Path(d).stat().st_mode) == 0o700
+    assert calls(log) == ["show --property=Version", "daemon-reload"]
+    assert any("init" in step for step in report.next_steps)
+    assert any("sudo systemctl enable --now hearthnet.service" in step for step in report.next_steps)
+
+
+def test_service_user_is_created_with_useradd_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    log = tmp_path / "useradd.log"
+    (bin_dir / "useradd").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    (bin_dir / "useradd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(systemd, "SERVICE_USER", "hn-test-no-such-user")
+    assert systemd.ensure_service_user() is True
+    argv = log.read_text().split()
+    assert argv[:2] == ["--system", "--user-group"] and argv[-1] == "hn-test-no-such-user"
+    assert argv[argv.index("--home-dir") + 1] == "/var/lib/hearthnet"
+    monkeypatch.setattr(systemd, "SERVICE_USER", "root")
+    assert systemd.ensure_service_user() is False  # exists: nothing run
+    assert len(log.read_text().splitlines()) == 1
