@@ -200,6 +200,7 @@ def test_uninstall_user_with_a_fake_systemctl(tmp_path: Path, monkeypatch: pytes
     code, out = invoke("service", "uninstall", "--user", "--json")
     assert code == 0, out
     doc = json.loads(out)
+    assert set(doc) == {"scope", "unit_path", "removed", "commands", "data_kept"}
     assert doc["removed"] is True and not unit.exists()
     assert str(data) in doc["data_kept"] and data.exists()
     assert calls(log) == ["--user show --property=Version", "--user disable --now hearthnet.service",
@@ -216,6 +217,9 @@ def test_status_parses_systemctl_show(tmp_path: Path, monkeypatch: pytest.Monkey
     code, out = invoke("service", "status", "--system", "--json")
     assert code == 0, out
     doc = json.loads(out)
+    assert set(doc) == {"scope", "unit", "unit_path", "installed", "load_state", "active_state",
+                        "sub_state", "unit_file_state", "main_pid", "n_restarts", "result",
+                        "status_text", "since", "cli_prefix"}
     assert doc["installed"] is True and doc["active_state"] == "active" and doc["sub_state"] == "running"
     assert doc["main_pid"] == 4242 and doc["n_restarts"] == 2
     assert doc["status_text"] == "running: 5 workers healthy"
@@ -312,3 +316,14 @@ def test_service_user_is_created_with_useradd_when_missing(tmp_path: Path, monke
     monkeypatch.setattr(systemd, "SERVICE_USER", "root")
     assert systemd.ensure_service_user() is False  # exists: nothing run
     assert len(log.read_text().splitlines()) == 1
+
+
+def test_a_named_config_file_is_pinned_in_the_user_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg_file = tmp_path / "elsewhere" / "node.toml"
+    monkeypatch.setenv("HEARTHNET_CONFIG", str(cfg_file))
+    code, out = invoke("service", "install", "--user", "--dry-run", "--json")
+    assert code == 0, out
+    assert f'Environment="HEARTHNET_CONFIG={cfg_file}"' in json.loads(out)["unit"]
+    monkeypatch.delenv("HEARTHNET_CONFIG")
+    code, out = invoke("service", "install", "--user", "--dry-run", "--json")
+    assert "HEARTHNET_CONFIG" not in json.loads(out)["unit"]

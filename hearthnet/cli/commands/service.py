@@ -11,6 +11,8 @@ from hearthnet.cli import boundary
 from hearthnet.cli.render import Output
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hearthnet.cli.state import CliState
     from hearthnet.systemd import InstallReport, Scope, UninstallReport
 
@@ -98,9 +100,21 @@ def install(state: "CliState", scope: "Scope", *, dry_run: bool, enable: bool, s
         initialised = systemd.system_initialised()
     else:
         cfg = state.config()
-        plan = systemd.plan_user(cfg, sandbox=sandbox, config_file=state.config_path)
+        plan = systemd.plan_user(cfg, sandbox=sandbox, config_file=_config_file(state))
         initialised = _initialised(cfg)
     return InstallResult(systemd.install(plan, dry_run=dry_run, enable=enable, initialised=initialised))
+
+
+def _config_file(state: "CliState") -> "Path | None":
+    """A config.toml named by --config or HEARTHNET_CONFIG is pinned in the unit (the user
+    manager does not see this shell's variables); the default one needs no pin."""
+    import os
+    from pathlib import Path
+
+    if state.config_path is not None:
+        return Path(state.config_path)
+    env = os.environ.get("HEARTHNET_CONFIG")
+    return Path(env) if env else None
 
 
 def _initialised(cfg: Any) -> bool:
