@@ -274,15 +274,20 @@ class Systemctl:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             first = detail[0] if detail else f"exit {proc.returncode}"
             if any(marker in (proc.stderr or "") for marker in _NO_MANAGER):
-                raise SystemdUnavailable(message=self._no_manager_text(first))
+                raise SystemdUnavailable(message=self._no_manager_text(),
+                                         hint=f"systemctl said: {first.rstrip('.')}. Without systemd, run "
+                                              "`hearthnet run --no-ui` under the supervisor you have "
+                                              "(`service install --no-enable` still writes the unit "
+                                              "for a machine image)")
             raise HearthNetError("systemctl_failed", f"`{' '.join(argv)}` failed: {first}")
         return proc
 
-    def _no_manager_text(self, detail: str) -> str:
+    def _no_manager_text(self) -> str:
         if self.scope == "user":
-            return ("no systemd user manager to talk to (" + detail + "); log in through a session "
-                    "that starts one (ssh/console with pam_systemd), or install with --system as root")
-        return f"systemd is not running on this machine ({detail}): PID 1 is another init"
+            return ("there is no systemd user manager to talk to: log in through a session that "
+                    "starts one (ssh or console with pam_systemd), or install with --system as root")
+        return "systemd is not running on this machine (PID 1 is another init), so there is no " \
+               "service manager to manage the node"
 
     def reachable(self) -> bool:
         """True when a service manager answers; False when there is none."""
