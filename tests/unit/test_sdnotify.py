@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hearthnet.sdnotify import Notifier, socket_address, under_systemd, watchdog_interval
+from tests.unit.xdg_fixture import isolated_xdg  # noqa: F401  (autouse: no real config read)
 
 
 @pytest.fixture
@@ -93,3 +94,35 @@ def test_under_systemd() -> None:
     assert under_systemd({"INVOCATION_ID": "abc"})
     assert under_systemd({"NOTIFY_SOCKET": "/run/systemd/notify"})
     assert not under_systemd({})
+
+
+def test_systemd_link_ready_only_when_settled_and_watchdog_only_while_broker_answers(
+        path_socket: tuple[socket.socket, str], tmp_path: Path) -> None:
+    """supervise.SystemdLink's decisions, with the local API's answers scripted."""
+    from hearthnet.config import load_config
+    from hearthnet.supervise import SystemdLink
+
+    sock, addr = path_socket
+    link = SystemdLink(load_config(), Notifier({"NOTIFY_SOCKET": addr}), watchdog=10.0)
+    answers: list[list[dict] | None] = []
+    link.probe = lambda: answers.pop(0)  # type: ignore[method-assign]
+
+    def w(name: str, healthy: bool, state: str = "RUNNING") -> dict:
+        return {"name": name, "healthy": healthy, "state": state}
+
+    def tick(answer: list[dict] | None) -> str:
+        answers.append(answer)
+        link.next_probe = 0.0  # due now
+        link.tick()
+        return sock.recv(4096).decode()
+
+    assert tick(None) == "STATUS=starting: the local API does not answer yet"
+    assert tick([w("broker", True), w("llm_00", False, "STARTING")]) == "STATUS=starting: 1/2 workers healthy"
+    # a worker supervisord gave up on does not hold READY back; the status says so
+    got = tick([w("broker", True), w("llm_00", False, "FATAL")])
+    assert got == "READY=1\nSTATUS=degraded: 1/2 workers healthy; not: llm_00 FATAL"
+    assert tick([w("broker", True), w("llm_00", True)]) == "WATCHDOG=1"
+    assert sock.recv(4096).decode() == "STATUS=running: 2 workers healthy"
+    # the broker does not answer the gateway, then the gateway does not answer: no ping
+    assert tick([w("broker", False), w("llm_00", True)]).startswith("STATUS=degraded")
+    assert tick(None) == "STATUS=the local API does not answer"
