@@ -2,17 +2,27 @@
 
 Each worker process logs to stderr; supervisord writes that to `<LOG>/<worker>.log`, which
 `hearthnet log` merges and filters. Secrets never go into log records.
+
+Logs still say who called what and when, so they are the owner's alone: `<LOG>` and every
+directory under it are 0700, every file 0600. `hearthnet run` sets the umask LOG_UMASK
+before supervisord starts (supervisord creates and rotates the worker logs and its own),
+and `secure_log_dir` tightens what an older version left behind.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 LEVELS = ("debug", "info", "warning", "error")
+LOG_DIR_MODE = 0o700
+LOG_FILE_MODE = 0o600
+LOG_UMASK = 0o077  # what files are created with under <LOG>: 0600 files, 0700 dirs
 
 
 def rfc3339_ms(ts: float) -> str:
@@ -54,3 +64,27 @@ def configure(component: str, level: str = "info") -> logging.Logger:
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
+
+
+def secure_log_dir(log_dir: Path) -> Path:
+    """Create `log_dir` 0700 and make everything of ours under it private (dirs 0700,
+    files 0600); files of other users are left alone. Returns `log_dir`."""
+    log_dir.mkdir(parents=True, exist_ok=True, mode=LOG_DIR_MODE)
+    uid = os.getuid()
+    for path in [log_dir, *log_dir.rglob("*")]:
+        try:
+            st = path.lstat()
+            if st.st_uid != uid or path.is_symlink():
+                continue
+            os.chmod(path, LOG_DIR_MODE if path.is_dir() else LOG_FILE_MODE)
+        except OSError:
+            continue  # rotated away meanwhile
+    return log_dir
+
+
+def append_private(path: Path, text: str) -> None:
+    """Append `text` to a log file created 0600 (the CLI's own records, e.g. cli.log)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=LOG_DIR_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(text)

@@ -91,8 +91,19 @@ def run_dir_for(data_dir: Path, env: dict[str, str] | None = None) -> Path:
     env = dict(os.environ) if env is None else env
     if env.get("HEARTHNET_RUN_DIR"):
         return Path(env["HEARTHNET_RUN_DIR"])
+    name = run_dir_name(data_dir)
+    runtime = env.get("XDG_RUNTIME_DIR")
+    # A node run by `systemd --user` (hearthnet service install --user) has a private /tmp
+    # and its run dir in $XDG_RUNTIME_DIR under the same name: find it while it runs.
+    if runtime and (Path(runtime) / name / "api.json").exists():
+        return Path(runtime) / name
+    return Path("/tmp") / name
+
+
+def run_dir_name(data_dir: Path) -> str:
+    """The run dir's name: one per user and data dir."""
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
-    return Path("/tmp") / f"hearthnet-{os.getuid()}-{digest}"
+    return f"hearthnet-{os.getuid()}-{digest}"
 
 
 def ensure_private_dir(path: Path) -> Path:

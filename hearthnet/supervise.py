@@ -21,13 +21,17 @@ import psutil
 
 from hearthnet.config import Config
 from hearthnet.errors import HearthNetError
+from hearthnet.logs import LOG_UMASK, secure_log_dir
 from hearthnet.paths import ensure_private_dir
 from hearthnet.ports import listener, try_bind
+from hearthnet.sdnotify import Notifier, watchdog_interval
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.unixhttp import UnixHTTPConnection
 
 STOP_BUDGET_SECONDS = 9.0  # SIGTERM to gone; the issue allows 10 s for the whole tree
 STARTUP_WAIT_SECONDS = 60.0
+SYSTEMD_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+STATUS_EVERY_SECONDS = 5.0  # how often the STATUS line is refreshed without a watchdog
 
 COMMON = """autostart=true
 autorestart=true
@@ -166,7 +170,7 @@ def _cmdline(pid: int) -> list[str]:
 def prepare(cfg: Config, *, no_ui: bool, debug: bool) -> Path:
     """Write the run dir (0700), a fresh owner token (0600) and supervisord.conf."""
     run_dir = ensure_private_dir(cfg.paths.run_dir)
-    cfg.paths.log_dir.mkdir(parents=True, exist_ok=True)
+    secure_log_dir(cfg.paths.log_dir)
     token = cfg.paths.api_token_file
     fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -180,9 +184,12 @@ def prepare(cfg: Config, *, no_ui: bool, debug: bool) -> Path:
 
 
 def _child_setup() -> None:
-    """In supervisord's child: own session (the terminal's Ctrl-C reaches only us) and
-    die with us if we are killed outright (Linux PR_SET_PDEATHSIG)."""
+    """In supervisord's child: own session (the terminal's Ctrl-C reaches only us), die
+    with us if we are killed outright (Linux PR_SET_PDEATHSIG), and create files private
+    (supervisord in the foreground keeps our umask: its log, the worker logs and their
+    rotations come out 0600; `umask=` in its config applies only when it daemonizes)."""
     os.setsid()
+    os.umask(LOG_UMASK)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:
@@ -252,7 +259,9 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
     check_not_running(cfg)
     check_port_free(cfg.transport.host, cfg.transport.port)
     prepare(cfg, no_ui=no_ui, debug=debug)
-    env = dict(os.environ)
+    notifier = Notifier()  # a no-op unless systemd started us (Type=notify)
+    # Only `run` (the unit's main process) talks to systemd: the tree must not inherit it.
+    env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_ONLY_ENV}
     env["HEARTHNET_CONFIG"] = str(cfg.source or cfg.paths.config_file)
     if debug:
         env["HEARTHNET_OBSERVABILITY_LOG_LEVEL"] = "debug"
@@ -267,9 +276,14 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
     rpc = SupervisorRpc(cfg.paths.supervisor_socket)
     try:
         emit("starting", {"pid": proc.pid})
+        notifier.status("starting the workers")
         _wait_ready(cfg, proc, rpc, stop_requested, emit)
+        link = SystemdLink(cfg, notifier, watchdog_interval()) if notifier.enabled else None
         while not stop_requested and proc.poll() is None:
+            if link is not None:
+                link.tick()
             time.sleep(0.2)
+        notifier.stopping("stopping every process")
         emit("stopping", {})
         code = 0 if stop_requested else 1
         killed = stop_tree(proc, rpc)
@@ -301,3 +315,74 @@ def _wait_ready(cfg: Config, proc: subprocess.Popen, rpc: SupervisorRpc,
                              f"; logs in {cfg.paths.log_dir}")
     elif not stop_requested:
         emit("slow", {"log": str(cfg.paths.log_dir)})
+
+
+# ---- under systemd (Type=notify) -----------------------------------------------------
+
+class SystemdLink:
+    """Tells systemd how the tree is doing: READY=1 once every worker is healthy (or,
+    for one that supervisord gave up on, FATAL: the anchor's ledger and sync must not stay
+    down because the LLM cannot load), STATUS= lines, and WATCHDOG=1 at the asked pace
+    only while the local API answers and reports the broker healthy, so systemd restarts
+    a node whose gateway or broker hangs."""
+
+    def __init__(self, cfg: Config, notifier: Notifier, watchdog: float | None) -> None:
+        from hearthnet.localapi import LocalApi
+
+        self.notifier = notifier
+        self.watchdog = watchdog
+        probe_timeout = min(5.0, watchdog) if watchdog else 2.0
+        self.api = LocalApi("localhost", 0, cfg.paths.api_token_file, socket_path=str(cfg.paths.api_socket),
+                            connect_timeout=probe_timeout, get_timeout=probe_timeout)
+        self.ready = False
+        self.next_probe = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self.next_probe:
+            return
+        workers = self.probe()
+        if not self.ready:
+            self.next_probe = now + 0.2
+            if workers is not None and self.all_settled(workers):
+                self.ready = True
+                self.notifier.ready(self.describe(workers))
+            else:
+                self.notifier.status(self.describe(workers, starting=True))
+            return
+        self.next_probe = now + (self.watchdog or STATUS_EVERY_SECONDS)
+        if workers is not None and self.core_answers(workers):
+            if self.watchdog:
+                self.notifier.watchdog()
+        self.notifier.status(self.describe(workers))
+
+    def probe(self) -> list[dict] | None:
+        """The gateway's /api/v1/workers, or None when the local API does not answer."""
+        try:
+            doc = self.api.get("/api/v1/workers")
+        except (HearthNetError, OSError):
+            return None
+        workers = doc.get("workers")
+        return workers if isinstance(workers, list) else None
+
+    @staticmethod
+    def all_settled(workers: list[dict]) -> bool:
+        return bool(workers) and all(w.get("healthy") or w.get("state") == "FATAL" for w in workers)
+
+    @staticmethod
+    def core_answers(workers: list[dict]) -> bool:
+        """The gateway answered (we have the list) and it reaches a live broker."""
+        return any(w.get("name") == "broker" and w.get("healthy") for w in workers)
+
+    @staticmethod
+    def describe(workers: list[dict] | None, *, starting: bool = False) -> str:
+        if workers is None:
+            return "starting: the local API does not answer yet" if starting else \
+                "the local API does not answer"
+        bad = [f"{w.get('name')} {w.get('state')}" for w in workers if not w.get("healthy")]
+        healthy = len(workers) - len(bad)
+        if starting:
+            return f"starting: {healthy}/{len(workers)} workers healthy"
+        if not bad:
+            return f"running: {healthy} workers healthy"
+        return f"degraded: {healthy}/{len(workers)} workers healthy; not: {', '.join(bad)}"

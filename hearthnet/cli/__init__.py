@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "invite": "hearthnet.cli.commands.invite",
     "member": "hearthnet.cli.commands.member",
     "peer": "hearthnet.cli.commands.peer",
+    "service": "hearthnet.cli.commands.service",
     "version": "hearthnet.cli.commands.version",
     "completion": "hearthnet.cli.commands.completion",
 }

@@ -145,9 +145,9 @@ def _log_internal_error(exc: BaseException, state: "CliState | None") -> "Path |
     }
     path = log_dir / "cli.log"
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        from hearthnet.logs import append_private  # 0600: logs are the owner's alone
+
+        append_private(path, json.dumps(record, ensure_ascii=False, default=str) + "\n")
     except OSError:
         return None
     return path

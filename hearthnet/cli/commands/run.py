@@ -29,6 +29,9 @@ def progress_printer(out: Output) -> Any:
     """run_node's on_event callback: a rich spinner while the tree starts or stops (on a
     terminal), and one line on stderr per step."""
     spinner: list[Any] = []
+    from hearthnet.sdnotify import under_systemd
+
+    stop_how = "systemctl stop hearthnet" if under_systemd() else "Ctrl-C"
 
     def spin(text: str) -> None:
         stop_spin()
@@ -43,7 +46,7 @@ def progress_printer(out: Output) -> Any:
     def on_event(kind: str, data: dict[str, Any]) -> None:
         text = {
             "starting": lambda: f"starting the node (supervisord pid {data.get('pid')}) …",
-            "ready": lambda: f"node ready: local API on {data.get('url')}; stop with Ctrl-C",
+            "ready": lambda: f"node ready: local API on {data.get('url')}; stop with {stop_how}",
             "slow": lambda: f"still starting … (logs: {data.get('log')}, or `hearthnet log -f`)",
             "failed": lambda: f"the node failed to start; see the logs in {data.get('log')}",
             "stopping": lambda: "stopping …",
