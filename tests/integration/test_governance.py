@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 
+from hearthnet.identity import keys as idkeys
 from hearthnet.identity.manifest import DEFAULT_POLICY
 from hearthnet.testing.nodes import join_by_invite
+from hearthnet.transport.client import PeerCallError, PeerClient
+from hearthnet.transport.pinning import PinStore
+from hearthnet.transport.signing import SYNC_HEADS
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +44,23 @@ def level_on(node, node_id: str) -> str | None:
 def remote_caps(node, peer_id: str) -> set[str]:
     caps = node.api("/api/v1/capabilities")["capabilities"]
     return {c["name"] for c in caps if not c["local"] and c["node_id"] == peer_id}
+
+
+def signed_heads_as(sender, receiver, receiver_id: str, community_id: str) -> str:
+    """GET /sync/v1/heads signed with `sender`'s device key: the error code, or "answered"."""
+    import asyncio
+
+    kp = idkeys.load(sender.root / "data" / "hearthnet" / "keys")
+
+    async def go() -> str:
+        async with PeerClient(kp, community_id, PinStore(sender.root / "probe_pins.json")) as client:
+            try:
+                await client.get_signed(receiver_id, ("127.0.0.1", receiver.port), "/sync/v1/heads", SYNC_HEADS)
+            except PeerCallError as exc:
+                return exc.code
+            return "answered"
+
+    return asyncio.run(go())
 
 
 @pytest.fixture
@@ -93,6 +114,11 @@ def test_promote_then_revoke_with_co_signatures(trio):
     # bob approves too: his node collects alice's co-signature and records the revocation
     done = b.cli_json("member", "revoke", ids[c], "--reason", "compromised", "--yes")
     assert done["status"] == "revoked" and sorted(done["signers"]) == sorted([ids[a], ids[b]]), done
+    # On the revoking node it counts at once (no waiting): no peer, no route, no answer.
+    status = b.api("/api/v1/status")
+    assert ids[c] not in {p["node_id"] for p in status["peers"]}
+    assert remote_caps(b, ids[c]) == set()
+    assert signed_heads_as(c, b, ids[b], status["community"]["community_id"]) == "revoked"
     for node in (a, b):
         listing = wait_for(f"{node.name} to list carol as revoked",
                            lambda node=node: (lambda doc: doc if any(r["node_id"] == ids[c] for r in doc["revoked"])
