@@ -56,12 +56,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class NodeProc:
-    """One `hearthnet.discovery._runner` process inside a namespace."""
+    """One `hearthnet.testing.discovery_node` process inside a namespace."""
 
     def __init__(self, name: str, netns: str, seed: str, community_seed: str, workdir: Path, extra: list[str]) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.stderr.log"
-        cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "hearthnet.discovery._runner",
+        cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "hearthnet.testing.discovery_node",
                "--name", name, "--seed-hex", seed, "--community-seed-hex", community_seed,
                "--interface", "veth0", "--http-port", "7080", "--data-dir", str(workdir / name), *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
