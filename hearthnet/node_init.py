@@ -31,7 +31,6 @@ from hearthnet.identity.manifest import (
 from hearthnet.paths import ensure_private_dir
 from hearthnet.profile import DISPLAY_NAME_MAX, default_display_name, detect_hardware, detect_profile
 
-NAME_MAX = DISPLAY_NAME_MAX
 NODE_PROFILES = tuple(p for p in PROFILES if p)
 PROMPT_ATTEMPTS = 3
 
@@ -260,7 +259,7 @@ def _choose(
 
 
 def _check_display_name(value: str) -> str | None:
-    return None if 1 <= len(value) <= NAME_MAX else f"must be 1-{NAME_MAX} characters"
+    return None if 1 <= len(value) <= DISPLAY_NAME_MAX else f"must be 1-{DISPLAY_NAME_MAX} characters"
 
 
 def _check_community_name(value: str) -> str | None:

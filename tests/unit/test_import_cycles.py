@@ -141,15 +141,26 @@ def _path_within(graph: dict[str, set[str]], component: frozenset[str]) -> list[
         seen.add(fresh[0])
 
 
-def test_graph_sees_function_level_imports() -> None:
-    # The detector itself: a function-level import must be an edge, a TYPE_CHECKING one not.
-    graph = import_graph()
-    assert "hearthnet.gateway.peer_api" in graph["hearthnet.gateway.app"] or not any(
-        ALLOWED_CYCLES.values())
-    src = "def f():\n    from hearthnet.config import Config\nif TYPE_CHECKING:\n    import hearthnet.errors\n"
-    tree = ast.parse(src)
-    names = {n.module if isinstance(n, ast.ImportFrom) else n.names[0].name for n in _import_nodes(tree)}
-    assert names == {"hearthnet.config"}
+def test_detector_counts_function_level_imports_but_not_type_checking_ones() -> None:
+    src = ("def f():\n    from hearthnet.config import Config\n"
+           "if TYPE_CHECKING:\n    import hearthnet.errors\nelse:\n    import hearthnet.paths\n")
+    names = {n.module if isinstance(n, ast.ImportFrom) else n.names[0].name for n in _import_nodes(ast.parse(src))}
+    assert names == {"hearthnet.config", "hearthnet.paths"}
+
+
+def test_detector_resolves_relative_and_submodule_imports(tmp_path: Path) -> None:
+    mod = tmp_path / "service.py"
+    mod.write_text("from . import cache\nfrom .registry import PeerRegistry\n"
+                   "from hearthnet.gateway import introspect\n")
+    modules = all_modules()
+    assert imports_of("hearthnet.discovery.service", mod, modules) == {
+        "hearthnet.discovery.cache", "hearthnet.discovery.registry", "hearthnet.gateway.introspect"}
+
+
+def test_detector_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert sorted(map(sorted, strongly_connected(graph))) == [["a", "b", "c"], ["e"]]
+    assert _path_within(graph, frozenset({"a", "b", "c"})) == ["a", "b", "c", "a"]
 
 
 def test_no_import_cycles() -> None:
