@@ -35,6 +35,7 @@ from typing import Any
 
 from hearthnet.testing.netns import invite_commands_missing
 from hearthnet.testing.nodes import Node, join_by_invite
+from hearthnet.testing.waiting import wait_for
 from hearthnet.unixhttp import UnixHTTPConnection
 
 CORE = ("broker", "gateway", "ledger", "discovery")
@@ -80,13 +81,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def wait_remote_echo(a: Node, b_id: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        caps = a.api("/api/v1/capabilities")["capabilities"]
-        if any(c["name"] == "experimental.echo" and not c["local"] for c in caps):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"A never got B's experimental.echo: {a.api('/api/v1/status').get('peers')}")
+    wait_for(lambda: any(c["name"] == "experimental.echo" and not c["local"]
+                         for c in a.api("/api/v1/capabilities")["capabilities"]), timeout, 0.2,
+             message=lambda: f"A offers B's experimental.echo (A's peers: {a.api('/api/v1/status').get('peers')})")
 
 
 def main() -> int:

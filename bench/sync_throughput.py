@@ -39,6 +39,7 @@ from hearthnet.ledger.events import build_event  # noqa: E402
 from hearthnet.ledger.store import EventLog  # noqa: E402
 from hearthnet.testing.netns import invite_commands_missing  # noqa: E402
 from hearthnet.testing.nodes import Node, join_by_invite  # noqa: E402
+from hearthnet.testing.waiting import wait_for  # noqa: E402
 
 CORE = ("broker", "gateway", "ledger", "discovery")
 ROUND_TIMEOUT = 300.0
@@ -78,14 +79,13 @@ def sync_rounds(node: Node, peer_id: str, since: float) -> list[dict[str, Any]]:
 def wait_rounds(b: Node, a_id: str, since: float, expect: int) -> list[dict[str, Any]]:
     """B's rounds with A from `since` until they have brought `expect` events (a new event
     in B's log triggers another round, so a round cut short is followed at once)."""
-    deadline = time.monotonic() + ROUND_TIMEOUT
-    while time.monotonic() < deadline:
+    def done() -> list[dict[str, Any]] | None:
         rounds = sync_rounds(b, a_id, since)
-        if rounds and sum(int(r["received"]) for r in rounds) >= expect:
-            return rounds
-        time.sleep(0.1)
-    raise RuntimeError(f"B's rounds with A brought fewer than {expect} events within {ROUND_TIMEOUT:g} s: "
-                       f"{sync_rounds(b, a_id, since)}")
+        return rounds if rounds and sum(int(r["received"]) for r in rounds) >= expect else None
+
+    rounds: list[dict[str, Any]] = wait_for(
+        done, ROUND_TIMEOUT, message=lambda: f"B's rounds with A bring {expect} events: {sync_rounds(b, a_id, since)}")
+    return rounds
 
 
 def main() -> int:

@@ -75,10 +75,15 @@ class DoctorContext:
 
     @property
     def api(self) -> "LocalApi":
+        """The running node's local API (its unix socket, found through the run dir like
+        every other command); with none running, the configured port, to tell whose it is."""
         if self._api is None:
             from hearthnet.localapi import LocalApi
 
-            self._api = LocalApi.from_config(self.cfg)
+            try:
+                self._api = LocalApi.for_running_node(self.cfg.paths)
+            except NodeNotRunning:
+                self._api = LocalApi.from_config(self.cfg)
         return self._api
 
     def node_running(self) -> bool:

@@ -14,7 +14,6 @@ Re-running on an initialised node changes nothing and says so.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -30,9 +29,8 @@ from hearthnet.identity.manifest import (
     write_community_manifest,
 )
 from hearthnet.paths import ensure_private_dir
-from hearthnet.profile import detect_hardware, detect_profile
+from hearthnet.profile import DISPLAY_NAME_MAX, default_display_name, detect_hardware, detect_profile
 
-NAME_MAX = 64
 NODE_PROFILES = tuple(p for p in PROFILES if p)
 PROMPT_ATTEMPTS = 3
 
@@ -163,7 +161,7 @@ def _plan(opts: InitOptions, cfg: Config, prompt: Prompter) -> _Plan:
     kp, new_key = _plan_key(cfg)
     own = _own_manifest(cfg, kp) if opts.join is None else None
     display_name = _choose(
-        "Display name for this node", opts.name, cfg.node.display_name or _hostname(),
+        "Display name for this node", opts.name, cfg.node.display_name or default_display_name(),
         _check_display_name, prompt, "--name",
     )
     detected = cfg.node.profile or detect_profile(detect_hardware(cfg.paths.data_dir))
@@ -261,7 +259,7 @@ def _choose(
 
 
 def _check_display_name(value: str) -> str | None:
-    return None if 1 <= len(value) <= NAME_MAX else f"must be 1-{NAME_MAX} characters"
+    return None if 1 <= len(value) <= DISPLAY_NAME_MAX else f"must be 1-{DISPLAY_NAME_MAX} characters"
 
 
 def _check_community_name(value: str) -> str | None:
@@ -270,11 +268,6 @@ def _check_community_name(value: str) -> str | None:
 
 def _check_profile(value: str) -> str | None:
     return None if value in NODE_PROFILES else f"is not one of {', '.join(NODE_PROFILES)}"
-
-
-def _hostname() -> str:
-    name = socket.gethostname().split(".")[0].strip()
-    return name[:NAME_MAX] or "hearthnet-node"
 
 
 # --------------------------------------------------------------------------- apply (writes)

@@ -1,16 +1,19 @@
-"""Hardware detection and the node profile `init` proposes (spec core-identity-config §6).
+"""Hardware detection, and the node profile and display name `init` and a join propose
+(spec core-identity-config §6).
 
 Sizes are decimal gigabytes (1 GB = 10**9 bytes), the unit RAM and disks are sold in, so
 a "16 GB" laptop (about 15.5 GiB visible to the OS) still counts as 16 GB.
 """
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Mapping
 
 import psutil
 
 GB = 1_000_000_000
+DISPLAY_NAME_MAX = 64
 NVIDIA_PROC = Path("/proc/driver/nvidia")
 
 
@@ -62,3 +65,9 @@ def detect_profile(hw: Mapping[str, Any]) -> str:
     if hw.get("gpu") or (ram >= 16 and cores >= 8):
         return "anchor"
     return "hearth"
+
+
+def default_display_name() -> str:
+    """The node's proposed display name: this machine's short host name."""
+    name = socket.gethostname().split(".")[0].strip()
+    return name[:DISPLAY_NAME_MAX] or "hearthnet-node"

@@ -384,10 +384,9 @@ def _join_event(cfg: "Config", kp: KeyPair, log: "EventLog", blob: InviteBlob, d
 
 
 def _node_name_and_profile(cfg: "Config", display_name: str | None, profile: str | None) -> tuple[str, str]:
-    from hearthnet.node_init import _hostname
-    from hearthnet.profile import detect_hardware, detect_profile
+    from hearthnet.profile import default_display_name, detect_hardware, detect_profile
 
-    name = display_name or cfg.node.display_name or _hostname()
+    name = display_name or cfg.node.display_name or default_display_name()
     prof = profile or cfg.node.profile or detect_profile(detect_hardware(cfg.paths.data_dir))
     return name, prof
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from hearthnet.testing.waiting import wait_for
 from hearthnet.unixhttp import UnixHTTPConnection
 
 def free_port() -> int:
@@ -88,20 +89,19 @@ class Node:
         self.wait_healthy(wait_workers)
 
     def wait_healthy(self, programs: tuple[str, ...], timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, self.proc_output()
-            try:
-                last = self.api("/api/v1/status")
-                self._remember_pids()
-                ok = {w["program"] for w in last["workers"] if w["healthy"]}
-                if set(programs) <= ok:
-                    return last
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"node never healthy: {json.dumps(last, indent=1)[:3000]}")
+        """The node's status once every program in `programs` has a healthy worker."""
+        last: dict[str, Any] = {}
+
+        def healthy() -> dict[str, Any] | None:
+            assert self.proc is not None and self.proc.poll() is None, self.proc_output()  # ends the wait
+            status: dict[str, Any] = self.api("/api/v1/status")
+            last["status"] = status
+            self._remember_pids()
+            ok = {w["program"] for w in status["workers"] if w["healthy"]}
+            return status if set(programs) <= ok else None
+
+        return wait_for(healthy, timeout, 0.1, message=lambda: f"node healthy ({', '.join(programs)}); last status: "
+                        f"{json.dumps(last.get('status'), indent=1)[:3000]}")
 
     def proc_output(self) -> str:
         """What `hearthnet run` printed (only once it has exited)."""

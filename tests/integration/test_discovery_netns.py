@@ -23,11 +23,12 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +57,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class NodeProc:
-    """One `hearthnet.discovery._runner` process inside a namespace."""
+    """One `hearthnet.testing.discovery_node` process inside a namespace."""
 
     def __init__(self, name: str, netns: str, seed: str, community_seed: str, workdir: Path, extra: list[str]) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.stderr.log"
-        cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "hearthnet.discovery._runner",
+        cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "hearthnet.testing.discovery_node",
                "--name", name, "--seed-hex", seed, "--community-seed-hex", community_seed,
                "--interface", "veth0", "--http-port", "7080", "--data-dir", str(workdir / name), *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
@@ -89,18 +90,17 @@ class NodeProc:
         self.history.append(doc)
         return doc
 
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        for doc in self.history:
-            if pred(doc):
-                return doc
-        while time.monotonic() < deadline:
-            doc = self._drain(min(0.5, max(0.01, deadline - time.monotonic())))
-            if doc is not None and pred(doc):
-                return doc
-            if self.proc.poll() is not None and self.lines.empty():
-                break
-        raise AssertionError(f"{self.name}: {what} did not happen within {timeout:g} s\n{self.debug()}")
+    def wait_event(self, pred: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        """The first output line, seen so far or arriving within `timeout`, that matches."""
+        def matched() -> dict[str, Any] | None:
+            while self._drain(0) is not None:
+                pass
+            match = next((doc for doc in self.history if pred(doc)), None)
+            assert match is not None or self.proc.poll() is None or not self.lines.empty(), (
+                f"{self.name} exited ({self.proc.returncode}) before {what}\n{self.debug()}")
+            return match
+
+        return wait_for(matched, timeout, 0.05, message=lambda: f"{self.name}: {what}\n{self.debug()}")
 
     def peers(self) -> dict[str, dict[str, Any]]:
         """node_id -> peer, replaying added/removed events seen so far."""
@@ -122,7 +122,7 @@ class NodeProc:
     def diagnose(self) -> list[str]:
         self.history = [d for d in self.history if d["event"] != "diagnose"]
         self.command("diagnose")
-        return list(self.wait_for(lambda d: d["event"] == "diagnose", 10, "diagnose answer")["reasons"])
+        return list(self.wait_event(lambda d: d["event"] == "diagnose", 10, "diagnose answer")["reasons"])
 
     def debug(self) -> str:
         tail = self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
@@ -210,19 +210,14 @@ def _seed() -> str:
 def _start_all(lab: Lab, community: dict[str, str], *extra: str) -> dict[str, NodeProc]:
     nodes = {name: lab.start(name, _seed(), community[name], *extra) for name in community}
     for node in nodes.values():
-        node.ready = node.wait_for(lambda d: d["event"] == "ready", READY_SECONDS, "ready")
+        node.ready = node.wait_event(lambda d: d["event"] == "ready", READY_SECONDS, "ready")
     return nodes
 
 
 def _wait_until_found(node: NodeProc, expected: set[str]) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + FIND_SECONDS
-    while time.monotonic() < deadline:
-        peers = node.peers()
-        if set(peers) >= expected:
-            return peers
-        node._drain(0.5)
-    raise AssertionError(f"{node.name} found {sorted(node.peers())}, expected {sorted(expected)}\n"
-                         f"diagnose: {node.diagnose()}\n{node.debug()}")
+    return wait_for(lambda: (peers := node.peers()).keys() >= expected and peers, FIND_SECONDS, 0.2,
+                    message=lambda: f"{node.name} finds {sorted(expected)} (found {sorted(node.peers())})\n"
+                                    f"diagnose: {node.diagnose()}\n{node.debug()}")
 
 
 def _assert_full_mesh(nodes: dict[str, NodeProc], source: str) -> None:
@@ -242,7 +237,7 @@ def test_three_nodes_find_each_other_by_udp(lab: Callable[..., Lab]) -> None:
     nodes = _start_all(net, dict.fromkeys(("a", "b", "c"), community), "--no-mdns")
     _assert_full_mesh(nodes, "udp")
     nodes["a"].command("status")
-    status = nodes["a"].wait_for(lambda d: d["event"] == "status", 10, "status")
+    status = nodes["a"].wait_event(lambda d: d["event"] == "status", 10, "status")
     mech = status["status"]["mechanisms"]
     assert mech["udp"]["up"] and not mech["mdns"]["enabled"]
     assert mech["udp"]["interfaces"] == [f"veth0 ({nodes['a'].ready['host']})"]
@@ -263,15 +258,9 @@ def test_node_of_another_community_is_seen_but_not_added(lab: Callable[..., Lab]
     # Positive control: b and c (same community) do find each other meanwhile.
     assert set(_wait_until_found(nodes["b"], {c_id})) == {c_id}
     assert set(_wait_until_found(nodes["c"], {b_id})) == {b_id}
-    deadline = time.monotonic() + FIND_SECONDS
-    reasons: list[str] = []
-    while time.monotonic() < deadline:
-        reasons = nodes["a"].diagnose()
-        if any("2 nodes seen from another community" in r for r in reasons):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"a's diagnose never reported the foreign nodes: {reasons}\n{nodes['a'].debug()}")
+    wait_for(lambda: any("2 nodes seen from another community" in r for r in nodes["a"].diagnose()),
+             FIND_SECONDS, 0.5, message=lambda: f"a's diagnose reports the foreign nodes: {nodes['a'].diagnose()}\n"
+                                                f"{nodes['a'].debug()}")
     assert nodes["a"].peers() == {}
     assert nodes["b"].ready["node_id"] not in nodes["a"].peers()
     assert nodes["a"].ready["node_id"] not in set(nodes["b"].peers()) | set(nodes["c"].peers())

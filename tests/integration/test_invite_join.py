@@ -13,19 +13,10 @@ from typing import Any, Iterator
 import pytest
 
 from hearthnet.testing.nodes import Node
+from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 CORE = ("broker", "gateway", "ledger", "discovery")
-
-
-def wait_for(predicate: Any, timeout: float = 30, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def node_id(node: Node) -> str:
@@ -148,7 +139,8 @@ def test_invite_redeem_join_and_meet(alice: Node, fresh: Any) -> None:
     status = json.loads(r.stdout)
     assert status["community"]["community_id"] == alice_id
     assert all(w["healthy"] for w in status["workers"] if w["program"] in CORE), status["workers"]
-    wait_for(lambda: any(p["node_id"] == alice_id for p in bob.api("/api/v1/status")["peers"]))
+    wait_for(lambda: any(p["node_id"] == alice_id for p in bob.api("/api/v1/status")["peers"]),
+             30, message="bob lists alice as a peer")
 
 
 def test_init_join_and_png_redeem(alice: Node, fresh: Any) -> None:

@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import psutil
 import pytest
 
 from hearthnet.testing.nodes import Node
+from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 CORE = ("broker", "gateway", "ledger")
@@ -45,16 +45,6 @@ def events_db(node: Node) -> Path:
 
 def ledger(node: Node) -> dict[str, Any]:
     return next(w for w in node.api("/api/v1/workers")["workers"] if w["program"] == "ledger")
-
-
-def wait_for(predicate: Any, timeout: float = 40, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def test_ledger_is_healthy_and_cli_append_shows_in_events(make_node):
@@ -100,7 +90,7 @@ def test_acknowledged_appends_survive_kill_9_of_worker_and_of_the_whole_tree(mak
     first = append(node, 1)
     pid = ledger(node)["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: (w := ledger(node))["healthy"] and w["pid"] != pid)
+    wait_for(lambda: (w := ledger(node))["healthy"] and w["pid"] != pid, 40, message="a new healthy ledger")
     assert first["event_id"] in stored_ids(node)
     second = append(node, 2)
     assert second["lamport"] == first["lamport"] + 1  # the clock survived too
@@ -151,7 +141,7 @@ def test_subscriber_receives_an_event_appended_after_it_subscribed(make_node):
     received = [_sse_frame(resp) for _ in appended]
     assert received == [("event", ev) for ev in appended]
     conn.close()  # the caller leaves: the subscription ends
-    wait_for(lambda: ledger(node)["in_flight"] == 0, timeout=10, every=0.05)
+    wait_for(lambda: ledger(node)["in_flight"] == 0, 10, 0.05, message="the subscription ended")
 
 
 def test_damaged_event_log_makes_the_ledger_fatal_and_stays_untouched(make_node):
@@ -162,7 +152,7 @@ def test_damaged_event_log_makes_the_ledger_fatal_and_stays_untouched(make_node)
         fh.write(os.urandom(64))
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     node.start(wait_workers=("broker", "gateway"))
-    worker = wait_for(lambda: (w := ledger(node))["state"] == "FATAL" and w)
+    worker = wait_for(lambda: (w := ledger(node))["state"] == "FATAL" and w, 40, message="the ledger FATAL")
     assert not worker["healthy"]
     assert any(str(db) in line for line in worker["log_tail"]), worker["log_tail"]
     log_lines = (node.log_dir / "ledger.log").read_text().splitlines()

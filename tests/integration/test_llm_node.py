@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from hearthnet.testing.waiting import wait_for
+
 pytestmark = pytest.mark.integration
 
 CHAT = {"params": {}, "input": {"messages": [{"role": "user", "content": "hello"}],
@@ -27,13 +29,9 @@ def llm_node(make_node, tiny_gguf, replicas: int = 1):
 
 
 def wait_caps(node, name: str, providers: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        caps = node.api("/api/v1/capabilities")["capabilities"]
-        if any(c["name"] == name and c["providers"] >= providers for c in caps):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never had {providers} providers")
+    wait_for(lambda: any(c["name"] == name and c["providers"] >= providers
+                         for c in node.api("/api/v1/capabilities")["capabilities"]),
+             timeout, message=f"{name} with {providers} providers")
 
 
 def test_call_streams_stdout_then_zero(make_node, tiny_gguf):
@@ -98,9 +96,7 @@ def test_llm_worker_kill_no_failed_calls(make_node, tiny_gguf, replicas):
     workers = [w for w in node.api("/api/v1/workers")["workers"] if w["program"] == "llm"]
     victim = workers[0]
     with SteadyCaller(node, threads=replicas) as caller:
-        deadline = time.monotonic() + 20
-        while len(caller.results) < 3 * replicas and time.monotonic() < deadline:
-            time.sleep(0.05)  # the stream of calls is flowing
+        wait_for(lambda: len(caller.results) >= 3 * replicas, 20, 0.05, message="the stream of calls flowing")
         before = len(caller.results)
         os.kill(victim["pid"], signal.SIGKILL)
         time.sleep(3.0)

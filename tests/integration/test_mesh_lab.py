@@ -39,6 +39,7 @@ from hearthnet.testing.netns import (
     unavailable_reason,
     wait_mesh,
 )
+from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 if unavailable_reason():
@@ -250,17 +251,6 @@ def ensure_mesh(lab: MeshLab, ids: dict[int, str]) -> None:
     assert not late, f"incomplete discovery: {late}"
 
 
-def wait_for(predicate: Any, timeout: float, what: str, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
-
-
 def advertise(node: LabNode) -> dict[str, Any]:
     return node.append("file.cid.advertised", {"cid": "blake3:" + os.urandom(32).hex(), "sizes_bytes": 1})
 
@@ -304,7 +294,7 @@ def test_capability_call_from_node1_is_served_by_node2(community: tuple[MeshLab,
         caps = n1.api("/api/v1/capabilities")["capabilities"]
         return any(c["name"] == "experimental.echo" and not c["local"] for c in caps)
 
-    wait_for(echo_offered, 30, "node 1 offers node 2's experimental.echo")
+    wait_for(echo_offered, 30, 0.3, message="node 1 offers node 2's experimental.echo")
     out = n1.capability("experimental.echo", {"text": "across the bridge"}, timeout=20)
     assert "across the bridge" in str(out)
     traces = n1.api("/api/v1/traces?n=5&capability=experimental.echo")
@@ -316,7 +306,8 @@ def test_event_on_node1_reaches_node3_after_a_sync_round(community: tuple[MeshLa
     ensure_mesh(lab, ids)
     since = time.time()
     event = advertise(lab.node(1))  # a new event triggers a gossip round with every peer
-    wait_for(lambda: event["event_id"] in lab.node(3).event_ids(), SYNC_SECONDS, "node 3 has node 1's event")
+    wait_for(lambda: event["event_id"] in lab.node(3).event_ids(), SYNC_SECONDS, 0.3,
+             message="node 3 has node 1's event")
     pushed = [r for r in sync_rounds(lab.node(1), since) if r["peer"] == ids[3] and r["sent"]]
     pulled = [r for r in sync_rounds(lab.node(3), since) if r["received"]]
     relayed = [r for r in sync_rounds(lab.node(2), since) if r["peer"] == ids[3] and r["sent"]]
@@ -330,7 +321,8 @@ def test_node_killed_outright_catches_up_after_restart(community: tuple[MeshLab,
     assert n3.kill_tree() >= 5
     missed = advertise(lab.node(1))
     n3.start(wait_workers=CORE_WORKERS)
-    wait_for(lambda: missed["event_id"] in n3.event_ids(), SYNC_SECONDS, "node 3 caught up after kill -9")
+    wait_for(lambda: missed["event_id"] in n3.event_ids(), SYNC_SECONDS, 0.3,
+             message="node 3 caught up after kill -9")
     assert lab.node(1).event_ids() <= n3.event_ids()
 
 
@@ -345,7 +337,7 @@ def test_partition_heals_in_one_sync_round(community: tuple[MeshLab, dict[int, s
     assert {a["event_id"], b["event_id"]} <= union
     since = time.time()
     n3.start(wait_workers=CORE_WORKERS)
-    wait_for(lambda: union <= n3.event_ids(), SYNC_SECONDS, "node 3 has both sides' events")
+    wait_for(lambda: union <= n3.event_ids(), SYNC_SECONDS, 0.3, message="node 3 has both sides' events")
     time.sleep(1.0)  # let the gossip rounds that follow finish and log
     # One round: each event node 3 missed reached it in the first round between it and a
     # peer (its own round on finding the peer, or the peer's gossip round pushing to it,
@@ -360,4 +352,5 @@ def test_partition_heals_in_one_sync_round(community: tuple[MeshLab, dict[int, s
         first_end = pair[0]["at"] + pair[0]["ms"] / 1000
         assert all(r["at"] < first_end for r in pair), f"a second round was needed: {pair}"
     # ... and all three logs are equal.
-    wait_for(lambda: n1.event_ids() == n2.event_ids() == n3.event_ids(), SYNC_SECONDS, "all three logs equal")
+    wait_for(lambda: n1.event_ids() == n2.event_ids() == n3.event_ids(), SYNC_SECONDS, 0.3,
+             message="all three logs equal")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 
 import psutil
 import pytest
+
+from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,23 +129,22 @@ def test_unknown_capability_via_cli_exits_1_naming_close_matches(make_node):
     assert bad.returncode == 2 and "column" in bad.stderr
 
 
+def program(node, name: str) -> list:
+    """The node's workers of one program (supervisord's view + the broker's)."""
+    return [w for w in node.api("/api/v1/workers")["workers"] if w["program"] == name]
+
+
 def test_worker_crashing_at_start_is_reported_fatal_with_its_log(make_node):
     node = make_node()
     node.init()
     node.start(wait_workers=("broker", "gateway", "llm"))
-    pid = next(w["pid"] for w in node.api("/api/v1/workers")["workers"] if w["program"] == "llm")
+    pid = program(node, "llm")[0]["pid"]
     # Break the config under the running node: every restart of the worker now fails.
     good = node.config_file.read_text()
     node.add_config("[transport]\nport = 99999999\n")
     psutil.Process(pid).kill()
-    deadline = time.monotonic() + 30
-    llm = None
-    while time.monotonic() < deadline:
-        llm = next(w for w in node.api("/api/v1/workers")["workers"] if w["program"] == "llm")
-        if llm["state"] == "FATAL":
-            break
-        time.sleep(0.3)
-    assert llm is not None and llm["state"] == "FATAL", llm
+    llm = wait_for(lambda: (w := program(node, "llm")[0])["state"] == "FATAL" and w, 30, 0.3,
+                   message="the llm worker FATAL")
     assert not llm["healthy"]
     assert any("transport" in line for line in llm["log_tail"]), llm["log_tail"]
     node.config_file.write_text(good)  # supervisord gave up on it: it stays FATAL
@@ -170,14 +170,8 @@ def test_http_caller_leaving_cancels_the_work(make_node):
     assert resp.readline().startswith(b"event: token")
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
-    deadline = time.monotonic() + 5
-    echo: list = []
-    while time.monotonic() < deadline:
-        echo = [w for w in node.api("/api/v1/workers")["workers"] if w["program"] == "echo"]
-        if sum(w["in_flight"] for w in echo) == 0:
-            break
-        time.sleep(0.05)
-    assert echo and sum(w["in_flight"] for w in echo) == 0
+    wait_for(lambda: (ws := program(node, "echo")) and sum(w["in_flight"] for w in ws) == 0, 5, 0.05,
+             message="echo's call cancelled (nothing in flight)")
     traces = node.api("/api/v1/traces?n=1&capability=experimental.echo")["traces"]
     assert traces[-1]["result"] == "cancelled"
 

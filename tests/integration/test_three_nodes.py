@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 
 from hearthnet.testing.nodes import join_by_invite
+from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +21,6 @@ CHAT = {"params": {}, "input": {"messages": [{"role": "user", "content": "hi"}],
 def peer_add(node, other) -> None:
     r = node.cli("peer", "add", f"127.0.0.1:{other.port}")
     assert r.returncode == 0, r.stderr + r.stdout
-
-
-def wait_for(what, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def append(node, cid_hex: str) -> str:
@@ -72,15 +61,15 @@ def mesh(make_node, tiny_gguf):
         peer_add(x, y)
     ids = {n: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b, c)}
     for n in (a, b, c):
-        wait_for(f"{n.name} to see both peers", lambda n=n: len(peers_of(n)) == 2)
+        wait_for(lambda n=n: len(peers_of(n)) == 2, 30, message=f"{n.name} sees both peers")
     return a, b, c, ids
 
 
 def test_remote_llm_call_is_served_by_the_peer_and_traced(mesh):
     a, b, c, ids = mesh
-    wait_for("llm.chat from bob in alice's registry", lambda: any(
-        cap["name"] == "llm.chat" and not cap["local"] and cap["node_id"] == ids[b]
-        for cap in a.api("/api/v1/capabilities")["capabilities"]))
+    wait_for(lambda: any(cap["name"] == "llm.chat" and not cap["local"] and cap["node_id"] == ids[b]
+                         for cap in a.api("/api/v1/capabilities")["capabilities"]),
+             30, message="llm.chat from bob in alice's registry")
     status, body = a.call("llm.chat", CHAT)
     assert status == 200, body
     assert body["output"]["message"]["role"] == "assistant"
@@ -93,21 +82,21 @@ def test_remote_llm_call_is_served_by_the_peer_and_traced(mesh):
 def test_event_on_alice_reaches_carol_and_a_killed_node_catches_up(mesh):
     a, b, c, ids = mesh
     first = append(a, "a")
-    wait_for("carol to hold alice's event", lambda: has_event(c, first))
+    wait_for(lambda: has_event(c, first), 30, message="carol holds alice's event")
 
     # kill carol's whole tree; alice writes meanwhile; carol restarts and catches up
     c.stop(signal.SIGKILL)
     while_down = append(a, "b")
     c.start(wait_workers=("broker", "gateway", "ledger", "discovery"))
-    wait_for("carol to catch up after the restart", lambda: has_event(c, while_down))
+    wait_for(lambda: has_event(c, while_down), 30, message="carol caught up after the restart")
 
 
 def test_partition_heals_in_one_sync_round(mesh):
     a, b, c, ids = mesh
     c.stop()  # a partition: carol is gone while alice and bob write
     on_a, on_b = append(a, "c"), append(b, "d")
-    wait_for("bob to hold alice's event", lambda: has_event(b, on_a))
+    wait_for(lambda: has_event(b, on_a), 30, message="bob holds alice's event")
     c.start(wait_workers=("broker", "gateway", "ledger", "discovery"))
-    wait_for("carol to hold both events", lambda: has_event(c, on_a) and has_event(c, on_b))
+    wait_for(lambda: has_event(c, on_a) and has_event(c, on_b), 30, message="carol holds both events")
     status = c.api("/api/v1/status")
     assert all(p["last_sync"] and p["last_sync"]["ok"] for p in status["peers"] if p["last_sync"])

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from hearthnet import erase
 from hearthnet.config import Config, load_config, update_config_file
 from hearthnet.errors import UserAbort
 from hearthnet.node_init import DefaultsPrompter, InitOptions, init_node
+from hearthnet.testing.waiting import wait_for
 from tests.unit.test_export import make_node, populate
 from tests.unit.xdg_fixture import isolated_xdg  # noqa: F401  (autouse)
 
@@ -263,15 +263,8 @@ def fake_supervisord(run_dir: Path, mode: str = "polite") -> subprocess.Popen:
 
 
 def wait_for_cmdline(pid: int, word: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if word in " ".join(psutil.Process(pid).cmdline()):
-                return
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"{pid} never showed {word}")
+    # psutil.Error while the process execs counts as "not yet".
+    wait_for(lambda: word in " ".join(psutil.Process(pid).cmdline()), 10, 0.02, message=f"{pid} shows {word}")
 
 
 def test_stop_without_pidfile_is_not_running(tmp_path: Path) -> None:
@@ -317,10 +310,8 @@ def test_stop_signals_the_parent_hearthnet_run(tmp_path: Path) -> None:
     run_dir.mkdir()
     parent = subprocess.Popen([sys.executable, "-c", FAKE_RUN, "hearthnet", "run", str(run_dir), SLEEPER])
     try:
-        pidfile, deadline = run_dir / "supervisord.pid", time.monotonic() + 10
-        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        child_pid = int(pidfile.read_text())
+        pidfile = run_dir / "supervisord.pid"
+        child_pid = int(wait_for(lambda: pidfile.read_text().strip(), 10, 0.02, message="the fake run's pid file"))
         wait_for_cmdline(child_pid, "supervisord")
         result = erase.stop_node(run_dir)
         assert result.signalled == "hearthnet run" and result.signalled_pid == parent.pid

@@ -48,3 +48,15 @@ def test_gpu_name_from_proc(tmp_path: Path) -> None:
 )
 def test_detect_profile(hw: dict[str, Any], expected: str) -> None:
     assert detect_profile(hw) == expected
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("kitchen.local", "kitchen"),
+    (" attic ", "attic"),
+    ("x" * 100 + ".lan", "x" * 64),
+    ("", "hearthnet-node"),
+])
+def test_default_display_name_is_the_short_host_name(monkeypatch: pytest.MonkeyPatch, host: str,
+                                                     expected: str) -> None:
+    monkeypatch.setattr(profile.socket, "gethostname", lambda: host)
+    assert profile.default_display_name() == expected

@@ -53,6 +53,7 @@ def show_id(state: "CliState", png: str | None) -> IdResult:
     from hearthnet.identity import keys
     from hearthnet.onboarding.invite import encode_node_id_text
     from hearthnet.onboarding.qr import terminal_qr, write_qr_png
+    from hearthnet.profile import default_display_name
 
     cfg = state.config()
     keys_dir = cfg.identity.keys_dir
@@ -62,16 +63,10 @@ def show_id(state: "CliState", png: str | None) -> IdResult:
 
         ensure_private_dir(cfg.paths.data_dir)  # 0700, as `init` makes it
     kp = keys.load_or_generate(keys_dir)  # never replaces an existing key
-    name = cfg.node.display_name or _hostname()
+    name = cfg.node.display_name or default_display_name()
     text = encode_node_id_text(kp.node_id_full, name)
     written = write_qr_png(text, Path(png).expanduser()) if png else None
     return IdResult(kp.node_id_full, kp.node_id_short, text, created, keys_dir, written, terminal_qr(text))
-
-
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname().split(".")[0].strip()[:64]
 
 
 @click.command("id")

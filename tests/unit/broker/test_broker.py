@@ -16,6 +16,7 @@ import pytest
 from hearthnet.broker.core import Broker
 from hearthnet.bus.client import BusClient
 from hearthnet.errors import HearthNetError
+from hearthnet.testing.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -37,13 +38,11 @@ class Bench:
         return p
 
     def wait_ready(self, name: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             w = self.broker.workers.get(name)
-            if w is not None and w.alive:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{name} never became ready")
+            return w is not None and w.alive
+
+        wait_for(ready, timeout, 0.02, message=f"{name} ready")
 
     def close(self) -> None:
         for p in self.procs:
@@ -250,10 +249,7 @@ def test_silent_worker_is_declared_dead(bench):
     bench.wait_ready("slow_00")
     os.kill(p.pid, signal.SIGSTOP)
     try:
-        deadline = time.monotonic() + 6
-        while bench.broker.workers["slow_00"].alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not bench.broker.workers["slow_00"].alive
+        wait_for(lambda: not bench.broker.workers["slow_00"].alive, 6, message="slow_00 declared dead")
     finally:
         os.kill(p.pid, signal.SIGCONT)
 

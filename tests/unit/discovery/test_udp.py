@@ -24,6 +24,7 @@ from hearthnet.discovery.udp import (
     non_default_warning,
     parse_packet,
 )
+from hearthnet.testing.waiting import wait_for_async
 
 from .conftest import free_udp_port
 
@@ -108,13 +109,6 @@ def test_strict_listener_drops_senders_outside_the_interface_subnet():
     assert len(seen) == 1
 
 
-async def _wait(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def test_announcer_and_listener_over_loopback_only():
     """Real sockets, bound to 127.0.0.1 with IP_MULTICAST_IF=127.0.0.1 and TTL 0."""
     port = free_udp_port()
@@ -134,7 +128,7 @@ def test_announcer_and_listener_over_loopback_only():
                     assert socket.inet_ntoa(iface) == "127.0.0.1"
                     assert sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 0
             assert mine.send_now() == 1 and theirs.send_now() == 1
-            await _wait(lambda: listener.stats.received >= 2)
+            await wait_for_async(lambda: listener.stats.received >= 2, 5, 0.02, message="both beacons received")
             assert [(s.announcement.node, s.host) for s in seen] == [(NODE, "127.0.0.1")]
             assert listener.stats.own == 1
         finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hearthnet.cli.commands.log import show_log
 from hearthnet.cli.render import Output
+from hearthnet.testing.waiting import wait_for
 from tests.unit.cli.conftest import invoke
 
 
@@ -86,13 +87,8 @@ def test_log_no_files(runner, env):
     assert "no matching log lines" in result.stderr
 
 
-def _wait_for(buf: io.StringIO, text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in buf.getvalue():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{text!r} did not appear; got:\n{buf.getvalue()}")
+def _wait_for_text(buf: io.StringIO, text: str) -> None:
+    wait_for(lambda: text in buf.getvalue(), 5, 0.02, message=lambda: f"{text!r} in:\n{buf.getvalue()}")
 
 
 def test_log_follow_appends_rotation_truncation_and_new_files(env):
@@ -110,7 +106,7 @@ def test_log_follow_appends_rotation_truncation_and_new_files(env):
     )
     thread.start()
     try:
-        _wait_for(buf, "before-start")
+        _wait_for_text(buf, "before-start")
         # appended line, written in two pieces: only whole lines are shown
         with open(gw, "a") as fh:
             fh.write(rec("2026-05-26T08:00:02.000Z", "info", "hearthnet.gateway", "appended")[:20])
@@ -118,7 +114,7 @@ def test_log_follow_appends_rotation_truncation_and_new_files(env):
             time.sleep(0.4)
             assert "appended" not in buf.getvalue()
             fh.write(rec("2026-05-26T08:00:02.000Z", "info", "hearthnet.gateway", "appended")[20:])
-        _wait_for(buf, "appended")
+        _wait_for_text(buf, "appended")
         # filtered live: a debug line never shows
         with open(gw, "a") as fh:
             fh.write(rec("2026-05-26T08:00:02.500Z", "debug", "hearthnet.gateway", "too-chatty"))
@@ -127,7 +123,7 @@ def test_log_follow_appends_rotation_truncation_and_new_files(env):
             fh.write(rec("2026-05-26T08:00:03.000Z", "info", "hearthnet.gateway", "last-in-old"))
         os.rename(gw, log_dir / "gateway.log.1")
         gw.write_text(rec("2026-05-26T08:00:04.000Z", "info", "hearthnet.gateway", "first-in-new"))
-        _wait_for(buf, "first-in-new")
+        _wait_for_text(buf, "first-in-new")
         assert "last-in-old" in buf.getvalue()
         # truncation in place (copytruncate); the follower has read past the new size
         with open(gw, "a") as fh:
@@ -136,10 +132,10 @@ def test_log_follow_appends_rotation_truncation_and_new_files(env):
         time.sleep(0.5)
         with open(gw, "w") as fh:
             fh.write(rec("2026-05-26T08:00:05.000Z", "info", "hearthnet.gateway", "after-truncate"))
-        _wait_for(buf, "after-truncate")
+        _wait_for_text(buf, "after-truncate")
         # a component whose log file appears only now
         (log_dir / "llm_00.log").write_text(rec("2026-05-26T08:00:06.000Z", "error", "hearthnet.worker", "new-worker"))
-        _wait_for(buf, "new-worker")
+        _wait_for_text(buf, "new-worker")
     finally:
         stop.set()
         thread.join(5)
@@ -159,11 +155,11 @@ def test_log_follow_waits_for_missing_dir(env):
     )
     thread.start()
     try:
-        _wait_for(err, "waiting for log files")
+        _wait_for_text(err, "waiting for log files")
         env.log_dir.mkdir(parents=True)
         (env.log_dir / "gateway.log").write_text(rec("2026-05-26T08:00:01.000Z", "info", "hearthnet.gateway", "other"))
         (env.log_dir / "broker.log").write_text(rec("2026-05-26T08:00:02.000Z", "info", "hearthnet.broker", "mine"))
-        _wait_for(buf, "mine")
+        _wait_for_text(buf, "mine")
     finally:
         stop.set()
         thread.join(5)

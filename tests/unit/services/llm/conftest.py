@@ -4,8 +4,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,8 @@ from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
+
+from hearthnet.testing.waiting import wait_for
 
 # Long generations for the cancellation tests need a context far larger than the tiny
 # model's 512 tokens; llama.cpp allows it (it only warns).
@@ -53,22 +53,17 @@ def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"llama_cpp.server exited with {proc.returncode}:\n{tail()}"
+        with urllib.request.urlopen(url + "/v1/models", timeout=1) as resp:  # refused: not yet
+            return resp.status == 200
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:]
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}:\n"
-                                   + log.read_text(errors="replace")[-3000:])
-            try:
-                with urllib.request.urlopen(url + "/v1/models", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not become ready:\n"
-                                   + log.read_text(errors="replace")[-3000:])
-            time.sleep(0.1)
+        wait_for(ready, 60, message=lambda: f"llama_cpp.server ready:\n{tail()}")
         yield LlamaServer(url=url, model="tiny", proc=proc, log=log)
     finally:
         proc.terminate()

@@ -21,6 +21,7 @@ from hearthnet.services.llm.service import (
     LlmService,
 )
 from hearthnet.testing.tiny_gguf import write_tiny_llama_gguf
+from hearthnet.testing.waiting import wait_for_async
 
 from .conftest import BIG_CTX, llama_config
 
@@ -215,10 +216,7 @@ def test_generation_stops_at_context_end(tiny_gguf: Path) -> None:
 
 
 async def _wait_busy(b: LlamaCppBackend, at_least_s: float = 0.1) -> None:
-    until = time.monotonic() + 5
-    while not b.busy:
-        assert time.monotonic() < until, "generation never started"
-        await asyncio.sleep(0.005)
+    await wait_for_async(lambda: b.busy, 5, 0.005, message="the generation started")
     await asyncio.sleep(at_least_s)
     assert b.busy, "the generation finished before it could be cancelled"
 

@@ -1,4 +1,4 @@
-"""A bare discovery node for tests: `python -m hearthnet.discovery._runner ...`.
+"""A bare discovery node for tests: `python -m hearthnet.testing.discovery_node ...`.
 
 Runs `Discovery` for a synthetic identity, serves its signed node manifest over plain
 HTTP on the chosen interface (production uses the gateway's TLS endpoint), and prints one
@@ -42,7 +42,7 @@ LOAD = {"cpu": 0.0, "vram_used_gb": 0, "in_flight_total": 0}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hearthnet.discovery._runner")
+    p = argparse.ArgumentParser(prog="hearthnet.testing.discovery_node")
     p.add_argument("--name", required=True, help="display name")
     p.add_argument("--seed-hex", required=True, help="32-byte node key seed, hex")
     p.add_argument("--community-seed-hex", required=True, help="32-byte community root key seed, hex")
