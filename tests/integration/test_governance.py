@@ -5,7 +5,6 @@ first owner's request is refused by the other node, whose owner has not approved
 the second owner's approval completes it; every other node lists the target as revoked."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from hearthnet.identity import keys as idkeys
 from hearthnet.identity.manifest import DEFAULT_POLICY
 from hearthnet.testing.nodes import join_by_invite
+from hearthnet.testing.waiting import wait_for
 from hearthnet.transport.client import PeerCallError, PeerClient
 from hearthnet.transport.pinning import PinStore
 from hearthnet.transport.signing import SYNC_HEADS
@@ -20,17 +20,6 @@ from hearthnet.transport.signing import SYNC_HEADS
 pytestmark = pytest.mark.integration
 
 CORE = ("broker", "gateway", "ledger", "governance", "discovery")
-
-
-def wait_for(what: str, check, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def members(node) -> dict[str, Any]:
@@ -82,8 +71,8 @@ def trio(make_node):
     for x in (a, b, c):  # every node reaches the others' governance capabilities
         for y in (a, b, c):
             if x is not y:
-                wait_for(f"{x.name} to route community.revoke to {y.name}",
-                         lambda x=x, y=y: "community.revoke" in remote_caps(x, ids[y]))
+                wait_for(lambda x=x, y=y: "community.revoke" in remote_caps(x, ids[y]), timeout=60,
+                         message=f"{x.name} to route community.revoke to {y.name}")
     return a, b, c, ids
 
 
@@ -99,7 +88,8 @@ def test_promote_then_revoke_with_co_signatures(trio):
         assert out["status"] == "promoted" and out["signers"] == [ids[a]], out
     for x in (a, b, c):
         for y in (b, c):
-            wait_for(f"{x.name} to see {y.name} trusted", lambda x=x, y=y: level_on(x, ids[y]) == "trusted")
+            wait_for(lambda x=x, y=y: level_on(x, ids[y]) == "trusted", timeout=60,
+                     message=f"{x.name} to see {y.name} trusted")
 
     # alice alone: bob's node is asked, but bob's owner has not approved
     first = a.cli_json("member", "revoke", ids[c], "--reason", "compromised", "--yes")
@@ -120,9 +110,9 @@ def test_promote_then_revoke_with_co_signatures(trio):
     assert remote_caps(b, ids[c]) == set()
     assert signed_heads_as(c, b, ids[b], status["community"]["community_id"]) == "revoked"
     for node in (a, b):
-        listing = wait_for(f"{node.name} to list carol as revoked",
-                           lambda node=node: (lambda doc: doc if any(r["node_id"] == ids[c] for r in doc["revoked"])
-                                              else None)(members(node)))
+        listing = wait_for(lambda node=node: (lambda doc: doc if any(r["node_id"] == ids[c] for r in doc["revoked"])
+                                              else None)(members(node)),
+                           timeout=60, message=f"{node.name} to list carol as revoked")
         entry = next(r for r in listing["revoked"] if r["node_id"] == ids[c])
         assert entry["revoked_by"] == ids[b] and entry["revoked_at"]
         assert ids[c] not in {m["node_id"] for m in listing["members"]}

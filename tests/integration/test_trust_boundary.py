@@ -11,21 +11,11 @@ import pytest
 
 from hearthnet.testing.hostile_peer import HostilePeer, capability
 from hearthnet.testing.nodes import Node
+from hearthnet.testing.waiting import wait_for
 from hearthnet.transport.client import PeerCallError
 
 pytestmark = pytest.mark.integration
 ALL = ("broker", "gateway", "ledger", "discovery")
-
-
-def wait_for(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 @pytest.fixture
@@ -64,7 +54,7 @@ def test_a_stranger_claiming_our_community_gets_nothing(founder, tmp_path):
             lines = founder.api("/api/v1/status").get("discovery", {}).get("diagnose", [])
             return [ln for ln in lines if "not a member" in ln]
 
-        assert wait_for("discovery to refuse the stranger", refusal_noted)
+        assert wait_for(refusal_noted, timeout=30, message="discovery to refuse the stranger")
         time.sleep(2)  # room for anything that would follow a (wrong) acceptance
         status = founder.api("/api/v1/status")
         assert status["peers"] == []
