@@ -43,6 +43,7 @@ def random_history(tmp_path: Path, seed: int) -> tuple[Community, list[dict[str,
                 "invitee_node_id": newcomer.node_id_full, "display_name": "n", "initial_level": level,
                 "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(days=1))}, lamport=lamport)
             if log.append_received([invite]).accepted:
+                c.keyring[author.node_id_full] = author
                 if log.append_received([c.join_event(newcomer, invite)]).accepted:
                     nodes.append(newcomer)
             continue

@@ -14,7 +14,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.manifest import read_community_manifest, rfc3339
 from hearthnet.ledger.errors import LedgerError
-from hearthnet.ledger.events import build_event
+from hearthnet.ledger.events import build_admission, build_event
 from hearthnet.node_init import DefaultsPrompter, InitOptions, init_node
 from hearthnet.bus.service import Request
 from hearthnet.services.ledger import Fanout, LedgerService
@@ -49,7 +49,7 @@ def test_capabilities_are_beta_self_and_complete(cfg: Config) -> None:
     caps = {c.name: c for c in LedgerService(cfg).capabilities()}
     assert set(caps) == {"community.log.append", "community.log.ingest", "community.log.heads", "community.log.ids",
                          "community.log.events", "community.log.subscribe", "community.manifest.get",
-                         "community.members.get"}
+                         "community.members.get", "community.log.frontier"}
     for c in caps.values():
         d = c.descriptor()
         assert d["stability"] == "beta" and d["trust_required"] == "self" and d["version"] == "1.0"
@@ -112,7 +112,8 @@ def test_ingest_of_a_join_rewrites_the_manifest(cfg: Config) -> None:
             "invitee_node_id": newcomer.node_id_full, "display_name": "attic", "initial_level": "member",
             "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}})))["output"]["event"]
         joined = build_event(newcomer, svc.log.community_id, invite["lamport"] + 1, "community.member.joined",
-                             {"invite_event_id": invite["event_id"], "node_manifest": {"node_id": newcomer.node_id_full}})
+                             {"invite_event_id": invite["event_id"], "node_manifest": {"node_id": newcomer.node_id_full},
+                              "admission": build_admission(svc.kp, invite["event_id"], newcomer.node_id_full)})
         stranger = build_event(keys.generate(), svc.log.community_id, 9, "file.cid.unpinned", {"cid": "x"})
         out = (await svc.ingest(req("community.log.ingest", {"events": [joined, stranger, joined]})))["output"]
         assert out == {"accepted": 1, "rejected": 1, "duplicates": 1, "new_head_lamport": 5,
@@ -200,7 +201,8 @@ def test_no_second_genesis_once_membership_has_changed(cfg: Config) -> None:
             "invitee_node_id": newcomer.node_id_full, "display_name": "attic", "initial_level": "member",
             "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}})))["output"]["event"]
         joined = build_event(newcomer, svc.log.community_id, invite["lamport"] + 1, "community.member.joined",
-                             {"invite_event_id": invite["event_id"], "node_manifest": {}})
+                             {"invite_event_id": invite["event_id"], "node_manifest": {},
+                              "admission": build_admission(svc.kp, invite["event_id"], newcomer.node_id_full)})
         assert (await svc.ingest(req("community.log.ingest", {"events": [joined]})))["output"]["accepted"] == 1
 
     async def count(svc: LedgerService) -> int:
