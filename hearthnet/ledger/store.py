@@ -21,6 +21,14 @@ Duplicates: a received event whose event_id is already stored (or repeated in th
 is counted in `duplicates` and is neither accepted nor rejected: gossip re-sends what a
 peer may lack, so duplicates are normal traffic, not errors. The stored copy stays as is.
 
+Validity (views.py rules R1–R4): a batch is judged together with the governance events we
+hold, so the stored set is always exactly what the view finds valid. Events that a new
+event makes invalid (a revocation whose frontier lacks the revoked node's back-dated
+events, joins through its invites, the events of those joiners) are deleted in the same
+transaction as the insert: they never had authority, and keeping them would leave nodes
+with different event sets. No tombstones: a deleted event that is re-sent is judged again
+like any other (and refused while the rules still say so).
+
 Threading: one sqlite3 connection, guarded by a lock. The ledger worker calls every
 method from one dedicated thread; the lock keeps other callers (tests, tools) safe.
 """
