@@ -385,7 +385,8 @@ class EventLog:
         valid events and delete what is no longer valid, in one transaction."""
         try:
             batch = batch if local else self._near_enough(batch, result)
-            before = self.view.authors()
+            governs = any(ev["event_type"] in GOVERNANCE_TYPES for ev in batch)
+            before = self.view.authors() if governs else {}  # only governance changes standing
             self.view.add(batch)
             invalid = self.view.invalid
             for ev in batch:
@@ -397,7 +398,7 @@ class EventLog:
                     result.reject(ev["event_id"], reason)
             new_ids = {ev["event_id"] for ev in batch}
             governance = [eid for eid in invalid if eid not in new_ids]
-            doomed = governance + self._lost_authority(before)
+            doomed = governance + (self._lost_authority(before) if governs else [])
             if result.stored or doomed:
                 self._write(result.stored, self._next_clock(result.stored, local), doomed)
                 result.purged = doomed

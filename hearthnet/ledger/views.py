@@ -90,6 +90,7 @@ class CommunityView:
         self._log: list[dict[str, Any]] = []  # governance events held, in replay order
         self._ids: set[str] = set()
         self.invalid: dict[str, str] = {}  # held event id -> why it has no effect
+        self._co_signers: dict[str, frozenset[str]] = {}  # held event id -> verified co-signers
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -206,8 +207,19 @@ class CommunityView:
     def _enough_signers(self, ev: Mapping[str, Any], level: str, needed: int) -> bool:
         if level not in SIGNING_LEVELS:
             return False
-        signers = valid_co_signers(ev) | {ev["author"]}
+        signers = self._signers(ev)
         return sum(1 for s in signers if self.level_of(s) in SIGNING_LEVELS) >= needed
+
+    def _signers(self, ev: Mapping[str, Any]) -> frozenset[str]:
+        # Every replay judges each co-signed event again: verify its signatures once. Keyed
+        # by event id, safe because the view holds one (verified) event per id.
+        eid = ev["event_id"]
+        cached = self._co_signers.get(eid)
+        if cached is None:
+            cached = frozenset(valid_co_signers(ev) | {ev["author"]})
+            if eid in self._ids:
+                self._co_signers[eid] = cached
+        return cached
 
     def _root_only(self, ev: Mapping[str, Any], level: str) -> str | None:
         return None if ev["author"] == self.community_id else UNAUTHORIZED
@@ -255,6 +267,7 @@ class CommunityView:
         self._ids -= doomed
         for eid in doomed:
             self.invalid.pop(eid, None)
+            self._co_signers.pop(eid, None)
 
     def _recompute(self) -> None:
         excluded: dict[str, str] = {}
