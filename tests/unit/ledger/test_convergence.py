@@ -19,6 +19,7 @@ from hearthnet.ledger.events import GOVERNANCE_TYPES
 from hearthnet.ledger.store import EventLog
 from hearthnet.ledger.views import CommunityView
 from tests.unit.ledger.conftest import Community, post_data
+from tests.unit.ledger.test_views import random_history
 
 Events = list[dict[str, Any]]
 
@@ -83,6 +84,30 @@ def universe() -> tuple[str, Events, dict[str, str]]:
     return root.node_id_full, events, {ev["event_id"]: name for name, ev in attack.items()}
 
 
+@functools.lru_cache(maxsize=8)
+def random_universe(seed: int) -> tuple[str, Events]:
+    """A random history (test_views.random_history: concurrent invites, joins, promotions,
+    demotions, revocations, policy updates, posts) plus, for every node it revoked, what
+    an attacker holding that node's key serves: a back-dated invite for a puppet, the
+    puppet's join and post, and a back-dated post of its own."""
+    tmp = Path(tempfile.mkdtemp(prefix="hn-conv-"))
+    c, events = random_history(tmp, seed)
+    extra: Events = []
+    for node_id, rev in sorted(c.log.view.revoked.items()):
+        bad = c.keyring.get(node_id)
+        joins = [e["lamport"] for e in events if e["author"] == node_id and e["event_type"] == "community.member.joined"]
+        if bad is None or not joins:
+            continue
+        low = min(joins) + 1
+        puppet = keys.generate()
+        inv = _invite(c, bad, puppet, lamport=low)
+        extra += [inv, c.join_event(puppet, inv, lamport=low + 1),
+                  c.event(puppet, "market.post.created", post_data(1), lamport=low + 2),
+                  c.event(bad, "market.post.created", post_data(2), lamport=min(low, rev["lamport"] - 1) or 1)]
+    c.log.close()
+    return c.cid, events + extra
+
+
 def _open(tmp: str, name: str, cid: str) -> EventLog:
     log = EventLog(Path(tmp) / f"{name}.sqlite", cid)
     log._conn.execute("PRAGMA synchronous=OFF")  # speed only: durability is not under test here
@@ -115,10 +140,10 @@ def _deliver(log: EventLog, events: Events, cuts: list[int]) -> None:
             _check_settled(log)
 
 
-@functools.lru_cache(maxsize=1)
-def reference() -> tuple[set[str], dict[str, Any]]:
+@functools.lru_cache(maxsize=16)
+def reference(seed: int | None = None) -> tuple[set[str], dict[str, Any]]:
     """Every event in one batch."""
-    cid, events, _ = universe()
+    cid, events = universe()[:2] if seed is None else random_universe(seed)
     with tempfile.TemporaryDirectory() as tmp:
         log = _open(tmp, "all", cid)
         log.append_received(events)
@@ -141,33 +166,46 @@ def test_the_reference_keeps_the_honest_history_and_none_of_the_attack() -> None
 orders = st.lists(st.integers(0, 10**6), min_size=0, max_size=6)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.randoms(use_true_random=False), orders, st.randoms(use_true_random=False), orders)
-def test_any_arrival_order_converges(rng1: Any, cuts1: list[int], rng2: Any, cuts2: list[int]) -> None:
-    cid, events, _ = universe()
-    expected = reference()
+def _converges(cid: str, events: Events, expected: tuple[set[str], dict[str, Any]],
+               arrivals: list[tuple[Any, list[int]]]) -> None:
+    """Each node gets every event in its own order and batches; then they gossip until
+    nothing changes (they must agree, whatever each dropped on the way); then a peer that
+    still holds everything syncs with both (both end at the one-batch reference)."""
     with tempfile.TemporaryDirectory() as tmp:
         nodes = []
-        for name, rng, cuts in (("a", rng1, cuts1), ("b", rng2, cuts2)):
+        for n, (rng, cuts) in enumerate(arrivals):
             order = events[:]
             rng.shuffle(order)
-            log = _open(tmp, name, cid)
+            log = _open(tmp, f"n{n}", cid)
             _deliver(log, order, sorted({c % (len(order) + 1) for c in cuts}))
             nodes.append(log)
-        a, b = nodes
-        # Gossip between the two until nothing changes: they agree, whatever each dropped.
         for _ in range(10):
-            before = (_ids(a), _ids(b))
-            a.append_received(b.events())
-            b.append_received(a.events())
-            _check_settled(a)
-            _check_settled(b)
-            if (_ids(a), _ids(b)) == before:
+            before = [_ids(log) for log in nodes]
+            for log in nodes:
+                for other in nodes:
+                    if other is not log:
+                        log.append_received(other.events())
+                        _check_settled(log)
+            if [_ids(log) for log in nodes] == before:
                 break
-        assert _state(a) == _state(b)
-        # A peer that still holds everything: both end at the one-batch reference.
+        assert all(_state(log) == _state(nodes[0]) for log in nodes)
         for log in nodes:
             log.append_received(events)
             _check_settled(log)
             assert _state(log) == expected
             log.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), orders, st.randoms(use_true_random=False), orders)
+def test_any_arrival_order_converges(rng1: Any, cuts1: list[int], rng2: Any, cuts2: list[int]) -> None:
+    cid, events, _ = universe()
+    _converges(cid, events, reference(), [(rng1, cuts1), (rng2, cuts2)])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 3), st.randoms(use_true_random=False), orders, st.randoms(use_true_random=False), orders)
+def test_any_arrival_order_of_a_generated_history_converges(seed: int, rng1: Any, cuts1: list[int],
+                                                            rng2: Any, cuts2: list[int]) -> None:
+    cid, events = random_universe(seed)
+    _converges(cid, events, reference(seed), [(rng1, cuts1), (rng2, cuts2)])

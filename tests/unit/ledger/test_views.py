@@ -46,6 +46,7 @@ def random_history(tmp_path: Path, seed: int) -> tuple[Community, list[dict[str,
                 c.keyring[author.node_id_full] = author
                 if log.append_received([c.join_event(newcomer, invite)]).accepted:
                     nodes.append(newcomer)
+                    c.keyring[newcomer.node_id_full] = newcomer
             continue
         if action == "post":
             ev = c.event(author, "market.post.created", post_data(rng.randint(0, 99)), lamport=lamport)
