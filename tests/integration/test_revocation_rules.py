@@ -87,12 +87,16 @@ def members_policy(node: Node) -> dict[str, Any]:
 
 
 def test_the_normal_redeem_carries_the_inviters_admission(community) -> None:
-    a, bad, relay, cid, _ = community
+    a, bad, relay, cid, hostile = community
     ids = {m["node_id"] for m in members(a)["members"]}
     assert {key_of(bad).node_id_full, key_of(relay).node_id_full} <= ids
     joins = local_call(a, "community.log.events", {"event_types": ["community.member.joined"]})["events"]
     theirs = [j for j in joins if j["author"] == key_of(bad).node_id_full]
     assert len(theirs) == 1 and theirs[0]["data"]["admission"]["by"] == cid
+    with pytest.raises(HearthNetError) as err:  # a used invite admits no second join
+        hostile.post(key_of(bad), "/sync/v1/admit", SYNC_ADMIT,
+                     {"community_id": cid, "invite_event_id": theirs[0]["data"]["invite_event_id"]})
+    assert err.value.code == "unauthorized"
 
 
 def test_back_dated_events_of_a_revoked_member_are_refused(community) -> None:
