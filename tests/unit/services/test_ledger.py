@@ -224,3 +224,48 @@ def test_members_get_is_the_event_log_membership(cfg: Config) -> None:
                                "added_at": out["members"][0]["added_at"],
                                "added_by": cfg.community.community_id}]
     assert out["revoked"] == [] and out["head_lamport"] == 3
+
+
+def test_frontier_lists_what_a_revocation_of_that_node_must_carry(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        out = (await svc.frontier(req("community.log.frontier", {"target_node_id": svc.kp.node_id_full})))["output"]
+        assert out["frontier"] == sorted(e["event_id"] for e in svc.log.events())  # the founder's genesis
+        stranger = keys.generate().node_id_full
+        assert (await svc.frontier(req("community.log.frontier", {"target_node_id": stranger})))["output"] == {
+            "frontier": []}
+        for bad in ({}, {"target_node_id": "bob"}, {"target_node_id": 7}):
+            with pytest.raises(HearthNetError) as err:
+                await svc.frontier(req("community.log.frontier", bad))
+            assert err.value.code == "bad_request"
+
+    run(cfg, body)
+
+
+def test_a_revocation_deletes_what_its_frontier_lacks_and_rewrites_the_manifest(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> dict[str, Any]:
+        async def append(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+            return (await svc.append(req("community.log.append", {"event_type": event_type, "data": data})))["output"]["event"]
+
+        await append("community.policy.updated", {"policy": {**svc.log.view.policy, "min_signatures_to_revoke": 1}})
+        bad = keys.generate()
+        invite = await append("community.member.invited", {
+            "invitee_node_id": bad.node_id_full, "display_name": "bad", "initial_level": "member",
+            "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))})
+        joined = build_event(bad, svc.log.community_id, svc.log.clock + 1, "community.member.joined",
+                             {"invite_event_id": invite["event_id"], "node_manifest": {},
+                              "admission": build_admission(svc.kp, invite["event_id"], bad.node_id_full)})
+        assert (await svc.ingest(req("community.log.ingest", {"events": [joined]})))["output"]["accepted"] == 1
+        frontier = (await svc.frontier(req("community.log.frontier", {"target_node_id": bad.node_id_full})))
+        revoke = build_event(svc.kp, svc.log.community_id, svc.log.clock + 5, "community.member.revoked", {
+            "target_node_id": bad.node_id_full, "reason": "compromised", "co_signers": [],
+            "frontier": frontier["output"]["frontier"]})
+        unseen = build_event(bad, svc.log.community_id, svc.log.clock + 1, "file.cid.unpinned", {"cid": "x"})
+        assert (await svc.ingest(req("community.log.ingest", {"events": [unseen]})))["output"]["accepted"] == 1
+        out = await svc.ingest(req("community.log.ingest", {"events": [revoke]}))
+        assert out["output"]["accepted"] == 1 and out["meta"]["purged"] == 1
+        assert svc.log.get(unseen["event_id"]) is None and svc.log.get(joined["event_id"]) is not None
+        return {"bad": bad.node_id_full}
+
+    result = run(cfg, body)
+    on_disk = read_community_manifest(cfg.community_manifest_path)
+    assert [r["node_id"] for r in on_disk["revoked"]] == [result["bad"]]
