@@ -116,10 +116,11 @@ class CommunityView:
         return sorted(n for n, rec in self.members.items() if rec["level"] == "anchor")
 
     def pending_invites(self, now: str | None = None) -> list[dict[str, Any]]:
-        """Unused invites not expired at `now` (RFC 3339; default: the current time)."""
+        """Unused invites not expired at `now` (RFC 3339; default: the current time), and
+        not void (R2: by a node revoked since)."""
         at = parse_rfc3339(now) if now else utcnow()
         return [{"event_id": k, **v} for k, v in sorted(self.invites.items())
-                if parse_rfc3339(v["expires_at"]) >= at]
+                if parse_rfc3339(v["expires_at"]) >= at and v["invited_by"] not in self.revoked]
 
     def author_status(self, node_id: str) -> str | None:
         """What decides whether `node_id`'s non-governance events are valid: "member", the
@@ -172,7 +173,8 @@ class CommunityView:
         described = data["node_manifest"].get("node_id", author)
         valid = (invite is not None and invite["invitee_node_id"] == author and described == author
                  and _admitted(data, author, invite))
-        if valid:
+        inviter = self.revoked.get(invite["invited_by"]) if valid else None
+        if valid and (inviter is None or ev["event_id"] in inviter["frontier"]):  # R2
             return None
         return UNAUTHORIZED if author in self.members else UNKNOWN_AUTHOR
 
@@ -334,8 +336,6 @@ class CommunityView:
         self.revoked[target] = {"revoked_at": ev["wall_clock"], "lamport": ev["lamport"],
                                 "level": rec["level"], "revoked_by": ev["author"],
                                 "event_id": ev["event_id"], "frontier": frozenset(ev["data"]["frontier"])}
-        # R2: its invites nobody redeemed yet are void.
-        self.invites = {k: v for k, v in self.invites.items() if v["invited_by"] != target}
 
     def _on_level(self, ev: Mapping[str, Any]) -> None:
         self.members[ev["data"]["target_node_id"]]["level"] = ev["data"]["new_level"]
