@@ -5,6 +5,7 @@ set and ONE view, and what each node stores is always exactly what its view find
 from __future__ import annotations
 
 import functools
+import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -81,6 +82,7 @@ def universe() -> tuple[str, Events, dict[str, str]]:
     }
     events = log.events() + list(attack.values())
     log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     return root.node_id_full, events, {ev["event_id"]: name for name, ev in attack.items()}
 
 
@@ -105,6 +107,7 @@ def random_universe(seed: int) -> tuple[str, Events]:
                   c.event(puppet, "market.post.created", post_data(1), lamport=low + 2),
                   c.event(bad, "market.post.created", post_data(2), lamport=min(low, rev["lamport"] - 1) or 1)]
     c.log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     return c.cid, events + extra
 
 
