@@ -19,7 +19,7 @@ from typing import Any
 
 from hearthnet.identity import keys
 from hearthnet.identity.canonical import canonical_json
-from hearthnet.ledger.events import build_event
+from hearthnet.ledger.events import build_admission, build_event
 from hearthnet.ledger.store import SCHEMA, EventLog
 
 MEMBERS = 8
@@ -37,7 +37,8 @@ def make_events(n: int) -> tuple[keys.KeyPair, list[dict[str, Any]]]:
                 "invitee_node_id": kp.node_id_full, "display_name": "m", "initial_level": "member",
                 "expires_at": "2099-01-01T00:00:00Z"})
             log.append_received([build_event(kp, root.node_id_full, log.clock + 1, "community.member.joined",
-                                             {"invite_event_id": inv["event_id"], "node_manifest": {}})])
+                                             {"invite_event_id": inv["event_id"], "node_manifest": {},
+                                              "admission": build_admission(root, inv["event_id"], kp.node_id_full)})])
         head = log.head()
         posts = [build_event(members[i % MEMBERS], root.node_id_full, head + 1 + i, "market.post.created", {
             "client_id": f"c{i}", "category": "offer", "title": f"Item {i}", "body": "x" * 120,

@@ -18,6 +18,7 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "timeout": 408,
     "expired": 410,
+    "invite_expired": 410,  # POST /sync/v1/admit (gateway/admit.py)
     "rate_limited": 429,
     "capacity_exceeded": 429,
     "internal_error": 500,

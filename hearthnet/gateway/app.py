@@ -320,7 +320,7 @@ def build_local_app(gw: Gateway) -> web.Application:
 
 
 def build_peer_app(gw: Gateway) -> web.Application:
-    from hearthnet.gateway import peer_api
+    from hearthnet.gateway import admit, peer_api
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[gw.peer_guard])
     app.router.add_get("/health", gw.health)
@@ -331,6 +331,7 @@ def build_peer_app(gw: Gateway) -> web.Application:
     app.router.add_post("/sync/v1/ids", functools.partial(peer_api.sync_ids, gw))
     app.router.add_post("/sync/v1/events", functools.partial(peer_api.sync_events, gw))
     app.router.add_post("/sync/v1/pull", functools.partial(peer_api.sync_pull, gw))
+    app.router.add_post("/sync/v1/admit", functools.partial(admit.admit, gw))
     return app
 
 

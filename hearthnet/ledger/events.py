@@ -16,6 +16,15 @@ An event is a plain dict:
 Shape checks return a problem string (or None) instead of raising, so a batch of received
 events can be judged one by one without exceptions on the hot path.
 
+Beyond the spec, two fields make membership order-proof (rules in views.py):
+- `community.member.joined` carries `admission` {"by", "at", "signature"}: the invite
+  author's node signed {"invite_event_id", "invitee_node_id", "at"} when the joiner
+  redeemed (and only while the invite was unexpired on that node's clock), so expiry is
+  judged on the inviter's clock, never on the joiner's `wall_clock`.
+- `community.member.revoked` carries `frontier`: the sorted, unique event ids the
+  revoker's node held that were authored by the target, plus the joins that used the
+  target's invites. Co-signers sign it with the rest of the data.
+
 Co-signatures (revoke, promote, demote): each co-signer signs the canonical JSON of
 `{"community_id", "event_type", "data": data minus co_signers}`. The spec says "the payload
 minus co_signers"; binding the community and the type as well stops a signature collected
@@ -64,8 +73,9 @@ EVENT_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "community.created": {"name": (_S,), "founder_node_id": (_S,), "policy": (_D,)},
     "community.member.invited": {"invitee_node_id": (_S,), "display_name": (_S,),
                                  "initial_level": (_S,), "expires_at": (_S,)},
-    "community.member.joined": {"invite_event_id": (_S,), "node_manifest": (_D,)},
-    "community.member.revoked": {"target_node_id": (_S,), "reason": (_S,), "co_signers": (_L,)},
+    "community.member.joined": {"invite_event_id": (_S,), "node_manifest": (_D,), "admission": (_D,)},
+    "community.member.revoked": {"target_node_id": (_S,), "reason": (_S,), "co_signers": (_L,),
+                                 "frontier": (_L,)},
     "community.member.promoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,)},
     "community.member.demoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,)},
     "community.policy.updated": {"policy": (_D,)},
@@ -88,6 +98,8 @@ GOVERNANCE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("community."
 # Governance types that change the community manifest (an invite does not).
 MANIFEST_TYPES = GOVERNANCE_TYPES - {"community.member.invited"}
 _NODE_ID_FIELDS = {"founder_node_id", "invitee_node_id", "target_node_id"}
+MAX_FRONTIER = 100_000  # event ids in one revocation's frontier
+ADMISSION_FIELDS = ("by", "at", "signature")
 _TIME_FIELDS = {"expires_at", "delivered_at", "read_at"}
 
 
@@ -112,7 +124,7 @@ def _node_id_ok(value: Any) -> bool:
 def _time_ok(value: Any) -> bool:
     try:
         parse_rfc3339(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return False
     return True
 
@@ -148,6 +160,36 @@ def _value_problem(event_type: str, data: Mapping[str, Any]) -> str | None:
         return problem
     if event_type == "market.post.expired" and data["reason"] not in MARKET_EXPIRE_REASONS:
         return f"data.reason must be one of {', '.join(MARKET_EXPIRE_REASONS)}"
+    if event_type == "community.member.joined":
+        return admission_problem(data["admission"])
+    if event_type == "community.member.revoked":
+        return frontier_problem(data["frontier"])
+    return None
+
+
+def admission_problem(admission: Any) -> str | None:
+    """Shape of a join's admission (its signature is checked by the view, which knows
+    the invite's author)."""
+    if not isinstance(admission, dict) or set(admission) != set(ADMISSION_FIELDS):
+        return f"data.admission must have exactly the fields {', '.join(ADMISSION_FIELDS)}"
+    if not _node_id_ok(admission["by"]):
+        return "data.admission.by is not a full node id"
+    if not _time_ok(admission["at"]):
+        return "data.admission.at is not an RFC 3339 timestamp"
+    if not isinstance(admission["signature"], str):
+        return "data.admission.signature must be a string"
+    return None
+
+
+def frontier_problem(frontier: Any) -> str | None:
+    """A revocation's frontier: at most MAX_FRONTIER event ids (ULIDs), sorted and unique,
+    so equal frontiers have one form."""
+    if len(frontier) > MAX_FRONTIER:
+        return f"data.frontier holds more than {MAX_FRONTIER} event ids"
+    if not all(isinstance(i, str) and ULID_RE.match(i) for i in frontier):
+        return "data.frontier must hold event ids (ULIDs)"
+    if any(a >= b for a, b in zip(frontier, frontier[1:])):
+        return "data.frontier must be sorted and without repeats"
     return None
 
 
@@ -252,6 +294,37 @@ def sort_key(ev: Mapping[str, Any]) -> tuple[int, str]:
 
 def wall_time(ev: Mapping[str, Any]) -> datetime:
     return parse_rfc3339(ev["wall_clock"])
+
+
+# --------------------------------------------------------------------------- admissions
+
+
+def admission_payload(invite_event_id: str, invitee_node_id: str, at: str) -> bytes:
+    return canonical_json({"invite_event_id": invite_event_id, "invitee_node_id": invitee_node_id, "at": at})
+
+
+def build_admission(kp: KeyPair, invite_event_id: str, invitee_node_id: str,
+                    at: datetime | None = None) -> dict[str, str]:
+    """The `admission` of a join, signed by the invite author's node `kp` at `at`."""
+    when = rfc3339(at or utcnow())
+    return {"by": kp.node_id_full, "at": when,
+            "signature": kp.sign_bytes(admission_payload(invite_event_id, invitee_node_id, when))}
+
+
+def admission_verifies(admission: Mapping[str, Any], invite_event_id: str, invitee_node_id: str,
+                       inviter: str) -> bool:
+    """`admission` was signed by `inviter` for this invite and invitee (shape checked)."""
+    if admission.get("by") != inviter:
+        return False
+    return _admission_signed(invite_event_id, invitee_node_id, str(admission.get("at")),
+                             str(admission.get("signature")), inviter)
+
+
+@functools.lru_cache(maxsize=4096)
+def _admission_signed(invite_event_id: str, invitee: str, at: str, signature: str, inviter: str) -> bool:
+    # The view replays every join on each recompute: verify each admission once.
+    key = _verify_key(inviter)
+    return key is not None and verify_bytes(admission_payload(invite_event_id, invitee, at), signature, key)
 
 
 # --------------------------------------------------------------------------- co-signatures

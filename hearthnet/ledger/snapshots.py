@@ -3,7 +3,9 @@
 A snapshot is one canonical-JSON file `<state_dir>/snapshots/<lamport>.bin`:
 
     schema_version, community_id, lamport, wall_clock,
-    state {"community": CommunityView.snapshot_state()},
+    state {"community": CommunityView.snapshot_state()}  (revoked entries with their
+           frontier, the governance events themselves, so a restored view applies the
+           revocation rules to what comes after exactly as a full replay would),
     covers_events_up_to, signature   (by an anchor, over every other field)
 
 Verification tries the signers the caller trusts (the anchors of its own view plus the
@@ -32,7 +34,7 @@ from hearthnet.ledger.views import CommunityView
 
 log = logging.getLogger("hearthnet.ledger.snapshots")
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: revoked entries carry their frontier (R1); version 1 files are skipped
 SNAPSHOT_LAG_LAMPORT = 1000  # snapshot at head - 1000: recent events may still be settling
 KEEP_LAST_N = 7
 SNAPSHOT_FIELDS = ("schema_version", "community_id", "lamport", "wall_clock", "state",
@@ -117,9 +119,7 @@ def take_snapshot(event_log: Any, kp: KeyPair, store: SnapshotStore,
     if target <= 0 or (done and done[-1] >= target) or event_log.view.level_of(kp.node_id_full) != "anchor":
         return None
     view = CommunityView(event_log.community_id)
-    for ev in event_log.events(event_types=GOVERNANCE_TYPES):
-        if ev["lamport"] <= target:
-            view.apply(ev)
+    view.add([ev for ev in event_log.events(event_types=GOVERNANCE_TYPES) if ev["lamport"] <= target])
     view.head_lamport = target
     snap = build_snapshot(kp, event_log.community_id, target, {"community": view.snapshot_state()})
     store.save(snap)
@@ -131,7 +131,6 @@ def restore_view(snap: dict[str, Any], event_log: Any) -> CommunityView:
     """A view from a verified snapshot plus the events after it."""
     view = CommunityView(event_log.community_id)
     view.restore_state(snap["state"]["community"])
-    for ev in event_log.events(since_lamport=snap["covers_events_up_to"], event_types=GOVERNANCE_TYPES):
-        view.apply(ev)
+    view.add(event_log.events(since_lamport=snap["covers_events_up_to"], event_types=GOVERNANCE_TYPES))
     view.head_lamport = max(view.head_lamport, event_log.head())
     return view

@@ -21,12 +21,21 @@ Duplicates: a received event whose event_id is already stored (or repeated in th
 is counted in `duplicates` and is neither accepted nor rejected: gossip re-sends what a
 peer may lack, so duplicates are normal traffic, not errors. The stored copy stays as is.
 
+Validity (views.py rules R1–R4): a batch is judged together with the governance events we
+hold, so the stored set is always exactly what the view finds valid. Events that a new
+event makes invalid (a revocation whose frontier lacks the revoked node's back-dated
+events, joins through its invites, the events of those joiners) are deleted in the same
+transaction as the insert: they never had authority, and keeping them would leave nodes
+with different event sets. No tombstones: a deleted event that is re-sent is judged again
+like any other (and refused while the rules still say so).
+
 Threading: one sqlite3 connection, guarded by a lock. The ledger worker calls every
 method from one dedicated thread; the lock keeps other callers (tests, tools) safe.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -46,6 +55,7 @@ from hearthnet.ledger.events import (
     INVALID_SIGNATURE,
     LAMPORT_TOO_FAR,
     SCHEMA_UNKNOWN,
+    build_admission,
     build_event,
     shape_problem,
     sort_key,
@@ -53,6 +63,7 @@ from hearthnet.ledger.events import (
 )
 from hearthnet.ledger.views import CommunityView
 
+log = logging.getLogger("hearthnet.ledger")
 MAX_LAMPORT_JUMP = 1_000_000  # a received event may be at most this far past our head
 GENESIS_INVITE_TTL_SECONDS = 86_400
 _SQL_CHUNK = 900  # ids per IN (...) query, well under SQLite's parameter limit
@@ -94,6 +105,7 @@ class IngestResult:
     new_head_lamport: int = 0
     duplicates: int = 0
     stored: list[dict[str, Any]] = field(default_factory=list, repr=False)  # in apply order
+    purged: list[str] = field(default_factory=list, repr=False)  # stored ids this batch made invalid
 
     def reject(self, event_id: Any, reason: str) -> None:
         self.rejected += 1
@@ -234,6 +246,7 @@ class EventLog:
             self._clock = self._read_clock()
             self._head = self._query_one("SELECT COALESCE(MAX(lamport), 0) FROM events WHERE community_id = ?")
             self._rebuild_view()
+            self._purge_at_open()
         except BaseException as exc:
             self._conn.close()
             if isinstance(exc, sqlite3.DatabaseError):
@@ -340,44 +353,106 @@ class EventLog:
     def append_local(self, kp: KeyPair, event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """Author, sign and store one event at lamport = clock + 1. Raises
         LedgerError('bad_request') for a malformed event and ('unauthorized') for a type
-        this node may not author now."""
+        this node may not author now. A governance event may make stored events invalid
+        (a revocation): they are deleted in the same transaction."""
         with self._lock:
             ev = build_event(kp, self.community_id, self._clock + 1, event_type, data)
-            reason = self.view.author_problem(ev)
-            if reason is not None:
+            result = IngestResult()
+            self._settle([ev], result, local=True)
+            if result.rejected:
                 raise LedgerError("unauthorized", f"{kp.node_id_short} may not author {event_type} "
-                                                  f"in this community now ({reason})")
-            self._write([ev], ev["lamport"])
-            self.view.apply(ev)
+                                                  f"in this community now ({result.rejected_reasons[0]['reason']})")
         return ev
 
     def append_received(self, events: list[Any]) -> IngestResult:
         """Verify a batch from a peer and store the good events in ONE transaction; each
         bad one is reported with a reason and never stored. Stateless checks first (shape,
-        community, duplicate, signature), then the batch in replay order against the view,
-        so an event may rely on an earlier one of the same batch (an invite, then a join)."""
+        community, duplicate, signature), then the batch together with what we hold
+        against the rules of the view, so an event may rely on another of the same batch
+        (an invite, then a join), and stored events the batch makes invalid (a revocation
+        whose frontier lacks them) are deleted in the same transaction."""
         result = IngestResult()
         candidates = self._well_formed(events, result)
         with self._lock:
             fresh = self._not_stored(candidates, result)
-            clock, head = self._clock, self._head
-            try:
-                for ev in sorted(fresh, key=sort_key):
-                    reason = LAMPORT_TOO_FAR if ev["lamport"] > head + MAX_LAMPORT_JUMP else self.view.author_problem(ev)
-                    if reason is not None:
-                        result.reject(ev["event_id"], reason)
-                        continue
-                    self.view.apply(ev)
-                    result.stored.append(ev)
-                    clock, head = max(clock, ev["lamport"]) + 1, max(head, ev["lamport"])
-                if result.stored:
-                    self._write(result.stored, clock)
-            except BaseException:
-                self._rebuild_view()  # the view ran ahead of a transaction that did not commit
-                raise
+            self._settle(sorted(fresh, key=sort_key), result)
         result.accepted = len(result.stored)
         result.new_head_lamport = self._head
         return result
+
+    def _settle(self, batch: list[dict[str, Any]], result: IngestResult, *, local: bool = False) -> None:
+        """Judge `batch` (verified, new, in replay order) with the view, then write the
+        valid events and delete what is no longer valid, in one transaction."""
+        try:
+            batch = batch if local else self._near_enough(batch, result)
+            governs = any(ev["event_type"] in GOVERNANCE_TYPES for ev in batch)
+            before = self.view.authors() if governs else {}  # only governance changes standing
+            self.view.add(batch)
+            invalid = self.view.invalid
+            for ev in batch:
+                reason = invalid.get(ev["event_id"]) if ev["event_type"] in GOVERNANCE_TYPES \
+                    else self.view.author_problem(ev)
+                if reason is None:
+                    result.stored.append(ev)
+                else:
+                    result.reject(ev["event_id"], reason)
+            new_ids = {ev["event_id"] for ev in batch}
+            governance = [eid for eid in invalid if eid not in new_ids]
+            doomed = governance + (self._lost_authority(before) if governs else [])
+            if result.stored or doomed:
+                self._write(result.stored, self._next_clock(result.stored, local), doomed)
+                result.purged = doomed
+            self.view.forget(list(invalid))
+        except BaseException:
+            self._rebuild_view()  # the view ran ahead of a transaction that did not commit
+            raise
+        self.view.head_lamport = self._head
+        if doomed:  # they never had authority: not history, so not kept
+            log.warning("deleted stored events the new events made invalid", extra={
+                "governance": len(governance), "other": len(doomed) - len(governance)})
+
+    def _near_enough(self, batch: list[dict[str, Any]], result: IngestResult) -> list[dict[str, Any]]:
+        """Refuse events too far past our head (a bound on clock jumps, not a rule of
+        authority); the bound moves with the batch."""
+        head, near = self._head, []
+        for ev in batch:
+            if ev["lamport"] > head + MAX_LAMPORT_JUMP:
+                result.reject(ev["event_id"], LAMPORT_TOO_FAR)
+            else:
+                near.append(ev)
+                head = max(head, ev["lamport"])
+        return near
+
+    def _next_clock(self, stored: list[dict[str, Any]], local: bool) -> int:
+        clock = self._clock
+        for ev in stored:  # local: lamport = clock + 1; received: max(clock, lamport) + 1 each
+            clock = max(clock, ev["lamport"]) if local else max(clock, ev["lamport"]) + 1
+        return clock
+
+    def _lost_authority(self, before: Mapping[str, str]) -> list[str]:
+        """Stored non-governance events whose author's standing changed for the worse
+        (no longer a member, or revoked: only the frontier stays valid)."""
+        after = self.view.authors()
+        changed = [n for n, status in before.items() if after.get(n) != status and after.get(n) != "member"]
+        doomed: list[str] = []
+        for author in changed:
+            rows = self._conn.execute(
+                f"{_SELECT} WHERE community_id = ? AND author = ? AND event_type NOT IN "
+                f"({', '.join('?' * len(GOVERNANCE_TYPES))})",
+                (self.community_id, author, *sorted(GOVERNANCE_TYPES))).fetchall()
+            doomed += [ev["event_id"] for ev in map(_row_to_event, rows) if self.view.author_problem(ev) is not None]
+        return doomed
+
+    def revocation_frontier(self, target_node_id: str) -> list[str]:
+        """R1: the `frontier` of a revocation of `target_node_id` built now: every event it
+        authored that we hold, plus every join that used one of its invites; sorted."""
+        with self._lock:
+            rows = self._conn.execute("SELECT event_id, event_type FROM events WHERE community_id = ? AND author = ?",
+                                      (self.community_id, target_node_id)).fetchall()
+            invites = {eid for eid, kind in rows if kind == "community.member.invited"}
+            joins = [ev["event_id"] for ev in self._select(0, None, ["community.member.joined"], None, None)
+                     if ev["data"].get("invite_event_id") in invites]
+        return sorted({eid for eid, _ in rows} | set(joins))
 
     def _well_formed(self, events: list[Any], result: IngestResult) -> list[dict[str, Any]]:
         good = []
@@ -414,14 +489,17 @@ class EventLog:
             found.update(r[0] for r in rows)
         return found
 
-    def _write(self, events: list[dict[str, Any]], clock: int) -> None:
-        """Insert `events` and set the clock in one transaction."""
+    def _write(self, events: list[dict[str, Any]], clock: int, doomed: list[str] = ()) -> None:
+        """Insert `events`, delete the events `doomed` and set the clock in one transaction."""
         received_at = rfc3339(utcnow())
         rows = [_event_row(ev, received_at) for ev in events]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(_INSERT, rows)
+                for chunk in _chunks(list(doomed)):
+                    self._conn.execute(f"DELETE FROM events WHERE community_id = ? AND event_id IN "
+                                       f"({', '.join('?' * len(chunk))})", (self.community_id, *chunk))
                 self._conn.execute(
                     "INSERT INTO clock (community_id, lamport) VALUES (?, ?) "
                     "ON CONFLICT (community_id) DO UPDATE SET lamport = excluded.lamport",
@@ -434,7 +512,10 @@ class EventLog:
         except sqlite3.DatabaseError as exc:
             raise self._storage_error(exc) from exc
         self._clock = clock
-        self._head = max(self._head, max(ev["lamport"] for ev in events))
+        if doomed:
+            self._head = self._query_one("SELECT COALESCE(MAX(lamport), 0) FROM events WHERE community_id = ?")
+        elif events:
+            self._head = max(self._head, max(ev["lamport"] for ev in events))
 
     def _storage_error(self, exc: sqlite3.DatabaseError) -> LedgerError:
         text = str(exc)
@@ -471,19 +552,15 @@ class EventLog:
             invited = build_event(root_kp, founder, 2, "community.member.invited", {
                 "invitee_node_id": founder, "display_name": display_name or name, "initial_level": "anchor",
                 "expires_at": rfc3339(at + timedelta(seconds=GENESIS_INVITE_TTL_SECONDS))}, now=at)
+            admission = build_admission(root_kp, invited["event_id"], founder, at)  # R3: self-admitted
             joined = build_event(root_kp, founder, 3, "community.member.joined",
-                                 {"invite_event_id": invited["event_id"], "node_manifest": manifest}, now=at)
+                                 {"invite_event_id": invited["event_id"], "node_manifest": manifest,
+                                  "admission": admission}, now=at)
             genesis = [created, invited, joined]
-            try:
-                for ev in genesis:
-                    reason = self.view.author_problem(ev)
-                    if reason is not None:
-                        raise LedgerError("internal_error", f"genesis event {ev['event_type']} refused: {reason}")
-                    self.view.apply(ev)
-                self._write(genesis, 3)
-            except BaseException:
-                self._rebuild_view()
-                raise
+            result = IngestResult()
+            self._settle(genesis, result, local=True)
+            if result.rejected:
+                raise LedgerError("internal_error", f"genesis refused: {result.rejected_reasons}")
         return genesis
 
     # ------------------------------------------------------------------ internals
@@ -500,9 +577,27 @@ class EventLog:
         for a long log); head_lamport from the whole log."""
         with self._lock:
             self.view.reset()
-            for ev in self._select(0, None, GOVERNANCE_TYPES, None, None):
-                self.view.apply(ev)
+            rows = self._select(0, None, GOVERNANCE_TYPES, None, None)
+            self._malformed = [ev["event_id"] for ev in rows if shape_problem(ev) is not None]
+            self.view.add([ev for ev in rows if ev["event_id"] not in self._malformed] if self._malformed else rows)
             self.view.head_lamport = self._head
+
+    def _purge_at_open(self) -> None:
+        """A log written under other rules (an older version) may hold events the view
+        finds invalid: delete them, and the events of authors who are no members, so this
+        node holds what every other node holds (one log line with the counts)."""
+        invalid = dict(self.view.invalid)
+        if not invalid and not self._malformed:
+            return
+        authors = [r[0] for r in self._conn.execute(
+            "SELECT DISTINCT author FROM events WHERE community_id = ?", (self.community_id,))]
+        doomed = list(invalid) + self._malformed + self._lost_authority({a: "" for a in authors})
+        self._write([], self._clock, doomed)
+        self.view.forget(list(invalid))
+        self.view.head_lamport = self._head
+        log.warning("deleted events without authority at open", extra={
+            "path": str(self.path), "governance": len(invalid) + len(self._malformed), "total": len(doomed)})
+        self._malformed = []
 
 
 def _default_node_manifest(kp: KeyPair, db_path: Path, display_name: str) -> dict[str, Any]:

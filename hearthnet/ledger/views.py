@@ -1,26 +1,28 @@
 """CommunityView: membership, invites and policy materialised from the event log
 (spec core-events-discovery §5; core-identity-config §8).
 
-Order independence: the view keeps every governance event it has seen in replay order
-(lamport, event_id). An event that sorts after all others is applied in place; one that
-arrives late (gossip delivers concurrent events in any order) is inserted and the state is
-recomputed from that list. Governance events are few (joins, invites, revocations), so the
-recompute is cheap, and the result depends only on the set of events, never on arrival.
+The view is a function of the SET of governance events it holds, never of their arrival
+order and never of a clock an author chose; every node applies the same rules, so nodes
+holding the same events agree on membership and on which events are valid.
 
-Authority: the same rules decide whether a received event is accepted (`author_problem`,
-against the current state) and whether a stored event takes effect when replayed (against
-the state at its place in the order). An event that was valid when it arrived but lost its
-authority in the final order (say, a promotion signed by someone revoked just before it)
-stays in the log and simply has no effect.
+Replay: the governance events in (lamport, event_id) order; each takes effect when its
+author has the authority below at that point of the order (`author_problem`). Then the
+revocation rules reach back: every event authored by a revoked node whose id is not in
+its revocation's `frontier`, and every join through a revoked node's invite not in that
+frontier, is invalid wherever it sorts (its lamport is the author's choice). Invalid
+events are excluded and the replay runs again, until nothing new is excluded (exclusions
+only grow, so this ends, and the result depends only on the set). `invalid` then maps
+every held event without effect to its reason; the EventLog deletes those from
+events.sqlite (they never had authority), so nodes also agree on the stored event set.
 
 Rules (who may author what):
 - community.created: the root key (= community id), exactly once; founder becomes anchor.
 - community.member.invited: trusted/anchor, or a member when policy.default_member_can_invite;
-  never above the inviter's own level; never a revoked node.
-- community.member.joined: the invitee of an unused invite whose `expires_at` is not before
-  the joined event's own wall_clock. Judged on the event's clock, not on "now", so a node
-  that syncs days later reaches the same verdict as one that saw it live (the joiner's own
-  node appends with wall_clock = now, so it cannot join late locally).
+  never above the inviter's own level; never for a revoked node.
+- community.member.joined: the invitee of an unused invite, with an `admission` signed by
+  the invite's author (its node signs {invite_event_id, invitee_node_id, at} only while
+  its own clock is before `expires_at`) and `admission.at <= expires_at`. The joiner's
+  `wall_clock` plays no part, so a back-dated clock cannot use an expired invite.
 - community.member.revoked / promoted / demoted: a trusted or anchor author plus
   co-signatures; the author's envelope signature counts as one. Needed: revoke
   policy.min_signatures_to_revoke, demote policy.min_signatures_to_demote, promote 1
@@ -29,12 +31,20 @@ Rules (who may author what):
 - node.manifest.updated: the node the manifest describes.
 - every other type: any current member (domain rules such as "only the post's author may
   update it" belong to the domain views).
-- an author revoked at lamport L may not author events with lamport >= L.
+- R1 frontier: `community.member.revoked` lists in `frontier` every event authored by the
+  target that the revoker's node held, plus every join that used the target's invites.
+  Once a node is revoked, an event authored by it is valid only if its id is in that
+  frontier, whatever its lamport; it governs nothing placed after its revocation.
+- R2 void invites: an invite by a revoked node that is not in the frontier has no effect;
+  its unused invites die with the revocation; a join through a revoked node's invite is
+  valid only if the join's id is in the frontier. Whoever joined that way is no member,
+  so its own events are invalid too (unknown_author).
 """
 from __future__ import annotations
 
 import bisect
 import copy
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from hearthnet.errors import IdentityError
@@ -53,13 +63,16 @@ from hearthnet.ledger.events import (
     REVOKED_AUTHOR,
     UNAUTHORIZED,
     UNKNOWN_AUTHOR,
+    admission_verifies,
     sort_key,
     valid_co_signers,
-    wall_time,
 )
 
 PROMOTE_SIGNATURES = 1  # CONTRACT §7.2; the policy has no field for it
 SIGNING_LEVELS = ("trusted", "anchor")
+JOINED = "community.member.joined"
+INVITED = "community.member.invited"
+REVOKED = "community.member.revoked"
 
 
 class CommunityView:
@@ -74,8 +87,10 @@ class CommunityView:
 
     def reset(self) -> None:
         self.head_lamport = 0
-        self._log: list[dict[str, Any]] = []  # governance events in replay order
+        self._log: list[dict[str, Any]] = []  # governance events held, in replay order
         self._ids: set[str] = set()
+        self.invalid: dict[str, str] = {}  # held event id -> why it has no effect
+        self._co_signers: dict[str, frozenset[str]] = {}  # held event id -> verified co-signers
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -83,7 +98,8 @@ class CommunityView:
         self.created_at: str | None = None
         self.policy: dict[str, Any] = dict(DEFAULT_POLICY)
         self.members: dict[str, dict[str, Any]] = {}  # node_id -> level, added_at, added_by
-        self.revoked: dict[str, dict[str, Any]] = {}  # node_id -> revoked_at, lamport, level, revoked_by
+        # node_id -> revoked_at, lamport, level, revoked_by, event_id, frontier (a set)
+        self.revoked: dict[str, dict[str, Any]] = {}
         self.invites: dict[str, dict[str, Any]] = {}  # invite event_id -> unused invite
 
     # ------------------------------------------------------------------ queries
@@ -100,36 +116,48 @@ class CommunityView:
         return sorted(n for n, rec in self.members.items() if rec["level"] == "anchor")
 
     def pending_invites(self, now: str | None = None) -> list[dict[str, Any]]:
-        """Unused invites not expired at `now` (RFC 3339; default: the current time)."""
+        """Unused invites not expired at `now` (RFC 3339; default: the current time), and
+        not void (R2: by a node revoked since)."""
         at = parse_rfc3339(now) if now else utcnow()
         return [{"event_id": k, **v} for k, v in sorted(self.invites.items())
-                if parse_rfc3339(v["expires_at"]) >= at]
+                if parse_rfc3339(v["expires_at"]) >= at and v["invited_by"] not in self.revoked]
 
-    def _level_at(self, node_id: str, lamport: int) -> str | None:
-        # A revoked node keeps the level it had for events before its revocation.
-        level = self.level_of(node_id)
-        if level is not None:
-            return level
+    def author_status(self, node_id: str) -> str | None:
+        """What decides whether `node_id`'s non-governance events are valid: "member", the
+        event id of its revocation (valid: the frontier), or None (none are)."""
+        if node_id in self.members:
+            return "member"
         rev = self.revoked.get(node_id)
-        return rev["level"] if rev is not None and lamport < rev["lamport"] else None
+        return rev["event_id"] if rev is not None else None
+
+    def authors(self) -> dict[str, str]:
+        """author_status of every node that has one."""
+        out = {n: rev["event_id"] for n, rev in self.revoked.items()}
+        out.update((n, "member") for n in self.members)
+        return out
 
     # ------------------------------------------------------------------ authority
 
     def author_problem(self, ev: Mapping[str, Any]) -> str | None:
         """Why `ev`'s author may not author it in the current state (a rejection reason:
         unknown_author, revoked_author, unauthorized), or None. Shape and signature are
-        checked elsewhere."""
-        author, lamport, kind = ev["author"], ev["lamport"], ev["event_type"]
+        checked elsewhere. For a non-governance event the current state is the final one;
+        during a replay it is the state at the event's place in the order."""
+        author, kind = ev["author"], ev["event_type"]
         rev = self.revoked.get(author)
-        if rev is not None and rev["lamport"] <= lamport:
+        if rev is not None and ev["event_id"] not in rev["frontier"]:
             return REVOKED_AUTHOR
         if kind == "community.created":
             return self._created_problem(ev)
-        if kind == "community.member.joined":
+        if kind == JOINED:
             return self._joined_problem(ev)
-        level = self._level_at(author, lamport)
+        level = self.level_of(author)
         if level is None:
-            return UNKNOWN_AUTHOR
+            if rev is None:
+                return UNKNOWN_AUTHOR
+            if kind in GOVERNANCE_TYPES:  # a revoked node governs nothing after its revocation
+                return REVOKED_AUTHOR
+            level = rev["level"]  # in the frontier: written while it was a member
         rule = _RIGHTS.get(kind)
         return None if rule is None else rule(self, ev, level)
 
@@ -144,8 +172,9 @@ class CommunityView:
         invite = self.invites.get(data["invite_event_id"])
         described = data["node_manifest"].get("node_id", author)
         valid = (invite is not None and invite["invitee_node_id"] == author and described == author
-                 and wall_time(ev) <= parse_rfc3339(invite["expires_at"]))
-        if valid:
+                 and _admitted(data, author, invite))
+        inviter = self.revoked.get(invite["invited_by"]) if valid else None
+        if valid and (inviter is None or ev["event_id"] in inviter["frontier"]):  # R2
             return None
         return UNAUTHORIZED if author in self.members else UNKNOWN_AUTHOR
 
@@ -180,8 +209,19 @@ class CommunityView:
     def _enough_signers(self, ev: Mapping[str, Any], level: str, needed: int) -> bool:
         if level not in SIGNING_LEVELS:
             return False
-        signers = valid_co_signers(ev) | {ev["author"]}
+        signers = self._signers(ev)
         return sum(1 for s in signers if self.level_of(s) in SIGNING_LEVELS) >= needed
+
+    def _signers(self, ev: Mapping[str, Any]) -> frozenset[str]:
+        # Every replay judges each co-signed event again: verify its signatures once. Keyed
+        # by event id, safe because the view holds one (verified) event per id.
+        eid = ev["event_id"]
+        cached = self._co_signers.get(eid)
+        if cached is None:
+            cached = frozenset(valid_co_signers(ev) | {ev["author"]})
+            if eid in self._ids:
+                self._co_signers[eid] = cached
+        return cached
 
     def _root_only(self, ev: Mapping[str, Any], level: str) -> str | None:
         return None if ev["author"] == self.community_id else UNAUTHORIZED
@@ -192,28 +232,85 @@ class CommunityView:
     # ------------------------------------------------------------------ materialising
 
     def apply(self, ev: Mapping[str, Any]) -> bool:
-        """Fold one stored event into the view; True when the community manifest may have
-        changed. Events of other types only move head_lamport."""
+        """Add one event to the view; True when the community manifest may have changed.
+        Events of other types only move head_lamport."""
         self.head_lamport = max(self.head_lamport, ev["lamport"])
-        if ev["event_type"] not in GOVERNANCE_TYPES or ev["event_id"] in self._ids:
+        return self.add([ev])
+
+    def add(self, events: list[Mapping[str, Any]]) -> bool:
+        """Add governance events (others are ignored) and settle the view; True when the
+        community manifest may have changed. Afterwards `invalid` names every held event
+        without effect, the new ones included."""
+        new = [dict(ev) for ev in events if ev["event_type"] in GOVERNANCE_TYPES and ev["event_id"] not in self._ids]
+        if not new:
             return False
-        self._ids.add(ev["event_id"])
-        if not self._log or sort_key(ev) > sort_key(self._log[-1]):
-            self._log.append(dict(ev))
-            self._step(ev)
-        else:  # arrived out of order: recompute so the result does not depend on arrival
-            bisect.insort(self._log, dict(ev), key=sort_key)
+        new.sort(key=sort_key)
+        self._ids.update(ev["event_id"] for ev in new)
+        if all(ev["event_type"] != REVOKED for ev in new) and (not self._log or sort_key(new[0]) > sort_key(self._log[-1])):
+            # The usual case: newer than all we hold and no revocation, so nothing before
+            # it changes; stepping it in place gives what a full replay would.
+            self._log.extend(new)
+            for ev in new:
+                self._step(ev)
+        else:
+            for ev in new:
+                bisect.insort(self._log, ev, key=sort_key)
             self._recompute()
-        return ev["event_type"] in MANIFEST_TYPES
+        return any(ev["event_type"] in MANIFEST_TYPES for ev in new)
+
+    def forget(self, event_ids: set[str] | list[str]) -> None:
+        """Drop held events that have no effect (the log deleted them); the state stays
+        as it is, since they never changed it."""
+        doomed = set(event_ids) & self._ids
+        if not doomed:
+            return
+        assert doomed <= set(self.invalid), "only events without effect may be forgotten"
+        self._log = [ev for ev in self._log if ev["event_id"] not in doomed]
+        self._ids -= doomed
+        for eid in doomed:
+            self.invalid.pop(eid, None)
+            self._co_signers.pop(eid, None)
 
     def _recompute(self) -> None:
-        self._reset_state()
+        excluded: dict[str, str] = {}
+        while True:
+            self._reset_state()
+            self.invalid = {}
+            for ev in self._log:
+                if ev["event_id"] not in excluded:
+                    self._step(ev)
+            more = self._reached_back(excluded)
+            if not more:
+                break
+            excluded.update(more)
+        self.invalid.update(excluded)
+
+    def _reached_back(self, excluded: Mapping[str, str]) -> dict[str, str]:
+        """Events that took effect in this replay but break R1/R2 given the revocations
+        it ended with (they sort before those revocations)."""
+        if not self.revoked:
+            return {}
+        invite_author = {ev["event_id"]: ev["author"] for ev in self._log if ev["event_type"] == INVITED}
+        out: dict[str, str] = {}
         for ev in self._log:
-            self._step(ev)
+            eid = ev["event_id"]
+            if eid in excluded or eid in self.invalid:
+                continue
+            rev = self.revoked.get(ev["author"])
+            if rev is not None and eid not in rev["frontier"]:
+                out[eid] = REVOKED_AUTHOR
+            elif ev["event_type"] == JOINED:
+                inviter = self.revoked.get(invite_author.get(ev["data"]["invite_event_id"], ""))
+                if inviter is not None and eid not in inviter["frontier"]:
+                    out[eid] = UNKNOWN_AUTHOR  # joined through a void invite: no member
+        return out
 
     def _step(self, ev: Mapping[str, Any]) -> None:
-        if self.author_problem(ev) is None:  # no authority here: stored, but no effect
+        reason = self.author_problem(ev)
+        if reason is None:
             _EFFECTS[ev["event_type"]](self, ev)
+        else:  # no authority here: no effect (and the log deletes it)
+            self.invalid[ev["event_id"]] = reason
 
     def _on_created(self, ev: Mapping[str, Any]) -> None:
         data = ev["data"]
@@ -237,7 +334,8 @@ class CommunityView:
         target = ev["data"]["target_node_id"]
         rec = self.members.pop(target)
         self.revoked[target] = {"revoked_at": ev["wall_clock"], "lamport": ev["lamport"],
-                                "level": rec["level"], "revoked_by": ev["author"]}
+                                "level": rec["level"], "revoked_by": ev["author"],
+                                "event_id": ev["event_id"], "frontier": frozenset(ev["data"]["frontier"])}
 
     def _on_level(self, ev: Mapping[str, Any]) -> None:
         self.members[ev["data"]["target_node_id"]]["level"] = ev["data"]["new_level"]
@@ -253,8 +351,10 @@ class CommunityView:
             "community_id": self.community_id, "name": self.name, "created_at": self.created_at,
             "policy": dict(self.policy), "head_lamport": self.head_lamport,
             "members": [{"node_id": n, **r} for n, r in sorted(self.members.items())],
-            "revoked": [{"node_id": n, **r} for n, r in sorted(self.revoked.items())],
+            "revoked": [{"node_id": n, **r, "frontier": sorted(r["frontier"])}
+                        for n, r in sorted(self.revoked.items())],
             "invites": [{"event_id": k, **v} for k, v in sorted(self.invites.items())],
+            "invalid": dict(sorted(self.invalid.items())),
             "events": copy.deepcopy(self._log),
         }
 
@@ -263,8 +363,10 @@ class CommunityView:
         self.name, self.created_at = state["name"], state["created_at"]
         self.policy, self.head_lamport = dict(state["policy"]), int(state["head_lamport"])
         self.members = {e["node_id"]: _without(e, "node_id") for e in state["members"]}
-        self.revoked = {e["node_id"]: _without(e, "node_id") for e in state["revoked"]}
+        self.revoked = {e["node_id"]: {**_without(e, "node_id"), "frontier": frozenset(e["frontier"])}
+                        for e in state["revoked"]}
         self.invites = {e["event_id"]: _without(e, "event_id") for e in state["invites"]}
+        self.invalid = dict(state.get("invalid") or {})
         self._log = copy.deepcopy(list(state["events"]))
         self._ids = {ev["event_id"] for ev in self._log}
 
@@ -308,6 +410,21 @@ class CommunityView:
 
 def _without(entry: Mapping[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != key}
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return parse_rfc3339(text)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _admitted(data: Mapping[str, Any], invitee: str, invite: Mapping[str, Any]) -> bool:
+    """R3: the invite's author admitted this invitee, at a time the invite was valid."""
+    admission = data["admission"]
+    at, expires = _when(admission["at"]), _when(invite["expires_at"])
+    return (at is not None and expires is not None and at <= expires
+            and admission_verifies(admission, data["invite_event_id"], invitee, invite["invited_by"]))
 
 
 Rule = Callable[[CommunityView, Mapping[str, Any], str], "str | None"]

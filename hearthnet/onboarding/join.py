@@ -13,7 +13,9 @@ redeem` and `hearthnet init --join`, on a device that has its key but no communi
 4. show the preview (community, inviter, level) and ask; nothing is written before this;
 5. pull the whole event log over the signed sync routes (`/sync/v1/ids`, `/sync/v1/pull`)
    into `<DATA>/communities/<id>/events.sqlite`, verifying every event;
-6. append our own `community.member.joined` (the invite event found in the synced log)
+6. get our admission from the inviter's node (`POST /sync/v1/admit`: it signs only while
+   the invite is unexpired on its own clock, `invite_expired` otherwise), append our own
+   `community.member.joined` (the invite event found in the synced log, the admission)
    and push it to the bootstrap node (`POST /sync/v1/events`); `sync_failed` otherwise;
 7. write the community manifest (re-fetched: it now lists us), pin the inviter, seed the
    peer cache, and last set community_id in config.toml: until that line is written the
@@ -203,7 +205,7 @@ async def _redeem(cfg: "Config", kp: KeyPair, blob: InviteBlob, prompt: "Prompte
         log = _open_log(cfg, blob.community_id)
         try:
             pulled, rejected = await _pull(client, blob, contact, log)
-            joined = _join_event(cfg, kp, log, blob, display_name, profile, now)
+            joined = await _join_event(cfg, kp, log, blob, display_name, profile, now, client, contact)
             await _push(client, blob, contact, joined)
             manifest = await _final_manifest(client, kp, blob, contact, log)
             level = log.view.level_of(kp.node_id_full) or blob.initial_level
@@ -352,9 +354,11 @@ async def _pull(client: "PeerClient", blob: InviteBlob, contact: _Contact, log: 
     return accepted, rejected
 
 
-def _join_event(cfg: "Config", kp: KeyPair, log: "EventLog", blob: InviteBlob, display_name: str | None,
-                profile: str | None, now: datetime | None) -> dict[str, Any]:
-    """Our `community.member.joined` (an earlier attempt's, if it is in the log already)."""
+async def _join_event(cfg: "Config", kp: KeyPair, log: "EventLog", blob: InviteBlob, display_name: str | None,
+                      profile: str | None, now: datetime | None, client: "PeerClient",
+                      contact: _Contact) -> dict[str, Any]:
+    """Our `community.member.joined` (an earlier attempt's, if it is in the log already),
+    with the inviter's admission."""
     from hearthnet.ledger.errors import LedgerError
 
     mine = log.events(event_types=[JOINED], author=kp.node_id_full)
@@ -374,13 +378,30 @@ def _join_event(cfg: "Config", kp: KeyPair, log: "EventLog", blob: InviteBlob, d
     exact = [i for i in pending if (i["expires_at"], i["initial_level"]) == (blob.expires_at, blob.initial_level)]
     invite = (exact or sorted(pending, key=lambda i: i["expires_at"]))[-1]
     data = {"invite_event_id": invite["event_id"],
-            "node_manifest": _node_manifest(cfg, kp, blob.community_id, display_name, profile)}
+            "node_manifest": _node_manifest(cfg, kp, blob.community_id, display_name, profile),
+            "admission": await _admission(client, blob, contact, invite["event_id"])}
     try:
         return log.append_local(kp, JOINED, data)
     except LedgerError as exc:
         if exc.code in ("db_corrupt", "disk_full"):
             raise
         raise OnboardingError("sync_failed", f"the community's log does not accept this join: {exc.message}") from None
+
+
+async def _admission(client: "PeerClient", blob: InviteBlob, contact: _Contact, invite_event_id: str) -> Any:
+    """The inviter's node signs our admission (POST /sync/v1/admit), only while the
+    invite is unexpired on ITS clock: our own clock decides nothing (views.py R3)."""
+    from hearthnet.transport.signing import SYNC_ADMIT
+
+    try:
+        reply = await client.post_signed(blob.inviter_node_id, contact.endpoint, "/sync/v1/admit", SYNC_ADMIT,
+                                         {"community_id": blob.community_id, "invite_event_id": invite_event_id})
+    except HearthNetError as exc:
+        if exc.code == "invite_expired":
+            raise OnboardingError("invite_expired", f"the inviter's node says: {exc.message}",
+                                  hint="ask the inviter for a new invite") from None
+        raise _sync_error(contact, "could not get our admission from", exc) from None
+    return reply.get("admission")
 
 
 def _node_name_and_profile(cfg: "Config", display_name: str | None, profile: str | None) -> tuple[str, str]:

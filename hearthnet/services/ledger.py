@@ -10,6 +10,8 @@ Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "
     community.log.heads      {}                              -> {community_id, head, heads_by_type, count, digest}
     community.log.ids        {since_lamport}                 -> {ids}
     community.log.events     {since_lamport?, ids?, event_types?, author?, limit?} -> {events}
+    community.log.frontier   {target_node_id}                -> {frontier}  the `frontier` a revocation
+                             of that node built now must carry (views.py R1)
     community.log.subscribe  {event_types?}  stream: ("subscribed", {community_id, head}) once the
                              subscription is live, then ("event", envelope) for every event stored
                              after it (local or received), until the caller leaves
@@ -162,6 +164,7 @@ class LedgerService:
                 timeout=120),
             cap("community.log.heads", self.heads, _schema()),
             cap("community.log.ids", self.ids, _schema(since_lamport=_INT)),
+            cap("community.log.frontier", self.frontier, _schema(target_node_id={"type": "string"})),
             cap("community.log.events", self.events,
                 _schema(since_lamport=_INT, ids=_STRS, event_types=_STRS, author={"type": "string"},
                         limit={"type": "integer", "minimum": 1}), timeout=60),
@@ -189,11 +192,20 @@ class LedgerService:
             raise HearthNetError("bad_request", "input.events must be a list of events")
         t0 = time.perf_counter()
         result = await self._db(self.log.append_received, events)
-        await self._after_stored(result.stored)
+        await self._after_stored(result.stored, purged=bool(result.purged))
         if result.rejected:
             log.warning("rejected received events", extra={"rejected": result.rejected,
                                                            "reasons": result.rejected_reasons[:5]})
-        return {"output": result.to_wire(), "meta": {"ms": _ms(t0)}}
+        return {"output": result.to_wire(), "meta": {"ms": _ms(t0), "purged": len(result.purged)}}
+
+    async def frontier(self, req: Request) -> dict[str, Any]:
+        target = req.input.get("target_node_id")
+        try:
+            keys.parse_node_id(target)
+        except (HearthNetError, TypeError):
+            raise HearthNetError("bad_request", "input.target_node_id must be a full node id") from None
+        ids = await self._db(self.log.revocation_frontier, target)
+        return {"output": {"frontier": ids}, "meta": {"count": len(ids)}}
 
     async def heads(self, req: Request) -> dict[str, Any]:
         by_type, count, digest = await self._db(
@@ -252,10 +264,10 @@ class LedgerService:
 
     # ------------------------------------------------------------------ after a write
 
-    async def _after_stored(self, events: list[dict[str, Any]]) -> None:
+    async def _after_stored(self, events: list[dict[str, Any]], *, purged: bool = False) -> None:
         for ev in events:
             self.fanout.publish(ev)
-        if any(ev["event_type"] in MANIFEST_TYPES for ev in events):
+        if purged or any(ev["event_type"] in MANIFEST_TYPES for ev in events):
             await self._db(self._rewrite_manifest)
 
     def _rewrite_manifest(self) -> None:

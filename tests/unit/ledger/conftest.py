@@ -11,7 +11,7 @@ import pytest
 from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import rfc3339
-from hearthnet.ledger.events import build_event, co_sign
+from hearthnet.ledger.events import build_admission, build_event, co_sign
 from hearthnet.ledger.store import EventLog
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
@@ -33,6 +33,10 @@ class Community:
     log: EventLog
     root: KeyPair
     members: dict[str, KeyPair] = field(default_factory=dict)
+    keyring: dict[str, KeyPair] = field(default_factory=dict)  # node id -> key, for admissions
+
+    def __post_init__(self) -> None:
+        self.keyring[self.root.node_id_full] = self.root
 
     @property
     def cid(self) -> str:
@@ -45,14 +49,22 @@ class Community:
 
     def invite(self, inviter: KeyPair, invitee: KeyPair, level: str = "member",
                expires_at: datetime | None = None) -> dict[str, Any]:
+        self.keyring[inviter.node_id_full] = inviter
         return self.log.append_local(inviter, "community.member.invited", {
             "invitee_node_id": invitee.node_id_full, "display_name": "new", "initial_level": level,
             "expires_at": rfc3339(expires_at or datetime.now(timezone.utc) + timedelta(hours=24))})
 
-    def join_event(self, invitee: KeyPair, invite: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    def join_event(self, invitee: KeyPair, invite: dict[str, Any], now: datetime | None = None,
+                   admitted_at: datetime | None = None, admitted_by: KeyPair | None = None,
+                   lamport: int | None = None) -> dict[str, Any]:
+        """A join with the admission the invite's author signs at `admitted_at` (default
+        now); `now` is the joiner's own wall_clock."""
+        by = admitted_by or self.keyring[invite["author"]]
+        admission = build_admission(by, invite["event_id"], invitee.node_id_full,
+                                    admitted_at or datetime.now(timezone.utc))
         return self.event(invitee, "community.member.joined",
-                          {"invite_event_id": invite["event_id"], "node_manifest": node_manifest_stub(invitee)},
-                          now=now)
+                          {"invite_event_id": invite["event_id"], "node_manifest": node_manifest_stub(invitee),
+                           "admission": admission}, now=now, lamport=lamport)
 
     def add_member(self, name: str, level: str = "member", inviter: KeyPair | None = None) -> KeyPair:
         kp = keys.generate()
@@ -60,11 +72,16 @@ class Community:
         result = self.log.append_received([self.join_event(kp, invite)])
         assert result.accepted == 1, result
         self.members[name] = kp
+        self.keyring[kp.node_id_full] = kp
         return kp
 
     def governance(self, author: KeyPair, event_type: str, data: dict[str, Any],
                    co_signers: list[KeyPair], lamport: int | None = None) -> dict[str, Any]:
+        """Co-signed; a revocation gets the frontier this log would give it now unless
+        `data` names one."""
         data = {**data, "co_signers": []}
+        if event_type == "community.member.revoked" and "frontier" not in data:
+            data["frontier"] = self.log.revocation_frontier(data["target_node_id"])
         data["co_signers"] = [co_sign(kp, self.cid, event_type, data) for kp in co_signers]
         return self.event(author, event_type, data, lamport=lamport)
 

@@ -12,6 +12,9 @@ from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import (
     ENVELOPE_FIELDS,
     EVENT_TYPES,
+    MAX_FRONTIER,
+    admission_verifies,
+    build_admission,
     build_event,
     co_sign,
     data_problem,
@@ -33,8 +36,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "community.created": {"name": "Maple", "founder_node_id": CID, "policy": POLICY},
     "community.member.invited": {"invitee_node_id": OTHER.node_id_full, "display_name": "b",
                                  "initial_level": "member", "expires_at": "2026-11-27T00:00:00Z"},
-    "community.member.joined": {"invite_event_id": "01JD0000000000000000000000", "node_manifest": {}},
-    "community.member.revoked": {"target_node_id": OTHER.node_id_full, "reason": "compromised", "co_signers": []},
+    "community.member.joined": {"invite_event_id": "01JD0000000000000000000000", "node_manifest": {},
+                                "admission": build_admission(KP, "01JD0000000000000000000000", OTHER.node_id_full, NOW)},
+    "community.member.revoked": {"target_node_id": OTHER.node_id_full, "reason": "compromised", "co_signers": [],
+                                 "frontier": ["01JD0000000000000000000000", "01JD0000000000000000000001"]},
     "community.member.promoted": {"target_node_id": OTHER.node_id_full, "new_level": "trusted", "co_signers": []},
     "community.member.demoted": {"target_node_id": OTHER.node_id_full, "new_level": "member", "co_signers": []},
     "community.policy.updated": {"policy": POLICY},
@@ -125,6 +130,22 @@ def test_shape_problems(mutate: Any, why: str) -> None:
     ("community.created", {"policy": {"federation_enabled": True}}, "policy must have exactly"),
     ("community.policy.updated", {"policy": {**POLICY, "min_signatures_to_revoke": "3"}}, "policy.min_signatures"),
     ("market.post.expired", {"reason": "bored"}, "data.reason"),
+    ("community.member.joined", {"admission": None}, "data.admission has the wrong type"),
+    ("community.member.joined", {"admission": {"by": CID, "at": "2026-11-26T10:00:00Z"}}, "exactly the fields"),
+    ("community.member.joined", {"admission": {"by": "bob", "at": "2026-11-26T10:00:00Z", "signature": "x"}},
+     "admission.by"),
+    ("community.member.joined", {"admission": {"by": CID, "at": "0001-01-01T00:00:00+01:00", "signature": "x"}},
+     "admission.at"),
+    ("community.member.joined", {"admission": {"by": CID, "at": "2026-11-26T10:00:00Z", "signature": 7}},
+     "admission.signature"),
+    ("community.member.revoked", {"frontier": "01JD0000000000000000000000"}, "data.frontier has the wrong type"),
+    ("community.member.revoked", {"frontier": ["not-a-ulid"]}, "ULIDs"),
+    ("community.member.revoked", {"frontier": [7]}, "ULIDs"),
+    ("community.member.revoked", {"frontier": ["01JD0000000000000000000001", "01JD0000000000000000000000"]},
+     "sorted"),
+    ("community.member.revoked", {"frontier": ["01JD0000000000000000000000"] * 2}, "sorted"),
+    ("community.member.revoked", {"frontier": ["01JD0000000000000000000000"] * (MAX_FRONTIER + 1)},
+     "more than"),
 ])
 def test_value_problems(event_type: str, patch: dict[str, Any], why: str) -> None:
     problem = data_problem(event_type, {**SAMPLES[event_type], **patch})
@@ -146,7 +167,8 @@ def test_build_event_refuses_to_sign_malformed_data() -> None:
 
 
 def test_co_signatures_bind_community_type_and_payload() -> None:
-    data = {"target_node_id": OTHER.node_id_full, "reason": "compromised", "co_signers": []}
+    data = {"target_node_id": OTHER.node_id_full, "reason": "compromised", "co_signers": [],
+            "frontier": ["01JD0000000000000000000000"]}
     third = keys.generate()
     data["co_signers"] = [co_sign(KP, CID, "community.member.revoked", data),
                           co_sign(OTHER, CID, "community.member.revoked", data),
@@ -158,3 +180,18 @@ def test_co_signatures_bind_community_type_and_payload() -> None:
     assert valid_co_signers(as_demote) == set()  # a revoke signature is no demote signature
     changed = {**ev, "data": {**data, "reason": "inactive"}}
     assert valid_co_signers(changed) == set()
+    other_frontier = {**ev, "data": {**data, "frontier": []}}  # the frontier is signed too
+    assert valid_co_signers(other_frontier) == set()
+
+
+def test_an_admission_binds_invite_invitee_time_and_inviter() -> None:
+    invite_id, invitee = "01JD0000000000000000000000", OTHER.node_id_full
+    adm = build_admission(KP, invite_id, invitee, NOW)
+    assert adm["by"] == CID and adm["at"] == "2026-11-26T12:00:00Z"
+    assert admission_verifies(adm, invite_id, invitee, CID)
+    assert not admission_verifies(adm, "01JD0000000000000000000001", invitee, CID)  # another invite
+    assert not admission_verifies(adm, invite_id, CID, CID)  # another invitee
+    assert not admission_verifies(adm, invite_id, invitee, OTHER.node_id_full)  # another inviter
+    assert not admission_verifies({**adm, "at": "2026-11-25T12:00:00Z"}, invite_id, invitee, CID)  # back-dated
+    forged = {**build_admission(OTHER, invite_id, invitee, NOW), "by": CID}
+    assert not admission_verifies(forged, invite_id, invitee, CID)

@@ -173,11 +173,11 @@ def test_join_with_an_expired_invite_is_rejected(community: Community) -> None:
     log, newcomer = community.log, keys.generate()
     now = datetime.now(timezone.utc)
     invite = community.invite(community.root, newcomer, expires_at=now - timedelta(minutes=1))
-    joined = community.join_event(newcomer, invite, now=now)
+    joined = community.join_event(newcomer, invite, now=now, admitted_at=now)
     result = log.append_received([joined])
     assert reasons(result) == {joined["event_id"]: "unknown_author"} and log.get(joined["event_id"]) is None
-    # Judged on the event's own clock: a join made in time is accepted even when synced late.
-    in_time = community.join_event(newcomer, invite, now=now - timedelta(minutes=2))
+    # Judged on the inviter's admission, not on "now": admitted in time, synced late, accepted.
+    in_time = community.join_event(newcomer, invite, now=now, admitted_at=now - timedelta(minutes=2))
     assert log.append_received([in_time]).accepted == 1
 
 
@@ -194,22 +194,25 @@ def test_join_needs_an_unused_invite_addressed_to_the_author(community: Communit
     assert reasons(log.append_received([again])) == {again["event_id"]: expected}
 
 
-def test_revoked_author_is_refused_from_the_revocation_on(community: Community) -> None:
+def test_a_revoked_author_keeps_only_its_frontier(community: Community) -> None:
     log = community.log
     t1 = community.add_member("t1", "trusted")
     t2 = community.add_member("t2", "trusted")
     bad = community.add_member("bad")
-    # Authored before the revocation (lower lamport) but delivered after it.
-    before = community.event(bad, "file.cid.unpinned", {"cid": "before"}, lamport=log.clock)
+    held = community.event(bad, "file.cid.unpinned", {"cid": "held"})
+    assert log.append_received([held]).accepted == 1
+    # Written before the revocation but never seen by the revoker: not in the frontier.
+    unseen = community.event(bad, "file.cid.unpinned", {"cid": "unseen"}, lamport=log.clock)
     revoke = community.governance(community.root, "community.member.revoked",
                                   {"target_node_id": bad.node_id_full, "reason": "compromised"}, [t1, t2])
+    assert held["event_id"] in revoke["data"]["frontier"]
     assert log.append_received([revoke]).accepted == 1
     assert bad.node_id_full in log.view.revoked and not log.view.is_member(bad.node_id_full)
     after = community.event(bad, "file.cid.unpinned", {"cid": "after"})
     same = community.event(bad, "file.cid.unpinned", {"cid": "same"}, lamport=revoke["lamport"])
-    result = log.append_received([before, after, same])
-    assert result.accepted == 1 and log.get(before["event_id"]) is not None
-    assert reasons(result) == {after["event_id"]: "revoked_author", same["event_id"]: "revoked_author"}
+    result = log.append_received([unseen, after, same])
+    assert result.accepted == 0 and log.get(held["event_id"]) == held
+    assert reasons(result) == {eid: "revoked_author" for eid in (unseen["event_id"], after["event_id"], same["event_id"])}
 
 
 def test_revoke_needs_three_trusted_signatures(community: Community) -> None:

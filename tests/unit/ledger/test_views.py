@@ -43,8 +43,10 @@ def random_history(tmp_path: Path, seed: int) -> tuple[Community, list[dict[str,
                 "invitee_node_id": newcomer.node_id_full, "display_name": "n", "initial_level": level,
                 "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(days=1))}, lamport=lamport)
             if log.append_received([invite]).accepted:
+                c.keyring[author.node_id_full] = author
                 if log.append_received([c.join_event(newcomer, invite)]).accepted:
                     nodes.append(newcomer)
+                    c.keyring[newcomer.node_id_full] = newcomer
             continue
         if action == "post":
             ev = c.event(author, "market.post.created", post_data(rng.randint(0, 99)), lamport=lamport)

@@ -1,6 +1,6 @@
 """A stand-in for the inviter's node, for the join tests: a real HTTPS server (TLS 1.3,
 the device key's certificate) on 127.0.0.1 in a thread, serving the routes a redeem uses
-(`/manifest`, `/community/manifest`, the signed `/sync/v1/ids|pull|events`) from a real
+(`/manifest`, `/community/manifest`, the signed `/sync/v1/ids|pull|events|admit`) from a real
 EventLog, with knobs to make each step fail. It is not the product gateway: the real
 one is exercised by tests/integration/test_invite_join.py."""
 from __future__ import annotations
@@ -18,7 +18,8 @@ from aiohttp import web
 
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.identity.keys import KeyPair
-from hearthnet.identity.manifest import build_node_manifest, rfc3339, utcnow
+from hearthnet.identity.manifest import build_node_manifest, parse_rfc3339, rfc3339, utcnow
+from hearthnet.ledger.events import build_admission
 from hearthnet.ledger.store import EventLog
 from hearthnet.transport import signing
 from hearthnet.transport.tls import add_tls_fields, ensure_tls_identity, server_ssl_context
@@ -94,6 +95,18 @@ class Inviter:
                                          "rejected_reasons": [{"event_id": None, "reason": "unauthorized"}]})
         return self._reply(request, self.log.append_received(body["events"]).to_wire())
 
+    async def admit(self, request: web.Request) -> web.Response:
+        """The product's rule (gateway/admit.py): sign only for the addressee of an
+        unused invite of ours, and only before it expires on OUR clock."""
+        body = await self._signed(request, signing.SYNC_ADMIT)
+        caller = request.headers[signing.H_FROM]
+        invite = self.log.get(body["invite_event_id"])
+        if invite is None or invite["data"]["invitee_node_id"] != caller:
+            raise HearthNetError("unauthorized", "not your invite")
+        if utcnow() > parse_rfc3339(invite["data"]["expires_at"]):
+            raise HearthNetError("invite_expired", "the invite has expired")
+        return self._reply(request, {"admission": build_admission(self.kp, invite["event_id"], caller)})
+
     @web.middleware
     async def errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
@@ -114,6 +127,7 @@ def running_inviter(root: Path, kp: KeyPair) -> Iterator[Inviter]:
     app.router.add_post("/sync/v1/ids", inviter.ids)
     app.router.add_post("/sync/v1/pull", inviter.pull)
     app.router.add_post("/sync/v1/events", inviter.events)
+    app.router.add_post("/sync/v1/admit", inviter.admit)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     runner = web.AppRunner(app)

@@ -14,6 +14,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import build_genesis_community_manifest, utcnow, write_community_manifest
+from hearthnet.ledger.events import build_admission
 from hearthnet.ledger.store import EventLog
 from hearthnet.bus.service import Request
 from hearthnet.onboarding.create import create_invite
@@ -128,7 +129,8 @@ def test_member_needs_no_invite(node, tmp_path):
     api.now = utcnow()  # bob joins now
     made = create_invite(cfg, node_id_text=bob.node_id_full, api=api, write_png=False)
     log.append_local(bob, "community.member.joined", {"invite_event_id": made.event_id,
-                                                      "node_manifest": {"node_id": bob.node_id_full}})
+                                                      "node_manifest": {"node_id": bob.node_id_full},
+                                                      "admission": build_admission(kp, made.event_id, bob.node_id_full)})
     with pytest.raises(OnboardingError) as err:
         create_invite(cfg, node_id_text=bob.node_id_full, api=api, write_png=False)
     assert err.value.code == "already_member" and err.value.exit_code == 1

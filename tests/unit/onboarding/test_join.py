@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from hearthnet.config import load_config, update_config_file
 from hearthnet.errors import UserAbort
 from hearthnet.identity import keys
-from hearthnet.identity.manifest import build_genesis_community_manifest, write_community_manifest
+from hearthnet.identity.manifest import build_genesis_community_manifest, parse_rfc3339, write_community_manifest
 from hearthnet.ledger.store import EventLog
 from hearthnet.node_init import DefaultsPrompter
 from hearthnet.onboarding.errors import OnboardingError
@@ -90,7 +91,7 @@ def test_full_join(alice, me, tmp_path):
     assert types[4] == ("community.member.joined", me.node_id_full) and result.events_pulled == 4
     # the inviter got our join, and the manifest we keep lists us
     assert alice.log.view.level_of(me.node_id_full) == "member"
-    assert alice.seen == ["/sync/v1/ids", "/sync/v1/pull", "/sync/v1/events"]
+    assert alice.seen == ["/sync/v1/ids", "/sync/v1/pull", "/sync/v1/admit", "/sync/v1/events"]
     manifest = json.loads(cfg.community_manifest_path.read_text())
     assert me.node_id_full in [m["node_id"] for m in manifest["members"]]
     # the inviter is pinned and in the peer cache
@@ -189,6 +190,23 @@ def test_invite_expired_in_the_log_is_expired(alice, me, tmp_path):
     with pytest.raises(OnboardingError) as err:
         redeem_invite(load_config(), me, encode_invite(blob), prompt=DefaultsPrompter())
     assert err.value.code == "invite_expired"
+
+
+def test_a_back_dated_clock_does_not_beat_the_inviters_expiry(alice, me, tmp_path):
+    """The joiner's own clock says the invite is still valid; the inviter's node, whose
+    admission the join needs, says it expired."""
+    ev = alice.invite(me.node_id_full, hours=-1)
+    blob = sign_invite(alice.kp, community_id=alice.community_id, community_name="Maple Street",
+                       invitee_node_id=me.node_id_full, initial_level="member",
+                       bootstrap_endpoints=[{"transport": "https", "host": "127.0.0.1", "port": alice.port}],
+                       expires_at=ev["data"]["expires_at"])
+    alice.open_sync = True
+    back_dated = parse_rfc3339(ev["data"]["expires_at"]) - timedelta(hours=1)
+    with pytest.raises(OnboardingError) as err:
+        redeem_invite(load_config(), me, encode_invite(blob), prompt=DefaultsPrompter(), now=back_dated)
+    assert err.value.code == "invite_expired" and "/sync/v1/admit" in alice.seen
+    assert "/sync/v1/events" not in alice.seen and not alice.log.view.is_member(me.node_id_full)
+    assert load_config().community.community_id is None
 
 
 def test_other_community_is_refused_before_any_contact(alice, me, tmp_path):

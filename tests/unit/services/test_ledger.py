@@ -14,7 +14,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.manifest import read_community_manifest, rfc3339
 from hearthnet.ledger.errors import LedgerError
-from hearthnet.ledger.events import build_event
+from hearthnet.ledger.events import build_admission, build_event
 from hearthnet.node_init import DefaultsPrompter, InitOptions, init_node
 from hearthnet.bus.service import Request
 from hearthnet.services.ledger import Fanout, LedgerService
@@ -49,7 +49,7 @@ def test_capabilities_are_beta_self_and_complete(cfg: Config) -> None:
     caps = {c.name: c for c in LedgerService(cfg).capabilities()}
     assert set(caps) == {"community.log.append", "community.log.ingest", "community.log.heads", "community.log.ids",
                          "community.log.events", "community.log.subscribe", "community.manifest.get",
-                         "community.members.get"}
+                         "community.members.get", "community.log.frontier"}
     for c in caps.values():
         d = c.descriptor()
         assert d["stability"] == "beta" and d["trust_required"] == "self" and d["version"] == "1.0"
@@ -112,7 +112,8 @@ def test_ingest_of_a_join_rewrites_the_manifest(cfg: Config) -> None:
             "invitee_node_id": newcomer.node_id_full, "display_name": "attic", "initial_level": "member",
             "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}})))["output"]["event"]
         joined = build_event(newcomer, svc.log.community_id, invite["lamport"] + 1, "community.member.joined",
-                             {"invite_event_id": invite["event_id"], "node_manifest": {"node_id": newcomer.node_id_full}})
+                             {"invite_event_id": invite["event_id"], "node_manifest": {"node_id": newcomer.node_id_full},
+                              "admission": build_admission(svc.kp, invite["event_id"], newcomer.node_id_full)})
         stranger = build_event(keys.generate(), svc.log.community_id, 9, "file.cid.unpinned", {"cid": "x"})
         out = (await svc.ingest(req("community.log.ingest", {"events": [joined, stranger, joined]})))["output"]
         assert out == {"accepted": 1, "rejected": 1, "duplicates": 1, "new_head_lamport": 5,
@@ -200,7 +201,8 @@ def test_no_second_genesis_once_membership_has_changed(cfg: Config) -> None:
             "invitee_node_id": newcomer.node_id_full, "display_name": "attic", "initial_level": "member",
             "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}})))["output"]["event"]
         joined = build_event(newcomer, svc.log.community_id, invite["lamport"] + 1, "community.member.joined",
-                             {"invite_event_id": invite["event_id"], "node_manifest": {}})
+                             {"invite_event_id": invite["event_id"], "node_manifest": {},
+                              "admission": build_admission(svc.kp, invite["event_id"], newcomer.node_id_full)})
         assert (await svc.ingest(req("community.log.ingest", {"events": [joined]})))["output"]["accepted"] == 1
 
     async def count(svc: LedgerService) -> int:
@@ -222,3 +224,48 @@ def test_members_get_is_the_event_log_membership(cfg: Config) -> None:
                                "added_at": out["members"][0]["added_at"],
                                "added_by": cfg.community.community_id}]
     assert out["revoked"] == [] and out["head_lamport"] == 3
+
+
+def test_frontier_lists_what_a_revocation_of_that_node_must_carry(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        out = (await svc.frontier(req("community.log.frontier", {"target_node_id": svc.kp.node_id_full})))["output"]
+        assert out["frontier"] == sorted(e["event_id"] for e in svc.log.events())  # the founder's genesis
+        stranger = keys.generate().node_id_full
+        assert (await svc.frontier(req("community.log.frontier", {"target_node_id": stranger})))["output"] == {
+            "frontier": []}
+        for bad in ({}, {"target_node_id": "bob"}, {"target_node_id": 7}):
+            with pytest.raises(HearthNetError) as err:
+                await svc.frontier(req("community.log.frontier", bad))
+            assert err.value.code == "bad_request"
+
+    run(cfg, body)
+
+
+def test_a_revocation_deletes_what_its_frontier_lacks_and_rewrites_the_manifest(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> dict[str, Any]:
+        async def append(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+            return (await svc.append(req("community.log.append", {"event_type": event_type, "data": data})))["output"]["event"]
+
+        await append("community.policy.updated", {"policy": {**svc.log.view.policy, "min_signatures_to_revoke": 1}})
+        bad = keys.generate()
+        invite = await append("community.member.invited", {
+            "invitee_node_id": bad.node_id_full, "display_name": "bad", "initial_level": "member",
+            "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))})
+        joined = build_event(bad, svc.log.community_id, svc.log.clock + 1, "community.member.joined",
+                             {"invite_event_id": invite["event_id"], "node_manifest": {},
+                              "admission": build_admission(svc.kp, invite["event_id"], bad.node_id_full)})
+        assert (await svc.ingest(req("community.log.ingest", {"events": [joined]})))["output"]["accepted"] == 1
+        frontier = (await svc.frontier(req("community.log.frontier", {"target_node_id": bad.node_id_full})))
+        revoke = build_event(svc.kp, svc.log.community_id, svc.log.clock + 5, "community.member.revoked", {
+            "target_node_id": bad.node_id_full, "reason": "compromised", "co_signers": [],
+            "frontier": frontier["output"]["frontier"]})
+        unseen = build_event(bad, svc.log.community_id, svc.log.clock + 1, "file.cid.unpinned", {"cid": "x"})
+        assert (await svc.ingest(req("community.log.ingest", {"events": [unseen]})))["output"]["accepted"] == 1
+        out = await svc.ingest(req("community.log.ingest", {"events": [revoke]}))
+        assert out["output"]["accepted"] == 1 and out["meta"]["purged"] == 1
+        assert svc.log.get(unseen["event_id"]) is None and svc.log.get(joined["event_id"]) is not None
+        return {"bad": bad.node_id_full}
+
+    result = run(cfg, body)
+    on_disk = read_community_manifest(cfg.community_manifest_path)
+    assert [r["node_id"] for r in on_disk["revoked"]] == [result["bad"]]
