@@ -238,16 +238,20 @@ def node_manifest_fields(m: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- peers
 
 
-def peer_record(peer: Any) -> dict[str, Any]:
+def peer_record(peer: Any, kind: str = "added") -> dict[str, Any]:
     """A verified peer as the discovery worker reports it (community.peers.watch): the
-    fields the gateway's mesh uses. Its manifest was verified by discovery; this guards
-    the gateway against a record it cannot use."""
+    fields the gateway's mesh uses (a removal needs only the node id). Its manifest was
+    verified by discovery; this guards the gateway against a record it cannot use."""
     peer = obj(peer, "peer")
     text(peer.get("node_id"), "peer node_id", max_len=MAX_NAME, empty=False)
+    if kind == "removed":
+        return peer
     text(peer.get("node_id_short"), "peer node_id_short", max_len=MAX_NAME, empty=False)
-    endpoint(peer.get("endpoint"), "peer endpoint")
-    manifest = obj(peer.get("manifest", {}), "peer manifest")
-    array(manifest.get("capabilities", []), "peer manifest capabilities", MAX_CAPABILITIES)
+    ep = obj(peer.get("endpoint"), "peer endpoint")
+    text(ep.get("host"), "peer endpoint host", max_len=253, empty=False)
+    integer(ep.get("port"), "peer endpoint port", 1, 65535)
+    manifest = obj(peer.get("manifest") or {}, "peer manifest")
+    array(manifest.get("capabilities") or [], "peer manifest capabilities", MAX_CAPABILITIES)
     return peer
 
 
