@@ -203,20 +203,35 @@ class Broker:
                     sock.recv(_NOBLOCK)
                 self._malformed(side, ident, "not [identity, payload]")
                 continue
-            try:
-                msg = P.unpack(data)
-            except Exception as exc:  # msgpack raises several types; drop the frame
-                self._malformed(side, ident, f"not a msgpack map: {str(exc)[:200]}")
-                continue
-            problem = check(msg)
-            if problem is not None:
-                self._malformed(side, ident, problem)
-                continue
-            try:
-                handler(ident, msg)
-            except Exception:  # a bug, not input: the checks above passed. Keep serving.
-                self._badlog.warning(f"bug:{side}:{msg.get('t')}", "broker failed on a %s %r message",
-                                     side, msg.get("t"), exc_info=True)
+            self._receive(side, ident, data, handler, check)
+
+    def _receive(self, side: str, ident: bytes, data: bytes,
+                 handler: Callable[[bytes, dict[str, Any]], None],
+                 check: Callable[[dict[str, Any]], str | None]) -> None:
+        """One message from a socket: decoded, checked, handled; whatever it holds, the
+        broker goes on (a malformed one is dropped with one log line a minute)."""
+        try:
+            msg = P.unpack(data)
+        except Exception as exc:  # msgpack raises several types; drop the frame
+            self._malformed(side, ident, f"not a msgpack map: {str(exc)[:200]}")
+            return
+        problem = check(msg)
+        if problem is not None:
+            self._malformed(side, ident, problem)
+            return
+        try:
+            handler(ident, msg)
+        except Exception:  # a bug, not input: the checks above passed. Keep serving.
+            self._badlog.warning(f"bug:{side}:{str(msg.get('t'))[:20]}", "broker failed on a %s %r message",
+                                 side, msg.get("t"), exc_info=True)
+
+    def receive_worker(self, ident: bytes, data: bytes) -> None:
+        """A message as if it came on the workers' socket (tests and fuzzing)."""
+        self._receive("worker", ident, data, self._on_worker, P.worker_problem)
+
+    def receive_client(self, ident: bytes, data: bytes) -> None:
+        """A message as if it came on the clients' socket (tests and fuzzing)."""
+        self._receive("client", ident, data, self._on_client, P.client_problem)
 
     def _malformed(self, side: str, ident: bytes, problem: str) -> None:
         """Drop a message, saying so once a minute per sender (a worker's name if known)."""
