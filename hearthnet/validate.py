@@ -52,7 +52,12 @@ def _shown(value: Any) -> str:
     """A short, safe rendering of a bad value for a log line."""
     if isinstance(value, (dict, list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
-    text = repr(value)
+    if isinstance(value, str):
+        value = value[:80]
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int too long to print, an odd object
+        return f"a {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -80,6 +80,11 @@ def _broker_id(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63
 
 
+def _unknown(kind: Any) -> str:
+    shown = repr(kind[:40]) if isinstance(kind, str) else f"of type {type(kind).__name__}"
+    return f"unknown message type {shown}"
+
+
 def worker_problem(msg: dict[str, Any]) -> str | None:
     """Why a message on the workers' socket is malformed, or None. READY descriptors are
     checked one by one later (`ready_caps`), so one bad entry costs only itself."""
@@ -112,7 +117,7 @@ def worker_problem(msg: dict[str, Any]) -> str | None:
         if not isinstance(msg.get("remote", False), bool):
             return "remote is not a bool"
         return None
-    return f"unknown message type {str(kind)[:40]!r}"
+    return _unknown(kind)
 
 
 def ready_caps(caps: list[Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -162,7 +167,7 @@ def client_problem(msg: dict[str, Any]) -> str | None:
         if args.get("capability") is not None and _str(args, "capability"):
             return "args.capability is not a capability name"
         return _str(msg, "op")
-    return f"unknown message type {str(kind)[:40]!r}"
+    return _unknown(kind)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
