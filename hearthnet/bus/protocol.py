@@ -31,6 +31,7 @@ from typing import Any
 import msgpack
 
 from hearthnet import validate
+from hearthnet.errors import HearthNetError
 
 READY, HB, FRAME, END, BYE, REQ, CANCEL, WHO, CALL, ADMIN, DRAIN, REJECT = (
     "ready", "hb", "frame", "end", "bye", "req", "cancel", "who", "call", "admin", "drain",
@@ -41,8 +42,18 @@ RESULT, DONE, ERROR = "result", "done", "error"
 _packer = msgpack.Packer(use_bin_type=True)
 
 
+class EncodeError(HearthNetError, ValueError):
+    """A message msgpack cannot carry (an int beyond 64 bits, nesting over its limit, a
+    type it does not know): the caller's bad data, not a crash of whoever sends it."""
+
+    code = "bad_request"
+
+
 def pack(msg: dict[str, Any]) -> bytes:
-    return _packer.pack(msg)
+    try:
+        return _packer.pack(msg)
+    except (ValueError, TypeError, OverflowError) as exc:  # msgpack resets its buffer first
+        raise EncodeError("bad_request", f"the message cannot be encoded for the bus: {exc}") from None
 
 
 def unpack(data: bytes) -> dict[str, Any]:
