@@ -234,10 +234,11 @@ class Broker:
         self._receive("client", ident, data, self._on_client, P.client_problem)
 
     def _malformed(self, side: str, ident: bytes, problem: str) -> None:
-        """Drop a message, saying so once a minute per sender (a worker's name if known)."""
+        """Drop a message, saying so once a minute per sender (a worker's name if known);
+        the next line says how many more were dropped meanwhile."""
         w = self.by_ident.get(ident) if side == "worker" else None
         sender = w.name if w is not None else ident.hex()[:40]
-        self._badlog.warning(f"{side}:{sender}:{problem[:60]}", "malformed broker frame from %s %s dropped: %s",
+        self._badlog.warning(f"{side}:{sender}", "malformed broker frame from %s %s dropped: %s",
                              side, sender, problem)
 
     def _poll_timeout_ms(self) -> int:
