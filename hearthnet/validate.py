@@ -109,8 +109,9 @@ def array(value: Any, what: str, max_len: int) -> list[Any]:
 
 def plain_json(value: Any, what: str, *, max_depth: int, max_nodes: int,
                max_text: int = 64 * 1024) -> Any:
-    """JSON data only (objects with string keys, lists, strings, finite numbers, bools,
-    null), nested at most `max_depth` deep and holding at most `max_nodes` values."""
+    """JSON data only (objects with string keys, lists, strings, finite numbers, integers
+    the bus can carry, bools, null), nested at most `max_depth` deep and holding at most
+    `max_nodes` values."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     seen = 0
     while stack:
@@ -139,7 +140,10 @@ def plain_json(value: Any, what: str, *, max_depth: int, max_nodes: int,
         elif isinstance(v, float):
             if not math.isfinite(v):
                 fail(what, f"holds {v}")
-        elif v is not None and not isinstance(v, (bool, int)):
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -2**63 <= v < 2**64:  # what msgpack (the bus) can carry
+                fail(what, "holds an integer beyond 64 bits")
+        elif v is not None and not isinstance(v, bool):
             fail(what, f"holds {type(v).__name__}, which JSON has not")
     return value
 
@@ -252,6 +256,9 @@ def peer_record(peer: Any, kind: str = "added") -> dict[str, Any]:
     if kind == "removed":
         return peer
     text(peer.get("node_id_short"), "peer node_id_short", max_len=MAX_NAME, empty=False)
+    for key in ("display_name", "source"):
+        if peer.get(key) is not None:
+            text(peer[key], f"peer {key}")
     ep = obj(peer.get("endpoint"), "peer endpoint")
     text(ep.get("host"), "peer endpoint host", max_len=253, empty=False)
     integer(ep.get("port"), "peer endpoint port", 1, 65535)

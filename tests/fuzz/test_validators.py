@@ -170,7 +170,7 @@ def test_timestamps(text):
 
 
 def _peer(manifest: Any, **over: Any) -> dict[str, Any]:
-    doc = {"node_id": "ed25519:fuzzpeer", "node_id_short": "ed25519:fuzz", "source": "manual",
+    doc = {"node_id": "ed25519:fuzzpeer", "node_id_short": "ed25519:fuzz", "source": "manual", "display_name": "p",
            "endpoint": {"host": "127.0.0.1", "port": 7080}, "manifest": manifest}
     doc.update(over)
     return doc
@@ -183,7 +183,8 @@ def hostile_peers(draw: Any) -> Any:
         return draw(hostile | msgpack_values)
     if kind == 1:
         return mutate(draw, _peer(MANIFEST), [("node_id",), ("node_id_short",), ("endpoint",), ("manifest",),
-                                                ("endpoint", "host"), ("endpoint", "port")])
+                                                ("endpoint", "host"), ("endpoint", "port"), ("display_name",),
+                                                ("source",)])
     return _peer(mutate(draw, MANIFEST, MANIFEST_PATHS))
 
 

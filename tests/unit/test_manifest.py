@@ -132,6 +132,7 @@ BAD_FIELDS: dict[str, dict[str, Any]] = {
     "capability version type": {"capabilities": [_cap(version=1.0)]},
     "capability params a list": {"capabilities": [_cap(params=["model"])]},
     "capability params deep": {"capabilities": [_cap(params=_DEEP)]},
+    "capability params bigint": {"capabilities": [_cap(params={"ctx": 2**70})]},
     "capability params huge": {"capabilities": [_cap(params={"models": list(range(10_000))})]},
     "capability schema_hash": {"capabilities": [_cap(schema_hash="md5:00")]},
     "capability stability": {"capabilities": [_cap(stability="forever")]},
