@@ -8,18 +8,23 @@ pull the ones we lack (`POST /sync/v1/pull`), both verified by the receiving led
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
+from hearthnet import validate
 from hearthnet.errors import HearthNetError
+from hearthnet.ratelog import RateLimitedLog
 from hearthnet.transport.signing import SYNC_EVENTS, SYNC_HEADS, SYNC_IDS, SYNC_PULL
 
 log = logging.getLogger("hearthnet.sync")
 
 BATCH = 2000  # events per POST: ~1 MB of JSON, well under the 16 MiB body limit
 SYNC_INTERVAL_SECONDS = 300
+# A failing peer is retried every round (on news, and every 300 s): say so once in 10 min.
+_failures = RateLimitedLog(log, interval=600.0)
 
 
 @dataclass
@@ -61,57 +66,98 @@ class Ledger:
 
 
 async def sync_with(ledger: Ledger, client: Any, community_id: str, peer: dict[str, Any]) -> SyncResult:
-    """One round with one peer (`peer`: node_id, endpoint)."""
+    """One round with one peer (`peer`: node_id, endpoint). Never raises for what the peer
+    sends or fails to send: a malformed reply (hearthnet.validate), an error or silence
+    ends this round with `ok` False and `error` set, logged once per peer and problem."""
     t0 = time.monotonic()
-    node, ep = peer["node_id"], peer["endpoint"]
-    result = SyncResult(peer=node, ok=False)
+    node = peer.get("node_id") if isinstance(peer, dict) else None
+    result = SyncResult(peer=node if isinstance(node, str) else "unknown peer", ok=False)
     try:
-        theirs = await client.get_signed(node, ep, "/sync/v1/heads", SYNC_HEADS)
+        if not isinstance(node, str) or not isinstance(peer.get("endpoint"), dict):
+            validate.fail("peer record", "has no node_id and endpoint")
+        ep = peer["endpoint"]
+        theirs = validate.heads_reply(await client.get_signed(node, ep, "/sync/v1/heads", SYNC_HEADS))
         ours = await ledger.heads()
         if _same(theirs, ours):
             result.ok = True
             return result
-        their_ids = set((await client.post_signed(node, ep, "/sync/v1/ids", SYNC_IDS,
-                                                  {"community_id": community_id}))["ids"])
+        their_ids = validate.ids_reply(await client.post_signed(node, ep, "/sync/v1/ids", SYNC_IDS,
+                                                                {"community_id": community_id}))
         our_ids = await ledger.ids()
-        for batch in _batches(sorted(our_ids - their_ids)):
-            reply = await client.post_signed(node, ep, "/sync/v1/events", SYNC_EVENTS,
-                                             {"community_id": community_id,
-                                              "events": await ledger.events(batch)})
-            result.sent += int(reply.get("accepted", 0))
-            result.rejected += int(reply.get("rejected", 0))
-        await _pull(ledger, client, community_id, node, ep, sorted(their_ids - our_ids), result)
+        await _push(ledger, client, community_id, node, ep, sorted(our_ids - set(their_ids)), result)
+
+        async def store(events: list[dict[str, Any]]) -> tuple[int, int]:
+            applied = await ledger.ingest(events)
+            return int(applied.get("accepted", 0)), int(applied.get("rejected", 0))
+
+        pulled = await pull_events(client, community_id, node, ep,
+                                   [i for i in their_ids if i not in our_ids], store)
+        result.received += pulled.accepted
+        result.rejected += pulled.rejected
         result.ok = True
     except HearthNetError as exc:
         result.error = f"{exc.code}: {exc.message}"
-        log.warning("sync failed", extra={"peer": node, "reason": result.error})
+        _failures.warning(f"{result.peer}:{exc.code}", "sync with %s failed: %s", result.peer, result.error,
+                          extra={"peer": result.peer, "reason": result.error})
     finally:
         result.ms = round((time.monotonic() - t0) * 1000, 1)
     return result
 
 
-async def _pull(ledger: Ledger, client: Any, community_id: str, node: str, ep: Any,
-                missing: list[str], result: SyncResult) -> None:
-    """Fetch the events we lack in batches, fetching the next batch while the ledger
-    applies the current one."""
-    def fetch(batch: list[str]) -> "asyncio.Task[dict[str, Any]]":
-        return asyncio.ensure_future(client.post_signed(node, ep, "/sync/v1/pull", SYNC_PULL,
-                                                        {"community_id": community_id, "ids": batch}))
+async def _push(ledger: Ledger, client: Any, community_id: str, node: str, ep: Any, ids: list[str],
+                result: SyncResult) -> None:
+    for batch in _batches(ids):
+        events = await ledger.events(batch)
+        reply = await client.post_signed(node, ep, "/sync/v1/events", SYNC_EVENTS,
+                                         {"community_id": community_id, "events": events})
+        accepted, rejected = validate.events_reply(reply, len(events))
+        result.sent += accepted
+        result.rejected += rejected
 
-    batches = _batches(missing)
+
+@dataclass
+class PullCounts:
+    accepted: int = 0
+    rejected: int = 0
+
+
+Store = Callable[[list[dict[str, Any]]], Awaitable[tuple[int, int]]]
+
+
+async def pull_events(client: Any, community_id: str, node: str, endpoint: Any, ids: list[str],
+                      store: Store, *, batch: int = BATCH,
+                      progress: Callable[[int, int], None] | None = None) -> PullCounts:
+    """The one client of `POST /sync/v1/pull` (the mesh's sync rounds and invite redeem):
+    fetch `ids` from `node` in batches, in the order given (the peer's replay order, so
+    an author's join is stored before its events), fetching the next batch while `store`
+    keeps the current one. `store(events)` -> (accepted, rejected); `progress(done,
+    total)` after each batch. Each reply must hold only events we asked for
+    (validate.pull_reply): PeerDataError otherwise; what was stored before stays (a
+    later pull resumes from what is still missing)."""
+    def fetch(ids_: list[str]) -> "asyncio.Task[dict[str, Any]]":
+        return asyncio.ensure_future(client.post_signed(node, endpoint, "/sync/v1/pull", SYNC_PULL,
+                                                        {"community_id": community_id, "ids": ids_}))
+
+    counts, done = PullCounts(), 0
+    batches = _batches(ids, batch)
     pending = fetch(batches[0]) if batches else None
-    for i in range(len(batches)):
-        assert pending is not None
-        pulled = await pending
-        pending = fetch(batches[i + 1]) if i + 1 < len(batches) else None
-        try:
-            applied = await ledger.ingest(pulled.get("events", []))
-        except BaseException:
-            if pending is not None:
-                pending.cancel()
-            raise
-        result.received += int(applied.get("accepted", 0))
-        result.rejected += int(applied.get("rejected", 0))
+    try:
+        for i, current in enumerate(batches):
+            assert pending is not None
+            reply = await pending
+            pending = fetch(batches[i + 1]) if i + 1 < len(batches) else None
+            accepted, rejected = await store(validate.pull_reply(reply, current))
+            counts.accepted += accepted
+            counts.rejected += rejected
+            done += len(current)
+            if progress is not None:
+                progress(done, len(ids))
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+    return counts
 
 
 def _same(theirs: dict[str, Any], ours: dict[str, Any]) -> bool:
@@ -121,5 +167,5 @@ def _same(theirs: dict[str, Any], ours: dict[str, Any]) -> bool:
                                             for k in ("head", "count", "digest"))
 
 
-def _batches(ids: list[str]) -> list[list[str]]:
-    return [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
+def _batches(ids: list[str], size: int = BATCH) -> list[list[str]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]

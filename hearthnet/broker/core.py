@@ -25,6 +25,7 @@ import zmq
 
 from hearthnet.bus import protocol as P
 from hearthnet.broker.stats import Health, TraceRing
+from hearthnet.ratelog import RateLimitedLog
 from hearthnet.constants import (
     HEARTBEAT_DEAD_AFTER_SECONDS,
     HEARTBEAT_INTERVAL_SECONDS,
@@ -61,6 +62,11 @@ def remote_may_offer(desc: dict[str, Any]) -> bool:
     if desc.get("trust_required") == "self":
         return False
     return not name.startswith("community.") or name in REMOTE_COMMUNITY_CAPS
+
+
+# What msgpack raises for a value it cannot encode (nested over its limit, an int over 64
+# bits, a type it does not know): a frame that cannot be forwarded is refused, not fatal.
+PACK_ERRORS = (ValueError, TypeError, OverflowError)
 
 
 @dataclass
@@ -165,6 +171,7 @@ class Broker:
         self.startup_grace = startup_grace
         self.on_worker_death = on_worker_death  # e.g. wake supervisord to respawn it now
         self.node_id = node_id
+        self._badlog = RateLimitedLog(log)  # one line per sender and problem a minute
 
     def _router(self, endpoint: str) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -189,9 +196,9 @@ class Broker:
         while not self._stopping:
             events = dict(self.poller.poll(self._poll_timeout_ms()))
             if self.wsock in events:
-                self._drain(self.wsock, self._on_worker)
+                self._drain(self.wsock, self._on_worker, P.worker_problem, "worker")
             if self.csock in events:
-                self._drain(self.csock, self._on_client)
+                self._drain(self.csock, self._on_client, P.client_problem, "client")
             if self.monitor in events:
                 self._on_disconnect()
             self._tick()
@@ -201,7 +208,8 @@ class Broker:
         for sock in (self.monitor, self.wsock, self.csock):
             sock.close(0)
 
-    def _drain(self, sock: zmq.Socket, handler) -> None:
+    def _drain(self, sock: zmq.Socket, handler: Callable[[bytes, dict[str, Any]], None],
+               check: Callable[[dict[str, Any]], str | None], side: str) -> None:
         # Read everything that is queued before going back to poll: fewer syscalls.
         for _ in range(256):
             if not sock.getsockopt(_EVENTS) & _POLLIN:
@@ -211,13 +219,45 @@ class Broker:
             if data is None or sock.getsockopt(_RCVMORE):
                 while sock.getsockopt(_RCVMORE):
                     sock.recv(_NOBLOCK)
-                continue  # not [identity, payload]: ignore a malformed peer
-            try:
-                msg = P.unpack(data)
-            except Exception as exc:  # msgpack raises several types; drop the frame
-                log.warning("malformed broker frame dropped", extra={"reason": str(exc)})
+                self._malformed(side, ident, "not [identity, payload]")
                 continue
+            self._receive(side, ident, data, handler, check)
+
+    def _receive(self, side: str, ident: bytes, data: bytes,
+                 handler: Callable[[bytes, dict[str, Any]], None],
+                 check: Callable[[dict[str, Any]], str | None]) -> None:
+        """One message from a socket: decoded, checked, handled; whatever it holds, the
+        broker goes on (a malformed one is dropped with one log line a minute)."""
+        try:
+            msg = P.unpack(data)
+        except Exception as exc:  # msgpack raises several types; drop the frame
+            self._malformed(side, ident, f"not a msgpack map: {str(exc)[:200]}")
+            return
+        problem = check(msg)
+        if problem is not None:
+            self._malformed(side, ident, problem)
+            return
+        try:
             handler(ident, msg)
+        except Exception:  # a bug, not input: the checks above passed. Keep serving.
+            self._badlog.warning(f"bug:{side}:{str(msg.get('t'))[:20]}", "broker failed on a %s %r message",
+                                 side, msg.get("t"), exc_info=True)
+
+    def receive_worker(self, ident: bytes, data: bytes) -> None:
+        """A message as if it came on the workers' socket (tests and fuzzing)."""
+        self._receive("worker", ident, data, self._on_worker, P.worker_problem)
+
+    def receive_client(self, ident: bytes, data: bytes) -> None:
+        """A message as if it came on the clients' socket (tests and fuzzing)."""
+        self._receive("client", ident, data, self._on_client, P.client_problem)
+
+    def _malformed(self, side: str, ident: bytes, problem: str) -> None:
+        """Drop a message, saying so once a minute per sender (a worker's name if known);
+        the next line says how many more were dropped meanwhile."""
+        w = self.by_ident.get(ident) if side == "worker" else None
+        sender = w.name if w is not None else ident.hex()[:40]
+        self._badlog.warning(f"{side}:{sender}", "malformed broker frame from %s %s dropped: %s",
+                             side, sender, problem)
 
     def _poll_timeout_ms(self) -> int:
         now = time.monotonic()
@@ -312,8 +352,12 @@ class Broker:
             self.by_ident.pop(w.ident or b"", None)
         w.ident, w.pid, w.service = ident, msg.get("pid"), str(msg.get("service", ""))
         w.remote, w.node_id = bool(msg.get("remote")), str(msg.get("node_id") or self.node_id)
-        w.caps = {d["name"]: d for d in msg.get("caps", []) if isinstance(d, dict) and "name" in d
-                  and (not w.remote or remote_may_offer(d))}
+        w.caps, problems = P.ready_caps(msg.get("caps") or [])
+        for problem in problems:  # the worker keeps its valid capabilities
+            self._badlog.warning(f"ready:{name}:{problem[:60]}", "worker %s: descriptor dropped: %s",
+                                 name, problem)
+        if w.remote:
+            w.caps = {n: d for n, d in w.caps.items() if remote_may_offer(d)}
         w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
         w.draining = False
         self.by_ident[ident] = w
@@ -360,22 +404,28 @@ class Broker:
         call = w.running.get(msg.get("id"))
         if call is None or call.done:
             return
+        try:
+            data = P.pack({"t": P.FRAME, "id": call.cid, "ev": msg.get("ev"), "d": msg.get("d")})
+        except PACK_ERRORS as exc:
+            self._malformed("worker", w.ident or b"", f"frame of {call.cap} cannot be forwarded: {exc}")
+            return
         call.frames_sent += 1
-        _send2(self.csock, [call.client, P.pack({"t": P.FRAME, "id": call.cid,
-                                                         "ev": msg.get("ev"), "d": msg.get("d")})])
+        _send2(self.csock, [call.client, data])
 
     def _on_end(self, w: Worker, msg: dict[str, Any]) -> None:
         call = w.release(msg.get("id"))
         if call is None:
             return
         ev, data = msg.get("ev"), msg.get("d")
+        if ev == P.ERROR and not (isinstance(data, dict) and isinstance(data.get("error", ""), str)):
+            data = P.error_body("internal_error", f"{w.name} answered {call.cap} with a malformed error")
         ok = ev != P.ERROR
         ms = (time.monotonic() - call.created) * 1000
         if ok:
             w.served += 1
         else:
             w.errors += 1
-        code = "ok" if ok else str((data or {}).get("error", "internal_error"))
+        code = "ok" if ok else str(data.get("error") or "internal_error")[:64]
         if code != "cancelled" and code not in CALLER_FAULTS:
             self._record_health(w, call.cap, ok, ms)
         if not call.done and not ok and self._should_retry_elsewhere(w, call, code):
@@ -387,8 +437,14 @@ class Broker:
             self._dispatch_waiting()
             return
         if not call.done:
-            _send2(self.csock, [call.client, P.pack({"t": P.END, "id": call.cid, "ev": ev,
-                                                             "d": data})])
+            try:
+                reply = P.pack({"t": P.END, "id": call.cid, "ev": ev, "d": data})
+            except PACK_ERRORS as exc:
+                self._malformed("worker", w.ident or b"", f"answer of {call.cap} cannot be forwarded: {exc}")
+                code, data = "internal_error", P.error_body(
+                    "internal_error", f"{w.name} answered {call.cap} with data that cannot be encoded")
+                reply = P.pack({"t": P.END, "id": call.cid, "ev": P.ERROR, "d": data})
+            _send2(self.csock, [call.client, reply])
             self._trace(call, code, ms, data)
             call.done = True
         self._forget(call)
@@ -562,16 +618,23 @@ class Broker:
         return pick
 
     def _try_dispatch(self, call: Call) -> bool:
+        """True when the call is taken care of: sent to a worker, or refused because its
+        body cannot be encoded (then it is answered `bad_request`)."""
         w = self._pick(call)
-        if w is None:
+        if w is None or w.ident is None:
             return False
         now = time.monotonic()
+        try:
+            req = P.pack({"t": P.REQ, "id": call.id, "cap": call.cap, "v": call.version,
+                          "body": call.body, "stream": call.stream, "caller": call.caller,
+                          "trace": call.trace, "ttl": max(call.deadline - now, 0.001)})
+        except PACK_ERRORS as exc:
+            self._fail(call, "bad_request", f"the body of the {call.cap} call cannot be encoded: {exc}")
+            return True
         call.worker, call.dispatched_at = w, now
         w.take(call)
         w.last_dispatch = now
-        self._send_worker(w, {"t": P.REQ, "id": call.id, "cap": call.cap, "v": call.version,
-                              "body": call.body, "stream": call.stream, "caller": call.caller,
-                              "trace": call.trace, "ttl": max(call.deadline - now, 0.001)})
+        _send2(self.wsock, [w.ident, req])
         return True
 
     def _dispatch_waiting(self) -> None:
@@ -613,7 +676,7 @@ class Broker:
         self.traces.add((time.time(), call.trace, call.cap, call.version, call.caller,
                          (f"remote:{w.node_id}" if w.remote else f"local:{w.name}") if w else "broker",
                          w.name if w else None, result,
-                         round(ms, 3), meta.get("tokens_in"), meta.get("tokens_out"),
+                         round(ms, 3), _count(meta.get("tokens_in")), _count(meta.get("tokens_out")),
                          call.redispatched))
 
     # ---- introspection (admin ops) ---------------------------------------------------
@@ -682,6 +745,11 @@ def _send2(sock: zmq.Socket, frames: list[bytes]) -> None:
     sock.send(frames[1])
 
 
+def _count(value: Any) -> int | None:
+    """A token count from a provider's meta, or None: traces keep only what they expect."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
 def _requested_model(body: Any) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("params"), dict):
         model = body["params"].get("model")
@@ -693,7 +761,8 @@ def _offers_model(desc: dict[str, Any], model: str) -> bool:
     params = desc.get("params") or {}
     if params.get("model") == model:
         return True
-    for entry in params.get("models") or []:
+    models = params.get("models")
+    for entry in models if isinstance(models, list) else []:
         name = entry.get("name") if isinstance(entry, dict) else entry
         if name == model:
             return True

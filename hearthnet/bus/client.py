@@ -44,7 +44,11 @@ class BusClient:
 
     async def _send(self, msg: dict[str, Any]) -> None:
         assert self.dealer is not None, "BusClient.start() was not awaited"
-        self.dealer.send(msg)
+        try:
+            self.dealer.send(msg)
+        except P.EncodeError:  # e.g. a peer's body holds an int msgpack cannot carry: bad_request
+            self.pending.pop(msg.get("id"), None)  # nobody will answer it
+            raise
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                    timeout: float | None = None, local_only: bool = False,

@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Any
 
+from hearthnet import validate
 from hearthnet.bus import protocol as P
 from hearthnet.constants import (
     HEARTBEAT_INTERVAL_SECONDS,
@@ -23,8 +24,10 @@ from hearthnet.constants import (
 )
 from hearthnet.errors import HearthNetError
 from hearthnet.bus.zmqloop import LoopDealer
+from hearthnet.ratelog import RateLimitedLog
 
 log = logging.getLogger("hearthnet.gateway.peers")
+_badlog = RateLimitedLog(log, interval=300.0)  # one line per peer and problem
 
 # A manifest lists name/version/params/max_concurrent only; what a retry may assume comes
 # from the contract's capability list (core-bus-transport §1): these are safe to repeat.
@@ -32,17 +35,33 @@ IDEMPOTENT = {"embed.text", "rag.query", "rag.list_corpora", "file.read", "file.
               "market.list", "market.search", "chat.history", "experimental.echo"}
 
 
-def remote_descriptor(cap: dict[str, Any]) -> dict[str, Any]:
-    name = str(cap.get("name", ""))
+def remote_descriptor(cap: Any) -> dict[str, Any]:
+    """The broker descriptor of one capability in a peer's manifest; PeerDataError when
+    the entry does not have the contract's shape (hearthnet.validate)."""
+    validate.manifest_capability(cap)
+    name = cap["name"]
     return {
-        "name": name, "version": str(cap.get("version", "1.0")),
-        "stability": cap.get("stability", "stable"), "schema_hash": cap.get("schema_hash"),
-        "params": cap.get("params") or {}, "max_concurrent": int(cap.get("max_concurrent") or 1),
+        "name": name, "version": cap["version"],
+        "stability": cap["stability"], "schema_hash": cap["schema_hash"],
+        "params": cap["params"], "max_concurrent": cap["max_concurrent"],
         "trust_required": "member",
         "timeout_seconds": (LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS if name.startswith("llm.")
                             else RPC_DEFAULT_TIMEOUT_SECONDS),
         "idempotent": name in IDEMPOTENT,
     }
+
+
+def remote_descriptors(peer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The valid capabilities of a peer's manifest; a bad entry is logged (once per peer
+    and problem) and skipped, the others are still offered."""
+    out = []
+    for cap in (peer.get("manifest") or {}).get("capabilities") or []:
+        try:
+            out.append(remote_descriptor(cap))
+        except validate.PeerDataError as exc:
+            _badlog.warning(f"cap:{peer['node_id']}:{exc.message[:60]}", "peer %s: capability skipped: %s",
+                            peer["node_id"], exc.message)
+    return out
 
 
 class PeerProxy:
@@ -82,14 +101,23 @@ class PeerProxy:
             self.dealer.close()
 
     def _announce(self) -> None:
-        caps = [remote_descriptor(c) for c in self.peer.get("manifest", {}).get("capabilities", [])]
+        caps = remote_descriptors(self.peer)
         self._send({"t": P.READY, "worker": self.name, "service": "remote", "pid": os.getpid(),
                     "remote": True, "node_id": self.peer["node_id"], "caps": caps,
                     "note": f"{self.peer.get('display_name', '')} via {self.peer.get('source', '?')}"})
 
     def _send(self, msg: dict[str, Any]) -> None:
-        if self.dealer is not None and not self.dealer.sock.closed:
+        if self.dealer is None or self.dealer.sock.closed:
+            return
+        try:
             self.dealer.send(msg)
+        except (ValueError, TypeError, OverflowError) as exc:  # the peer's data msgpack cannot encode
+            if msg.get("t") not in (P.FRAME, P.END):
+                raise
+            _badlog.warning(f"reply:{self.peer['node_id']}", "peer %s: reply not forwarded: %s",
+                            self.peer["node_id"], exc)
+            self.dealer.send({"t": P.END, "id": msg["id"], "ev": P.ERROR, "d": P.error_body(
+                "internal_error", f"{self.name} answered with data that cannot be forwarded")})
 
     async def _heartbeat(self) -> None:
         while True:
@@ -148,8 +176,18 @@ class PeerProxies:
         self.client = client
         self.proxies: dict[str, PeerProxy] = {}
 
-    async def apply(self, kind: str, peer: dict[str, Any]) -> None:
-        node_id = peer.get("node_id", "")
+    async def apply(self, kind: str, peer: Any) -> bool:
+        """Follow one peer event; never raises on a malformed peer record: it is logged
+        once and ignored (False), and the next event is applied as usual."""
+        try:
+            validate.peer_record(peer, kind)
+        except validate.PeerDataError as exc:
+            who = peer.get("node_id") if isinstance(peer, dict) else None
+            who = who if isinstance(who, str) else "unknown peer"
+            _badlog.warning(f"peer:{who[:80]}:{exc.message[:60]}", "peer event for %s ignored: %s",
+                            who[:80], exc.message)
+            return False
+        node_id = peer["node_id"]
         proxy = self.proxies.get(node_id)
         if kind == "removed":
             if proxy is not None:
@@ -162,6 +200,7 @@ class PeerProxies:
             log.info("peer added", extra={"peer": node_id, "source": peer.get("source")})
         else:
             proxy.update(peer)
+        return True
 
     async def close(self) -> None:
         for proxy in list(self.proxies.values()):

@@ -14,10 +14,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from hearthnet import validate
 from hearthnet.constants import MANIFEST_TTL_SECONDS
 from hearthnet.errors import HearthNetError, IdentityError
 from hearthnet.fsutil import atomic_write
-from hearthnet.identity.keys import KeyPair, parse_node_id, verify_payload_with_node_id
+from hearthnet.identity.canonical import canonical_json
+from hearthnet.identity.keys import (
+    KeyPair,
+    parse_node_id,
+    verify_bytes,
+    verify_key_from_full,
+    verify_payload_with_node_id,
+)
 from hearthnet.version import CONTRACT_VERSION
 
 MANIFEST_VERSION = 1
@@ -41,6 +49,9 @@ DEFAULT_POLICY: dict[str, Any] = {
     "default_member_can_invite": True,
 }
 COMMUNITY_NAME_MAX = 64
+MAX_MANIFEST_DEPTH = 16  # capability params nest at most 8 (hearthnet.validate)
+MAX_MANIFEST_VALUES = 65_536  # node manifests; a community manifest grows with its members
+MAX_COMMUNITY_MANIFEST_VALUES = 2_000_000
 
 
 # --------------------------------------------------------------------------- time
@@ -58,12 +69,17 @@ def rfc3339(dt: datetime) -> str:
 
 
 def parse_rfc3339(text: str) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not a timestamp")
+    """A timezone-aware timestamp in UTC; ValueError for anything else, including times
+    that exist only in another zone (0001-01-01T00:00:00+01:00 is before year 1 in UTC)."""
+    if not isinstance(text, str) or len(text) > 64:
+        raise ValueError(f"{text!r:.80} is not a timestamp")
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         raise ValueError(f"{text!r} has no timezone")
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1-9999 in UTC") from None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -134,6 +150,15 @@ def _times(m: Mapping[str, Any], *keys: str) -> list[datetime]:
         raise IdentityError("bad_manifest", f"bad timestamp: {exc}") from None
 
 
+def _bounded(m: dict[str, Any], what: str) -> None:
+    """Plain JSON of a sane size before anything walks it recursively (the signature
+    check serialises it): a hostile manifest costs at most its own size to refuse."""
+    try:
+        validate.plain_json(m, what, max_depth=MAX_MANIFEST_DEPTH, max_nodes=MAX_MANIFEST_VALUES)
+    except validate.PeerDataError as exc:
+        raise IdentityError("bad_manifest", exc.message) from None
+
+
 def _check_node_id(value: Any, what: str) -> None:
     try:
         parse_node_id(value)
@@ -142,14 +167,20 @@ def _check_node_id(value: Any, what: str) -> None:
 
 
 def verify_node_manifest(m: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """Check shape, signature and expiry; returns `m`. Raises IdentityError with
-    bad_manifest, invalid_signature or expired."""
+    """Check shape (every field's type and bounds, hearthnet.validate), signature and
+    expiry; returns `m`. Raises IdentityError with bad_manifest, invalid_signature or
+    expired, and nothing else whatever `m` holds."""
     _require(m, NODE_MANIFEST_FIELDS, "node manifest")
+    _bounded(m, "node manifest")
     if m["version"] != MANIFEST_VERSION:
-        raise IdentityError("bad_manifest", f"node manifest version {m['version']!r} is not {MANIFEST_VERSION}")
+        raise IdentityError("bad_manifest", f"node manifest version {m['version']!r:.40} is not {MANIFEST_VERSION}")
     _check_node_id(m["node_id"], "node_id")
     _require(m["hardware"], HARDWARE_FIELDS, "node manifest hardware")
     _require(m["load"], LOAD_FIELDS, "node manifest load")
+    try:
+        validate.node_manifest_fields(m)
+    except validate.PeerDataError as exc:
+        raise IdentityError("bad_manifest", f"node manifest of {m['node_id']}: {exc.message}") from None
     issued, expires = _times(m, "issued_at", "expires_at")
     # A manifest that claims a longer life than the TTL would outlive a revocation.
     if not timedelta(0) < expires - issued <= timedelta(seconds=MANIFEST_TTL_SECONDS):
@@ -216,8 +247,13 @@ def verify_community_manifest(m: dict[str, Any]) -> dict[str, Any]:
     signed by the root or any unrevoked anchor it lists; that only proves an anchor
     published it; the ledger establishes the content by replaying events."""
     _require(m, COMMUNITY_MANIFEST_FIELDS, "community manifest")
+    try:
+        validate.plain_json(m, "community manifest", max_depth=MAX_MANIFEST_DEPTH,
+                            max_nodes=MAX_COMMUNITY_MANIFEST_VALUES)
+    except validate.PeerDataError as exc:
+        raise IdentityError("bad_manifest", exc.message) from None
     if m["version"] != MANIFEST_VERSION:
-        raise IdentityError("bad_manifest", f"community manifest version {m['version']!r} is not {MANIFEST_VERSION}")
+        raise IdentityError("bad_manifest", f"community manifest version {m['version']!r:.40} is not {MANIFEST_VERSION}")
     _check_node_id(m["root_key"], "root_key")
     if m["community_id"] != m["root_key"]:
         raise IdentityError("bad_manifest", "community_id must equal root_key")
@@ -226,10 +262,28 @@ def verify_community_manifest(m: dict[str, Any]) -> dict[str, Any]:
     _times(m, "created_at")
     signers = [m["root_key"]]
     if m["head_lamport"] != 0:
-        signers += [n for n in _member_ids(m, level="anchor") if not is_revoked(m, n)]
-    if not any(verify_payload_with_node_id(m, s) for s in signers):
+        revoked = {e.get("node_id") for e in m["revoked"] if isinstance(e, dict) and isinstance(e.get("node_id"), str)}
+        signers += dict.fromkeys(n for n in _member_ids(m, level="anchor")
+                                 if isinstance(n, str) and n not in revoked)
+    if not _signed_by_one_of(m, signers):
         raise IdentityError("invalid_signature", f"community manifest of {m['community_id']} has a bad signature")
     return m
+
+
+def _signed_by_one_of(m: dict[str, Any], node_ids: Iterable[str]) -> bool:
+    """Serialised once, however many anchors may have signed it."""
+    try:
+        data = canonical_json({k: v for k, v in m.items() if k != "signature"})
+    except (TypeError, ValueError):
+        return False
+    for node_id in node_ids:
+        try:
+            key = verify_key_from_full(node_id)
+        except IdentityError:
+            continue
+        if verify_bytes(data, m.get("signature", ""), key):
+            return True
+    return False
 
 
 def _member_ids(m: Mapping[str, Any], level: str | None = None) -> list[str]:

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from hearthnet.node_init import Prompter
     from hearthnet.transport.client import PeerClient
 
-PULL_BATCH = 500
 MAX_INVITE_FILE_BYTES = 64 * 1024
 JOINED = "community.member.joined"
 INVITED = "community.member.invited"
@@ -324,34 +323,30 @@ def _sync_error(contact: _Contact, what: str, exc: HearthNetError) -> Onboarding
 
 async def _pull(client: "PeerClient", blob: InviteBlob, contact: _Contact, log: "EventLog") -> tuple[int, int]:
     """Fetch every event we lack, in the bootstrap node's replay order, and store the
-    ones that verify. Returns (accepted, rejected)."""
-    from hearthnet.transport.signing import SYNC_IDS, SYNC_PULL
+    ones that verify (the sync's one pull client, hearthnet.sync.pull_events). Returns
+    (accepted, rejected). What an interrupted run stored is skipped when it resumes."""
+    from hearthnet import validate
+    from hearthnet.sync import pull_events
+    from hearthnet.transport.signing import SYNC_IDS
 
     node, ep, cid = blob.inviter_node_id, contact.endpoint, blob.community_id
+
+    async def store(events: list[dict[str, Any]]) -> tuple[int, int]:
+        result = log.append_received(events)
+        return result.accepted, result.rejected
+
     try:
-        ids = (await client.post_signed(node, ep, "/sync/v1/ids", SYNC_IDS, {"community_id": cid})).get("ids")
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise HearthNetError("bad_response", "its event id list is malformed")
+        ids = validate.ids_reply(await client.post_signed(node, ep, "/sync/v1/ids", SYNC_IDS,
+                                                          {"community_id": cid}))
         have = set(log.ids_since(0))
-        missing = [i for i in dict.fromkeys(ids) if i not in have]
-        accepted = rejected = 0
-        for start in range(0, len(missing), PULL_BATCH):
-            batch = missing[start:start + PULL_BATCH]
-            reply = await client.post_signed(node, ep, "/sync/v1/pull", SYNC_PULL,
-                                             {"community_id": cid, "ids": batch})
-            events = reply.get("events")
-            if not isinstance(events, list):
-                raise HearthNetError("bad_response", "it answered a pull without events")
-            result = log.append_received(events)
-            accepted += result.accepted
-            rejected += result.rejected
+        counts = await pull_events(client, cid, node, ep, [i for i in ids if i not in have], store)
     except OnboardingError:
         raise
     except HearthNetError as exc:
         if exc.code in ("db_corrupt", "disk_full"):
             raise
         raise _sync_error(contact, "could not fetch the community's event log from", exc) from None
-    return accepted, rejected
+    return counts.accepted, counts.rejected
 
 
 async def _join_event(cfg: "Config", kp: KeyPair, log: "EventLog", blob: InviteBlob, display_name: str | None,

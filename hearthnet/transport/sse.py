@@ -10,15 +10,21 @@ follows the SSE rules the contract needs: `:` comment lines (keep-alives) are ig
 several `data:` lines join with a newline, `id:`/`retry:` are ignored, a frame without
 `event:` is named `message`, and lines end in LF or CRLF (a bare CR is not a line end
 here; neither our server nor aiohttp emits one).
+
+A peer's stream is hostile input: a line or a frame over its cap (MAX_SSE_LINE_BYTES,
+MAX_SSE_FRAME_BYTES; the contract's frames are one line of JSON, the largest a 256 KiB
+file chunk in base64) is a ValueError, which the client turns into a terminal `error`
+frame and a closed connection.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from hearthnet.constants import MAX_REQUEST_BYTES
-
 TERMINAL_EVENTS = ("done", "error")
+MAX_SSE_LINE_BYTES = 1024 * 1024
+MAX_SSE_FRAME_BYTES = 1024 * 1024  # all the data lines of one frame together
+MAX_EVENT_NAME = 64
 
 
 def format_frame(event: str, data: Any) -> bytes:
@@ -28,11 +34,14 @@ def format_frame(event: str, data: Any) -> bytes:
 
 
 class SseParser:
-    def __init__(self, max_line_bytes: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(self, max_line_bytes: int = MAX_SSE_LINE_BYTES,
+                 max_frame_bytes: int = MAX_SSE_FRAME_BYTES) -> None:
         self._buf = bytearray()
         self._event = ""
         self._data: list[str] = []
+        self._data_bytes = 0
         self._max = max_line_bytes
+        self._max_frame = max_frame_bytes
 
     def feed(self, chunk: bytes) -> list[tuple[str, Any]]:
         """Frames completed by `chunk`; ValueError on a malformed frame or an over-long
@@ -56,7 +65,12 @@ class SseParser:
             raise ValueError(f"SSE line longer than {self._max} bytes")
 
     def _line(self, raw: bytes) -> tuple[str, Any] | None:
-        line = raw.decode("utf-8")  # complete lines only, so no split characters
+        if len(raw) > self._max:  # a long line that arrived in one chunk with its newline
+            raise ValueError(f"SSE line longer than {self._max} bytes")
+        try:
+            line = raw.decode("utf-8")  # complete lines only, so no split characters
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"SSE line is not UTF-8: {exc}") from None
         if not line:
             return self._dispatch()
         if line.startswith(":"):
@@ -64,17 +78,24 @@ class SseParser:
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if name == "event":
+            if len(value) > MAX_EVENT_NAME:
+                raise ValueError(f"SSE event name longer than {MAX_EVENT_NAME} characters")
             self._event = value
         elif name == "data":
+            self._data_bytes += len(raw) + 1
+            if self._data_bytes > self._max_frame:
+                raise ValueError(f"SSE frame larger than {self._max_frame} bytes")
             self._data.append(value)
         return None
 
     def _dispatch(self) -> tuple[str, Any] | None:
         event, data = self._event or "message", self._data
-        self._event, self._data = "", []
+        self._event, self._data, self._data_bytes = "", [], 0
         if not data:
             return None  # SSE: a blank line after no data dispatches nothing
         try:
             return event, json.loads("\n".join(data))
+        except RecursionError:
+            raise ValueError(f"SSE frame {event!r} is nested too deep") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"SSE frame {event!r} does not carry JSON: {exc}") from None

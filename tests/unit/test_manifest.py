@@ -107,6 +107,106 @@ def test_node_manifest_longer_than_ttl_is_refused() -> None:
     assert err.value.code == "bad_manifest"
 
 
+def _cap(**over: Any) -> dict[str, Any]:
+    cap = {"name": "llm.chat", "version": "1.0", "stability": "stable", "schema_hash": "blake3:" + "0" * 64,
+           "params": {"model": "qwen"}, "max_concurrent": 2}
+    cap.update(over)
+    return {k: v for k, v in cap.items() if v is not _DROP}
+
+
+_DROP = object()
+_DEEP: Any = {}
+for _ in range(40):
+    _DEEP = {"x": _DEEP}
+
+# Each: a manifest (signed by its own node, fresh) that is wrong in one field's shape.
+BAD_FIELDS: dict[str, dict[str, Any]] = {
+    "max_concurrent a word": {"capabilities": [_cap(max_concurrent="lots")]},
+    "max_concurrent zero": {"capabilities": [_cap(max_concurrent=0)]},
+    "max_concurrent huge": {"capabilities": [_cap(max_concurrent=10**9)]},
+    "max_concurrent a bool": {"capabilities": [_cap(max_concurrent=True)]},
+    "capability not an object": {"capabilities": ["llm.chat"]},
+    "capability name pattern": {"capabilities": [_cap(name="LLM chat!")]},
+    "capability name long": {"capabilities": [_cap(name="a." + "b" * 300)]},
+    "capability version": {"capabilities": [_cap(version="1")]},
+    "capability version type": {"capabilities": [_cap(version=1.0)]},
+    "capability params a list": {"capabilities": [_cap(params=["model"])]},
+    "capability params deep": {"capabilities": [_cap(params=_DEEP)]},
+    "capability params bigint": {"capabilities": [_cap(params={"ctx": 2**70})]},
+    "capability params huge": {"capabilities": [_cap(params={"models": list(range(10_000))})]},
+    "capability schema_hash": {"capabilities": [_cap(schema_hash="md5:00")]},
+    "capability stability": {"capabilities": [_cap(stability="forever")]},
+    "capability missing field": {"capabilities": [_cap(max_concurrent=_DROP)]},
+    "capability repeated": {"capabilities": [_cap(), _cap()]},
+    "capabilities not a list": {"capabilities": {"llm.chat": 1}},
+    "too many capabilities": {"capabilities": [_cap(name=f"x.c{i}") for i in range(300)]},
+    "endpoints not a list": {"endpoints": "https://x"},
+    "endpoint port a string": {"endpoints": [{"transport": "https", "host": "h", "port": "7080"}]},
+    "endpoint port out of range": {"endpoints": [{"transport": "https", "host": "h", "port": 70000}]},
+    "endpoint host missing": {"endpoints": [{"transport": "https", "port": 7080}]},
+    "too many endpoints": {"endpoints": [{"transport": "https", "host": "h", "port": 1}] * 40},
+    "display_name a number": {"display_name": 7},
+    "display_name huge": {"display_name": "x" * 5000},
+    "profile a list": {"profile": ["hearth"]},
+    "community_id a map": {"community_id": {"id": 1}},
+    "contract_version": {"contract_version": "one"},
+    "hardware not an object": {"hardware": [1, 2]},
+    "hardware ram a string": {"hardware": {**HW, "ram_gb": "16"}},
+    "hardware cores negative": {"hardware": {**HW, "cpu_cores": -1}},
+    "hardware vram negative": {"hardware": {**HW, "vram_gb": -1.5}},
+    "load in_flight a float": {"load": {**LOAD, "in_flight_total": 0.5}},
+    "uptime a string": {"uptime_seconds": "42"},
+    "tls_fingerprint a number": {"tls_fingerprint": 5},
+    "extra field deep": {"extra": _DEEP},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FIELDS))
+def test_node_manifest_field_shapes_are_checked(case: str) -> None:
+    kp = keys.generate()
+    m = kp.sign({**_node_manifest(kp), **BAD_FIELDS[case]})
+    with pytest.raises(IdentityError) as err:
+        verify_node_manifest(m, now=NOW)
+    assert err.value.code == "bad_manifest", err.value.message
+
+
+def test_node_manifest_bad_timestamps_are_bad_manifest() -> None:
+    kp = keys.generate()
+    for stamp in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 5, None,
+                  "2026-05-26T08:14:22"):
+        m = kp.sign({**_node_manifest(kp), "issued_at": stamp})
+        with pytest.raises(IdentityError) as err:
+            verify_node_manifest(m, now=NOW)
+        assert err.value.code == "bad_manifest", stamp
+
+
+def test_parse_rfc3339_refuses_times_outside_utc_years() -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339("0001-01-01T00:00:00+01:00")
+    with pytest.raises(ValueError):
+        parse_rfc3339("2026-05-26T08:14:22Z" + " " * 100)
+
+
+def test_node_manifest_with_a_model_catalogue_and_no_endpoints_is_fine() -> None:
+    kp = keys.generate()
+    catalogue = {"model": "qwen", "models": [{"name": f"m{i}", "ctx": 4096, "quant": "q4"} for i in range(50)]}
+    m = _node_manifest(kp, endpoints=[], capabilities=[_cap(params=catalogue), _cap(name="embed.text")],
+                       extra_fields={"tls_fingerprint": "sha256:" + "a" * 64})
+    assert verify_node_manifest(m, now=NOW) is m
+
+
+def test_community_manifest_deep_or_mistyped_is_bad_manifest() -> None:
+    kp = keys.generate()
+    m = build_genesis_community_manifest(kp, "Elm Street")
+    for over in ({"policy": _DEEP}, {"members": "everyone"}, {"created_at": "0001-01-01T00:00:00+01:00"},
+                 {"version": [1]}):
+        with pytest.raises(IdentityError) as err:
+            verify_community_manifest(kp.sign({**m, **over}))
+        assert err.value.code == "bad_manifest", over
+    odd = kp.sign({**m, "head_lamport": 3, "members": m["members"] + [{"node_id": ["x"], "level": "anchor"}, 7]})
+    assert verify_community_manifest(odd) is odd  # odd entries are not signers, nothing crashes
+
+
 # --------------------------------------------------------------------------- community
 
 

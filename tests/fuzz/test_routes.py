@@ -1,0 +1,229 @@
+"""Fuzz (c): every local and peer route of a REAL running node (hearthnet.testing.nodes,
+one node for the module) gets malformed, mistyped, deep and huge bodies and random
+X-HearthNet-* headers — unsigned, signed by a stranger, and signed by the node's own key
+(which reaches the sync handlers and the ledger behind them). Each answer must be a
+contract error or a success, never 500; afterwards every worker is still healthy and
+has not restarted, and the gateway log holds no traceback."""
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from hearthnet.errors import HTTP_STATUS
+from hearthnet.identity import keys
+from hearthnet.testing.nodes import Node
+from hearthnet.transport.signing import SYNC_EVENTS, SYNC_HEADS, SYNC_IDS, SYNC_PULL, sign_request
+from tests.fuzz.strategies import json_values, nest
+
+pytestmark = pytest.mark.integration
+
+CONTRACT_CODES = set(HTTP_STATUS)
+LOCAL_ROUTES = [("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest"),
+                ("POST", "/bus/v1/call"), ("GET", "/api/v1/status"), ("GET", "/api/v1/workers"),
+                ("GET", "/api/v1/capabilities"), ("GET", "/api/v1/traces"), ("GET", "/api/v1/logs")]
+PEER_ROUTES = [("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest"),
+               ("POST", "/bus/v1/call"), ("GET", "/sync/v1/heads"), ("POST", "/sync/v1/ids"),
+               ("POST", "/sync/v1/events"), ("POST", "/sync/v1/pull")]
+ROUTE_CAPS = {"/sync/v1/heads": SYNC_HEADS, "/sync/v1/ids": SYNC_IDS, "/sync/v1/events": SYNC_EVENTS,
+              "/sync/v1/pull": SYNC_PULL}
+# Never the endless streams (community.*.watch/subscribe) or peers.add (it dials addresses).
+CAPS = ["experimental.echo", "llm.chat", "llm.complete", "community.log.heads", "community.log.events",
+        "community.log.ingest", "community.log.ids", "community.manifest.get", "community.members.get",
+        "community.log.append", "sync.ids", "no.such", ""]
+HEADERS = ["X-HearthNet-Capability", "X-HearthNet-Capability-Version", "X-HearthNet-Request-Id",
+           "X-HearthNet-From", "X-HearthNet-Community", "X-HearthNet-Timestamp", "X-HearthNet-Signature",
+           "X-HearthNet-Timeout", "Accept", "Content-Type", "Authorization"]
+header_text = st.text(alphabet=string.printable.replace("\r", "").replace("\n", "").replace("\x0b", "")
+                      .replace("\x0c", ""), max_size=60) | st.sampled_from([
+                          "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "nan", "inf", "-1",
+                          "1e308", "text/event-stream", "application/json, text/event-stream", "1.0", "99.99",
+                          "ed25519:", "01J00000000000000000000000"])
+STRANGER = keys.generate()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory):
+    n = Node(tmp_path_factory.mktemp("fuzz-node"), "fuzz")
+    try:
+        n.init()
+        n.start(wait_workers=("broker", "gateway", "ledger", "discovery"))
+        n.cid = _community_id(n)
+        n.kp = keys.load(n.root / "data" / "hearthnet" / "keys")
+        n.before = _workers(n)
+        yield n
+    finally:
+        n.cleanup()
+
+
+def _community_id(n: Node) -> str:
+    status = n.api("/api/v1/status")
+    community = status.get("community") or {}
+    return community.get("community_id") or community.get("id") or ""
+
+
+def _workers(n: Node) -> dict[str, tuple[bool, int]]:
+    return {w["name"]: (w["healthy"], w["restarts"]) for w in n.api("/api/v1/workers")["workers"]}
+
+
+def _check(status: int, data: bytes, what: Any) -> None:
+    assert status != 500 and status < 600, (status, data[:300], what)
+    if status >= 400:
+        body = json.loads(data)
+        assert isinstance(body, dict) and body.get("error") in CONTRACT_CODES, (status, data[:300], what)
+        assert isinstance(body.get("message"), str), (status, data[:300], what)
+
+
+@st.composite
+def bodies(draw: Any, cid: str, path: str) -> tuple[bytes | None, Any]:
+    """(raw bytes, the JSON value they hold or None); mostly the shape the route expects,
+    so the handlers behind the checks are reached."""
+    likely = {"/sync/v1/events": 3, "/sync/v1/pull": 4, "/sync/v1/ids": 4, "/bus/v1/call": 5}.get(path)
+    kind = draw(st.integers(0, 6)) if likely is None or draw(st.integers(0, 3)) == 0 else likely
+    if kind == 0:
+        return None, None
+    if kind == 1:
+        return draw(st.binary(max_size=200)), None
+    if kind == 2:
+        depth = draw(st.integers(1, 900))  # json parses up to ~1000; deeper: see the xfail cases
+        value = nest(depth, draw(st.sampled_from(["list", "dict"])))
+    elif kind == 3:
+        value = {"community_id": draw(_mostly(st.just(cid), json_values)),
+                 "events": draw(_mostly(st.lists(json_values | st.fixed_dictionaries(
+                     {"event_id": st.text(max_size=30), "lamport": json_values, "data": json_values,
+                      "event_type": st.sampled_from(["community.member.joined", "chat.message.sent", "x"]),
+                      "community_id": st.just(cid), "author": json_values, "signature": json_values}),
+                     max_size=5), json_values))}
+    elif kind == 4:
+        value = {"community_id": draw(_mostly(st.just(cid), json_values)),
+                 "ids": draw(_mostly(st.lists(st.text(max_size=30) | json_values, max_size=10), json_values))}
+    elif kind == 5:
+        value = {"params": draw(json_values), "input": draw(json_values)}
+    else:
+        value = draw(json_values)
+    raw = json.dumps(value).encode() if kind != 2 else _deep_text(value)
+    return raw, value
+
+
+@st.composite
+def _mostly(draw: Any, usual: st.SearchStrategy, odd: st.SearchStrategy) -> Any:
+    """`usual` four times in five."""
+    return draw(usual) if draw(st.integers(0, 4)) else draw(odd)
+
+
+def _deep_text(value: Any) -> bytes:
+    text, closers = "", ""
+    while isinstance(value, (list, dict)):
+        if isinstance(value, list):
+            text, closers, value = text + "[", "]" + closers, value[0]
+        else:
+            text, closers, value = text + '{"k":', "}" + closers, value["k"]
+    return (text + json.dumps(value) + closers).encode()
+
+
+@st.composite
+def requests(draw: Any, node: Node, peer: bool) -> tuple[str, str, bytes | None, dict[str, str]]:
+    routes = PEER_ROUTES if peer else LOCAL_ROUTES
+    if draw(st.integers(0, 4)):
+        method, path = draw(st.sampled_from(routes))
+    else:
+        method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE"]))
+        path = draw(st.sampled_from([p for _, p in routes] + ["/x", "/"]))
+    if path in ("/api/v1/traces", "/api/v1/logs"):
+        query = draw(st.dictionaries(st.sampled_from(["n", "level", "component", "capability"]),
+                                     st.text(alphabet=string.ascii_letters + string.digits + "-_.", max_size=12)
+                                     | st.sampled_from(["-1", "99999999999", "1e9", ""]), max_size=3))
+        path += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    raw, value = draw(bodies(node.cid, path))
+    headers: dict[str, str] = {}
+    signer = draw(st.sampled_from([None, STRANGER, node.kp, node.kp]))
+    if signer is not None:
+        cap = ROUTE_CAPS.get(path.split("?")[0]) or draw(st.sampled_from([c for c in CAPS if c]))
+        try:
+            headers = sign_request(signer, node.cid, cap, "1.0", value if raw is not None else None)
+        except Exception:  # noqa: BLE001  canonical JSON refuses it: sent unsigned
+            headers = {}
+        if path == "/bus/v1/call" or draw(st.booleans()):
+            headers["X-HearthNet-Capability"] = headers.get("X-HearthNet-Capability") or cap
+    elif path == "/bus/v1/call":
+        headers["X-HearthNet-Capability"] = draw(st.sampled_from(CAPS))
+    extra = draw(st.dictionaries(st.sampled_from(HEADERS), header_text, max_size=3)) if draw(st.booleans()) else {}
+    for name, v in extra.items():
+        if name == "Authorization" and not peer and draw(st.booleans()):
+            continue  # mostly keep the owner's token, so the handlers behind it are reached
+        headers[name] = v
+    return method, path, raw, headers
+
+
+def _send(node: Node, req: tuple[str, str, bytes | None, dict[str, str]], peer: bool) -> tuple[int, bytes]:
+    method, path, raw, headers = req
+    return node.request(path, method, raw if raw is not None else b"", headers, timeout=60, peer=peer)
+
+
+@given(st.data())
+def test_local_routes(node, data):
+    req = data.draw(requests(node, peer=False))
+    status, body = _send(node, req, peer=False)
+    event(f"{req[1].split('?')[0]} {status}")  # --hypothesis-show-statistics: what was reached
+    _check(status, body, req[:2])
+
+
+@given(st.data())
+def test_peer_routes(node, data):
+    req = data.draw(requests(node, peer=True))
+    status, body = _send(node, req, peer=True)
+    event(f"{req[1].split('?')[0]} {status}")
+    _check(status, body, req[:2])
+
+
+DEEP_JSON = [("list", 1000), ("dict", 1000), ("list", 100_000)]
+
+
+@pytest.mark.xfail(strict=False, reason="fixed on branch port (bounded JSON loader: deep JSON gives 500 today)")
+@pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/ids"),
+                                       (True, "/sync/v1/events"), (True, "/sync/v1/pull")])
+@pytest.mark.parametrize("kind,depth", DEEP_JSON)
+def test_deep_json_bodies(node, peer, path, kind, depth):
+    raw = _deep_text(nest(depth, kind))
+    _check(*node.request(path, "POST", raw, {"X-HearthNet-Capability": "community.log.heads"}, peer=peer,
+                         timeout=60), (path, depth))
+
+
+@pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/events")])
+def test_bodies_just_over_16_mib(node, peer, path):
+    raw = b'{"input":"' + b"x" * (16 * 1024 * 1024) + b'"}'
+    status, data = node.request(path, "POST", raw, {"X-HearthNet-Capability": "community.log.heads"}, peer=peer,
+                                timeout=120)
+    _check(status, data, path)
+    assert status == 413
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-13-01T00:00:00Z",
+                                   "", "now"])
+@pytest.mark.parametrize("signer", ["stranger", "self"])
+def test_bad_timestamps(node, stamp, signer):
+    kp = STRANGER if signer == "stranger" else node.kp
+    body = {"community_id": node.cid}
+    headers = sign_request(kp, node.cid, SYNC_IDS, "1.0", body)
+    headers["X-HearthNet-Timestamp"] = stamp
+    status, data = node.request("/sync/v1/ids", "POST", body, headers, peer=True)
+    _check(status, data, stamp)
+    assert status == 400
+
+
+def test_zz_workers_still_healthy(node):
+    """Last in the module: the node survived everything above."""
+    after = _workers(node)
+    assert {n for n, (healthy, _) in node.before.items() if healthy} <= {n for n, (h, _) in after.items() if h}
+    assert {n: r for n, (_, r) in after.items() if n in node.before} == {n: r for n, (_, r) in node.before.items()}
+
+
+@pytest.mark.xfail(strict=False, reason="fixed on branch port: the deep-JSON cases above log a traceback today")
+def test_zz_gateway_log_has_no_traceback(node):
+    log = Path(node.log_dir / "gateway.log").read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in log, [line[:400] for line in log.splitlines() if "Traceback" in line][:3]
