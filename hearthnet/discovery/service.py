@@ -24,7 +24,7 @@ from hearthnet.config import Config, DiscoveryConfig
 from hearthnet.constants import MANIFEST_TTL_SECONDS
 from hearthnet.discovery import diagnose as diagnose_mod
 from hearthnet.discovery import interfaces as ifsel
-from hearthnet.discovery._ratelog import RateLimitedLog
+from hearthnet.ratelog import RateLimitedLog
 from hearthnet.discovery.cache import CachedPeer, PeerCache, format_address
 from hearthnet.discovery.errors import DiscoveryError
 from hearthnet.discovery.mdns import MdnsAnnouncer, MdnsBrowser, open_zeroconf

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from hearthnet.discovery._ratelog import RateLimitedLog
+from hearthnet.ratelog import RateLimitedLog
 from hearthnet.discovery.errors import DiscoveryError
 from hearthnet.discovery.interfaces import InterfaceAddr
 from hearthnet.identity.keys import SHORT_ID_RE

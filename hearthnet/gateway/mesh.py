@@ -132,13 +132,8 @@ class Mesh:
             self.sync_soon(node)
 
     async def _proxies_apply(self, kind: str, peer: dict[str, Any]) -> bool:
-        """One peer's bad manifest must not end the watcher: log it, skip the peer."""
-        try:
-            await self.proxies.apply(kind, peer)
-            return True
-        except (HearthNetError, KeyError, TypeError, ValueError) as exc:
-            log.warning("peer %s skipped: unusable manifest (%s)", peer.get("node_id"), exc)
-            return False
+        """False for a peer record PeerProxies could not use (logged there, once)."""
+        return bool(await self.proxies.apply(kind, peer))
 
     def sync_soon(self, node: str) -> None:
         """One round now; if one is already running, one more right after it (the news
@@ -192,6 +187,7 @@ class Mesh:
                         "display_name": peer.get("display_name"), "source": peer.get("source"),
                         "endpoint": peer.get("endpoint"),
                         "capabilities": [c.get("name") for c in
-                                         (peer.get("manifest") or {}).get("capabilities", [])],
+                                         (peer.get("manifest") or {}).get("capabilities", [])
+                                         if isinstance(c, dict)],
                         "last_sync": last.to_dict() if last else None})
         return out
