@@ -7,6 +7,7 @@ from aiohttp import web
 
 from hearthnet.bus.client import BusClient
 from hearthnet.gateway.app import build_local_app, build_peer_app, load_gateway
+from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
 from hearthnet.gateway.mesh import Mesh
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
@@ -18,13 +19,18 @@ async def serve() -> None:
     cfg, log, _ = start_process("gateway")
     bus = BusClient(cfg.paths.broker_clients_endpoint)
     await bus.start()
+    fds = raise_fd_limit()  # peer connections are capped well below it (guard.py)
     gw = load_gateway(cfg, bus)
+    gw.guard = ConnectionGuard(server_ssl_context(gw.tls), limits_for_fds(fds))
     local = web.AppRunner(build_local_app(gw), handler_cancellation=True, access_log=None)
-    peers = web.AppRunner(build_peer_app(gw), handler_cancellation=True, access_log=None)
+    # Peer connections: no lingering reads of a refused request's body (close instead),
+    # idle keep-alives of members end after 75 s (the PeerClient drops its own at 60 s).
+    peers = web.AppRunner(build_peer_app(gw), handler_cancellation=True, access_log=None,
+                          lingering_time=0, keepalive_timeout=75)
     await local.setup()
     await peers.setup()
-    await web.TCPSite(peers, cfg.transport.host, cfg.transport.port, reuse_address=True,
-                      ssl_context=server_ssl_context(gw.tls)).start()
+    await GuardedSite(peers, cfg.transport.host, cfg.transport.port, gw.guard,
+                      reuse_address=True).start()
     cfg.paths.api_socket.unlink(missing_ok=True)  # a stale socket of a killed gateway
     await web.UnixSite(local, str(cfg.paths.api_socket)).start()
     os.chmod(cfg.paths.api_socket, 0o600)
@@ -34,7 +40,8 @@ async def serve() -> None:
     gw.mesh.start()
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
-                                         "tls_fingerprint": gw.tls.fingerprint})
+                                         "tls_fingerprint": gw.tls.fingerprint,
+                                         "fd_limit": fds, "peer_connections_max": gw.guard.limits.max_total})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -43,6 +50,7 @@ async def serve() -> None:
     await gw.mesh.close()
     await gw.mesh.client.close()
     await peers.cleanup()
+    gw.guard.close_all()
     await local.cleanup()
     await bus.close()
 
