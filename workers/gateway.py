@@ -1,13 +1,13 @@
 """Process entry point: the aiohttp gateway on transport.host:transport.port."""
 import asyncio
-import os
 import signal
 
 from aiohttp import web
 
 from hearthnet.bus.client import BusClient
-from hearthnet.gateway.app import build_local_app, build_peer_app, load_gateway
+from hearthnet.gateway.app import build_peer_app, load_gateway
 from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
+from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
@@ -22,21 +22,20 @@ async def serve() -> None:
     fds = raise_fd_limit()  # peer connections are capped well below it (guard.py)
     gw = load_gateway(cfg, bus)
     gw.guard = ConnectionGuard(server_ssl_context(gw.tls), limits_for_fds(fds))
-    local = web.AppRunner(build_local_app(gw), handler_cancellation=True, access_log=None)
     # Peer connections: no lingering reads of a refused request's body (close instead),
     # idle keep-alives of members end after 75 s (the PeerClient drops its own at 60 s).
     peers = web.AppRunner(build_peer_app(gw), handler_cancellation=True, access_log=None,
                           lingering_time=0, keepalive_timeout=75)
-    await local.setup()
     await peers.setup()
     await GuardedSite(peers, cfg.transport.host, cfg.transport.port, gw.guard,
                       reuse_address=True).start()
-    cfg.paths.api_socket.unlink(missing_ok=True)  # a stale socket of a killed gateway
-    await web.UnixSite(local, str(cfg.paths.api_socket)).start()
-    os.chmod(cfg.paths.api_socket, 0o600)
     gw.mesh = Mesh(bus, PeerClient(gw.kp, cfg.community.community_id or "",
                                    PinStore(cfg.paths.tls_dir / "known_peers.json")),
                    cfg.community.community_id or "", cfg.paths.broker_workers_endpoint)
+    # The local API runs on its own thread and loop: whatever the peer port suffers,
+    # the owner's requests never queue behind it (local_thread.py).
+    local = LocalApiThread(gw, cfg.paths.api_socket, cfg.paths.broker_clients_endpoint)
+    await asyncio.to_thread(local.start_and_wait)
     gw.mesh.start()
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
@@ -47,11 +46,11 @@ async def serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    await asyncio.to_thread(local.stop)
     await gw.mesh.close()
     await gw.mesh.client.close()
     await peers.cleanup()
     gw.guard.close_all()
-    await local.cleanup()
     await bus.close()
 
 

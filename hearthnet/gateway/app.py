@@ -187,7 +187,7 @@ class Gateway:
                           "member_count": len(members)},
             "workers": merged, "capabilities": entries,
             "in_flight": sum(w["in_flight"] for w in merged), "notes": notes,
-            "peers": self.mesh.status() if self.mesh else [],
+            "peers": _mesh_status(self.mesh),
             "discovery": await self._discovery_view(),
             "event_log": await self._event_head(),
         })
@@ -379,6 +379,17 @@ def advertised_endpoints(cfg: Config) -> list[dict[str, Any]]:
             if a.family.name == "AF_INET" and not a.address.startswith("127."):
                 out.append({"transport": "https", "host": a.address, "port": port})
     return out
+
+
+def _mesh_status(mesh: Any) -> list[dict[str, Any]]:
+    """The mesh's peers; the local API reads them from its own thread while the mesh's
+    loop may change them, so a dict changing size mid-read is simply read again."""
+    for _ in range(5):
+        try:
+            return mesh.status() if mesh else []
+        except RuntimeError:
+            continue
+    return []
 
 
 def _dumps(obj: Any) -> str:

@@ -159,3 +159,76 @@ async def huge_anonymous_bodies(host: str, port: int, n: int = 48, size: int = 1
 
         await asyncio.gather(*[one() for _ in range(n)])
     return outcomes
+
+
+# --------------------------------------------------------------------------- as a process
+
+
+async def attack(host: str, port: int, target_node_id: str, community_id: str, *, slow: int,
+                 flood_concurrency: int, seconds: float) -> dict[str, Any]:
+    """`slow` half-sent requests (each reconnecting a second after the node cuts it) and
+    a stranger's signed flood, for `seconds`; the counts of both."""
+    slow_stats, tasks = await slow_connections(host, port, slow, reconnect_after=1.0)
+    flood_stats = FloodStats()
+    flood = asyncio.ensure_future(non_member_flood(host, port, target_node_id, community_id,
+                                                   concurrency=flood_concurrency, stats=flood_stats))
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        for t in (*tasks, flood):
+            t.cancel()
+        await asyncio.gather(*tasks, flood, return_exceptions=True)
+    return {"slow": slow_stats.as_dict(), "flood": flood_stats.as_dict()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="attack a node's peer port (loopback only)")
+    ap.add_argument("port", type=int)
+    ap.add_argument("target_node_id")
+    ap.add_argument("community_id")
+    ap.add_argument("--slow", type=int, default=1000)
+    ap.add_argument("--flood", type=int, default=32, help="concurrent stranger requests")
+    ap.add_argument("--seconds", type=float, default=30)
+    args = ap.parse_args(argv)
+    out = asyncio.run(attack("127.0.0.1", args.port, args.target_node_id, args.community_id,
+                             slow=min(args.slow, 5000), flood_concurrency=min(args.flood, 64),
+                             seconds=min(args.seconds, 600)))
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
+
+
+def wait_until_member(node: Any, member: keys.KeyPair, timeout: float = 30) -> None:
+    """Block until `node` (a testing.nodes.Node) serves `member`'s signed requests: its
+    gateway's membership view may trail the ledger briefly after a join."""
+    import time
+
+    from hearthnet.transport.client import PeerClient
+    from hearthnet.transport.pinning import PinStore
+    from hearthnet.errors import HearthNetError
+
+    status = node.api("/api/v1/status")
+    target, community = status["node"]["node_id"], status["community"]["community_id"]
+
+    async def poll() -> None:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            async with PeerClient(member, community, PinStore(Path(tmp) / "pins.json")) as client:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:  # membership is checked first: a member learns the probe does not exist
+                        await client.call(target, ("127.0.0.1", node.port), "hearthnet.member_probe", "1.0", {})
+                    except HearthNetError as exc:
+                        if exc.code == "not_found":
+                            return
+                        if time.monotonic() > deadline:
+                            raise
+                    await asyncio.sleep(0.2)
+
+    asyncio.run(poll())

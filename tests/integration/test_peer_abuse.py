@@ -15,7 +15,8 @@ import pytest
 
 from hearthnet.identity import keys
 from hearthnet.testing.nodes import Node, join_by_invite
-from hearthnet.testing.peer_abuse import huge_anonymous_bodies, non_member_flood, slow_connections
+from hearthnet.testing.peer_abuse import (huge_anonymous_bodies, non_member_flood, slow_connections,
+                                          wait_until_member)
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
 
@@ -31,10 +32,7 @@ def pair(tmp_path_factory) -> Iterator[tuple[Node, Node]]:
         a.init()
         a.start(wait_workers=("broker", "gateway", "ledger", "echo"))
         join_by_invite(a, b)
-        deadline = time.monotonic() + 30
-        while a.api("/api/v1/status")["community"]["member_count"] < 2:
-            assert time.monotonic() < deadline, "the joiner never became a member"
-            time.sleep(0.2)
+        wait_until_member(a, kp_of(b))
         yield a, b
     finally:
         a.cleanup()

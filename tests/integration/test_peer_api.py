@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +15,7 @@ import pytest
 from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.testing.nodes import Node, join_by_invite
+from hearthnet.testing.peer_abuse import wait_until_member
 from hearthnet.transport import signing
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
@@ -35,19 +35,11 @@ def pair(tmp_path_factory) -> Iterator[tuple[Node, Node]]:
         a.init()
         a.start(wait_workers=("broker", "gateway", "ledger", "echo"))
         join_by_invite(a, b)
-        wait_member_count(a, 2)
+        wait_until_member(a, kp_of(b))
         yield a, b
     finally:
         a.cleanup()
         b.cleanup()
-
-
-def wait_member_count(node: Node, n: int, timeout: float = 30) -> None:
-    """The gateway's membership view may lag the ledger by its cache (a second)."""
-    deadline = time.monotonic() + timeout
-    while node.api("/api/v1/status")["community"]["member_count"] < n:
-        assert time.monotonic() < deadline, "the joiner never became a member"
-        time.sleep(0.2)
 
 
 def kp_of(node: Node) -> keys.KeyPair:
