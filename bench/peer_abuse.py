@@ -106,11 +106,12 @@ def cli_status(node: Node, times: int = 5) -> list[float]:
     return out
 
 
-def phase(a: Node, client: PeerClient, target: str, calls: int, rate: float) -> dict[str, Any]:
+def phase(loop: asyncio.AbstractEventLoop, a: Node, client: PeerClient, target: str, calls: int,
+          rate: float) -> dict[str, Any]:
     poller = StatusPoller(a)
     poller.start()
     try:
-        lat, failed = asyncio.get_event_loop().run_until_complete(
+        lat, failed = loop.run_until_complete(
             member_calls(client, target, a.port, calls, rate))
     finally:
         poller.stop.set()
@@ -135,7 +136,6 @@ def main() -> int:
     a.env["HEARTHNET_WORKERS_ECHO"] = "true"
     attacker: subprocess.Popen | None = None
     loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     results: dict[str, Any] = {}
     try:
         a.init()
@@ -148,7 +148,7 @@ def main() -> int:
                             PinStore(Path(tmp.name) / "pins.json"))
         loop.run_until_complete(member_calls(client, target, a.port, 10, args.rate))  # warm
         print("phase 1: no abuse", flush=True)
-        results["quiet"] = phase(a, client, target, args.calls, args.rate)
+        results["quiet"] = phase(loop, a, client, target, args.calls, args.rate)
         seconds = args.calls / args.rate + 20
         attacker = subprocess.Popen(
             [sys.executable, "-m", "hearthnet.testing.peer_abuse", str(a.port), target, community,
@@ -157,7 +157,7 @@ def main() -> int:
         time.sleep(5)  # let the slow connections pile up and the flood run
         print(f"phase 2: {args.slow} slow TLS connections + a stranger's flood ({args.flood} in flight)",
               flush=True)
-        results["abused"] = phase(a, client, target, args.calls, args.rate)
+        results["abused"] = phase(loop, a, client, target, args.calls, args.rate)
         out, _ = attacker.communicate(timeout=seconds + 60)
         results["attackers_saw"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
         loop.run_until_complete(client.close())
