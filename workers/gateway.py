@@ -1,12 +1,13 @@
 """Process entry point: the aiohttp gateway on transport.host:transport.port."""
 import asyncio
-import os
 import signal
 
 from aiohttp import web
 
 from hearthnet.bus.client import BusClient
-from hearthnet.gateway.app import build_local_app, build_peer_app, load_gateway
+from hearthnet.gateway.app import build_peer_app, load_gateway
+from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
+from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
 from hearthnet.membership import Membership
 from hearthnet.transport.client import PeerClient
@@ -19,35 +20,41 @@ async def serve() -> None:
     cfg, log, _ = start_process("gateway")
     bus = BusClient(cfg.paths.broker_clients_endpoint)
     await bus.start()
+    fds = raise_fd_limit()  # peer connections are capped well below it (guard.py)
     gw = load_gateway(cfg, bus)
-    gw.members = Membership(bus, gw.kp.node_id_full)
+    gw.members = Membership(bus, gw.kp.node_id_full)  # before the local API copies gw
     gw.members.start()
-    local = web.AppRunner(build_local_app(gw), handler_cancellation=True, access_log=None)
-    peers = web.AppRunner(build_peer_app(gw), handler_cancellation=True, access_log=None)
-    await local.setup()
+    gw.guard = ConnectionGuard(server_ssl_context(gw.tls), limits_for_fds(fds))
+    # Peer connections: no lingering reads of a refused request's body (close instead),
+    # idle keep-alives of members end after 75 s (the PeerClient drops its own at 60 s).
+    peers = web.AppRunner(build_peer_app(gw), handler_cancellation=True, access_log=None,
+                          lingering_time=0, keepalive_timeout=75)
     await peers.setup()
-    await web.TCPSite(peers, cfg.transport.host, cfg.transport.port, reuse_address=True,
-                      ssl_context=server_ssl_context(gw.tls)).start()
-    cfg.paths.api_socket.unlink(missing_ok=True)  # a stale socket of a killed gateway
-    await web.UnixSite(local, str(cfg.paths.api_socket)).start()
-    os.chmod(cfg.paths.api_socket, 0o600)
+    await GuardedSite(peers, cfg.transport.host, cfg.transport.port, gw.guard,
+                      reuse_address=True).start()
     gw.mesh = Mesh(bus, PeerClient(gw.kp, cfg.community.community_id or "",
                                    PinStore(cfg.paths.tls_dir / "known_peers.json")),
                    cfg.community.community_id or "", cfg.paths.broker_workers_endpoint, gw.members)
+    # The local API runs on its own thread and loop: whatever the peer port suffers,
+    # the owner's requests never queue behind it (local_thread.py).
+    local = LocalApiThread(gw, cfg.paths.api_socket, cfg.paths.broker_clients_endpoint)
+    await asyncio.to_thread(local.start_and_wait)
     gw.mesh.start()
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
-                                         "tls_fingerprint": gw.tls.fingerprint})
+                                         "tls_fingerprint": gw.tls.fingerprint,
+                                         "fd_limit": fds, "peer_connections_max": gw.guard.limits.max_total})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    await asyncio.to_thread(local.stop)
     await gw.mesh.close()
     await gw.members.close()
     await gw.mesh.client.close()
     await peers.cleanup()
-    await local.cleanup()
+    gw.guard.close_all()
     await bus.close()
 
 

@@ -719,6 +719,7 @@ class Broker:
                     "name": name, "version": d.get("version"), "stability": d.get("stability"),
                     "params": d.get("params", {}), "schema_hash": d.get("schema_hash"),
                     "trust_required": d.get("trust_required", "member"), "local": not w.remote,
+                    "streams": d.get("streams"), "timeout_seconds": d.get("timeout_seconds"),
                     "node_id": w.node_id, "in_flight": 0, "max_concurrent": 0, "providers": 0,
                     "workers": [], "_samples": []})
                 entry["in_flight"] += w.in_flight(name)

@@ -25,6 +25,7 @@ from hearthnet.bus import protocol as P
 from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
 from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
+from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
 from hearthnet.supervisor_rpc import SupervisorRpc
@@ -32,7 +33,7 @@ from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
 from hearthnet.identity import manifest as idmanifest
 from hearthnet.transport.ratelimit import RateLimiter
-from hearthnet.transport.signing import ReplayCache, sign_response
+from hearthnet.transport.signing import H_TIMEOUT, ReplayCache, parse_timeout, sign_response
 from hearthnet.transport.tls import ensure_tls_identity, load_tls_identity, manifest_tls_fields
 from hearthnet.version import CONTRACT_VERSION, __version__
 
@@ -55,9 +56,11 @@ class Gateway:
     started: float = field(default_factory=time.monotonic)
     replay: ReplayCache = field(default_factory=ReplayCache)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    guard: Any = None  # gateway.guard.ConnectionGuard of the peer listener, once serving
     _manifest: dict[str, Any] | None = None
     _manifest_at: float = 0.0
     _caps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _any_caps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _caps_at: float = 0.0
     _members: dict[str, Any] | None = None
     _members_at: float = 0.0
@@ -115,16 +118,19 @@ class Gateway:
         cap, version = _capability_headers(request)
         body = await _read_json(request)
         trace = request.headers.get("X-HearthNet-Request-Id") or new_ulid()
+        timeout = parse_timeout(request.headers.get(H_TIMEOUT))  # the owner's, unsigned
         return await self.dispatch(request, cap, version, body, caller=self.kp.node_id_full,
-                                   trace=trace)
+                                   trace=trace, timeout=timeout,
+                                   descriptor=await self.descriptor(cap, local=False))
 
     async def dispatch(self, request: web.Request, cap: str, version: str, body: Any, *,
-                       caller: str, trace: str, local_only: bool = False,
-                       sign: bool = False) -> web.StreamResponse:
+                       caller: str, trace: str, local_only: bool = False, sign: bool = False,
+                       timeout: float | None = None,
+                       descriptor: dict[str, Any] | None = None) -> web.StreamResponse:
         """Hand an authenticated call to the broker; JSON reply or SSE stream."""
-        timeout = _timeout_header(request)
-        if "text/event-stream" in request.headers.get("Accept", ""):
-            return await self._stream(request, cap, version, body, trace, timeout, caller, local_only)
+        if _wants_stream(request, body, descriptor):
+            return await self._stream(request, cap, version, body, trace, timeout, caller,
+                                      local_only, sign)
         result = await self.bus.call(cap, version, body, caller=caller, trace=trace,
                                      timeout=timeout, local_only=local_only)
         headers = {"X-HearthNet-Request-Id": trace}
@@ -133,15 +139,18 @@ class Gateway:
         return web.json_response(result, headers=headers, dumps=_dumps)
 
     async def _stream(self, request: web.Request, cap: str, version: str, body: Any, trace: str,
-                      timeout: float | None, caller: str, local_only: bool) -> web.StreamResponse:
+                      timeout: float | None, caller: str, local_only: bool,
+                      sign: bool) -> web.StreamResponse:
         frames = self.bus.stream(cap, version, body, caller=caller, trace=trace,
                                  timeout=timeout, local_only=local_only)
         first_ev, first = await frames.__anext__()
         if first_ev == P.ERROR:  # refused before anything streamed: a plain HTTP error
             raise HearthNetError.from_wire(first)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache",
-                                           "X-HearthNet-Request-Id": trace})
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                   "X-HearthNet-Request-Id": trace, "X-HearthNet-From": self.kp.node_id_full}
+        if sign:  # the headers only (body null): which node accepted which request
+            headers.update(sign_response(self.kp, trace, 200, None))
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         try:
             ev, data = first_ev, first
@@ -179,7 +188,7 @@ class Gateway:
                           "member_count": len(members)},
             "workers": merged, "capabilities": entries,
             "in_flight": sum(w["in_flight"] for w in merged), "notes": notes,
-            "peers": self.mesh.status() if self.mesh else [],
+            "peers": _mesh_status(self.mesh),
             "discovery": await self._discovery_view(),
             "event_log": await self._event_head(),
         })
@@ -253,14 +262,17 @@ class Gateway:
                 return self._members or self.community_manifest() or {}
         return self._members
 
-    async def descriptor(self, cap: str) -> dict[str, Any] | None:
-        """A local capability's descriptor (trust_required etc.), cached for a second."""
+    async def descriptor(self, cap: str, *, local: bool = True) -> dict[str, Any] | None:
+        """A local capability's descriptor (trust_required, timeout_seconds, streams, …),
+        cached for a second; `local=False` falls back to a remote provider's entry."""
         now = time.monotonic()
         if now - self._caps_at > CAPS_CACHE_SECONDS:
             _, caps, _ = await introspect.broker_view(self.bus)
             self._caps = {c["name"]: c for c in caps if c.get("local", True)}
+            self._any_caps = {c["name"]: c for c in caps if not c.get("local", True)}
             self._caps_at = now
-        return self._caps.get(cap)
+        found = self._caps.get(cap)
+        return found if found is not None or local else self._any_caps.get(cap)
 
     # ---- middleware ------------------------------------------------------------------
 
@@ -276,27 +288,37 @@ class Gateway:
 
     @web.middleware
     async def peer_guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Peer API: routes authenticate by signature themselves (peer_api.py)."""
-        return await self.errors(request, handler)
+        """Peer API: routes authenticate by signature themselves (peer_api.py); errors
+        are signed too; the connection guard learns when a request starts and ends."""
+        if self.guard is not None:
+            self.guard.request_started(request.transport)
+        try:
+            return await self.errors(request, handler, signer=self.kp)
+        finally:
+            if self.guard is not None:
+                self.guard.request_finished(request.transport)
 
-    async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """The one place that turns errors into the contract's JSON error body."""
-        trace = request.headers.get("X-HearthNet-Request-Id", "")
+    async def errors(self, request: web.Request, handler: Handler,
+                     signer: Any = None) -> web.StreamResponse:
+        """The one place that turns errors into the contract's JSON error body (signed
+        with `signer`'s key on the peer API)."""
+        trace = _request_id(request)
         try:
             return await handler(request)
         except HearthNetError as exc:
-            return _error_response(exc.code, exc.message, trace, exc.details)
+            return _error_response(exc.code, exc.message, trace, exc.details, signer=signer)
         except web.HTTPRequestEntityTooLarge:
             return _error_response("bad_request", f"request body over {MAX_REQUEST_BYTES} bytes",
-                                   trace, {}, status=413)
+                                   trace, {}, status=413, signer=signer)
         except web.HTTPException as exc:
             code = {404: "not_found", 405: "bad_request"}.get(exc.status, "bad_request")
-            return _error_response(code, exc.reason, trace, {}, status=exc.status)
+            return _error_response(code, exc.reason, trace, {}, status=exc.status, signer=signer)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("gateway handler failed", extra={"path": request.path})
-            return _error_response("internal_error", "the gateway failed; see its log", trace, {})
+            return _error_response("internal_error", "the gateway failed; see its log", trace, {},
+                                   signer=signer)
 
     def _authenticate(self, request: web.Request) -> None:
         supplied = request.headers.get("Authorization", "")
@@ -365,36 +387,57 @@ def advertised_endpoints(cfg: Config) -> list[dict[str, Any]]:
     return out
 
 
+def _mesh_status(mesh: Any) -> list[dict[str, Any]]:
+    """The mesh's peers; the local API reads them from its own thread while the mesh's
+    loop may change them, so a dict changing size mid-read is simply read again."""
+    for _ in range(5):
+        try:
+            return mesh.status() if mesh else []
+        except RuntimeError:
+            continue
+    return []
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def _error_response(code: str, message: str, trace: str, details: dict[str, Any],
-                    status: int | None = None) -> web.Response:
+                    status: int | None = None, signer: Any = None) -> web.Response:
     body = P.error_body(code, message, **details)
+    status = status or http_status_for(code)
     headers = {"X-HearthNet-Request-Id": trace} if trace else {}
-    return web.json_response(body, status=status or http_status_for(code), headers=headers)
+    if signer is not None:  # peer API: errors are signed like every other reply
+        headers.update(sign_response(signer, trace, status, json.loads(_dumps(body))))
+    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _request_id(request: web.Request) -> str:
+    """The request id to echo: only a well-formed one (a peer's header is hostile)."""
+    rid = request.headers.get("X-HearthNet-Request-Id", "").strip()
+    return rid if len(rid) == 26 and rid.isalnum() and rid.isascii() else ""
 
 
 async def _read_json(request: web.Request) -> Any:
     raw = await request.read()
+    if not raw:
+        return {}
     try:
-        return json.loads(raw) if raw else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return jsonbound.loads(raw)
+    except ValueError as exc:
         raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
 
 
-def _timeout_header(request: web.Request) -> float | None:
-    raw = request.headers.get("X-HearthNet-Timeout")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise HearthNetError("bad_request", f"X-HearthNet-Timeout {raw!r} is not a number") from None
-    if not 0 < value <= 3600:
-        raise HearthNetError("bad_request", "X-HearthNet-Timeout must be in (0, 3600] seconds")
-    return value
+def _wants_stream(request: web.Request, body: Any, descriptor: dict[str, Any] | None) -> bool:
+    """SSE only when the caller accepts it, the capability streams (when its descriptor
+    says; remote descriptors may not) and `input.stream` is not false — whatever else
+    Accept lists (the spec's clients send `application/json, text/event-stream`)."""
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        return False
+    if descriptor is not None and "streams" in descriptor and not descriptor["streams"]:
+        return False
+    inp = body.get("input") if isinstance(body, dict) else None
+    return not (isinstance(inp, dict) and inp.get("stream") is False)
 
 
 def _capability_headers(request: web.Request) -> tuple[str, str]:

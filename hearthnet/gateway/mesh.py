@@ -14,7 +14,6 @@ import contextlib
 import logging
 from typing import Any
 
-from hearthnet.errors import HearthNetError
 from hearthnet.gateway.peers import PeerProxies
 from hearthnet.membership import Membership
 from hearthnet.sync import SYNC_INTERVAL_SECONDS, Ledger, SyncResult, sync_with

@@ -1,104 +1,213 @@
-"""Capability calls from other nodes (CONTRACT §5, DESIGN.md §3): the request lifecycle of
-the spec — verify the signed X-HearthNet-* headers (key from -From, skew ≤ 120 s, no
-replayed request id), the caller must be a community member with the capability's
-trust level, then the per-peer rate limits, then the broker. Peers reach only this
-node's own (local) providers, never a third node through us, so calls cannot loop."""
+"""Capability calls and sync from other nodes (CONTRACT §5 as amended in
+transport/signing.py, DESIGN.md §3). Every signed route goes through the same steps, in
+this order, and reads no body byte before the sender is proven a current member:
+
+1. the signed headers (`verify_request_headers`): addressed to this node, not from it,
+   signature, clock skew, community — strangers' requests stop here or at 2;
+2. membership (`await gw.membership()`): unauthorized / revoked;
+3. the replay cache (each member has its own share, so nobody can fill it for others);
+4. the connection is marked trusted for the guard (no header deadline any more);
+5. rate limits per peer;
+6. the body: read with a size cap and a deadline while hashing, compared with the
+   signed hash, parsed with a depth bound.
+
+Peers reach only this node's own (local) providers, never a third node through us, so
+calls cannot loop. The deadline is the signed one, capped by the capability's
+`timeout_seconds`.
+"""
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from hearthnet import jsonbound
+from hearthnet.constants import MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError
-from hearthnet.transport.signing import verify_request
-from hearthnet.transport.trust import check_caller
+from hearthnet.transport.signing import SignedRequest, verify_request_headers
+from hearthnet.transport.trust import check_caller, permits
 
 if TYPE_CHECKING:
     from hearthnet.gateway.app import Gateway
 
 log = logging.getLogger("hearthnet.gateway.peers")
 
+BODY_CHUNK_SECONDS = 5.0  # a body that stalls this long is cut
+BODY_TOTAL_SECONDS = 60.0  # 16 MiB at ~0.3 MB/s
+SYNC_LEDGER_TIMEOUT_SECONDS = 60.0
+INVITEES_CACHE_SECONDS = 1.0
+_SIGNED = "hearthnet.signed"  # request key: the SignedRequest once admitted
+_RAW_HASHED = "hearthnet.raw_hashed"  # request key: body read before admission (old order)
+
+
+# --------------------------------------------------------------------------- common steps
+
+
+def _verified_headers(gw: "Gateway", request: web.Request, expect: str | None) -> SignedRequest:
+    return verify_request_headers(request.headers, self_node_id=gw.kp.node_id_full,
+                                  community_id=gw.cfg.community.community_id,
+                                  expect_capability=expect)
+
+
+def _remember(gw: "Gateway", request: web.Request, req: SignedRequest) -> None:
+    """Steps 3 and 4: only for a proven member (or invitee)."""
+    gw.replay.add(req.sender, req.request_id, req.timestamp, _now())
+    request[_SIGNED] = req
+    if gw.guard is not None:
+        gw.guard.trust(request.transport)
+    raw = request.get(_RAW_HASHED)
+    if raw is not None:  # the route read the body first (old order): compare now
+        req.check_body(raw)
+
+
+def _now() -> Any:
+    from hearthnet.identity.manifest import utcnow
+
+    return utcnow()
+
+
+async def read_body(request: web.Request, req: SignedRequest | None = None,
+                    limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """The raw body, at most `limit` bytes (413 beyond), cut when it stalls
+    BODY_CHUNK_SECONDS or takes over BODY_TOTAL_SECONDS (`timeout`), hashed on the way
+    and compared with the signed hash when `req` is given."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    hasher = req.hasher() if req is not None else None
+    buf = bytearray()
+    deadline = time.monotonic() + BODY_TOTAL_SECONDS
+    while True:
+        wait = min(BODY_CHUNK_SECONDS, deadline - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), timeout=max(wait, 0.001))
+        except asyncio.TimeoutError:
+            raise HearthNetError("timeout", "request body did not arrive in time") from None
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(buf))
+        if hasher is not None:
+            hasher.update(chunk)
+    if hasher is not None:
+        hasher.check()
+    return bytes(buf)
+
+
+def parse_body(raw: bytes) -> Any:
+    """The parsed JSON body (None when empty); bad_request if it is not bounded JSON."""
+    if not raw:
+        return None
+    try:
+        return jsonbound.loads(raw)
+    except ValueError as exc:
+        raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
+
+
+async def _signed_body(request: web.Request) -> Any:
+    """The body as signed, parsed. After admission it is checked against the signed
+    hash as it is read; a route that reads it before admission (the old order) has it
+    checked by `_sync_caller` instead."""
+    req = request.get(_SIGNED)
+    raw = await read_body(request, req)
+    if req is None:
+        request[_RAW_HASHED] = raw
+    return parse_body(raw)
+
+
+def _effective_timeout(req: SignedRequest, desc: dict[str, Any]) -> float:
+    cap_limit = float(desc.get("timeout_seconds") or 30)
+    return min(req.timeout_seconds, cap_limit) if req.timeout_seconds else cap_limit
+
+
+# --------------------------------------------------------------------------- calls
+
 
 async def call(gw: "Gateway", request: web.Request) -> web.StreamResponse:
-    from hearthnet.gateway.app import _capability_headers
-
-    cap, version = _capability_headers(request)
-    body = await _signed_body(request)
-    caller = verify_request(request.headers, body, replay=gw.replay,
-                            community_id=gw.cfg.community.community_id)
-    desc = await gw.descriptor(cap)
+    req = _verified_headers(gw, request, None)
+    members = await gw.membership()
+    level = check_caller(req.sender, members, "member", self_node_id=gw.kp.node_id_full)
+    desc = await gw.descriptor(req.capability)
     if desc is None:
-        raise HearthNetError("not_found", f"this node does not serve {cap}")
-    check_caller(caller, await gw.membership(), str(desc.get("trust_required") or "member"),
-                 self_node_id=gw.kp.node_id_full)
-    rate = gw.limiter.check(caller, cap)
+        raise HearthNetError("not_found", f"this node does not serve {req.capability}")
+    need = str(desc.get("trust_required") or "member")
+    if not permits(level, need):
+        raise HearthNetError("unauthorized", f"this needs trust level {need}; {req.sender} is {level}")
+    _remember(gw, request, req)
+    rate = gw.limiter.check(req.sender, req.capability)
     if not rate.allowed:  # hard limit: drop without an answer (spec §7)
-        log.warning("peer over the hard rate limit; dropped", extra={"peer": caller, "capability": cap})
+        log.warning("peer over the hard rate limit; dropped",
+                    extra={"peer": req.sender, "capability": req.capability})
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=429)
     if rate.soft_exceeded:
-        raise HearthNetError("rate_limited", f"too many calls to {cap}; slow down",
+        raise HearthNetError("rate_limited", f"too many calls to {req.capability}; slow down",
                              retry_after_ms=rate.retry_after_ms)
-    trace = request.headers.get("X-HearthNet-Request-Id", "")
-    return await gw.dispatch(request, cap, version, body, caller=caller, trace=trace,
-                             local_only=True, sign=True)
-
-
-async def _signed_body(request: web.Request) -> Any:
-    """The body exactly as signed: parsed JSON, or None when empty."""
-    raw = await request.read()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
+    body = parse_body(await read_body(request, req))
+    return await gw.dispatch(request, req.capability, req.version, body, caller=req.sender,
+                             trace=req.request_id, local_only=True, sign=True,
+                             timeout=_effective_timeout(req, desc), descriptor=desc)
 
 
 # ---- gossip sync routes (X02 §7; /ids and /pull are ours, see hearthnet/sync.py) --------
 
-async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, body: Any) -> str:
-    """Members may sync; so may a node holding a valid invite, which must fetch the log
-    before it can append its own `community.member.joined` (M13 §6.4, DESIGN.md §5)."""
-    caller = verify_request(request.headers, body, replay=gw.replay,
-                            community_id=gw.cfg.community.community_id,
-                            expect_capability=capability)
+
+async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, body: Any = None) -> str:
+    """Admit a sync request from its headers; returns the caller. Members may sync; so
+    may a node holding a valid invite, which must fetch the log before it can append
+    its own `community.member.joined` (M13 §6.4, DESIGN.md §5). Read the body after
+    this with `_signed_body(request)` (checked against the signed hash as it is read);
+    `body` is unused, kept for callers that read it first."""
+    req = _verified_headers(gw, request, capability)
     try:
-        check_caller(caller, await gw.membership(), "member", self_node_id=gw.kp.node_id_full)
+        check_caller(req.sender, await gw.membership(), "member", self_node_id=gw.kp.node_id_full)
     except HearthNetError as exc:
-        if exc.code != "unauthorized" or not await _holds_invite(gw, caller):
+        if exc.code != "unauthorized" or req.sender not in await _invitees(gw):
             raise
+    _remember(gw, request, req)
     # A sync round is one bulk transfer between members: only the hard limit applies
     # (the soft 10/s would cut a large round off half way).
-    rate = gw.limiter.check(caller, capability)
+    rate = gw.limiter.check(req.sender, capability)
     if not rate.allowed:
         raise HearthNetError("rate_limited", "too many sync requests", retry_after_ms=rate.retry_after_ms)
-    return caller
+    return req.sender
+
+
+async def _invitees(gw: "Gateway") -> set[str]:
+    """Node ids holding an unexpired invite, cached for a second: strangers' sync
+    requests must not each cost a ledger query."""
+    from hearthnet.identity.manifest import parse_rfc3339, utcnow
+
+    cache = getattr(gw, "_invitees_cache", None)
+    if cache is not None and time.monotonic() - cache[0] < INVITEES_CACHE_SECONDS:
+        return cache[1]
+    invites = (await _ledger(gw, "community.log.events",
+                             {"event_types": ["community.member.invited"]})).get("events") or []
+    now, out = utcnow(), set()
+    for ev in invites:
+        data = ev.get("data") if isinstance(ev, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("invitee_node_id"), str):
+            continue
+        try:
+            if parse_rfc3339(str(data.get("expires_at"))) > now:
+                out.add(data["invitee_node_id"])
+        except (ValueError, OverflowError, HearthNetError):
+            continue
+    gw._invitees_cache = (time.monotonic(), out)  # type: ignore[attr-defined]
+    return out
 
 
 async def _holds_invite(gw: "Gateway", node_id: str) -> bool:
-    from hearthnet.identity.manifest import parse_rfc3339, utcnow
-
-    invites = (await _ledger(gw, "community.log.events",
-                             {"event_types": ["community.member.invited"]}))["events"]
-    now = utcnow()
-    for ev in invites:
-        data = ev.get("data") or {}
-        if data.get("invitee_node_id") == node_id:
-            try:
-                if parse_rfc3339(str(data.get("expires_at"))) > now:
-                    return True
-            except (ValueError, HearthNetError):
-                continue
-    return False
+    return node_id in await _invitees(gw)
 
 
 async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
     out = await gw.bus.call(cap, "1.0", {"params": {}, "input": inp}, caller=gw.kp.node_id_full,
-                            timeout=60)
+                            timeout=SYNC_LEDGER_TIMEOUT_SECONDS)
     return out.get("output", {})
 
 
@@ -106,7 +215,8 @@ def _signed_json(gw: "Gateway", request: web.Request, body: dict[str, Any]) -> w
     from hearthnet.gateway.app import _dumps
     from hearthnet.transport.signing import sign_response
 
-    rid = request.headers.get("X-HearthNet-Request-Id", "")
+    req = request.get(_SIGNED)
+    rid = req.request_id if req is not None else request.headers.get("X-HearthNet-Request-Id", "")
     headers = {"X-HearthNet-Request-Id": rid, **sign_response(gw.kp, rid, 200, body)}
     return web.json_response(body, headers=headers, dumps=_dumps)
 
@@ -120,23 +230,23 @@ def _community_body(gw: "Gateway", body: Any) -> dict[str, Any]:
 async def sync_heads(gw: "Gateway", request: web.Request) -> web.Response:
     from hearthnet.transport.signing import SYNC_HEADS
 
-    await _sync_caller(gw, request, SYNC_HEADS, None)
+    await _sync_caller(gw, request, SYNC_HEADS)
     return _signed_json(gw, request, await _ledger(gw, "community.log.heads", {}))
 
 
 async def sync_ids(gw: "Gateway", request: web.Request) -> web.Response:
     from hearthnet.transport.signing import SYNC_IDS
 
-    body = _community_body(gw, await _signed_body(request))
-    await _sync_caller(gw, request, SYNC_IDS, body)
+    await _sync_caller(gw, request, SYNC_IDS)
+    _community_body(gw, await _signed_body(request))
     return _signed_json(gw, request, await _ledger(gw, "community.log.ids", {"since_lamport": 0}))
 
 
 async def sync_events(gw: "Gateway", request: web.Request) -> web.Response:
     from hearthnet.transport.signing import SYNC_EVENTS
 
+    await _sync_caller(gw, request, SYNC_EVENTS)
     body = _community_body(gw, await _signed_body(request))
-    await _sync_caller(gw, request, SYNC_EVENTS, body)
     events = body.get("events")
     if not isinstance(events, list):
         raise HearthNetError("bad_request", "events must be a list")
@@ -146,8 +256,8 @@ async def sync_events(gw: "Gateway", request: web.Request) -> web.Response:
 async def sync_pull(gw: "Gateway", request: web.Request) -> web.Response:
     from hearthnet.transport.signing import SYNC_PULL
 
+    await _sync_caller(gw, request, SYNC_PULL)
     body = _community_body(gw, await _signed_body(request))
-    await _sync_caller(gw, request, SYNC_PULL, body)
     ids = body.get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise HearthNetError("bad_request", "ids must be a list of event ids")

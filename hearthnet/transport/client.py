@@ -37,6 +37,7 @@ from hearthnet.constants import (
     MAX_REQUEST_BYTES,
     RPC_DEFAULT_TIMEOUT_SECONDS,
 )
+from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import verify_node_manifest
@@ -117,8 +118,8 @@ def _transport_error(exc: BaseException, where: str) -> HearthNetError:
 
 def _peer_error(status: int, raw: bytes) -> PeerCallError:
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = jsonbound.loads(raw)
+    except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         # Keep only keys that cannot collide with the constructor's own parameters.
@@ -145,8 +146,37 @@ async def _json_reply(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     if resp.status >= 300:
         raise _peer_error(resp.status, raw)
     try:
-        reply = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        reply = jsonbound.loads(raw)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise PeerCallError("internal_error", "peer reply is not a JSON object", http_status=resp.status)
+    return reply
+
+
+async def _verified_json(resp: aiohttp.ClientResponse, node_id: str, request_id: str,
+                         required: bool) -> dict[str, Any]:
+    """The JSON reply of a signed request. A signed reply (every HearthNet peer signs
+    its replies, errors too) must verify for `node_id` and our request; `required`
+    (mutating capabilities) refuses an unsigned success. An error reply raises the
+    peer's error once its signature (if any) checked out."""
+    raw = await _read_limited(resp)
+    signed = H_SIGNATURE in resp.headers
+    # A success must be signed when `required`; an error reply is checked when signed
+    # (an unsigned one can only make the call fail, never make us accept anything).
+    if signed or (required and resp.status < 300):
+        try:
+            parsed = jsonbound.loads(raw) if raw else None
+        except ValueError:
+            raise PeerCallError("invalid_signature", "peer reply is not JSON, so its signature cannot be checked",
+                                http_status=resp.status) from None
+        verify_response(resp.headers, parsed, expected_from=node_id, request_id=request_id,
+                        status=resp.status)
+    if resp.status >= 300:
+        raise _peer_error(resp.status, raw)
+    try:
+        reply = jsonbound.loads(raw)
+    except ValueError:
         reply = None
     if not isinstance(reply, dict):
         raise PeerCallError("internal_error", "peer reply is not a JSON object", http_status=resp.status)
@@ -247,22 +277,22 @@ class PeerClient:
 
     # ---- requests --------------------------------------------------------------------
 
-    def _headers(self, capability: str, version: str, body: Any, accept: str, timeout: float) -> dict[str, str]:
-        headers = sign_request(self.kp, self.community_id, capability, version, body)
+    def _headers(self, node_id: str, capability: str, version: str, raw: bytes | None, accept: str,
+                 timeout: float) -> dict[str, str]:
+        """Signed for `node_id` only, with the raw body's hash and our deadline, so the
+        peer applies the same deadline and nobody can stretch it on the way."""
+        headers = sign_request(self.kp, self.community_id, capability, version, raw, to=node_id,
+                               timeout_seconds=timeout)
         headers["Accept"] = accept
-        # Unsigned hint so the peer applies the same deadline (its gateway reads it).
-        headers["X-HearthNet-Timeout"] = f"{timeout:g}"
         return headers
 
     @asynccontextmanager
     async def _open(self, method: str, node_id: str, endpoint: Endpoint, path: str,
-                    headers: dict[str, str], body: Any, timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
+                    headers: dict[str, str], data: bytes | None, timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
         host, port = endpoint_address(endpoint)
         url = _url(host, port, path)
         pin = await self._pin_for(node_id, host, port)
-        data = None
-        if method != "GET":
-            data = _encode(body)
+        if data is not None:
             headers = {**headers, "Content-Type": JSON}
         try:
             async with self._http().request(method, url, headers=headers, data=data, ssl=self._pinned(pin),
@@ -275,13 +305,11 @@ class PeerClient:
     async def _signed_json(self, method: str, node_id: str, endpoint: Endpoint, path: str,
                            capability: str, version: str, body: Any, timeout: float | None) -> dict[str, Any]:
         deadline = timeout or self.timeout
-        headers = self._headers(capability, version, body, JSON, deadline)
-        async with self._open(method, node_id, endpoint, path, headers, body, deadline) as resp:
-            reply = await _json_reply(resp)
-            if H_SIGNATURE in resp.headers or response_signature_required(capability):
-                verify_response(resp.headers, reply, expected_from=node_id,
-                                request_id=headers[H_REQUEST_ID], status=resp.status)
-        return reply
+        raw = None if method == "GET" else _encode(body)
+        headers = self._headers(node_id, capability, version, raw, JSON, deadline)
+        async with self._open(method, node_id, endpoint, path, headers, raw, deadline) as resp:
+            return await _verified_json(resp, node_id, headers[H_REQUEST_ID],
+                                        response_signature_required(capability))
 
     async def call(self, node_id: str, endpoint: Endpoint, capability: str, version: str, body: Any, *,
                    timeout: float | None = None) -> dict[str, Any]:
@@ -317,14 +345,20 @@ class PeerClient:
         cancellation) closes the connection, which cancels the work on the peer. Use
         `contextlib.aclosing(client.stream(...))` so that happens promptly."""
         deadline = timeout or self.stream_timeout
-        headers = self._headers(capability, version, body, EVENT_STREAM, deadline)
-        async with self._open("POST", node_id, endpoint, "/bus/v1/call", headers, body, deadline) as resp:
+        raw = _encode(body)
+        headers = self._headers(node_id, capability, version, raw, EVENT_STREAM, deadline)
+        async with self._open("POST", node_id, endpoint, "/bus/v1/call", headers, raw, deadline) as resp:
             if resp.status >= 300 or resp.content_type == JSON:
-                yield "done", await _json_reply(resp)  # an error raises; a plain JSON reply is the result
+                # an error raises; a plain JSON reply (a capability that does not stream) is the result
+                yield "done", await _verified_json(resp, node_id, headers[H_REQUEST_ID],
+                                                   response_signature_required(capability))
                 return
             if resp.content_type != EVENT_STREAM:
                 raise PeerCallError("internal_error", f"peer answered {resp.content_type}, not an event stream",
                                     http_status=resp.status)
+            if H_SIGNATURE in resp.headers:  # the stream's headers are signed with body null
+                verify_response(resp.headers, None, expected_from=node_id,
+                                request_id=headers[H_REQUEST_ID], status=resp.status)
             # aclosing: closing this generator must close the inner one (and so the
             # connection) now, not whenever the garbage collector gets to it.
             async with aclosing(_sse_frames(resp, node_id)) as frames:

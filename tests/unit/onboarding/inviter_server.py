@@ -67,9 +67,11 @@ class Inviter:
         return web.json_response(m)
 
     async def _signed(self, request: web.Request, capability: str) -> dict[str, Any]:
-        body = json.loads(await request.read())
-        caller = signing.verify_request(request.headers, body, replay=self.replay,
+        raw = await request.read()
+        caller = signing.verify_request(request.headers, raw, replay=self.replay,
+                                        self_node_id=self.kp.node_id_full,
                                         community_id=self.community_id, expect_capability=capability)
+        body = json.loads(raw)
         self.seen.append(request.path)
         invited = any(i["invitee_node_id"] == caller for i in self.log.view.pending_invites())
         if self.refuse_sync or not (self.open_sync or self.log.view.is_member(caller) or invited):

@@ -57,9 +57,11 @@ class TestPeer:
     async def get_manifest(self, request: web.Request) -> web.Response:
         return web.json_response(self.manifest())
 
-    def _verify(self, request: web.Request, body: Any, expect: str | None = None) -> str:
-        caller = signing.verify_request(request.headers, body, replay=self.replay, now=self.now(),
+    def _verify(self, request: web.Request, raw: bytes, expect: str | None = None) -> str:
+        caller = signing.verify_request(request.headers, raw, replay=self.replay, now=self.now(),
+                                        self_node_id=self.kp.node_id_full,
                                         community_id=self.community_id, expect_capability=expect)
+        body = json.loads(raw) if raw else None
         self.seen.append({"caller": caller, "path": request.path, "body": body,
                           "capability": request.headers[signing.H_CAPABILITY],
                           "conn": request.transport.get_extra_info("peername")})
@@ -73,8 +75,9 @@ class TestPeer:
         return web.json_response(body, status=status, headers=headers)
 
     async def call(self, request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.read())
-        caller = self._verify(request, body)
+        raw = await request.read()
+        caller = self._verify(request, raw)
+        body = json.loads(raw)
         cap = request.headers[signing.H_CAPABILITY]
         if cap == "experimental.missing":
             raise HearthNetError("not_found", "no such capability", alt_nodes=["ed25519:x"])
@@ -112,12 +115,13 @@ class TestPeer:
             await asyncio.sleep(0.001)
 
     async def heads(self, request: web.Request) -> web.Response:
-        self._verify(request, None, expect=signing.SYNC_HEADS)
+        self._verify(request, await request.read(), expect=signing.SYNC_HEADS)
         return self._signed_json(request, {"community_id": self.community_id, "head": 7})
 
     async def events(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        self._verify(request, body, expect=signing.SYNC_EVENTS)
+        raw = await request.read()
+        self._verify(request, raw, expect=signing.SYNC_EVENTS)
+        body = json.loads(raw)
         return self._signed_json(request, {"accepted": len(body["events"]), "rejected": 0,
                                            "rejected_reasons": [], "new_head_lamport": 9})
 

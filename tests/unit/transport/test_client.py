@@ -224,32 +224,38 @@ def test_sync_routes_are_signed_with_their_own_capability_names(tmp_path):
 def test_server_refuses_tampered_forged_stale_and_replayed_requests(tmp_path):
     me, other = generate(), generate()
 
-    async def post(session, peer, headers, body):
-        async with session.post(f"https://127.0.0.1:{peer.port}/bus/v1/call", data=json.dumps(body),
+    async def post(session, peer, headers, raw):
+        async with session.post(f"https://127.0.0.1:{peer.port}/bus/v1/call", data=raw,
                                 headers={**headers, "Content-Type": "application/json"},
                                 ssl=aiohttp.Fingerprint(fingerprint_digest(peer.identity.fingerprint))) as resp:
             return resp.status, await resp.json()
 
     async def main():
         async with running_peer(tmp_path / "tls", generate(), COMMUNITY) as peer:
+            to = peer.kp.node_id_full
+
+            def sign(kp, raw, **kw):
+                return signing.sign_request(kp, COMMUNITY, "llm.chat", "1.0", raw, **{"to": to, **kw})
+
             async with aiohttp.ClientSession() as s:
                 body = {"input": {"n": 1}}
-                good = signing.sign_request(me, COMMUNITY, "llm.chat", "1.0", body)
-                assert await post(s, peer, good, body) == (200, {"output": {"echo": body, "caller": me.node_id_full},
-                                                                 "meta": {"ms": 1}})
-                status, err = await post(s, peer, good, body)  # same request id again
+                raw = json.dumps(body).encode()
+                good = sign(me, raw)
+                assert await post(s, peer, good, raw) == (200, {"output": {"echo": body, "caller": me.node_id_full},
+                                                                "meta": {"ms": 1}})
+                status, err = await post(s, peer, good, raw)  # same request id again
                 assert (status, err["error"]) == (401, "invalid_signature") and "replay" in err["message"]
-                fresh = signing.sign_request(me, COMMUNITY, "llm.chat", "1.0", body)
-                assert (await post(s, peer, fresh, {"input": {"n": 2}}))[1]["error"] == "invalid_signature"
-                forged = {**signing.sign_request(other, COMMUNITY, "llm.chat", "1.0", body),
-                          signing.H_FROM: me.node_id_full}
-                assert (await post(s, peer, forged, body))[1]["error"] == "invalid_signature"
-                garbage = {**signing.sign_request(me, COMMUNITY, "llm.chat", "1.0", body),
-                           signing.H_SIGNATURE: "ed25519:" + "A" * 86}
-                assert (await post(s, peer, garbage, body))[1]["error"] == "invalid_signature"
+                fresh = sign(me, raw)
+                assert (await post(s, peer, fresh, b'{"input":{"n":2}}'))[1]["error"] == "invalid_signature"
+                forged = {**sign(other, raw), signing.H_FROM: me.node_id_full}
+                assert (await post(s, peer, forged, raw))[1]["error"] == "invalid_signature"
+                garbage = {**sign(me, raw), signing.H_SIGNATURE: "ed25519:" + "A" * 86}
+                assert (await post(s, peer, garbage, raw))[1]["error"] == "invalid_signature"
+                elsewhere = sign(me, raw, to=other.node_id_full)  # meant for another node
+                assert (await post(s, peer, elsewhere, raw))[1]["error"] == "invalid_signature"
                 peer.now = lambda: datetime.now(timezone.utc) + timedelta(seconds=121)
-                stale = signing.sign_request(me, COMMUNITY, "llm.chat", "1.0", body)
-                status, err = await post(s, peer, stale, body)
+                stale = sign(me, raw)
+                status, err = await post(s, peer, stale, raw)
                 assert (status, err["error"]) == (410, "expired")
                 assert len(peer.seen) == 1  # only the first, genuine request got through
 
@@ -261,11 +267,11 @@ def test_peer_fingerprint_reads_a_held_connection(tmp_path):
 
     async def main():
         async with running_peer(tmp_path / "tls", generate(), COMMUNITY) as peer:
-            body = {"mode": "forever"}
-            headers = {**signing.sign_request(me, COMMUNITY, "llm.chat", "1.0", body),
+            raw = json.dumps({"mode": "forever"}).encode()
+            headers = {**signing.sign_request(me, COMMUNITY, "llm.chat", "1.0", raw, to=peer.kp.node_id_full),
                        "Accept": "text/event-stream", "Content-Type": "application/json"}
             async with aiohttp.ClientSession() as s:
-                async with s.post(f"https://127.0.0.1:{peer.port}/bus/v1/call", data=json.dumps(body),
+                async with s.post(f"https://127.0.0.1:{peer.port}/bus/v1/call", data=raw,
                                   headers=headers, ssl=False) as resp:
                     assert peer_fingerprint(resp) == peer.identity.fingerprint  # still streaming
 
