@@ -28,6 +28,7 @@ from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST
 from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
+from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
@@ -396,10 +397,6 @@ def _mesh_status(mesh: Any) -> list[dict[str, Any]]:
         except RuntimeError:
             continue
     return []
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def _error_response(code: str, message: str, trace: str, details: dict[str, Any],

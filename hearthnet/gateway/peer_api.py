@@ -27,6 +27,7 @@ from aiohttp import web
 from hearthnet import jsonbound
 from hearthnet.constants import MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError
+from hearthnet.gateway.http import dumps
 from hearthnet.transport.signing import SignedRequest, verify_request_headers
 from hearthnet.transport.trust import check_caller, permits
 
@@ -212,13 +213,12 @@ async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any
 
 
 def _signed_json(gw: "Gateway", request: web.Request, body: dict[str, Any]) -> web.Response:
-    from hearthnet.gateway.app import _dumps
     from hearthnet.transport.signing import sign_response
 
     req = request.get(_SIGNED)
     rid = req.request_id if req is not None else request.headers.get("X-HearthNet-Request-Id", "")
     headers = {"X-HearthNet-Request-Id": rid, **sign_response(gw.kp, rid, 200, body)}
-    return web.json_response(body, headers=headers, dumps=_dumps)
+    return web.json_response(body, headers=headers, dumps=dumps)
 
 
 def _community_body(gw: "Gateway", body: Any) -> dict[str, Any]:

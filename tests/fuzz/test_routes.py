@@ -90,7 +90,7 @@ def bodies(draw: Any, cid: str, path: str) -> tuple[bytes | None, Any]:
     if kind == 1:
         return draw(st.binary(max_size=200)), None
     if kind == 2:
-        depth = draw(st.integers(1, 900))  # json parses up to ~1000; deeper: see the xfail cases
+        depth = draw(st.integers(1, 900))  # deeper bodies: test_deep_json_bodies
         value = nest(depth, draw(st.sampled_from(["list", "dict"])))
     elif kind == 3:
         value = {"community_id": draw(_mostly(st.just(cid), json_values)),
@@ -184,7 +184,6 @@ def test_peer_routes(node, data):
 DEEP_JSON = [("list", 1000), ("dict", 1000), ("list", 100_000)]
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch port (bounded JSON loader: deep JSON gives 500 today)")
 @pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/ids"),
                                        (True, "/sync/v1/events"), (True, "/sync/v1/pull")])
 @pytest.mark.parametrize("kind,depth", DEEP_JSON)
@@ -223,7 +222,6 @@ def test_zz_workers_still_healthy(node):
     assert {n: r for n, (_, r) in after.items() if n in node.before} == {n: r for n, (_, r) in node.before.items()}
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch port: the deep-JSON cases above log a traceback today")
 def test_zz_gateway_log_has_no_traceback(node):
     log = Path(node.log_dir / "gateway.log").read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log, [line[:400] for line in log.splitlines() if "Traceback" in line][:3]

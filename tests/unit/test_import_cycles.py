@@ -19,8 +19,6 @@ PACKAGE_DIR = Path(hearthnet.__file__).resolve().parent
 # Known cycles still to be broken, each named; the test fails if one disappears, so the
 # allowance is deleted together with the fix.
 ALLOWED_CYCLES: dict[str, frozenset[str]] = {
-    # removed when the gateway pair lands (helpers move to hearthnet/gateway/http.py)
-    "gateway app <-> peer_api": frozenset({"hearthnet.gateway.app", "hearthnet.gateway.peer_api"}),
 }
 
 

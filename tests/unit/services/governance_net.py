@@ -16,6 +16,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import community_policy, rfc3339, utcnow
+from hearthnet.ledger.events import build_admission
 from hearthnet.ledger.store import EventLog
 from hearthnet.services.governance import GovernanceService
 
@@ -137,7 +138,8 @@ class Net:
         self.broadcast(invite, by)
         joined = node.log.append_local(kp, "community.member.joined", {
             "invite_event_id": invite["event_id"], "node_manifest": {"node_id": kp.node_id_full,
-                                                                     "display_name": name}})
+                                                                     "display_name": name},
+            "admission": build_admission(by.kp, invite["event_id"], kp.node_id_full)})
         self.broadcast(joined, node)
         return node
 
