@@ -179,23 +179,25 @@ async def _sync_caller(gw: "Gateway", request: web.Request, capability: str, bod
 
 
 async def _invitees(gw: "Gateway") -> set[str]:
-    """Node ids holding an unexpired invite, cached for a second: strangers' sync
-    requests must not each cost a ledger query."""
+    """Node ids holding a pending invite as the community view judges it (unused, not
+    expired, not void because its inviter was revoked), cached for a second: strangers'
+    sync requests must not each cost a query."""
     from hearthnet.identity.manifest import parse_rfc3339, utcnow
 
     cache = getattr(gw, "_invitees_cache", None)
     if cache is not None and time.monotonic() - cache[0] < INVITEES_CACHE_SECONDS:
         return cache[1]
-    invites = (await _ledger(gw, "community.log.events",
-                             {"event_types": ["community.member.invited"]})).get("events") or []
+    try:
+        invites = (await _ledger(gw, "community.members.list", {})).get("pending_invites") or []
+    except HearthNetError:
+        invites = []  # the governance worker is restarting: no invitee syncs meanwhile
     now, out = utcnow(), set()
-    for ev in invites:
-        data = ev.get("data") if isinstance(ev, dict) else None
-        if not isinstance(data, dict) or not isinstance(data.get("invitee_node_id"), str):
+    for inv in invites:
+        if not isinstance(inv, dict) or not isinstance(inv.get("invitee_node_id"), str):
             continue
         try:
-            if parse_rfc3339(str(data.get("expires_at"))) > now:
-                out.add(data["invitee_node_id"])
+            if parse_rfc3339(str(inv.get("expires_at"))) > now:
+                out.add(inv["invitee_node_id"])
         except (ValueError, OverflowError, HearthNetError):
             continue
     gw._invitees_cache = (time.monotonic(), out)  # type: ignore[attr-defined]
