@@ -28,6 +28,7 @@ from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST
 from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
+from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
@@ -435,14 +436,6 @@ def _wants_stream(request: web.Request, body: Any, descriptor: dict[str, Any] | 
         return False
     inp = body.get("input") if isinstance(body, dict) else None
     return not (isinstance(inp, dict) and inp.get("stream") is False)
-
-
-def _capability_headers(request: web.Request) -> tuple[str, str]:
-    cap = request.headers.get("X-HearthNet-Capability", "").strip()
-    version = request.headers.get("X-HearthNet-Capability-Version", "1.0").strip() or "1.0"
-    if not cap:
-        raise HearthNetError("bad_request", "missing X-HearthNet-Capability header")
-    return cap, version
 
 
 def _int_query(request: web.Request, key: str, default: int) -> int:

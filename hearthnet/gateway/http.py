@@ -1,4 +1,4 @@
-"""Request/response helpers shared by the local API (app.py) and the peer API (peer_api.py).
+"""Request helpers shared by the local API (app.py) and the peer API (peer_api.py).
 
 They live here, below both, so that peer_api never imports app (which builds the peer
 app from peer_api's handlers): no import cycle between the two.
@@ -11,8 +11,6 @@ from typing import Any
 from aiohttp import web
 
 from hearthnet.errors import HearthNetError
-from hearthnet.identity.keys import KeyPair
-from hearthnet.transport.signing import sign_response
 
 
 def dumps(obj: Any) -> str:
@@ -27,10 +25,3 @@ def capability_headers(request: web.Request) -> tuple[str, str]:
     if not cap:
         raise HearthNetError("bad_request", "missing X-HearthNet-Capability header")
     return cap, version
-
-
-def signed_json(kp: KeyPair, request: web.Request, body: dict[str, Any]) -> web.Response:
-    """A 200 JSON reply signed by this node over the request id, status and body."""
-    rid = request.headers.get("X-HearthNet-Request-Id", "")
-    headers = {"X-HearthNet-Request-Id": rid, **sign_response(kp, rid, 200, body)}
-    return web.json_response(body, headers=headers, dumps=dumps)

@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from hearthnet.errors import HearthNetError
-from hearthnet.gateway.http import capability_headers, dumps, signed_json
-from hearthnet.identity.keys import generate
-from hearthnet.transport.signing import verify_response
+from hearthnet.gateway.http import capability_headers, dumps
 
 
 def test_capability_headers_default_the_version() -> None:
@@ -27,12 +23,3 @@ def test_a_call_without_capability_is_bad_request() -> None:
 
 def test_dumps_is_compact_and_keeps_utf8() -> None:
     assert dumps({"name": "Café", "n": [1, 2]}) == '{"name":"Café","n":[1,2]}'
-
-
-def test_signed_json_verifies_as_a_response_to_the_request() -> None:
-    kp = generate()
-    req = make_mocked_request("POST", "/sync/v1/ids", headers={"X-HearthNet-Request-Id": "01REQ"})
-    resp = signed_json(kp, req, {"ids": ["a"]})
-    body = json.loads(resp.body)
-    assert resp.status == 200 and body == {"ids": ["a"]}
-    verify_response(resp.headers, body, expected_from=kp.node_id_full, request_id="01REQ", status=200)
