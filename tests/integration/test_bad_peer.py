@@ -20,7 +20,8 @@ from hearthnet.identity.manifest import build_node_manifest
 from hearthnet.testing.nodes import Node, free_port, join_by_invite
 from hearthnet.transport import signing
 from hearthnet.transport.tls import ensure_tls_identity, manifest_tls_fields, server_ssl_context
-from tests.integration.test_three_nodes import append, has_event, peer_add, peers_of, wait_for
+from hearthnet.testing.waiting import wait_for
+from tests.integration.test_three_nodes import append, has_event, peer_add, peers_of
 
 pytestmark = pytest.mark.integration
 
@@ -109,18 +110,18 @@ def test_bad_peers_are_dropped_and_the_mesh_goes_on(make_node):
             r = a.cli("peer", "add", f"127.0.0.1:{h.port}")
             assert r.returncode == 0, r.stderr + r.stdout
         # H2's manifest is fine: it is a peer, and its sync rounds fail on its ids reply.
-        wait_for("a failed round with the bad-ids peer",
-                 lambda: ((_peer(a, hostile[1].node_id) or {}).get("last_sync") or {}).get("error"))
+        wait_for(lambda: ((_peer(a, hostile[1].node_id) or {}).get("last_sync") or {}).get("error"),
+                 timeout=60, message="a failed round with the bad-ids peer")
         last = _peer(a, hostile[1].node_id)["last_sync"]
         assert not last["ok"] and last["error"].startswith("bad_response"), last
         # After both hostile peers, a good one is still added and synced with.
         peer_add(a, b)
         peer_add(b, a)
         ids = {n: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b)}
-        wait_for("alice to add bob", lambda: ids[b] in peers_of(a))
+        wait_for(lambda: ids[b] in peers_of(a), timeout=60, message="alice to add bob")
         assert hostile[0].node_id not in peers_of(a)  # its manifest is refused (bad_manifest)
         event_id = append(a, "c")
-        wait_for("alice's news to reach bob", lambda: has_event(b, event_id))
+        wait_for(lambda: has_event(b, event_id), timeout=60, message="alice's news to reach bob")
         workers = a.api("/api/v1/workers")["workers"]
         assert all(w["healthy"] and w["restarts"] == 0 for w in workers), workers
         log = Path(a.log_dir / "gateway.log").read_text(encoding="utf-8", errors="replace")
