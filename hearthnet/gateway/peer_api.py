@@ -39,7 +39,7 @@ log = logging.getLogger("hearthnet.gateway.peers")
 BODY_CHUNK_SECONDS = 5.0  # a body that stalls this long is cut
 BODY_TOTAL_SECONDS = 60.0  # 16 MiB at ~0.3 MB/s
 SYNC_LEDGER_TIMEOUT_SECONDS = 60.0
-INVITEE_MISS_SECONDS = 0.2
+INVITEE_MISS_PER_SECOND = 5
 INVITEES_CACHE_SECONDS = 1.0
 _SIGNED = "hearthnet.signed"  # request key: the SignedRequest once admitted
 _RAW_HASHED = "hearthnet.raw_hashed"  # request key: body read before admission (old order)
@@ -206,9 +206,17 @@ async def _invitees(gw: "Gateway", max_age: float = INVITEES_CACHE_SECONDS) -> s
 
 
 async def _holds_invite(gw: "Gateway", node_id: str) -> bool:
-    """A miss looks again after INVITEE_MISS_SECONDS (an invite made a moment ago), so a
-    flood of strangers costs at most a few queries a second."""
-    return node_id in await _invitees(gw) or node_id in await _invitees(gw, INVITEE_MISS_SECONDS)
+    """A miss looks again (an invite made a moment ago), but at most INVITEE_MISS_PER_SECOND
+    times a second, so a flood of strangers costs only a few queries."""
+    if node_id in await _invitees(gw):
+        return True
+    now = time.monotonic()
+    recent = [t for t in getattr(gw, "_invitee_misses", []) if now - t < 1.0]
+    if len(recent) >= INVITEE_MISS_PER_SECOND:
+        gw._invitee_misses = recent  # type: ignore[attr-defined]
+        return False
+    gw._invitee_misses = recent + [now]  # type: ignore[attr-defined]
+    return node_id in await _invitees(gw, max_age=0.0)
 
 
 async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import aiohttp
 import pytest
-from hearthnet.broker.core import REMOTE_COMMUNITY_CAPS
 
+from hearthnet.broker.core import REMOTE_COMMUNITY_CAPS
 from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.testing.nodes import Node, join_by_invite
