@@ -23,7 +23,10 @@ Beyond the spec, two fields make membership order-proof (rules in views.py):
   judged on the inviter's clock, never on the joiner's `wall_clock`.
 - `community.member.revoked` carries `frontier`: the sorted, unique event ids the
   revoker's node held that were authored by the target, plus the joins that used the
-  target's invites. Co-signers sign it with the rest of the data.
+  target's invites, plus the governance events the target co-signed. Co-signers sign it
+  with the rest of the data.
+- `community.member.demoted` carries `frontier` too: the governance events the demoter's
+  node held that the target authored or co-signed (views.py R4).
 
 Co-signatures (revoke, promote, demote): each co-signer signs the canonical JSON of
 `{"community_id", "event_type", "data": data minus co_signers}`. The spec says "the payload
@@ -77,7 +80,8 @@ EVENT_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "community.member.revoked": {"target_node_id": (_S,), "reason": (_S,), "co_signers": (_L,),
                                  "frontier": (_L,)},
     "community.member.promoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,)},
-    "community.member.demoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,)},
+    "community.member.demoted": {"target_node_id": (_S,), "new_level": (_S,), "co_signers": (_L,),
+                                 "frontier": (_L,)},
     "community.policy.updated": {"policy": (_D,)},
     "node.manifest.updated": {"manifest": (_D,)},
     "market.post.created": {"client_id": (_S,), "category": (_S,), "title": (_S,), "body": (_S,),
@@ -95,6 +99,7 @@ EVENT_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
 RESERVED_TYPES = frozenset({"federation.peer.added", "federation.peer.removed"})
 # Types the community view materialises (membership, invites, policy).
 GOVERNANCE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("community."))
+CO_SIGNED_TYPES = frozenset(t for t, fields in EVENT_TYPES.items() if "co_signers" in fields)
 # Governance types that change the community manifest (an invite does not).
 MANIFEST_TYPES = GOVERNANCE_TYPES - {"community.member.invited"}
 _NODE_ID_FIELDS = {"founder_node_id", "invitee_node_id", "target_node_id"}
@@ -162,7 +167,7 @@ def _value_problem(event_type: str, data: Mapping[str, Any]) -> str | None:
         return f"data.reason must be one of {', '.join(MARKET_EXPIRE_REASONS)}"
     if event_type == "community.member.joined":
         return admission_problem(data["admission"])
-    if event_type == "community.member.revoked":
+    if event_type in ("community.member.revoked", "community.member.demoted"):
         return frontier_problem(data["frontier"])
     return None
 
@@ -182,7 +187,7 @@ def admission_problem(admission: Any) -> str | None:
 
 
 def frontier_problem(frontier: Any) -> str | None:
-    """A revocation's frontier: at most MAX_FRONTIER event ids (ULIDs), sorted and unique,
+    """A revocation's or demotion's frontier: at most MAX_FRONTIER event ids (ULIDs), sorted and unique,
     so equal frontiers have one form."""
     if len(frontier) > MAX_FRONTIER:
         return f"data.frontier holds more than {MAX_FRONTIER} event ids"
@@ -339,6 +344,15 @@ def co_sign(kp: KeyPair, community_id: str, event_type: str, data: Mapping[str, 
     """One entry of `data.co_signers`."""
     return {"node_id": kp.node_id_full,
             "signature": kp.sign_bytes(co_signature_payload(community_id, event_type, data))}
+
+
+def named_co_signers(ev: Mapping[str, Any]) -> set[str]:
+    """The node ids an event's `co_signers` names, verified or not (what a frontier lists
+    an event for: a bad signature counts for nothing anyway)."""
+    if ev.get("event_type") not in CO_SIGNED_TYPES:
+        return set()
+    entries = (ev.get("data") or {}).get("co_signers") or []
+    return {e["node_id"] for e in entries if isinstance(e, dict) and isinstance(e.get("node_id"), str)}
 
 
 def valid_co_signers(ev: Mapping[str, Any]) -> set[str]:

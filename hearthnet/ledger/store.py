@@ -50,6 +50,7 @@ from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import community_policy, rfc3339, utcnow
 from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import (
+    CO_SIGNED_TYPES,
     COMMUNITY_MISMATCH,
     GOVERNANCE_TYPES,
     INVALID_SIGNATURE,
@@ -57,6 +58,7 @@ from hearthnet.ledger.events import (
     SCHEMA_UNKNOWN,
     build_admission,
     build_event,
+    named_co_signers,
     shape_problem,
     sort_key,
     verify_event_signature,
@@ -443,16 +445,22 @@ class EventLog:
             doomed += [ev["event_id"] for ev in map(_row_to_event, rows) if self.view.author_problem(ev) is not None]
         return doomed
 
-    def revocation_frontier(self, target_node_id: str) -> list[str]:
-        """R1: the `frontier` of a revocation of `target_node_id` built now: every event it
-        authored that we hold, plus every join that used one of its invites; sorted."""
+    def frontier(self, target_node_id: str, action: str = "revoke") -> list[str]:
+        """The `frontier` of a revocation (R1) or demotion (R4) of `target_node_id` built
+        now, sorted. Revoke: every event it authored that we hold, every join that used one
+        of its invites, every governance event it co-signed. Demote: the governance events
+        it authored or co-signed."""
         with self._lock:
             rows = self._conn.execute("SELECT event_id, event_type FROM events WHERE community_id = ? AND author = ?",
                                       (self.community_id, target_node_id)).fetchall()
+            co_signed = [ev["event_id"] for ev in self._select(0, None, sorted(CO_SIGNED_TYPES), None, None)
+                         if target_node_id in named_co_signers(ev)]
+            if action == "demote":
+                return sorted({eid for eid, kind in rows if kind in GOVERNANCE_TYPES} | set(co_signed))
             invites = {eid for eid, kind in rows if kind == "community.member.invited"}
             joins = [ev["event_id"] for ev in self._select(0, None, ["community.member.joined"], None, None)
-                     if ev["data"].get("invite_event_id") in invites]
-        return sorted({eid for eid, _ in rows} | set(joins))
+                     if ev["data"].get("invite_event_id") in invites] if invites else []
+        return sorted({eid for eid, _ in rows} | set(joins) | set(co_signed))
 
     def _well_formed(self, events: list[Any], result: IngestResult) -> list[dict[str, Any]]:
         good = []

@@ -32,13 +32,29 @@ Rules (who may author what):
 - every other type: any current member (domain rules such as "only the post's author may
   update it" belong to the domain views).
 - R1 frontier: `community.member.revoked` lists in `frontier` every event authored by the
-  target that the revoker's node held, plus every join that used the target's invites.
-  Once a node is revoked, an event authored by it is valid only if its id is in that
-  frontier, whatever its lamport; it governs nothing placed after its revocation.
+  target that the revoker's node held, plus every join that used the target's invites,
+  plus every governance event the target co-signed. Once a node is revoked, an event
+  authored by it is valid only if its id is in that frontier, whatever its lamport; it
+  governs nothing placed after its revocation, and its co-signature counts on an event
+  placed before the revocation only if that event is in the frontier.
 - R2 void invites: an invite by a revoked node that is not in the frontier has no effect;
   its unused invites die with the revocation; a join through a revoked node's invite is
   valid only if the join's id is in the frontier. Whoever joined that way is no member,
   so its own events are invalid too (unknown_author).
+- R4 demotion frontier: `community.member.demoted` lists in `frontier` every governance
+  event the target authored or co-signed that the demoter's node held. A governance event
+  the target authored or co-signed that is placed before the demotion and is not in its
+  frontier is judged with the target at the demoted level (the lowest such), so a demoted
+  member cannot use its old rights by back-dating, neither as author nor as co-signer.
+  Events placed after the demotion are judged at the level the replay has there anyway.
+
+R1's co-signer part and R4 are "caps": (event id, node) -> the most that node's signature
+or authorship is worth on that event (a level, or nothing). A revocation or demotion puts
+its caps in force when it is valid with them applied (in replay order, one at a time, a
+replay after each), so the events it caps can never be what makes it invalid: a
+co-signer of the revocation revoked by a back-dated event the revoked node co-signed
+cannot undo it. Caps, like exclusions, only ever grow, and the replay runs until neither
+changes, so the result still depends only on the set of events.
 """
 from __future__ import annotations
 
@@ -57,6 +73,7 @@ from hearthnet.identity.manifest import (
     verify_community_manifest,
 )
 from hearthnet.ledger.events import (
+    CO_SIGNED_TYPES,
     GOVERNANCE_TYPES,
     LEVEL_RANK,
     MANIFEST_TYPES,
@@ -73,6 +90,10 @@ SIGNING_LEVELS = ("trusted", "anchor")
 JOINED = "community.member.joined"
 INVITED = "community.member.invited"
 REVOKED = "community.member.revoked"
+DEMOTED = "community.member.demoted"
+REACHES_BACK = (REVOKED, DEMOTED)  # events that change how earlier-placed events are judged
+NOTHING = ""  # a cap: the signature counts for nothing
+Caps = dict[str, dict[str, str]]  # event id -> node id -> the most that node counts for there
 
 
 class CommunityView:
@@ -91,6 +112,7 @@ class CommunityView:
         self._ids: set[str] = set()
         self.invalid: dict[str, str] = {}  # held event id -> why it has no effect
         self._co_signers: dict[str, frozenset[str]] = {}  # held event id -> verified co-signers
+        self._caps: Caps = {}  # R1/R4, settled by the last full replay
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -159,7 +181,19 @@ class CommunityView:
                 return REVOKED_AUTHOR
             level = rev["level"]  # in the frontier: written while it was a member
         rule = _RIGHTS.get(kind)
-        return None if rule is None else rule(self, ev, level)
+        if rule is None:
+            return None
+        level = self._capped(ev["event_id"], author, level)  # R1/R4 reaching back
+        return REVOKED_AUTHOR if level is None else rule(self, ev, level)
+
+    def _capped(self, event_id: str, node_id: str, level: str | None) -> str | None:
+        """`level`, lowered to what R1/R4 leave `node_id` on that event."""
+        cap = self._caps.get(event_id, {}).get(node_id)
+        if cap is None or level is None:
+            return level
+        if cap == NOTHING:
+            return None
+        return cap if LEVEL_RANK[cap] < LEVEL_RANK[level] else level
 
     def _created_problem(self, ev: Mapping[str, Any]) -> str | None:
         founder = ev["data"]["founder_node_id"]
@@ -209,8 +243,9 @@ class CommunityView:
     def _enough_signers(self, ev: Mapping[str, Any], level: str, needed: int) -> bool:
         if level not in SIGNING_LEVELS:
             return False
+        eid = ev["event_id"]
         signers = self._signers(ev)
-        return sum(1 for s in signers if self.level_of(s) in SIGNING_LEVELS) >= needed
+        return sum(1 for s in signers if self._capped(eid, s, self.level_of(s)) in SIGNING_LEVELS) >= needed
 
     def _signers(self, ev: Mapping[str, Any]) -> frozenset[str]:
         # Every replay judges each co-signed event again: verify its signatures once. Keyed
@@ -246,7 +281,7 @@ class CommunityView:
             return False
         new.sort(key=sort_key)
         self._ids.update(ev["event_id"] for ev in new)
-        if all(ev["event_type"] != REVOKED for ev in new) and (not self._log or sort_key(new[0]) > sort_key(self._log[-1])):
+        if all(ev["event_type"] not in REACHES_BACK for ev in new) and (not self._log or sort_key(new[0]) > sort_key(self._log[-1])):
             # The usual case: newer than all we hold and no revocation, so nothing before
             # it changes; stepping it in place gives what a full replay would.
             self._log.extend(new)
@@ -273,17 +308,81 @@ class CommunityView:
 
     def _recompute(self) -> None:
         excluded: dict[str, str] = {}
+        self._caps, in_force = {}, set()
         while True:
-            self._reset_state()
-            self.invalid = {}
-            for ev in self._log:
-                if ev["event_id"] not in excluded:
-                    self._step(ev)
+            self._replay(excluded)
             more = self._reached_back(excluded)
-            if not more:
+            if more:
+                excluded.update(more)
+            elif not self._admit_reach_back(excluded, in_force):
                 break
-            excluded.update(more)
         self.invalid.update(excluded)
+
+    def _replay(self, excluded: Mapping[str, str]) -> None:
+        self._reset_state()
+        self.invalid = {}
+        for ev in self._log:
+            if ev["event_id"] not in excluded:
+                self._step(ev)
+
+    def _admit_reach_back(self, excluded: Mapping[str, str], in_force: set[str]) -> bool:
+        """Put the next revocation or demotion in force (in replay order): add its caps
+        if it is valid with them applied, so an event it caps can never be what makes it
+        invalid (a co-signer revoked by a back-dated event, say). True when one was added;
+        then the caller replays. On False the state is the replay with the final caps."""
+        tried = False
+        for ev in self._log:
+            eid = ev["event_id"]
+            if ev["event_type"] not in REACHES_BACK or eid in in_force or eid in excluded:
+                continue
+            caps = self._caps_of(ev)
+            if all(self._capped(e, n, "anchor") == self._capped_with(caps, e, n) for e, n in caps):
+                in_force.add(eid)  # adds nothing: no replay needed
+                continue
+            saved = copy.deepcopy(self._caps)
+            for (e, n), cap in caps.items():
+                self._add_cap(e, n, cap)
+            self._replay(excluded)
+            tried = True
+            if eid not in self.invalid:
+                in_force.add(eid)
+                return True
+            self._caps = saved
+        if tried:
+            self._replay(excluded)
+        return False
+
+    def _caps_of(self, reach: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+        """R1 (co-signer part; authorship too, which R1's exclusion also covers) and R4:
+        what the target counts for on each governance event it wrote or co-signed that
+        is placed before `reach` and not in its frontier."""
+        data, at = reach["data"], sort_key(reach)
+        target, frontier = data["target_node_id"], set(data["frontier"])
+        cap = NOTHING if reach["event_type"] == REVOKED else data["new_level"]
+        out: dict[tuple[str, str], str] = {}
+        for ev in self._log:
+            if sort_key(ev) >= at:
+                break
+            if ev["event_type"] not in GOVERNANCE_TYPES or ev["event_id"] in frontier:
+                continue
+            involved = self._signers(ev) if ev["event_type"] in CO_SIGNED_TYPES else {ev["author"]}
+            if target in involved:
+                out[(ev["event_id"], target)] = cap
+        return out
+
+    def _capped_with(self, caps: Mapping[tuple[str, str], str], event_id: str, node_id: str) -> str | None:
+        """What `_capped(event_id, node_id, "anchor")` would give with `caps` added."""
+        now, extra = self._capped(event_id, node_id, "anchor"), caps[(event_id, node_id)]
+        if now is None or extra == NOTHING:
+            return None
+        return extra if LEVEL_RANK[extra] < LEVEL_RANK[now] else now
+
+    def _add_cap(self, event_id: str, node_id: str, cap: str) -> None:
+        caps = self._caps.setdefault(event_id, {})
+        old = caps.get(node_id)
+        if old == NOTHING or (old is not None and cap != NOTHING and LEVEL_RANK[old] <= LEVEL_RANK[cap]):
+            return
+        caps[node_id] = cap
 
     def _reached_back(self, excluded: Mapping[str, str]) -> dict[str, str]:
         """Events that took effect in this replay but break R1/R2 given the revocations

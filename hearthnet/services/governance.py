@@ -45,12 +45,22 @@ from hearthnet.errors import HearthNetError, IdentityError
 from hearthnet.fsutil import atomic_write
 from hearthnet.identity.keys import KeyPair, parse_node_id, short_node_id, verify_bytes, verify_key_from_full
 from hearthnet.identity.manifest import parse_rfc3339, rfc3339, utcnow
-from hearthnet.ledger.events import GOVERNANCE_TYPES, LEVEL_RANK, MEMBER_LEVELS, co_sign, co_signature_payload
+from hearthnet.ledger.events import (
+    GOVERNANCE_TYPES,
+    LEVEL_RANK,
+    MEMBER_LEVELS,
+    co_sign,
+    co_signature_payload,
+    named_co_signers,
+)
 from hearthnet.ledger.views import PROMOTE_SIGNATURES, SIGNING_LEVELS, CommunityView
 
 log = logging.getLogger("hearthnet.governance")
 
 REVOKE_REASONS = ("compromised", "inactive", "policy_violation", "other")
+PROPOSAL_KEYS = {"revoke": {"target_node_id", "reason", "frontier"},
+                 "promote": {"target_node_id", "new_level"},
+                 "demote": {"target_node_id", "new_level", "frontier"}}
 INVITE_LEVELS = ("member", "trusted")
 APPROVAL_TTL = timedelta(days=7)
 APPROVALS_FILE = "approvals.json"
@@ -446,21 +456,20 @@ class GovernanceService:
             reason = inp.get("reason")
             if reason not in REVOKE_REASONS:
                 raise HearthNetError("bad_request", f"input.reason must be one of {', '.join(REVOKE_REASONS)}")
-            return {"target_node_id": target, "reason": reason, "frontier": await self._frontier(target)}
+            return {"target_node_id": target, "reason": reason, "frontier": await self._frontier(action, target)}
         new_level = inp.get("new_level") or _next_level(action.name, community.level_of(target))
         if new_level not in MEMBER_LEVELS:
             raise HearthNetError("bad_request", f"{_short(target)} is {community.level_of(target)}: there is no "
                                                 f"level to {action.name} it to")
-        return {"target_node_id": target, "new_level": new_level}
+        proposal = {"target_node_id": target, "new_level": new_level}
+        if action.name == "demote":
+            proposal["frontier"] = await self._frontier(action, target)
+        return proposal
 
-    async def _frontier(self, target: str) -> list[str]:
-        """Every event by the target this node holds, plus every join that used one of
-        the target's invites (the ledger refuses any other event of a revoked author)."""
-        own = await self._events(author=target)
-        invites = {ev["event_id"] for ev in own if ev["event_type"] == "community.member.invited"}
-        joins = await self._events(event_types=["community.member.joined"]) if invites else []
-        used = [ev["event_id"] for ev in joins if (ev.get("data") or {}).get("invite_event_id") in invites]
-        return sorted({ev["event_id"] for ev in own} | set(used))
+    async def _frontier(self, action: Action, target: str) -> list[str]:
+        """What the ledger holds of the target that stays judged as it is (views.py R1, R4)."""
+        out = await self._ledger("community.log.frontier", {"target_node_id": target, "action": action.name})
+        return list(out.get("frontier") or [])
 
     def _check_level_change(self, action: Action, community: Community, proposal: Mapping[str, Any], *,
                             signer: str) -> None:
@@ -526,44 +535,47 @@ class GovernanceService:
         if approval is None or ("new_level" in proposal and approval.get("new_level") != proposal["new_level"]):
             raise HearthNetError("unauthorized", f"the owner of this node has not approved {action.verb} "
                                                  f"{_short(target)}")
-        if action.name == "revoke":
-            await self._check_frontier(target, proposal["frontier"])
-        else:
+        if "frontier" in proposal:
+            await self._check_frontier(action, target, proposal["frontier"])
+        if action.name != "revoke":
             self._check_level_change(action, community, proposal, signer=me)
         log.info("co-signed a governance proposal", extra={"action": action.name, "target": target,
                                                              "for": caller})
         return {"co_signer": co_sign(self.kp, self.community_id, action.event_type, proposal)}
 
     def _proposal_shape(self, action: Action, proposal: Any) -> str:
-        keys = {"target_node_id", "reason", "frontier"} if action.name == "revoke" else {"target_node_id", "new_level"}
+        keys = PROPOSAL_KEYS[action.name]
         if not isinstance(proposal, dict) or set(proposal) != keys:
             raise HearthNetError("bad_request", f"input.proposal must hold exactly {', '.join(sorted(keys))}")
         target = _full_id(proposal["target_node_id"], "proposal.target_node_id")
-        if action.name == "revoke":
-            frontier = proposal["frontier"]
-            if proposal["reason"] not in REVOKE_REASONS:
-                raise HearthNetError("bad_request", f"proposal.reason must be one of {', '.join(REVOKE_REASONS)}")
-            if not isinstance(frontier, list) or not all(isinstance(i, str) for i in frontier) \
-                    or frontier != sorted(set(frontier)):
-                raise HearthNetError("bad_request", "proposal.frontier must be a sorted list of distinct event ids")
-        elif proposal["new_level"] not in MEMBER_LEVELS:
+        frontier = proposal.get("frontier", [])
+        if not isinstance(frontier, list) or not all(isinstance(i, str) for i in frontier) \
+                or frontier != sorted(set(frontier)):
+            raise HearthNetError("bad_request", "proposal.frontier must be a sorted list of distinct event ids")
+        if action.name == "revoke" and proposal["reason"] not in REVOKE_REASONS:
+            raise HearthNetError("bad_request", f"proposal.reason must be one of {', '.join(REVOKE_REASONS)}")
+        if action.name != "revoke" and proposal["new_level"] not in MEMBER_LEVELS:
             raise HearthNetError("bad_request", f"proposal.new_level must be one of {', '.join(MEMBER_LEVELS)}")
         return target
 
-    async def _check_frontier(self, target: str, frontier: list[str]) -> None:
-        """Each listed event we hold must be the target's own or a join through one of
-        its invites; ids we do not know are the proposer's business (we may lag)."""
+    async def _check_frontier(self, action: Action, target: str, frontier: list[str]) -> None:
+        """Each listed event we hold must be one the ledger would list (store.frontier):
+        the target's own (governance only, for a demotion), one it co-signed, or (revoke) a
+        join through one of its invites; ids we do not know are the proposer's business
+        (we may lag)."""
         known = await self._events(ids=frontier) if frontier else []
         joins = {ev["data"]["invite_event_id"]: ev for ev in known if ev["event_type"] == "community.member.joined"
-                 and ev["author"] != target}
+                 and ev["author"] != target} if action.name == "revoke" else {}
         invites = {ev["event_id"]: ev for ev in await self._events(ids=sorted(joins))} if joins else {}
         for ev in known:
-            if ev["author"] == target:
+            own = ev["author"] == target and (action.name == "revoke" or ev["event_type"] in GOVERNANCE_TYPES)
+            if own or target in named_co_signers(ev):
                 continue
             invite = invites.get((ev.get("data") or {}).get("invite_event_id"))
             if ev["event_type"] != "community.member.joined" or invite is None or invite["author"] != target:
-                raise HearthNetError("bad_request", f"the proposal's frontier lists {ev['event_id']}, which is "
-                                                    f"neither by {_short(target)} nor a join through its invite")
+                raise HearthNetError("bad_request", f"the proposal's frontier lists {ev['event_id']}, which "
+                                                    f"{_short(target)} neither wrote nor co-signed"
+                                                    + (" nor invited" if action.name == "revoke" else ""))
 
     # ------------------------------------------------------------------ community.members.list
 

@@ -164,7 +164,8 @@ class LedgerService:
                 timeout=120),
             cap("community.log.heads", self.heads, _schema()),
             cap("community.log.ids", self.ids, _schema(since_lamport=_INT)),
-            cap("community.log.frontier", self.frontier, _schema(target_node_id={"type": "string"})),
+            cap("community.log.frontier", self.frontier,
+                _schema(target_node_id={"type": "string"}, action={"type": "string", "enum": ["revoke", "demote"]})),
             cap("community.log.events", self.events,
                 _schema(since_lamport=_INT, ids=_STRS, event_types=_STRS, author={"type": "string"},
                         limit={"type": "integer", "minimum": 1}), timeout=60),
@@ -204,7 +205,10 @@ class LedgerService:
             keys.parse_node_id(target)
         except (HearthNetError, TypeError):
             raise HearthNetError("bad_request", "input.target_node_id must be a full node id") from None
-        ids = await self._db(self.log.revocation_frontier, target)
+        action = req.input.get("action", "revoke")
+        if action not in ("revoke", "demote"):
+            raise HearthNetError("bad_request", "input.action must be revoke or demote")
+        ids = await self._db(self.log.frontier, target, action)
         return {"output": {"frontier": ids}, "meta": {"count": len(ids)}}
 
     async def heads(self, req: Request) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The order-proof membership rules through a real node (views.py R1–R3): the founder
+"""The order-proof membership rules through a real node (views.py R1–R4): the founder
 revokes a member; that member's back-dated events (an invite for a puppet, the puppet's
 join and chat, a chat of its own), pushed over the signed sync route by itself or relayed
-by a member, are refused; a late joiner with a back-dated clock gets no admission and its
+by a member, are refused; a demoted member's back-dated invite above its new level is
+deleted when the demotion arrives and refused afterwards; a late joiner with a back-dated clock gets no admission and its
 join is refused; the normal invite redeem carries the inviter's admission end to end."""
 from __future__ import annotations
 
@@ -64,13 +65,13 @@ class Hostile:
 
 @pytest.fixture
 def community(make_node, tmp_path):
-    """Founder `a` running with policy min_signatures_to_revoke = 1; `bad` and `relay`
+    """Founder `a` running with policy min_signatures_to_revoke|demote = 1; `bad` and `relay`
     joined by invite (they need not run: the test speaks with their keys)."""
     a, bad, relay = make_node("alice"), make_node("bad"), make_node("relay")
     a.init()
     a.start(wait_workers=("broker", "gateway", "ledger"))
     cid = a.api("/api/v1/status")["node"]["node_id"]
-    policy = {**members_policy(a), "min_signatures_to_revoke": 1}
+    policy = {**members_policy(a), "min_signatures_to_revoke": 1, "min_signatures_to_demote": 1}
     append(a, "community.policy.updated", {"policy": policy})
     join_by_invite(a, bad)
     join_by_invite(a, relay)
@@ -164,3 +165,34 @@ def test_a_late_join_with_a_back_dated_clock_is_refused(community, make_node) ->
     with pytest.raises(HearthNetError) as err:  # not the addressee
         hostile.post(key_of(relay), "/sync/v1/admit", SYNC_ADMIT, {"community_id": cid, "invite_event_id": fresh["event_id"]})
     assert err.value.code == "unauthorized"
+
+
+def test_a_demoted_members_back_dated_rights_are_deleted_then_refused(community) -> None:
+    a, bad, relay, cid, hostile = community
+    bad_kp, relay_kp, puppet = key_of(bad), key_of(relay), keys.generate()
+    promoted = append(a, "community.member.promoted", {"target_node_id": bad_kp.node_id_full,
+                                                       "new_level": "trusted", "co_signers": []})
+    for n in range(3):  # room between the promotion and the demotion for back-dated lamports
+        append(a, "file.cid.advertised", {"cid": f"blake3:{n:064x}", "sizes_bytes": 1})
+    # The frontier as a demoter that has not seen the attack would build it.
+    frontier = local_call(a, "community.log.frontier", {"target_node_id": bad_kp.node_id_full,
+                                                        "action": "demote"})["frontier"]
+    low = promoted["lamport"] + 1
+    invite = build_event(bad_kp, cid, low, "community.member.invited", {
+        "invitee_node_id": puppet.node_id_full, "display_name": "puppet", "initial_level": "trusted",
+        "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))})
+    joined = build_event(puppet, cid, low + 1, "community.member.joined", {
+        "invite_event_id": invite["event_id"], "node_manifest": {"node_id": puppet.node_id_full},
+        "admission": build_admission(bad_kp, invite["event_id"], puppet.node_id_full)})
+    body = {"community_id": cid, "events": [invite, joined]}
+    assert hostile.post(relay_kp, "/sync/v1/events", SYNC_EVENTS, body)["accepted"] == 2  # bad is trusted there
+    levels = {m["node_id"]: m["level"] for m in members(a)["members"]}
+    assert levels[puppet.node_id_full] == "trusted"
+    append(a, "community.member.demoted", {"target_node_id": bad_kp.node_id_full, "new_level": "member",
+                                           "co_signers": [], "frontier": frontier})
+    levels = {m["node_id"]: m["level"] for m in members(a)["members"]}
+    assert levels[bad_kp.node_id_full] == "member" and puppet.node_id_full not in levels
+    assert stored(a, [invite["event_id"], joined["event_id"]]) == []
+    reply = hostile.post(relay_kp, "/sync/v1/events", SYNC_EVENTS, body)  # and again: refused
+    assert reply["accepted"] == 0 and _reasons(reply) == {invite["event_id"]: "unauthorized",
+                                                          joined["event_id"]: "unknown_author"}

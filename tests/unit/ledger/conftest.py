@@ -77,11 +77,12 @@ class Community:
 
     def governance(self, author: KeyPair, event_type: str, data: dict[str, Any],
                    co_signers: list[KeyPair], lamport: int | None = None) -> dict[str, Any]:
-        """Co-signed; a revocation gets the frontier this log would give it now unless
-        `data` names one."""
+        """Co-signed; a revocation or demotion gets the frontier this log would give it
+        now unless `data` names one."""
         data = {**data, "co_signers": []}
-        if event_type == "community.member.revoked" and "frontier" not in data:
-            data["frontier"] = self.log.revocation_frontier(data["target_node_id"])
+        action = {"community.member.revoked": "revoke", "community.member.demoted": "demote"}.get(event_type)
+        if action and "frontier" not in data:
+            data["frontier"] = self.log.frontier(data["target_node_id"], action)
         data["co_signers"] = [co_sign(kp, self.cid, event_type, data) for kp in co_signers]
         return self.event(author, event_type, data, lamport=lamport)
 

@@ -1,6 +1,7 @@
 """Property: whatever order and batches the events of a community arrive in, including an
 attacker's (a revoked member's back-dated invite, puppet join, chat and promotion, a void
-invite's join, a late join with a back-dated clock), every node ends with ONE stored event
+invite's join, a late join with a back-dated clock, a demoted member's back-dated invite
+above its new level, a back-dated revocation co-signed by the revoked and the demoted node), every node ends with ONE stored event
 set and ONE view, and what each node stores is always exactly what its view finds valid."""
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def universe() -> tuple[str, Events, dict[str, str]]:
     log = EventLog(tmp / "reference.sqlite", root.node_id_full)
     log.create_genesis(root, "Maple", None)
     c = Community(log, root)
-    t1, t2, bad = (c.add_member(n, "trusted") for n in ("t1", "t2", "bad"))
+    t1, t2, bad, dm = (c.add_member(n, "trusted") for n in ("t1", "t2", "bad", "dm"))
     m = c.add_member("m")
     p1, p2, puppet, late = (keys.generate() for _ in range(4))
     honest = [_invite(c, bad, p1)]
@@ -62,10 +63,18 @@ def universe() -> tuple[str, Events, dict[str, str]]:
                           {"target_node_id": bad.node_id_full, "reason": "compromised"}, [t1, t2],
                           lamport=log.clock + 20)
     assert log.append_received([revoke]).accepted == 1
+    demote = c.governance(root, "community.member.demoted",
+                          {"target_node_id": dm.node_id_full, "new_level": "member"}, [t1, t2],
+                          lamport=log.clock + 20)
+    assert log.append_received([demote]).accepted == 1
     promote = c.governance(root, "community.member.promoted",
                            {"target_node_id": m.node_id_full, "new_level": "trusted"}, [])
     assert log.append_received([promote, _chat(c, p1, body="after")]).accepted == 2
     puppet_invite = _invite(c, bad, puppet, lamport=below)
+    dm_puppet = keys.generate()
+    dm_invite = c.event(dm, "community.member.invited", {  # above a member's own level
+        "invitee_node_id": dm_puppet.node_id_full, "display_name": "x", "initial_level": "trusted",
+        "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}, lamport=below + 5)
     attack = {
         "puppet_invite": puppet_invite,
         "puppet_join": c.join_event(puppet, puppet_invite, lamport=below + 1),
@@ -74,6 +83,12 @@ def universe() -> tuple[str, Events, dict[str, str]]:
         "back_dated_promote": c.governance(bad, "community.member.promoted",
                                            {"target_node_id": m.node_id_full, "new_level": "trusted"}, [],
                                            lamport=below + 4),
+        "demoted_trusted_invite": dm_invite,
+        "demoted_puppet_join": c.join_event(dm_puppet, dm_invite, lamport=below + 6),
+        # t2 (complicit) revokes t1 with the co-signatures of the revoked and the demoted node
+        "fallen_co_signed": c.governance(t2, "community.member.revoked",
+                                         {"target_node_id": t1.node_id_full, "reason": "other"}, [bad, dm],
+                                         lamport=below + 7),
         "later_chat": _chat(c, bad, lamport=log.clock + 5, body="later"),
         "void_invite_join": c.join_event(p2, pending, lamport=log.clock + 6),
         "late_join": c.join_event(late, expired, now=datetime.now(timezone.utc) - timedelta(hours=3),
@@ -161,9 +176,9 @@ def test_the_reference_keeps_the_honest_history_and_none_of_the_attack() -> None
     stored, state = reference()
     assert stored == {ev["event_id"] for ev in events} - set(attack)
     revoked = [r["node_id"] for r in state["revoked"]]
-    assert len(revoked) == 1 and len(state["members"]) == 5  # root, t1, t2, m (promoted), p1
+    assert len(revoked) == 1 and len(state["members"]) == 6  # root, t1, t2, m (promoted), p1, dm
     levels = {m["node_id"]: m["level"] for m in state["members"]}
-    assert sorted(levels.values()).count("trusted") == 3 and revoked[0] not in levels
+    assert sorted(levels.values()).count("trusted") == 3 and revoked[0] not in levels  # t1, t2, m
 
 
 orders = st.lists(st.integers(0, 10**6), min_size=0, max_size=6)

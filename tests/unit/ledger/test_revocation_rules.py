@@ -1,6 +1,7 @@
 """The order-proof membership rules (views.py R1–R4): a revoked node's events outside its
-revocation's frontier, joins through its invites, and joins without the inviter's
-admission are refused when they arrive after the rule applies, and deleted when they
+revocation's frontier, joins through its invites, joins without the inviter's admission,
+a demoted member's back-dated use of its old rights and a fallen co-signer's back-dated
+signatures are refused when they arrive after the rule applies, and deleted when they
 were stored first; either way every node ends with the same events and the same view."""
 from __future__ import annotations
 
@@ -184,8 +185,155 @@ def test_revocation_frontier_lists_own_events_and_joins_through_its_invites(grow
     joined = grown.join_event(newcomer, inv)
     log.append_received([joined])
     own = {e["event_id"] for e in log.events(author=bad.node_id_full)}
-    frontier = log.revocation_frontier(bad.node_id_full)
+    frontier = log.frontier(bad.node_id_full)
     assert frontier == sorted(own | {joined["event_id"]}) and inv["event_id"] in own
+
+
+# ----------------------------------------------------------------------------- R4 demotion, co-signers
+
+DEMOTED = "community.member.demoted"
+
+
+def demote(c: Community, target: KeyPair, lamport: int | None = None) -> dict[str, Any]:
+    """trusted -> member by the root with both trusted co-signers (3 of 3), with the
+    frontier of the log now, leaving room below it for back-dating."""
+    return c.governance(c.root, DEMOTED, {"target_node_id": target.node_id_full, "new_level": "member"},
+                        [c.members["t1"], c.members["t2"]], lamport=lamport or c.log.clock + 10)
+
+
+def trusted_puppet(c: Community, inviter: KeyPair, lamport: int) -> tuple[KeyPair, list[dict[str, Any]]]:
+    """A back-dated invite at level trusted (a member may invite, but not above itself)
+    and the puppet's join."""
+    kp = keys.generate()
+    c.keyring[inviter.node_id_full] = inviter
+    inv = c.event(inviter, "community.member.invited", {
+        "invitee_node_id": kp.node_id_full, "display_name": "p", "initial_level": "trusted",
+        "expires_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}, lamport=lamport)
+    return kp, [inv, c.join_event(kp, inv, lamport=lamport + 1)]
+
+
+def same_state(a: EventLog, b: EventLog) -> bool:
+    return ids(a) == ids(b) and a.view.snapshot_state() == b.view.snapshot_state()
+
+
+def test_a_demoted_member_cannot_back_date_its_old_rights(grown: Community) -> None:
+    log, bad, m = grown.log, grown.members["bad"], grown.add_member("m")
+    dem = demote(grown, bad)
+    low = log.clock + 1  # between bad's join and its demotion
+    kp, attack = trusted_puppet(grown, bad, low)
+    promote = grown.governance(bad, "community.member.promoted",
+                               {"target_node_id": m.node_id_full, "new_level": "trusted"}, [], lamport=low + 3)
+    attack.append(promote)
+    assert all(ev["lamport"] < dem["lamport"] for ev in attack)
+    # Stored first (bad was trusted there): they count, until the demotion arrives.
+    first = EventLog(log.path.with_name("first.sqlite"), grown.cid)
+    first.append_received(log.events())
+    assert first.append_received(attack).accepted == 3 and first.view.level_of(kp.node_id_full) == "trusted"
+    result = first.append_received([dem])
+    assert result.accepted == 1 and sorted(result.purged) == sorted(ev["event_id"] for ev in attack)
+    assert not first.view.is_member(kp.node_id_full) and first.view.level_of(m.node_id_full) == "member"
+    assert first.view.level_of(bad.node_id_full) == "member"
+    # The demotion first: refused, and both nodes end the same.
+    assert log.append_received([dem]).accepted == 1
+    result = log.append_received(attack)
+    assert result.accepted == 0 and reasons(result)[attack[0]["event_id"]] == "unauthorized"
+    assert same_state(first, log)
+    first.close()
+
+
+def test_what_the_demoter_held_keeps_its_old_rights(grown: Community) -> None:
+    """An invite at level trusted that bad issued while trusted, seen by the demoter, stays
+    valid and redeemable in any order (the frontier)."""
+    log, bad, newcomer = grown.log, grown.members["bad"], keys.generate()
+    inv = grown.invite(bad, newcomer, level="trusted")
+    dem = demote(grown, bad)
+    assert inv["event_id"] in dem["data"]["frontier"]
+    joined = grown.join_event(newcomer, inv)
+    assert log.append_received([dem]).accepted == 1 and log.append_received([joined]).accepted == 1
+    assert log.view.level_of(newcomer.node_id_full) == "trusted" and not log.view.invalid
+    other = EventLog(log.path.with_name("other.sqlite"), grown.cid)
+    late = (inv["event_id"], joined["event_id"], dem["event_id"])
+    other.append_received([ev for ev in log.events() if ev["event_id"] not in late])
+    other.append_received([dem])  # the demotion before the invite it names
+    assert other.append_received([inv, joined]).accepted == 2
+    assert same_state(other, log)
+    other.close()
+
+
+def test_a_demoted_member_promoted_again_has_its_rights_after_that(grown: Community) -> None:
+    log, bad, m = grown.log, grown.members["bad"], grown.add_member("m")
+    assert log.append_received([demote(grown, bad)]).accepted == 1
+    again = grown.governance(grown.root, "community.member.promoted",
+                             {"target_node_id": bad.node_id_full, "new_level": "trusted"}, [])
+    assert log.append_received([again]).accepted == 1
+    promote = grown.governance(bad, "community.member.promoted",
+                               {"target_node_id": m.node_id_full, "new_level": "trusted"}, [])
+    assert log.append_received([promote]).accepted == 1 and log.view.level_of(m.node_id_full) == "trusted"
+
+
+@pytest.fixture
+def two_of_three(grown: Community) -> Community:
+    """Revocation needs 2 signatures; demotion still 3."""
+    policy = {**grown.log.view.policy, "min_signatures_to_revoke": 2}
+    grown.log.append_local(grown.root, "community.policy.updated", {"policy": policy})
+    return grown
+
+
+@pytest.mark.parametrize("fall", ["revoked", "demoted"])
+def test_a_fallen_co_signer_counts_for_nothing_on_back_dated_events(two_of_three: Community, fall: str) -> None:
+    """t2 (a legit trusted member, complicit) writes a revocation of t1 with bad's
+    co-signature, placed before bad's revocation or demotion: bad's signature no longer
+    counts, so the event is refused or deleted, and t1 stays a member."""
+    c = two_of_three
+    log, bad, t1, t2 = c.log, c.members["bad"], c.members["t1"], c.members["t2"]
+    fallen = revoke(c, bad) if fall == "revoked" else demote(c, bad)
+    back_dated = c.governance(t2, REVOKED, {"target_node_id": t1.node_id_full, "reason": "other"}, [bad],
+                              lamport=fallen["lamport"] - 5)
+    first = EventLog(log.path.with_name("first.sqlite"), c.cid)
+    first.append_received(log.events())
+    assert first.append_received([back_dated]).accepted == 1 and t1.node_id_full in first.view.revoked
+    if fall == "revoked":  # built before: its frontier must not hold the back-dated event
+        fallen = revoke(c, bad)
+    result = first.append_received([fallen])
+    assert result.accepted == 1 and back_dated["event_id"] in result.purged
+    assert first.view.is_member(t1.node_id_full)
+    assert log.append_received([fallen]).accepted == 1
+    assert reasons(log.append_received([back_dated])) == {back_dated["event_id"]: "unauthorized"}
+    assert same_state(first, log)
+    first.close()
+
+
+def test_a_co_signature_the_revoker_saw_still_counts(two_of_three: Community) -> None:
+    c = two_of_three
+    log, bad, t1, t2 = c.log, c.members["bad"], c.members["t1"], c.members["t2"]
+    m = c.add_member("m")
+    seen = c.governance(t2, REVOKED, {"target_node_id": m.node_id_full, "reason": "other"}, [bad])
+    assert log.append_received([seen]).accepted == 1
+    rev = revoke(c, bad)
+    assert seen["event_id"] in rev["data"]["frontier"]
+    assert log.append_received([rev]).accepted == 1 and m.node_id_full in log.view.revoked
+    other = EventLog(log.path.with_name("other.sqlite"), c.cid)
+    other.append_received([ev for ev in log.events() if ev["event_id"] not in (seen["event_id"], rev["event_id"])])
+    other.append_received([rev])
+    assert other.append_received([seen]).accepted == 1
+    assert same_state(other, log)
+    other.close()
+
+
+def test_demotion_frontier_lists_governance_events_written_or_co_signed(two_of_three: Community) -> None:
+    c = two_of_three
+    log, bad, t2 = c.log, c.members["bad"], c.members["t2"]
+    said = chat(c, bad)
+    log.append_received([said])
+    inv = c.invite(bad, keys.generate())
+    m = c.add_member("m")
+    co = c.governance(t2, REVOKED, {"target_node_id": m.node_id_full, "reason": "other"}, [bad])
+    log.append_received([co])
+    governance = {e["event_id"] for e in log.events(author=bad.node_id_full)
+                  if e["event_type"] in GOVERNANCE_TYPES}
+    assert log.frontier(bad.node_id_full, "demote") == sorted(governance | {co["event_id"]})
+    assert inv["event_id"] in governance and said["event_id"] not in log.frontier(bad.node_id_full, "demote")
+    assert {said["event_id"], co["event_id"]} <= set(log.frontier(bad.node_id_full, "revoke"))
 
 
 # ----------------------------------------------------------------------------- R3 admission

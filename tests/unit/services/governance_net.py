@@ -80,6 +80,8 @@ class FakeBus:
             ev = target.log.append_local(target.kp, inp["event_type"], inp["data"])
             self.net.broadcast(ev, origin=target)
             return {"output": {"event": ev}}
+        if cap == "community.log.frontier":
+            return {"output": {"frontier": target.log.frontier(inp["target_node_id"], inp.get("action", "revoke"))}}
         if cap == "community.members.get":
             body_ = target.log.view.manifest_body()
             return {"output": {"members": body_["members"], "revoked": body_["revoked"],
