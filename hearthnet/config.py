@@ -128,7 +128,10 @@ class RagConfig:
 @dataclass(frozen=True)
 class FileConfig:
     blobs_dir: Path = _UNSET_PATH
-    gc_threshold: float = 0.8
+    gc_threshold: float = 0.8  # evict unpinned blobs (LRU) above this fraction of the disk ...
+    gc_target: float = 0.7  # ... down to this one
+    min_free_bytes: int = 1_000_000_000  # a put that would leave less free is refused
+    capacity_bytes: int = 0  # the store's own "disk" size; 0 = the filesystem it is on
 
 
 @dataclass(frozen=True)
