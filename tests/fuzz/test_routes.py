@@ -190,8 +190,13 @@ DEEP_JSON = [("list", 1000), ("dict", 1000), ("list", 100_000)]
 @pytest.mark.parametrize("kind,depth", DEEP_JSON)
 def test_deep_json_bodies(node, peer, path, kind, depth):
     raw = _deep_text(nest(depth, kind))
-    _check(*node.request(path, "POST", raw, {"X-HearthNet-Capability": "community.log.heads"}, peer=peer,
-                         timeout=60), (path, depth))
+    try:
+        reply = node.request(path, "POST", raw, {"X-HearthNet-Capability": "community.log.heads"}, peer=peer,
+                             timeout=60)
+    except (ssl.SSLError, ConnectionError) as exc:
+        assert peer, exc  # the peer port refuses an unsigned request from its headers and may hang up mid-body
+        return
+    _check(*reply, (path, depth))
 
 
 @pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/events")])
