@@ -22,6 +22,7 @@ down to `gc_low`.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -75,6 +76,8 @@ class BlobStore:
         self.min_free_bytes, self.capacity_bytes = min_free_bytes, capacity_bytes
         self._lock = threading.RLock()
         self._store_bytes: int | None = None  # counted at first need, then kept up to date
+        self._shards_made: set[str] = set()
+        self._temp_ids = itertools.count()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pins = self._load_pins()
         self._remove_torn_temps()
@@ -112,10 +115,15 @@ class BlobStore:
         """Store verified bytes under `cid`; False when it was there already."""
         if hash_bytes(data) != check_cid(cid):
             raise BlobError("bad_request", f"chunk does not hash to {short(cid)}")
+        return self._put_chunk(cid, data)
+
+    def _put_chunk(self, cid: str, data: bytes | memoryview, *, room_checked: bool = False) -> bool:
+        """`write_chunk` for bytes this process just hashed to `cid`."""
         path = self.chunk_path(cid)
         if path.is_file():
             return False
-        self.ensure_room(len(data))
+        if not room_checked:
+            self.ensure_room(len(data))
         self._write_new(path, data)
         return True
 
@@ -187,7 +195,8 @@ class BlobStore:
             raise BlobError("unauthorized", f"{path} cannot be read (permission denied)") from None
         self.ensure_room(size)
         with fh:
-            return self._add_stream(fh, filename=path.name, mime_type=mime_type, progress=progress)
+            return self._add_stream(fh, filename=path.name, mime_type=mime_type, progress=progress,
+                                    room_checked=True)
 
     def add_bytes(self, data: bytes, *, filename: str | None = None, mime_type: str | None = None) -> BlobManifest:
         import io
@@ -195,7 +204,7 @@ class BlobStore:
         return self._add_stream(io.BytesIO(data), filename=filename, mime_type=mime_type)
 
     def _add_stream(self, fh: BinaryIO, *, filename: str | None, mime_type: str | None,
-                    progress: Progress | None = None) -> BlobManifest:
+                    progress: Progress | None = None, room_checked: bool = False) -> BlobManifest:
         chunks, size, new = [], 0, []
         try:
             while True:
@@ -203,7 +212,7 @@ class BlobStore:
                 if not data:
                     break
                 cid = hash_bytes(data)
-                if self.write_chunk(cid, data):
+                if self._put_chunk(cid, data, room_checked=room_checked):
                     new.append(cid)
                 chunks.append(cid)
                 size += len(data)
@@ -411,9 +420,12 @@ class BlobStore:
                 yield Path(entry.path)
 
     def _write_new(self, path: Path, data: bytes | memoryview) -> None:
-        path.parent.mkdir(exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        if path.parent.name not in self._shards_made:
+            path.parent.mkdir(exist_ok=True, mode=0o700)
+            self._shards_made.add(path.parent.name)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{next(self._temp_ids)}.tmp"
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
