@@ -17,6 +17,7 @@ does. Commands run inside through nsenter into PID 1's namespaces, with a clean 
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -30,14 +31,11 @@ from hearthnet.testing.waiting import wait_for
 NSPAWN = "systemd-nspawn"
 BOOT_TIMEOUT = 90.0
 POWEROFF_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# the host's enabled services (postgresql, timers, gettys …) must not start inside
-DROPPED_ETC = ("systemd/system/multi-user.target.wants", "systemd/system/sysinit.target.wants",
-               "systemd/system/timers.target.wants", "systemd/system/getty.target.wants",
-               "systemd/system/default.target")
-MASKED_UNITS = ("console-getty.service", "getty@.service", "systemd-timesyncd.service",
-                "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
-                "fstrim.timer", "dpkg-db-backup.timer", "systemd-networkd-wait-online.service")
+# nothing reads a console; no clock to sync; no network to wait for (loopback only)
+MASKED_UNITS = ("console-getty.service", "container-getty@.service", "getty@.service",
+                "systemd-timesyncd.service", "systemd-networkd-wait-online.service")
 
 
 def unavailable_reason() -> str | None:
@@ -86,6 +84,16 @@ def code_mounts() -> list[tuple[Path, str]]:
     return mounts
 
 
+def _nspawn_child_setup() -> None:
+    """Own process group (teardown signals it without touching the test runner), and a
+    SIGTERM — a clean poweroff — should the test runner be killed outright."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 class SystemdContainer:
     """Boot with `start()` (or `with`), run commands with `run()`, always `stop()`."""
 
@@ -103,7 +111,8 @@ class SystemdContainer:
         self.start()
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     def start(self, extra_args: list[str] | None = None) -> None:
@@ -113,9 +122,8 @@ class SystemdContainer:
                 "--private-network", "--register=no", "--keep-unit", "--console=read-only",
                 "--bind-ro=/usr", *(option for _, option in mounts), *(extra_args or [])]
         with self.boot_log.open("wb") as log:
-            # its own process group: teardown can signal it without touching pytest
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         preexec_fn=_nspawn_child_setup)
         try:
             self.leader = wait_for(self._find_leader, 30, interval=0.1, message=self._boot_failure)
             wait_for(self._booted, BOOT_TIMEOUT, interval=0.5, message=self._boot_failure)
@@ -142,16 +150,15 @@ class SystemdContainer:
                 os.symlink(os.readlink("/" + link), root / link)
         shutil.copytree("/etc", root / "etc", symlinks=True)
         etc = root / "etc"
-        for rel in DROPPED_ETC:
-            p = etc / rel
-            if p.is_symlink() or p.is_file():
-                p.unlink()
-            elif p.is_dir():
-                shutil.rmtree(p)
+        # the host's enabled services (postgresql, timers, gettys …) must not start inside
+        units = etc / "systemd" / "system"
+        for p in [*units.glob("*.wants"), *units.glob("*.requires")]:
+            shutil.rmtree(p)
+        (units / "default.target").unlink(missing_ok=True)
         for unit in MASKED_UNITS:
-            (etc / "systemd" / "system" / unit).unlink(missing_ok=True)
-            os.symlink("/dev/null", etc / "systemd" / "system" / unit)
-        os.symlink("/usr/lib/systemd/system/multi-user.target", etc / "systemd/system/default.target")
+            (units / unit).unlink(missing_ok=True)
+            os.symlink("/dev/null", units / unit)
+        os.symlink("/usr/lib/systemd/system/multi-user.target", units / "default.target")
         (etc / "machine-id").unlink(missing_ok=True)
         (etc / "machine-id").write_text("")  # empty: systemd makes a transient one
         os.chmod(etc / "machine-id", 0o444)

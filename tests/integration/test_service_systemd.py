@@ -68,6 +68,10 @@ def service_uid(box: SystemdContainer) -> int:
     return int(box.run("id", "-u", systemd.SERVICE_USER, check=True).stdout)
 
 
+def service_gid(box: SystemdContainer) -> int:
+    return int(box.run("id", "-g", systemd.SERVICE_USER, check=True).stdout)
+
+
 def unit_processes(box: SystemdContainer) -> list[tuple[int, int, str]]:
     """(pid, uid, command line) of every process running this install's interpreter."""
     out = box.run("ps", "-e", "-o", "pid=,uid=,args=", check=True).stdout
@@ -100,7 +104,7 @@ def test_system_anchor_under_real_systemd(box: SystemdContainer) -> None:
     main_pid = enabled_and_ready(box)
     sandboxed(box, main_pid)
     main_pid = sigkill_restarts(box, main_pid)
-    main_pid = stalled_watchdog_restarts(box, main_pid)
+    stalled_watchdog_restarts(box, main_pid)
     uninstalled(box)
 
 
@@ -168,7 +172,7 @@ def sandboxed(box: SystemdContainer, main_pid: str) -> None:
 
     def inside(script: str, *, as_service: bool) -> str:
         """`script` in the service's mount namespace (as root, or as the service user)."""
-        who = ["--setuid", str(uid), "--setgid", str(uid_gid(box))] if as_service else []
+        who = ["--setuid", str(uid), "--setgid", str(service_gid(box))] if as_service else []
         r = box.run("nsenter", f"--target={main_pid}", "--mount", *who, "--", "sh", "-c", script)
         return r.stdout + r.stderr
 
@@ -197,10 +201,6 @@ def sandboxed(box: SystemdContainer, main_pid: str) -> None:
     assert all(m.split()[0] in ("700", "600") and m.split()[1] == "hearthnet" for m in modes), modes
 
 
-def uid_gid(box: SystemdContainer) -> int:
-    return int(box.run("id", "-g", systemd.SERVICE_USER, check=True).stdout)
-
-
 def sigkill_restarts(box: SystemdContainer, main_pid: str) -> str:
     """SIGKILL of `hearthnet run`: systemd kills what is left of the tree and starts the
     node again, which comes up healthy on the state the killed one left."""
@@ -216,7 +216,7 @@ def sigkill_restarts(box: SystemdContainer, main_pid: str) -> str:
     return s["MainPID"]
 
 
-def stalled_watchdog_restarts(box: SystemdContainer, main_pid: str) -> str:
+def stalled_watchdog_restarts(box: SystemdContainer, main_pid: str) -> None:
     """A main process that stops pinging (SIGSTOP: frozen, its tree still up) is stopped
     by systemd's watchdog (SIGTERM + SIGCONT: `run` then stops in order) and restarted."""
     box.run("kill", "-STOP", main_pid, check=True)
@@ -224,8 +224,8 @@ def stalled_watchdog_restarts(box: SystemdContainer, main_pid: str) -> str:
     lines = "\n".join(box.journal(UNIT))
     assert f"Watchdog timeout (limit {TEST_WATCHDOG_SECONDS}s)!" in lines, journal_tail(box)
     assert "Failed with result 'watchdog'" in lines, journal_tail(box)
-    assert hn_json(box, "service", "status", "--system")["n_restarts"] == 2
-    return s["MainPID"]
+    doc = hn_json(box, "service", "status", "--system")
+    assert doc["n_restarts"] == 2 and doc["main_pid"] == int(s["MainPID"]), doc
 
 
 def uninstalled(box: SystemdContainer) -> None:
