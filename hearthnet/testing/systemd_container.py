@@ -84,14 +84,49 @@ def code_mounts() -> list[tuple[Path, str]]:
     return mounts
 
 
-def _nspawn_child_setup() -> None:
-    """Own process group (teardown signals it without touching the test runner), and a
-    SIGTERM — a clean poweroff — should the test runner be killed outright."""
+def cgroup_hierarchies() -> tuple[Path | None, Path | None]:
+    """(the cgroup2 hierarchy, the cgroup-v1 name=systemd one) of this process: its own
+    cgroup in each, as a directory, or None where that hierarchy is not mounted."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        own["cgroup2" if hid == "0" else controllers] = path.lstrip("/")
+    unified = named = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        fstype, _, options = tail.split(" ", 2)
+        point = Path(fields.split()[4])
+        if fstype == "cgroup2" and unified is None and "cgroup2" in own:
+            unified = point / own["cgroup2"]
+        elif fstype == "cgroup" and "name=systemd" in options.split(",") and "name=systemd" in own:
+            named = point / own["name=systemd"]
+    return unified, named
+
+
+def _nspawn_child_setup(cgroups: list[Path]) -> None:
+    """Own process group (teardown signals it without touching the test runner), own
+    cgroups (nspawn puts the container below its own cgroup: two containers must not share
+    one), and a SIGTERM — a clean poweroff — should the test runner be killed outright."""
     os.setsid()
+    for group in cgroups:
+        (group / "cgroup.procs").write_text("0")
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _remove_cgroup_tree(top: Path) -> None:
+    """rmdir a cgroup and everything below it, deepest first (each must be empty of
+    processes: a cgroup that just emptied may stay busy for a moment)."""
+    def gone() -> bool:
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(Path(w[0]).parts)):
+            try:
+                os.rmdir(dirpath)
+            except FileNotFoundError:
+                pass
+        return not top.exists()
+    wait_for(gone, 10, interval=0.1, message=f"cgroup {top} removed")
 
 
 class SystemdContainer:
@@ -104,6 +139,7 @@ class SystemdContainer:
         self.name = name or f"hn-sd-{os.getpid()}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
+        self.cgroups: list[Path] = []
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -121,9 +157,19 @@ class SystemdContainer:
         argv = [NSPAWN, f"--directory={self.root}", f"--machine={self.name}", "--boot",
                 "--private-network", "--register=no", "--keep-unit", "--console=read-only",
                 "--bind-ro=/usr", *(option for _, option in mounts), *(extra_args or [])]
+        unified, named = cgroup_hierarchies()
+        self.cgroups = [g / self.name for g in (unified, named) if g is not None]
+        for group in self.cgroups:
+            group.mkdir(exist_ok=True)
+        env = dict(os.environ)
+        if unified is not None:
+            # a pure cgroup2 tree inside (Debian 12's default) even on a hybrid host: with
+            # the v1 layout, systemd inside never hears that a unit's cgroup emptied and
+            # waits out TimeoutStopSec after every kill
+            env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         with self.boot_log.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_nspawn_child_setup)
+                                         env=env, preexec_fn=lambda: _nspawn_child_setup(self.cgroups))
         try:
             self.leader = wait_for(self._find_leader, 30, interval=0.1, message=self._boot_failure)
             wait_for(self._booted, BOOT_TIMEOUT, interval=0.5, message=self._boot_failure)
@@ -205,6 +251,9 @@ class SystemdContainer:
                 proc.wait(10)
         if self.leader is not None:
             wait_for(lambda: not Path(f"/proc/{self.leader}").exists(), 10, message="container PID 1 gone")
+        for group in self.cgroups:
+            if group.exists():
+                _remove_cgroup_tree(group)
         left = self.mounts_left()
         if left:
             raise AssertionError(f"mounts left under {self.root}: {left}")
