@@ -243,6 +243,12 @@ def _sandbox_lines(plan: UnitPlan) -> list[str]:
     elif system:
         lines.append("ProtectHome=yes")
     else:
+        # A user manager may not make mount namespaces, so without PrivateUsers= it
+        # silently skips ProtectSystem=, ProtectHome=, PrivateTmp= & co. (systemd.exec(5));
+        # in a user namespace of its own it can.
+        lines += ["# In a user namespace of its own: without one a user manager skips the",
+                  "# file-system sandbox below.",
+                  "PrivateUsers=yes"]
         # The node's own data lives in $HOME: home is read-only except those dirs.
         lines.append("ProtectHome=read-only")
         if plan.read_write_paths:

@@ -1,5 +1,5 @@
-"""`hearthnet service install --system` under a REAL systemd: PID 1 of a throw-away
-container (systemd-nspawn, hearthnet/testing/systemd_container.py) with a private network.
+"""`hearthnet service install` under a REAL systemd: PID 1 of a throw-away container
+(systemd-nspawn, hearthnet/testing/systemd_container.py) with a private network.
 
 Inside it, the real CLI runs systemctl, and systemd itself shows: the unit goes from start
 to running on the node's READY=1 (Type=notify), a SIGKILLed main process is restarted
@@ -7,6 +7,7 @@ to running on the node's READY=1 (Type=notify), a SIGKILLed main process is rest
 as the system user `hearthnet` in its sandbox (ProtectSystem=strict: nothing writable but
 its own dirs; private /tmp; /root hidden; logs 0600), and `service uninstall` stops and
 removes it. One test in stages: each stage needs the one before, and a boot costs time.
+Then `--user`: a user's node under that user's own systemd manager, sandboxed too.
 """
 from __future__ import annotations
 
@@ -77,6 +78,14 @@ def unit_processes(box: SystemdContainer) -> list[tuple[int, int, str]]:
     out = box.run("ps", "-e", "-o", "pid=,uid=,args=", check=True).stdout
     rows = [line.split(None, 2) for line in out.splitlines()]
     return [(int(p), int(u), a) for p, u, a in rows if HN[0].rsplit("/bin/", 1)[0] in a]
+
+
+def in_unit_namespace(box: SystemdContainer, pid: str, script: str, ids: tuple[int, int] | None) -> str:
+    """`script` in the mount namespace of the unit's process `pid`, as root or as `ids`
+    (uid, gid); its output and errors."""
+    who = ["--setuid", str(ids[0]), "--setgid", str(ids[1])] if ids else []
+    r = box.run("nsenter", f"--target={pid}", "--mount", *who, "--", "sh", "-c", script)
+    return r.stdout + r.stderr
 
 
 def proc_status(box: SystemdContainer, pid: int) -> dict[str, str]:
@@ -171,10 +180,8 @@ def sandboxed(box: SystemdContainer, main_pid: str) -> None:
     box.run("sh", "-c", "echo outside > /tmp/hn-outside && echo secret > /root/hn-secret", check=True)
 
     def inside(script: str, *, as_service: bool) -> str:
-        """`script` in the service's mount namespace (as root, or as the service user)."""
-        who = ["--setuid", str(uid), "--setgid", str(service_gid(box))] if as_service else []
-        r = box.run("nsenter", f"--target={main_pid}", "--mount", *who, "--", "sh", "-c", script)
-        return r.stdout + r.stderr
+        ids = (uid, service_gid(box)) if as_service else None
+        return in_unit_namespace(box, main_pid, script, ids)
 
     # even root in the unit's namespace: everything outside the node's dirs is read-only
     # (/root too: the install's interpreter is bound into a read-only empty /root)
@@ -241,3 +248,62 @@ def uninstalled(box: SystemdContainer) -> None:
     s = show(box)
     assert s["LoadState"] == "not-found" and s["ActiveState"] == "inactive", s
     assert hn_json(box, "service", "status", "--system")["installed"] is False
+
+
+# ---- --user: a user's own node under the user's systemd manager -------------------------
+
+USER = "alice"
+
+
+def test_user_node_under_a_real_user_manager(box: SystemdContainer) -> None:
+    """`service install --user` as a lingering user: the user manager starts the node
+    (READY), its CLI finds it, and its sandbox holds: home and its config read-only, only
+    the node's data, log and cache dirs writable, /etc read-only, /tmp its own."""
+    box.run("useradd", "--create-home", USER, check=True)
+    box.run("loginctl", "enable-linger", USER, check=True)  # the user manager runs without a login
+    uid = int(box.run("id", "-u", USER, check=True).stdout)
+    wait_for(lambda: box.run("systemctl", "is-active", f"user@{uid}.service").stdout.strip() == "active",
+             60, interval=0.2, message=f"user@{uid}.service active")
+    env = {"HOME": f"/home/{USER}", "USER": USER, "XDG_RUNTIME_DIR": f"/run/user/{uid}"}
+
+    def as_user(*argv: str) -> dict:
+        r = box.run(*argv, user=USER, env=env)
+        assert r.returncode == 0, f"{' '.join(argv)}: exit {r.returncode}\n{r.stderr}{r.stdout}"
+        return json.loads(r.stdout) if "--json" in argv else {}
+
+    as_user(*HN, "init", "--non-interactive", "--name", USER)
+    doc = as_user(*HN, "service", "install", "--user", "--json")
+    assert doc["unit_path"] == f"/home/{USER}/.config/systemd/user/{UNIT}"
+    assert doc["enabled"] is True and doc["started"] is True, doc
+    out = box.run("systemctl", "--user", "show", UNIT, "--property=" + ",".join(SHOW), user=USER, env=env,
+                  check=True).stdout
+    s = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert (s["ActiveState"], s["SubState"]) == ("active", "running"), s
+    workers = as_user(*HN, "status", "--json")["workers"]  # its run dir in $XDG_RUNTIME_DIR
+    assert workers and all(w["healthy"] for w in workers), workers
+    assert s["StatusText"] == f"running: {len(workers)} workers healthy"
+    st = as_user(*HN, "service", "status", "--user", "--json")
+    assert (st["scope"], st["active_state"], st["main_pid"]) == ("user", "active", int(s["MainPID"])), st
+
+    pid = s["MainPID"]
+    status = proc_status(box, int(pid))
+    assert status["Uid"].split() == [str(uid)] * 4 and status["NoNewPrivs"] == "1", status
+    home = f"/home/{USER}"
+    for path in (f"{home}/probe", f"{home}/.config/hearthnet/probe", "/etc/probe", "/var/probe"):
+        out = in_unit_namespace(box, pid, f"touch {path} && echo WROTE", (uid, uid))
+        assert "Read-only file system" in out and "WROTE" not in out, (path, out)
+    for d in (".local/share/hearthnet", ".local/state/hearthnet/log", ".cache/hearthnet"):
+        out = in_unit_namespace(box, pid, f"touch {home}/{d}/probe && echo WROTE && rm {home}/{d}/probe", (uid, uid))
+        assert "WROTE" in out, (d, out)
+    box.run("sh", "-c", "echo outside > /tmp/hn-outside", check=True)
+    assert "No such file" in in_unit_namespace(box, pid, "cat /tmp/hn-outside", (uid, uid))
+    rows = box.run("find", f"{home}/.local/state/hearthnet/log", "-printf", "%y %m %p\n",
+                   check=True).stdout.splitlines()
+    assert any(r.endswith("/gateway.log") for r in rows), rows
+    assert all(r.split()[1] == ("700" if r[0] == "d" else "600") for r in rows), rows
+
+    doc = as_user(*HN, "service", "uninstall", "--user", "--json")
+    assert doc["removed"] is True, doc
+    assert unit_processes(box) == []
+    out = box.run("systemctl", "--user", "show", UNIT, "--property=LoadState", user=USER, env=env).stdout
+    assert out.strip() == "LoadState=not-found"

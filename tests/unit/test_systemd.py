@@ -136,6 +136,7 @@ def test_user_unit_keeps_the_nodes_dirs_writable_and_home_read_only() -> None:
     cfg = load_config()
     s = settings(systemd.plan_user(cfg).render())
     assert s["ProtectHome"] == ["read-only"] and s["ProtectSystem"] == ["strict"]
+    assert s["PrivateUsers"] == ["yes"]  # else a user manager skips the mount sandbox
     writable = s["ReadWritePaths"][0].split()
     for p in (cfg.paths.data_dir, cfg.paths.log_dir, cfg.paths.cache_dir):
         assert str(p) in writable
