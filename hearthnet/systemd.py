@@ -243,9 +243,8 @@ def _sandbox_lines(plan: UnitPlan) -> list[str]:
     elif system:
         lines.append("ProtectHome=yes")
     else:
-        # A user manager may not make mount namespaces, so without PrivateUsers= it
-        # silently skips ProtectSystem=, ProtectHome=, PrivateTmp= & co. (systemd.exec(5));
-        # in a user namespace of its own it can.
+        # systemd.exec(5): a user manager applies ProtectSystem=, ProtectHome=, PrivateTmp=
+        # & co. only with PrivateUsers=; without it they are silently skipped.
         lines += ["# In a user namespace of its own: without one a user manager skips the",
                   "# file-system sandbox below.",
                   "PrivateUsers=yes"]
