@@ -235,12 +235,19 @@ def _sandbox_lines(plan: UnitPlan) -> list[str]:
         "# A node without one can add PrivateDevices=yes in an override.",
     ]
     if system and plan.bind_read_only:
+        # Not ProtectHome=tmpfs: up to systemd 256 that tmpfs is writable, mode 1777
+        # (systemd issue #34825), though documented read-only; this is what it should be.
         lines += ["# This install lives under a home directory: only it is visible, read-only.",
-                  "ProtectHome=tmpfs",
+                  "TemporaryFileSystem=" + " ".join(f"{h}:ro" for h in HOME_ROOTS),
                   "BindReadOnlyPaths=" + " ".join(_quote(p) for p in plan.bind_read_only)]
     elif system:
         lines.append("ProtectHome=yes")
     else:
+        # systemd.exec(5): a user manager applies ProtectSystem=, ProtectHome=, PrivateTmp=
+        # & co. only with PrivateUsers=; without it they are silently skipped.
+        lines += ["# In a user namespace of its own: without one a user manager skips the",
+                  "# file-system sandbox below.",
+                  "PrivateUsers=yes"]
         # The node's own data lives in $HOME: home is read-only except those dirs.
         lines.append("ProtectHome=read-only")
         if plan.read_write_paths:

@@ -112,14 +112,31 @@ def test_system_unit_settings() -> None:
                 "RestrictSUIDSGID", "LockPersonality"):
         assert s[key] == ["yes"], key
     assert s["ProtectSystem"] == ["strict"]
-    assert s["ProtectHome"] in (["yes"], ["tmpfs"])  # tmpfs + BindReadOnlyPaths for an install in /home
+    if "BindReadOnlyPaths" in s:  # an install in /home: read-only empty homes, the install bound in
+        assert s["TemporaryFileSystem"] == ["/home:ro /root:ro /run/user:ro"] and "ProtectHome" not in s
+    else:
+        assert s["ProtectHome"] == ["yes"]
     assert "PrivateDevices" not in s  # the LLM may need a GPU
+
+
+def test_system_unit_hides_homes_read_only_with_an_install_under_home() -> None:
+    """Not ProtectHome=tmpfs: systemd before 257 mounts that tmpfs writable (mode 1777);
+    read-only empty homes are TemporaryFileSystem=…:ro, the install bound in read-only."""
+    import dataclasses
+
+    plan = dataclasses.replace(systemd.plan_system(), bind_read_only=["/home/me/hn venv"])
+    s = settings(plan.render())
+    assert s["TemporaryFileSystem"] == ["/home:ro /root:ro /run/user:ro"] and "ProtectHome" not in s
+    assert s["BindReadOnlyPaths"] == ['"/home/me/hn venv"']
+    s = settings(dataclasses.replace(plan, bind_read_only=[]).render())
+    assert s["ProtectHome"] == ["yes"] and "TemporaryFileSystem" not in s
 
 
 def test_user_unit_keeps_the_nodes_dirs_writable_and_home_read_only() -> None:
     cfg = load_config()
     s = settings(systemd.plan_user(cfg).render())
     assert s["ProtectHome"] == ["read-only"] and s["ProtectSystem"] == ["strict"]
+    assert s["PrivateUsers"] == ["yes"]  # else a user manager skips the mount sandbox
     writable = s["ReadWritePaths"][0].split()
     for p in (cfg.paths.data_dir, cfg.paths.log_dir, cfg.paths.cache_dir):
         assert str(p) in writable
