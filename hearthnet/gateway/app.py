@@ -28,6 +28,7 @@ from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST
 from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
+from hearthnet.gateway.bodybudget import BODY_BUDGET, BODY_HOLD, BodyBudget
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.supervisor_rpc import SupervisorRpc
@@ -59,6 +60,7 @@ class Gateway:
     replay: ReplayCache = field(default_factory=ReplayCache)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     guard: Any = None  # gateway.guard.ConnectionGuard of the peer listener, once serving
+    bodies: BodyBudget = field(default_factory=BodyBudget)  # request bodies the peer port holds
     _manifest: dict[str, Any] | None = None
     _manifest_at: float = 0.0
     _caps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -291,12 +293,23 @@ class Gateway:
     @web.middleware
     async def peer_guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Peer API: routes authenticate by signature themselves (peer_api.py); errors
-        are signed too; the connection guard learns when a request starts and ends."""
+        are signed too; the connection guard learns when a request starts and ends; the
+        bytes a request's body claimed in the body budget are given back when it ends,
+        whatever the path (error, cancellation, the client gone)."""
         if self.guard is not None:
             self.guard.request_started(request.transport)
+        request[BODY_BUDGET] = self.bodies
         try:
-            return await self.errors(request, handler, signer=self.kp)
+            resp = await self.errors(request, handler, signer=self.kp)
+            if request.get(BODY_HOLD) is not None and request.get(BODY_HOLD).counted:
+                # A reply made from a large body is sent while its bytes are still counted.
+                await resp.prepare(request)
+                await resp.write_eof()
+            return resp
         finally:
+            hold = request.get(BODY_HOLD)
+            if hold is not None:
+                hold.release()
             if self.guard is not None:
                 self.guard.request_finished(request.transport)
 
@@ -367,7 +380,9 @@ def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
     else:
         tls = ensure_tls_identity(kp, cfg.paths.tls_dir, cfg.transport.host)
     return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorRpc(cfg.paths.supervisor_socket),
-                   token=token, kp=kp, tls=tls)
+                   token=token, kp=kp, tls=tls,
+                   bodies=BodyBudget.from_mib(cfg.transport.peer_body_budget_mib,
+                                              cfg.transport.peer_body_per_sender_mib))
 
 
 def advertised_endpoints(cfg: Config) -> list[dict[str, Any]]:
