@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from hearthnet.gateway import introspect
 from hearthnet.gateway.bodybudget import BODY_BUDGET, BODY_HOLD, BodyBudget
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
+from hearthnet.gateway.http import signed_json_response as _signed_json_response
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
@@ -139,7 +139,7 @@ class Gateway:
                                      timeout=timeout, local_only=local_only)
         headers = {"X-HearthNet-Request-Id": trace}
         if sign:  # responses to peers are signed (CONTRACT §5; required for mutating calls)
-            headers.update(sign_response(self.kp, trace, 200, result))
+            return _signed_json_response(self.kp, trace, 200, result, headers)
         return web.json_response(result, headers=headers, dumps=_dumps)
 
     async def _stream(self, request: web.Request, cap: str, version: str, body: Any, trace: str,
@@ -421,7 +421,7 @@ def _error_response(code: str, message: str, trace: str, details: dict[str, Any]
     status = status or http_status_for(code)
     headers = {"X-HearthNet-Request-Id": trace} if trace else {}
     if signer is not None:  # peer API: errors are signed like every other reply
-        headers.update(sign_response(signer, trace, status, json.loads(_dumps(body))))
+        return _signed_json_response(signer, trace, status, body, headers)
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
 
 

@@ -29,7 +29,7 @@ from hearthnet import jsonbound
 from hearthnet.constants import MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError
 from hearthnet.gateway.bodybudget import BODY_BUDGET, BODY_HOLD, BodyBudget, Hold
-from hearthnet.gateway.http import dumps
+from hearthnet.gateway.http import signed_json_response
 from hearthnet.transport.signing import SignedRequest, verify_request_headers
 from hearthnet.transport.trust import check_caller, permits
 
@@ -74,7 +74,7 @@ def _now() -> Any:
 
 
 async def read_body(request: web.Request, req: SignedRequest | None = None,
-                    limit: int = MAX_REQUEST_BYTES, budget: BodyBudget | None = None) -> bytes:
+                    limit: int = MAX_REQUEST_BYTES, budget: BodyBudget | None = None) -> bytearray:
     """The raw body, at most `limit` bytes (413 beyond), cut when it stalls
     BODY_CHUNK_SECONDS or takes over BODY_TOTAL_SECONDS (`timeout`), hashed on the way
     and compared with the signed hash when `req` is given. The bytes are claimed in the
@@ -87,7 +87,9 @@ async def read_body(request: web.Request, req: SignedRequest | None = None,
     if hold is not None and request.content_length:
         await hold.claim(request.content_length)  # refused here, before a byte is read
     hasher = req.hasher() if req is not None else None
-    buf = bytearray()
+    # With Content-Length the buffer is allocated once and filled in place (appending
+    # chunks would reallocate and copy it as it grows).
+    buf, got = bytearray(request.content_length or 0), 0
     deadline = time.monotonic() + BODY_TOTAL_SECONDS
     while True:
         wait = min(BODY_CHUNK_SECONDS, deadline - time.monotonic())
@@ -97,16 +99,19 @@ async def read_body(request: web.Request, req: SignedRequest | None = None,
             raise HearthNetError("timeout", "request body did not arrive in time") from None
         if not chunk:
             break
-        if len(buf) + len(chunk) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(buf) + len(chunk))
-        if hold is not None and len(buf) + len(chunk) > hold.size:  # no (or a short) Content-Length
-            await hold.claim(len(buf) + len(chunk) - hold.size)
-        buf += chunk
+        end = got + len(chunk)
+        if end > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=end)
+        if hold is not None and end > hold.size:  # no (or a short) Content-Length
+            await hold.claim(end - hold.size)
+        buf[got:end] = chunk  # in place while within the allocation, else appended
+        got = end
         if hasher is not None:
             hasher.update(chunk)
+    del buf[got:]  # a body shorter than announced (aiohttp normally refuses those)
     if hasher is not None:
         hasher.check()
-    return bytes(buf)
+    return buf  # not copied into bytes: a large body is held once
 
 
 def _hold(request: web.Request, req: SignedRequest | None, budget: BodyBudget | None) -> Hold | None:
@@ -121,7 +126,7 @@ def _hold(request: web.Request, req: SignedRequest | None, budget: BodyBudget | 
     return hold
 
 
-def parse_body(raw: bytes) -> Any:
+def parse_body(raw: bytes | bytearray) -> Any:
     """The parsed JSON body (None when empty); bad_request if it is not bounded JSON."""
     if not raw:
         return None
@@ -248,12 +253,9 @@ async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any
 
 
 def _signed_json(gw: "Gateway", request: web.Request, body: dict[str, Any]) -> web.Response:
-    from hearthnet.transport.signing import sign_response
-
     req = request.get(_SIGNED)
     rid = req.request_id if req is not None else request.headers.get("X-HearthNet-Request-Id", "")
-    headers = {"X-HearthNet-Request-Id": rid, **sign_response(gw.kp, rid, 200, body)}
-    return web.json_response(body, headers=headers, dumps=dumps)
+    return signed_json_response(gw.kp, rid, 200, body)
 
 
 def _community_body(gw: "Gateway", body: Any) -> dict[str, Any]:

@@ -161,6 +161,47 @@ async def huge_anonymous_bodies(host: str, port: int, n: int = 48, size: int = 1
     return outcomes
 
 
+async def member_large_bodies(host: str, port: int, member: keys.KeyPair, target_node_id: str,
+                              community_id: str, *, n: int = 40, size: int = 8 * 1024 * 1024,
+                              hold_ms: int = 0, per_second: float = 6.0,
+                              source: str = "127.0.0.1") -> Counter[str]:
+    """n signed `experimental.echo` calls from a member, started `per_second` a second
+    (under the member's 10/s limit per capability) and all in flight together, each with
+    a body of about `size` bytes (the echo worker keeps each `hold_ms`). Outcomes:
+    "200", "<status>:<error code>" for a contract error reply whose signature by the
+    target checks out ("…:unsigned" if it does not), or the connection error's name."""
+    from hearthnet.transport.signing import verify_response
+
+    filler = "x" * max(0, size - 64)
+    connector = aiohttp.TCPConnector(ssl=_client_tls(), limit=n, local_addr=(source, 0))
+    outcomes: Counter[str] = Counter()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(i: int) -> None:
+            await asyncio.sleep(i / per_second)
+            raw = json.dumps({"params": {}, "input": {"i": i, "sleep_ms": hold_ms, "data": filler}}).encode()
+            headers = sign_request(member, community_id, "experimental.echo", "1.0", raw, to=target_node_id)
+            headers["Content-Type"] = "application/json"
+            try:
+                async with session.post(f"https://{host}:{port}/bus/v1/call", data=raw, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                    data = await resp.read()
+                    if resp.status == 200:
+                        outcomes["200"] += 1
+                        return
+                    body = json.loads(data)
+                    try:
+                        verify_response(resp.headers, body, expected_from=target_node_id,
+                                        request_id=headers["X-HearthNet-Request-Id"], status=resp.status)
+                        outcomes[f"{resp.status}:{body.get('error')}"] += 1
+                    except Exception:
+                        outcomes[f"{resp.status}:{body.get('error')}:unsigned"] += 1
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                outcomes[type(exc).__name__] += 1
+
+        await asyncio.gather(*[one(i) for i in range(n)])
+    return outcomes
+
+
 # --------------------------------------------------------------------------- as a process
 
 
