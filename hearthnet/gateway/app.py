@@ -27,7 +27,7 @@ from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST
 from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
-from hearthnet.gateway.bodybudget import BODY_BUDGET, BODY_HOLD, BodyBudget
+from hearthnet.gateway.bodybudget import BodyBudget, serve_within
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.gateway.http import signed_json_response as _signed_json_response
@@ -298,18 +298,10 @@ class Gateway:
         whatever the path (error, cancellation, the client gone)."""
         if self.guard is not None:
             self.guard.request_started(request.transport)
-        request[BODY_BUDGET] = self.bodies
         try:
-            resp = await self.errors(request, handler, signer=self.kp)
-            if request.get(BODY_HOLD) is not None and request.get(BODY_HOLD).counted:
-                # A reply made from a large body is sent while its bytes are still counted.
-                await resp.prepare(request)
-                await resp.write_eof()
-            return resp
+            return await serve_within(self.bodies, request,
+                                      functools.partial(self.errors, handler=handler, signer=self.kp))
         finally:
-            hold = request.get(BODY_HOLD)
-            if hold is not None:
-                hold.release()
             if self.guard is not None:
                 self.guard.request_finished(request.transport)
 

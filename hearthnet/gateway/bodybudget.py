@@ -25,6 +25,9 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from aiohttp import web
 
 from hearthnet.errors import HearthNetError
 
@@ -158,3 +161,22 @@ class Hold:
         self.released = True
         counted, self.counted = self.counted, 0
         self.budget._release(self.sender, counted)
+
+
+async def serve_within(budget: BodyBudget, request: web.Request,
+                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Run one peer request with `budget` on it (`read_body` claims from it). A reply
+    made from a counted body is sent before its bytes are given back; they are given
+    back on every path — an error, cancellation, the client gone."""
+    request[BODY_BUDGET] = budget
+    try:
+        resp = await handler(request)
+        hold = request.get(BODY_HOLD)
+        if hold is not None and hold.counted:
+            await resp.prepare(request)
+            await resp.write_eof()
+        return resp
+    finally:
+        hold = request.get(BODY_HOLD)
+        if hold is not None:
+            hold.release()

@@ -1,9 +1,11 @@
 """The peer port's body budget: totals and per-sender shares, waiting then
 capacity_exceeded, small bodies never counted, and every claim given back — on its own,
-and through `read_body` and the peer middleware of a real aiohttp server on 127.0.0.1."""
+and through `read_body` and `serve_within` (the peer API's middleware) of a real aiohttp
+server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from hearthnet.errors import HearthNetError
-from hearthnet.gateway.bodybudget import BODY_HOLD, BodyBudget
+from hearthnet.gateway.bodybudget import BodyBudget, serve_within
 from hearthnet.gateway.peer_api import read_body
 
 KiB, MiB = 1024, 1024 * 1024
@@ -156,21 +158,17 @@ def test_a_cancelled_waiter_leaves_nothing_behind():
 
 async def serve(budget: BodyBudget, gate: asyncio.Event | None = None,
                 fail: bool = False) -> tuple[web.AppRunner, int]:
-    """A peer-like app: the middleware puts the budget on the request and releases the
-    hold at the end (what Gateway.peer_guard does); the handler reads the body."""
-    from hearthnet.gateway.bodybudget import BODY_BUDGET
+    """A peer-like app: its middleware is the peer API's `serve_within` around a
+    contract-error mapping; the handler reads the body."""
+    async def errors(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HearthNetError as exc:
+            return web.json_response({"error": exc.code, **exc.details}, status=429)
 
     @web.middleware
     async def middleware(request, handler):
-        request[BODY_BUDGET] = budget
-        try:
-            try:
-                return await handler(request)
-            except HearthNetError as exc:
-                return web.json_response({"error": exc.code, **exc.details}, status=429)
-        finally:
-            if (hold := request.get(BODY_HOLD)) is not None:
-                hold.release()
+        return await serve_within(budget, request, functools.partial(errors, handler=handler))
 
     async def echo(request: web.Request) -> web.Response:
         raw = await read_body(request)
