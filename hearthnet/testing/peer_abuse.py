@@ -205,6 +205,22 @@ async def member_large_bodies(host: str, port: int, member: keys.KeyPair, target
 # --------------------------------------------------------------------------- as a process
 
 
+async def large_bodies(host: str, port: int, target_node_id: str, community_id: str, *,
+                       members: list[keys.KeyPair], body_mib: float, per_second: float,
+                       hold_ms: int, seconds: float) -> dict[str, Any]:
+    """Each member sends signed `body_mib` MiB calls, `per_second` a second, for about
+    `seconds`; what they got back, summed over the members."""
+    n = max(1, int(seconds * per_second))
+    runs = await asyncio.gather(*[member_large_bodies(host, port, m, target_node_id, community_id, n=n,
+                                                      size=int(body_mib * 1024 * 1024), hold_ms=hold_ms,
+                                                      per_second=per_second)
+                                  for m in members])
+    total: Counter[str] = Counter()
+    for r in runs:
+        total.update(r)
+    return dict(total)
+
+
 async def attack(host: str, port: int, target_node_id: str, community_id: str, *, slow: int,
                  flood_concurrency: int, seconds: float) -> dict[str, Any]:
     """`slow` half-sent requests (each reconnecting a second after the node cuts it) and
@@ -232,7 +248,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--slow", type=int, default=1000)
     ap.add_argument("--flood", type=int, default=32, help="concurrent stranger requests")
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--member-keys", action="append", default=[],
+                    help="large bodies instead: a member's keys dir (repeat for more members)")
+    ap.add_argument("--body-mib", type=float, default=7.0)
+    ap.add_argument("--bodies-per-second", type=float, default=4.0, help="per member (limit 10)")
+    ap.add_argument("--hold-ms", type=int, default=1000, help="the echo worker keeps each call")
     args = ap.parse_args(argv)
+    if args.member_keys:
+        from pathlib import Path
+
+        out = asyncio.run(large_bodies(
+            "127.0.0.1", args.port, args.target_node_id, args.community_id,
+            members=[keys.load(Path(d)) for d in args.member_keys[:16]],
+            body_mib=min(args.body_mib, 16.0), per_second=min(args.bodies_per_second, 9.0),
+            hold_ms=min(args.hold_ms, 10_000), seconds=min(args.seconds, 600)))
+        print(json.dumps(out), flush=True)
+        return
     out = asyncio.run(attack("127.0.0.1", args.port, args.target_node_id, args.community_id,
                              slow=min(args.slow, 5000), flood_concurrency=min(args.flood, 64),
                              seconds=min(args.seconds, 600)))

@@ -5,8 +5,8 @@ share is covered by tests/unit/gateway/test_body_budget.py); 40 signed 8 MiB cal
 arrive 6 a second (under the member's rate limit), each kept 5 s by the echo worker, so
 at most 3 are held at once (3 × 8 MiB fits in 32 MiB, 4 do not) and most wait past the
 5 s wait: they get a signed `capacity_exceeded`, the rest are served. The gateway's
-memory grows by a bounded multiple of the budget, and a member's small call and the owner's status answer during
-and after the flood."""
+memory grows by a bounded multiple of the budget, and a member's small call and the
+owner's status answer during and after the flood."""
 from __future__ import annotations
 
 import asyncio
