@@ -43,7 +43,9 @@ async def serve() -> None:
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
                                          "tls_fingerprint": gw.tls.fingerprint,
-                                         "fd_limit": fds, "peer_connections_max": gw.guard.limits.max_total})
+                                         "fd_limit": fds, "peer_connections_max": gw.guard.limits.max_total,
+                                         "peer_body_budget_bytes": gw.bodies.total,
+                                         "peer_body_per_sender_bytes": gw.bodies.per_sender})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
