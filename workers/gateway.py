@@ -6,6 +6,7 @@ from aiohttp import web
 
 from hearthnet.bus.client import BusClient
 from hearthnet.gateway.app import build_peer_app, load_gateway
+from hearthnet.gateway.bodybudget import return_large_buffers_to_os
 from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
 from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
@@ -21,6 +22,7 @@ async def serve() -> None:
     bus = BusClient(cfg.paths.broker_clients_endpoint)
     await bus.start()
     fds = raise_fd_limit()  # peer connections are capped well below it (guard.py)
+    return_large_buffers_to_os()  # what the body budget admits is given back (bodybudget.py)
     gw = load_gateway(cfg, bus)
     gw.members = Membership(bus, gw.kp.node_id_full)  # before the local API copies gw
     gw.members.start()
