@@ -185,16 +185,24 @@ class Hold:
 
 async def serve_within(budget: BodyBudget, request: web.Request,
                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Run one peer request with `budget` on it (`read_body` claims from it). A reply
-    made from a counted body is sent before its bytes are given back; they are given
-    back on every path — an error, cancellation, the client gone."""
+    """Run one peer request with `budget` on it (`read_body` claims from it). A large
+    reply, or one made from a counted body, is sent here, before the body's bytes are
+    given back, and then dropped: aiohttp keeps a connection's last response until its
+    next request, so on idle keep-alive connections every large reply stayed in memory
+    (80 connections × 7 MiB). The bytes are given back on every path — an error,
+    cancellation, the client gone."""
     request[BODY_BUDGET] = budget
     try:
         resp = await handler(request)
         hold = request.get(BODY_HOLD)
-        if hold is not None and hold.counted:
+        body = resp.body if isinstance(resp, web.Response) else None
+        large = isinstance(body, (bytes, bytearray)) and len(body) > budget.small
+        del body
+        if large or (hold is not None and hold.counted):
             await resp.prepare(request)
             await resp.write_eof()
+            if isinstance(resp, web.Response):
+                resp.body = None  # sent: nothing needs it any more
         return resp
     finally:
         hold = request.get(BODY_HOLD)

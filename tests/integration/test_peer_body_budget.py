@@ -36,6 +36,7 @@ CALLS = 40
 # budget (all 40 served, ~30 in flight) the gateway grew by ~790 MiB.
 RSS_BOUND = 10 * BUDGET_MIB * MiB + 64 * MiB
 
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> Iterator[tuple[Node, Node]]:
     root = tmp_path_factory.mktemp("bodies")

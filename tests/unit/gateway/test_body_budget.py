@@ -153,6 +153,14 @@ def test_a_cancelled_waiter_leaves_nothing_behind():
     assert stats.held == 0 and stats.waiting == 0 and stats.senders == 0
 
 
+def test_large_buffers_go_back_to_the_system_on_glibc():
+    import platform
+
+    from hearthnet.gateway.bodybudget import return_large_buffers_to_os
+
+    assert return_large_buffers_to_os() is (platform.libc_ver()[0] == "glibc")
+
+
 # --------------------------------------------------------------------------- through a server
 
 
@@ -295,3 +303,36 @@ def test_every_way_a_request_ends_gives_its_bytes_back(how):
 
     stats = run(go())
     assert stats.held == 0 and stats.senders == 0 and stats.peak == 2 * MiB
+
+
+def test_a_large_reply_is_not_kept_after_it_is_sent():
+    """aiohttp keeps a keep-alive connection's last response until its next request:
+    a large reply's bytes must not stay with it."""
+    async def go():
+        budget = BodyBudget(8 * MiB)
+        sent: list[web.Response] = []
+
+        async def big(request: web.Request) -> web.Response:
+            sent.append(web.Response(body=b"r" * MiB))
+            return sent[-1]
+
+        @web.middleware
+        async def middleware(request, handler):
+            return await serve_within(budget, request, handler)
+
+        app = web.Application(middlewares=[middleware])
+        app.router.add_get("/big", big)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as s:  # the connection stays open (keep-alive)
+                async with s.get(f"http://127.0.0.1:{port}/big") as r:
+                    got = len(await r.read())
+                return got, sent[0].body
+        finally:
+            await runner.cleanup()
+
+    assert run(go()) == (MiB, None)
