@@ -10,7 +10,8 @@ answer is to bound what the port buffers rather than to stream bodies through.
 A request's `Hold` claims bytes as its body arrives (all of Content-Length at once when
 the header is there, so a request that cannot fit is refused before a byte is read) and
 keeps them until the request ends — its parsed body, the bus message and the reply are
-made from those bytes, so they are bounded by the same number. A claim that does not fit
+made from those bytes, so they are bounded by a multiple of the same number (~6-8× in
+the gateway, measured). A claim that does not fit
 waits up to `wait_seconds` for others to finish, then fails with `capacity_exceeded`
 (retry_after_ms). One sender may hold at most `per_sender` bytes, so one member cannot
 starve the others.
@@ -33,7 +34,6 @@ from hearthnet.errors import HearthNetError
 
 MiB = 1024 * 1024
 DEFAULT_TOTAL_BYTES = 64 * MiB
-DEFAULT_PER_SENDER_BYTES = DEFAULT_TOTAL_BYTES // 4
 SMALL_BODY_BYTES = 64 * 1024
 WAIT_SECONDS = 5.0  # as long as a body may stall (peer_api.BODY_CHUNK_SECONDS)
 RETRY_AFTER_MS = 1000
