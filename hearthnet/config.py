@@ -72,6 +72,9 @@ class TransportConfig:
     port: int = 7080
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Request bodies the peer port holds at once, in total and per sender (gateway/bodybudget.py)
+    peer_body_budget_mib: int = 64
+    peer_body_per_sender_mib: int = 16
 
 
 @dataclass(frozen=True)
@@ -564,6 +567,10 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"discovery.udp_port: {cfg.discovery.udp_port} must differ from transport.port")
     if cfg.ui.port == cfg.transport.port:
         p.append(f"ui.port: {cfg.ui.port} must differ from transport.port")
+    t = cfg.transport
+    if t.peer_body_budget_mib < 1 or not 1 <= t.peer_body_per_sender_mib <= t.peer_body_budget_mib:
+        p.append(f"transport.peer_body_per_sender_mib: need 1 <= {t.peer_body_per_sender_mib} <= "
+                 f"peer_body_budget_mib ({t.peer_body_budget_mib})")
     if (cfg.transport.tls_cert is None) != (cfg.transport.tls_key is None):
         p.append("transport.tls_cert: tls_cert and tls_key must be set together")
     try:

@@ -30,9 +30,12 @@ def depth_exceeds(value: Any, max_depth: int) -> bool:
     return False
 
 
-def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+def loads(raw: bytes | bytearray | str, max_depth: int = MAX_DEPTH) -> Any:
     """Parse JSON; ValueError if it is not UTF-8 JSON or nests deeper than max_depth."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if isinstance(raw, str):
+        data: bytes | bytearray = raw.encode("utf-8", "surrogatepass")
+    else:  # a bytearray is parsed where it is (a request body is not copied once more)
+        data = raw if isinstance(raw, (bytes, bytearray)) else bytes(raw)
     try:
         value = json.loads(data)
     except RecursionError:

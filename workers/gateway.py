@@ -6,6 +6,7 @@ from aiohttp import web
 
 from hearthnet.bus.client import BusClient
 from hearthnet.gateway.app import build_peer_app, load_gateway
+from hearthnet.gateway.bodybudget import return_large_buffers_to_os
 from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
 from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
@@ -21,6 +22,7 @@ async def serve() -> None:
     bus = BusClient(cfg.paths.broker_clients_endpoint)
     await bus.start()
     fds = raise_fd_limit()  # peer connections are capped well below it (guard.py)
+    return_large_buffers_to_os()  # what the body budget admits is given back (bodybudget.py)
     gw = load_gateway(cfg, bus)
     gw.members = Membership(bus, gw.kp.node_id_full)  # before the local API copies gw
     gw.members.start()
@@ -43,7 +45,9 @@ async def serve() -> None:
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
                                          "tls_fingerprint": gw.tls.fingerprint,
-                                         "fd_limit": fds, "peer_connections_max": gw.guard.limits.max_total})
+                                         "fd_limit": fds, "peer_connections_max": gw.guard.limits.max_total,
+                                         "peer_body_budget_bytes": gw.bodies.total,
+                                         "peer_body_per_sender_bytes": gw.bodies.per_sender})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,8 +27,10 @@ from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST
 from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
+from hearthnet.gateway.bodybudget import BodyBudget, serve_within
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
+from hearthnet.gateway.http import signed_json_response as _signed_json_response
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
@@ -59,6 +60,7 @@ class Gateway:
     replay: ReplayCache = field(default_factory=ReplayCache)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     guard: Any = None  # gateway.guard.ConnectionGuard of the peer listener, once serving
+    bodies: BodyBudget = field(default_factory=BodyBudget)  # request bodies the peer port holds
     _manifest: dict[str, Any] | None = None
     _manifest_at: float = 0.0
     _caps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -137,7 +139,7 @@ class Gateway:
                                      timeout=timeout, local_only=local_only)
         headers = {"X-HearthNet-Request-Id": trace}
         if sign:  # responses to peers are signed (CONTRACT §5; required for mutating calls)
-            headers.update(sign_response(self.kp, trace, 200, result))
+            return _signed_json_response(self.kp, trace, 200, result, headers)
         return web.json_response(result, headers=headers, dumps=_dumps)
 
     async def _stream(self, request: web.Request, cap: str, version: str, body: Any, trace: str,
@@ -291,11 +293,14 @@ class Gateway:
     @web.middleware
     async def peer_guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Peer API: routes authenticate by signature themselves (peer_api.py); errors
-        are signed too; the connection guard learns when a request starts and ends."""
+        are signed too; the connection guard learns when a request starts and ends; the
+        bytes a request's body claimed in the body budget are given back when it ends,
+        whatever the path (error, cancellation, the client gone)."""
         if self.guard is not None:
             self.guard.request_started(request.transport)
         try:
-            return await self.errors(request, handler, signer=self.kp)
+            return await serve_within(self.bodies, request,
+                                      functools.partial(self.errors, handler=handler, signer=self.kp))
         finally:
             if self.guard is not None:
                 self.guard.request_finished(request.transport)
@@ -367,7 +372,9 @@ def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
     else:
         tls = ensure_tls_identity(kp, cfg.paths.tls_dir, cfg.transport.host)
     return Gateway(cfg=cfg, bus=bus, supervisor=SupervisorRpc(cfg.paths.supervisor_socket),
-                   token=token, kp=kp, tls=tls)
+                   token=token, kp=kp, tls=tls,
+                   bodies=BodyBudget.from_mib(cfg.transport.peer_body_budget_mib,
+                                              cfg.transport.peer_body_per_sender_mib))
 
 
 def advertised_endpoints(cfg: Config) -> list[dict[str, Any]]:
@@ -406,7 +413,7 @@ def _error_response(code: str, message: str, trace: str, details: dict[str, Any]
     status = status or http_status_for(code)
     headers = {"X-HearthNet-Request-Id": trace} if trace else {}
     if signer is not None:  # peer API: errors are signed like every other reply
-        headers.update(sign_response(signer, trace, status, json.loads(_dumps(body))))
+        return _signed_json_response(signer, trace, status, body, headers)
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
 
 

@@ -18,6 +18,17 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def signed_json_response(kp: Any, request_id: str, status: int, body: Any,
+                         headers: dict[str, str] | None = None) -> web.Response:
+    """A peer API reply signed by `kp`: serialised once (signing.signed_json_reply), the
+    wire body in canonical form."""
+    from hearthnet.transport.signing import signed_json_reply
+
+    raw, signed = signed_json_reply(kp, request_id, status, body)
+    return web.Response(body=raw, status=status, headers={**(headers or {}), **signed},
+                        content_type="application/json", charset="utf-8")
+
+
 def capability_headers(request: web.Request) -> tuple[str, str]:
     """(capability, version) of a `POST /bus/v1/call`; version defaults to 1.0."""
     cap = request.headers.get("X-HearthNet-Capability", "").strip()

@@ -8,8 +8,9 @@ this order, and reads no body byte before the sender is proven a current member:
 3. the replay cache (each member has its own share, so nobody can fill it for others);
 4. the connection is marked trusted for the guard (no header deadline any more);
 5. rate limits per peer;
-6. the body: read with a size cap and a deadline while hashing, compared with the
-   signed hash, parsed with a depth bound.
+6. the body: its bytes claimed in the port's body budget (bodybudget.py), read with a
+   size cap and a deadline while hashing, compared with the signed hash, parsed with a
+   depth bound.
 
 Peers reach only this node's own (local) providers, never a third node through us, so
 calls cannot loop. The deadline is the signed one, capped by the capability's
@@ -27,7 +28,8 @@ from aiohttp import web
 from hearthnet import jsonbound
 from hearthnet.constants import MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError
-from hearthnet.gateway.http import dumps
+from hearthnet.gateway.bodybudget import BODY_BUDGET, BODY_HOLD, BodyBudget, Hold
+from hearthnet.gateway.http import signed_json_response
 from hearthnet.transport.signing import SignedRequest, verify_request_headers
 from hearthnet.transport.trust import check_caller, permits
 
@@ -72,14 +74,22 @@ def _now() -> Any:
 
 
 async def read_body(request: web.Request, req: SignedRequest | None = None,
-                    limit: int = MAX_REQUEST_BYTES) -> bytes:
+                    limit: int = MAX_REQUEST_BYTES, budget: BodyBudget | None = None) -> bytearray:
     """The raw body, at most `limit` bytes (413 beyond), cut when it stalls
     BODY_CHUNK_SECONDS or takes over BODY_TOTAL_SECONDS (`timeout`), hashed on the way
-    and compared with the signed hash when `req` is given."""
+    and compared with the signed hash when `req` is given. The bytes are claimed in the
+    body budget (`budget`, else the one the peer middleware put in `request[BODY_BUDGET]`)
+    before they are read — Content-Length up front, else chunk by chunk — and stay
+    claimed until the request ends: the middleware releases `request[BODY_HOLD]`."""
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    hold = _hold(request, req, budget)
+    if hold is not None and request.content_length:
+        await hold.claim(request.content_length)  # refused here, before a byte is read
     hasher = req.hasher() if req is not None else None
-    buf = bytearray()
+    # With Content-Length the buffer is allocated once and filled in place (appending
+    # chunks would reallocate and copy it as it grows).
+    buf, got = bytearray(request.content_length or 0), 0
     deadline = time.monotonic() + BODY_TOTAL_SECONDS
     while True:
         wait = min(BODY_CHUNK_SECONDS, deadline - time.monotonic())
@@ -89,17 +99,34 @@ async def read_body(request: web.Request, req: SignedRequest | None = None,
             raise HearthNetError("timeout", "request body did not arrive in time") from None
         if not chunk:
             break
-        buf += chunk
-        if len(buf) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(buf))
+        end = got + len(chunk)
+        if end > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=end)
+        if hold is not None and end > hold.size:  # no (or a short) Content-Length
+            await hold.claim(end - hold.size)
+        buf[got:end] = chunk  # in place while within the allocation, else appended
+        got = end
         if hasher is not None:
             hasher.update(chunk)
+    del buf[got:]  # a body shorter than announced (aiohttp normally refuses those)
     if hasher is not None:
         hasher.check()
-    return bytes(buf)
+    return buf  # not copied into bytes: a large body is held once
 
 
-def parse_body(raw: bytes) -> Any:
+def _hold(request: web.Request, req: SignedRequest | None, budget: BodyBudget | None) -> Hold | None:
+    """This request's claim in the body budget, made on first use (keyed by the signed
+    sender, or by the source address before admission)."""
+    budget = budget if budget is not None else request.get(BODY_BUDGET)
+    if budget is None:
+        return None
+    hold = request.get(BODY_HOLD)
+    if hold is None:
+        hold = request[BODY_HOLD] = budget.hold(req.sender if req is not None else f"addr:{request.remote}")
+    return hold
+
+
+def parse_body(raw: bytes | bytearray) -> Any:
     """The parsed JSON body (None when empty); bad_request if it is not bounded JSON."""
     if not raw:
         return None
@@ -226,12 +253,9 @@ async def _ledger(gw: "Gateway", cap: str, inp: dict[str, Any]) -> dict[str, Any
 
 
 def _signed_json(gw: "Gateway", request: web.Request, body: dict[str, Any]) -> web.Response:
-    from hearthnet.transport.signing import sign_response
-
     req = request.get(_SIGNED)
     rid = req.request_id if req is not None else request.headers.get("X-HearthNet-Request-Id", "")
-    headers = {"X-HearthNet-Request-Id": rid, **sign_response(gw.kp, rid, 200, body)}
-    return web.json_response(body, headers=headers, dumps=dumps)
+    return signed_json_response(gw.kp, rid, 200, body)
 
 
 def _community_body(gw: "Gateway", body: Any) -> dict[str, Any]:

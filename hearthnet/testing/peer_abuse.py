@@ -161,7 +161,76 @@ async def huge_anonymous_bodies(host: str, port: int, n: int = 48, size: int = 1
     return outcomes
 
 
+async def member_large_bodies(host: str, port: int, member: keys.KeyPair, target_node_id: str,
+                              community_id: str, *, n: int = 40, size: int = 8 * 1024 * 1024,
+                              hold_ms: int = 0, per_second: float = 6.0,
+                              source: str = "127.0.0.1") -> Counter[str]:
+    """n signed `experimental.echo` calls from a member, started `per_second` a second
+    (under the member's 10/s limit per capability) and all in flight together, each with
+    a body of about `size` bytes (the echo worker keeps each `hold_ms`). Outcomes:
+    "200", "<status>:<error code>" for a contract error reply whose signature by the
+    target checks out ("…:unsigned" if it does not), or the connection error's name."""
+    from hearthnet.transport.signing import verify_response
+
+    filler = "x" * max(0, size - 64)
+    connector = aiohttp.TCPConnector(ssl=_client_tls(), limit=n, local_addr=(source, 0))
+    outcomes: Counter[str] = Counter()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(i: int) -> None:
+            await asyncio.sleep(i / per_second)
+            raw = json.dumps({"params": {}, "input": {"i": i, "sleep_ms": hold_ms, "data": filler}}).encode()
+            headers = sign_request(member, community_id, "experimental.echo", "1.0", raw, to=target_node_id)
+            headers["Content-Type"] = "application/json"
+            try:
+                async with session.post(f"https://{host}:{port}/bus/v1/call", data=raw, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                    data = await resp.read()
+                    if resp.status == 200:
+                        outcomes["200"] += 1
+                        return
+                    body = json.loads(data)
+                    try:
+                        verify_response(resp.headers, body, expected_from=target_node_id,
+                                        request_id=headers["X-HearthNet-Request-Id"], status=resp.status)
+                        outcomes[f"{resp.status}:{body.get('error')}"] += 1
+                    except Exception:
+                        outcomes[f"{resp.status}:{body.get('error')}:unsigned"] += 1
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                outcomes[_failure(exc)] += 1
+
+        await asyncio.gather(*[one(i) for i in range(n)])
+    return outcomes
+
+
 # --------------------------------------------------------------------------- as a process
+
+
+def _failure(exc: BaseException) -> str:
+    """A connection failure's class, with the OS error under it when there is one."""
+    os_error = getattr(exc, "os_error", None) or (exc if isinstance(exc, OSError) else None)
+    if isinstance(os_error, OSError) and os_error.errno is not None:
+        import errno
+
+        return f"{type(exc).__name__}:{errno.errorcode.get(os_error.errno, os_error.errno)}"
+    return type(exc).__name__
+
+
+async def large_bodies(host: str, port: int, target_node_id: str, community_id: str, *,
+                       members: list[keys.KeyPair], body_mib: float, per_second: float,
+                       hold_ms: int, seconds: float) -> dict[str, Any]:
+    """Each member sends signed `body_mib` MiB calls, `per_second` a second, for about
+    `seconds`, from its own source address (127.0.3.x: members are other machines, and
+    the port's per-address connection cap is not what is measured); what they got back,
+    summed over the members."""
+    n = max(1, int(seconds * per_second))
+    runs = await asyncio.gather(*[member_large_bodies(host, port, m, target_node_id, community_id, n=n,
+                                                      size=int(body_mib * 1024 * 1024), hold_ms=hold_ms,
+                                                      per_second=per_second, source=f"127.0.3.{10 + i}")
+                                  for i, m in enumerate(members)])
+    total: Counter[str] = Counter()
+    for r in runs:
+        total.update(r)
+    return dict(total)
 
 
 async def attack(host: str, port: int, target_node_id: str, community_id: str, *, slow: int,
@@ -191,7 +260,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--slow", type=int, default=1000)
     ap.add_argument("--flood", type=int, default=32, help="concurrent stranger requests")
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--member-keys", action="append", default=[],
+                    help="large bodies instead: a member's keys dir (repeat for more members)")
+    ap.add_argument("--body-mib", type=float, default=7.0)
+    ap.add_argument("--bodies-per-second", type=float, default=4.0, help="per member (limit 10)")
+    ap.add_argument("--hold-ms", type=int, default=1000, help="the echo worker keeps each call")
     args = ap.parse_args(argv)
+    if args.member_keys:
+        from pathlib import Path
+
+        out = asyncio.run(large_bodies(
+            "127.0.0.1", args.port, args.target_node_id, args.community_id,
+            members=[keys.load(Path(d)) for d in args.member_keys[:16]],
+            body_mib=min(args.body_mib, 16.0), per_second=min(args.bodies_per_second, 9.0),
+            hold_ms=min(args.hold_ms, 10_000), seconds=min(args.seconds, 600)))
+        print(json.dumps(out), flush=True)
+        return
     out = asyncio.run(attack("127.0.0.1", args.port, args.target_node_id, args.community_id,
                              slow=min(args.slow, 5000), flood_concurrency=min(args.flood, 64),
                              seconds=min(args.seconds, 600)))

@@ -401,6 +401,26 @@ def sign_response(kp: KeyPair, request_id: str, status: int, body: Any, *,
             H_SIGNATURE: kp.sign_bytes(_canonical(env))}
 
 
+_BODY_FIRST = b'{"body":null'  # the canonical envelope with body null starts so (sorted keys)
+
+
+def signed_json_reply(kp: KeyPair, request_id: str, status: int, body: Any, *,
+                      now: datetime | None = None) -> tuple[bytes, dict[str, str]]:
+    """A reply body as canonical JSON bytes, with the headers that sign it
+    (`sign_response`'s). The body is serialised once: those same bytes are the wire body
+    and, framed by the rest of the envelope, the signed message — a large reply is not
+    turned into JSON twice, nor held as text and bytes beyond the moment of signing.
+    A peer's `verify_response` on the parsed body accepts it as any signed reply."""
+    raw = _canonical(body)
+    ts = rfc3339(_as_utc(now))
+    shell = _canonical(response_envelope(request_id, kp.node_id_full, ts, int(status), None))
+    if not shell.startswith(_BODY_FIRST):  # the envelope's keys changed: sign it whole
+        return raw, sign_response(kp, request_id, status, body, now=now)
+    message = b"".join((b'{"body":', raw, shell[len(_BODY_FIRST):]))
+    return raw, {H_REQUEST_ID: request_id, H_FROM: kp.node_id_full, H_TIMESTAMP: ts,
+                 H_SIGNATURE: kp.sign_bytes(message)}
+
+
 def verify_response(headers: Mapping[str, str], body: Any, *, expected_from: str, request_id: str,
                     status: int, now: datetime | None = None) -> None:
     """Check a signed response from `expected_from` to our request `request_id`.

@@ -191,12 +191,14 @@ DEEP_JSON = [("list", 1000), ("dict", 1000), ("list", 100_000)]
 def test_deep_json_bodies(node, peer, path, kind, depth):
     raw = _deep_text(nest(depth, kind))
     try:
-        reply = node.request(path, "POST", raw, {"X-HearthNet-Capability": "community.log.heads"}, peer=peer,
-                             timeout=60)
+        answer = node.request(path, "POST", raw, {"X-HearthNet-Capability": "community.log.heads"}, peer=peer,
+                              timeout=60)
     except (ssl.SSLError, ConnectionError) as exc:
-        assert peer, exc  # the peer port refuses an unsigned request from its headers and may hang up mid-body
+        # The peer port refuses an unsigned request from its headers and closes the
+        # connection unread: a client still sending a large body may see that first.
+        assert peer and len(raw) > 64 * 1024, exc
         return
-    _check(*reply, (path, depth))
+    _check(*answer, (path, depth))
 
 
 @pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/events")])

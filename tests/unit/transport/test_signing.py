@@ -238,6 +238,14 @@ def test_signed_response_verifies():
     verify_response(h, {"ok": True}, expected_from=BOB.node_id_full, request_id="RID", status=200, now=T0)
 
 
+@pytest.mark.parametrize("body", [{"ok": True, "n": 1.0, "z": [None, "é"], "a": {"b": 2}}, None, [], "big" * 1000])
+def test_a_reply_serialised_once_signs_what_sign_response_signs(body):
+    raw, h = signing.signed_json_reply(BOB, "RID", 429, body, now=T0)
+    assert raw == canonical_json(body)  # the wire body is the canonical form
+    assert h == sign_response(BOB, "RID", 429, body, now=T0)  # Ed25519 is deterministic
+    verify_response(h, json.loads(raw), expected_from=BOB.node_id_full, request_id="RID", status=429, now=T0)
+
+
 @pytest.mark.parametrize("change", ["body", "status", "request", "signer", "missing", "stale"])
 def test_bad_responses_are_refused(change):
     h = sign_response(BOB, "RID", 200, {"ok": True}, now=T0)
