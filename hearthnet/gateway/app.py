@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from hearthnet.bus import flow
 from hearthnet.bus import protocol as P
 from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
@@ -157,7 +158,13 @@ class Gateway:
         try:
             ev, data = first_ev, first
             while True:
-                await resp.write(f"event: {ev}\ndata: {_dumps(data)}\n\n".encode())
+                # The next frame is taken from the bus (which acknowledges this one) only
+                # once this one went out to the socket: a slow HTTP reader holds the
+                # producer back through TCP and the stream's credits (bus/flow.py).
+                if not await _write_or_stall(request, resp, f"event: {ev}\ndata: {_dumps(data)}\n\n".encode()):
+                    log.warning("stream reader stalled; connection closed",
+                                extra={"capability": cap, "trace": trace})
+                    break
                 if ev in (P.DONE, P.ERROR):
                     break
                 ev, data = await frames.__anext__()
@@ -424,6 +431,19 @@ async def _read_json(request: web.Request) -> Any:
         return jsonbound.loads(raw)
     except ValueError as exc:
         raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
+
+
+async def _write_or_stall(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> bool:
+    """Write one SSE frame, waiting until the socket has room for more. False when the
+    reader took nothing for the stall timeout: its connection is aborted (a slow reader
+    is waited for; one that stopped reading must not hold the stream forever)."""
+    try:
+        await asyncio.wait_for(resp.write(chunk), flow.stall_seconds())
+        return True
+    except asyncio.TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        return False
 
 
 def _wants_stream(request: web.Request, body: Any, descriptor: dict[str, Any] | None) -> bool:
