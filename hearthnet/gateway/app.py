@@ -168,11 +168,13 @@ class Gateway:
                 if ev in (P.DONE, P.ERROR):
                     break
                 ev, data = await frames.__anext__()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionError:  # the reader left mid-write: cancel the work, no traceback
+            log.debug("stream reader went away", extra={"capability": cap, "trace": trace})
+        except asyncio.CancelledError:
             await frames.aclose()  # the caller left: cancel the work
             raise
         await frames.aclose()
-        return resp
+        return resp  # aiohttp finishes a lost connection quietly
 
     async def status(self, request: web.Request) -> web.Response:
         workers, caps, ok = await introspect.broker_view(self.bus)
@@ -452,7 +454,7 @@ def _wants_stream(request: web.Request, body: Any, descriptor: dict[str, Any] | 
     Accept lists (the spec's clients send `application/json, text/event-stream`)."""
     if "text/event-stream" not in request.headers.get("Accept", ""):
         return False
-    if descriptor is not None and "streams" in descriptor and not descriptor["streams"]:
+    if descriptor is not None and descriptor.get("streams") is False:  # None: a remote one, unknown
         return False
     inp = body.get("input") if isinstance(body, dict) else None
     return not (isinstance(inp, dict) and inp.get("stream") is False)
