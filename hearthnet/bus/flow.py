@@ -4,19 +4,27 @@ The producer of a stream (a worker serving a Service's async generator, or a pee
 forwarding a remote node's SSE) may have at most `window` frames that the final reader has
 not consumed yet; it pulls the next frame from its generator only when there is room
 (`Credit.wait`). The consumer (`BusClient.stream`) counts the frames its caller has taken
-and acknowledges every `every` of them (`Acker`): `ack {"upto": N}` = "N frames of this
-stream consumed", relayed client -> broker -> worker. The broker checks that no producer
+and acknowledges every `every` of them, or sooner when it is slow (`Acker`): `ack
+{"upto": N}` = "N frames of this stream consumed", relayed client -> broker -> worker. The broker checks that no producer
 exceeds the window, so every hop holds at most one window of each stream.
 
-A reader that consumes nothing while the window is full for the stall timeout gets the
-stream ended with `timeout`; a reader that is merely slow keeps going, however slow.
+A reader that consumes no frame while the window is full for the stall timeout gets the
+stream ended with `timeout`; a reader that is merely slow keeps going, however slow,
+as long as it takes a frame now and then (with 256 KiB chunks and the default 60 s:
+faster than ~6 KB/s).
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from typing import Any, Callable
 
-from hearthnet.constants import STREAM_ACK_EVERY_FRAMES, STREAM_STALL_TIMEOUT_SECONDS, STREAM_WINDOW_FRAMES
+from hearthnet.constants import (
+    STREAM_ACK_EVERY_FRAMES,
+    STREAM_ACK_TIMEOUT_SECONDS,
+    STREAM_STALL_TIMEOUT_SECONDS,
+    STREAM_WINDOW_FRAMES,
+)
 from hearthnet.errors import HearthNetError
 
 _stall_seconds = STREAM_STALL_TIMEOUT_SECONDS
@@ -70,19 +78,27 @@ class Credit:
 
 class Acker:
     """The consumer's side: call `consumed()` each time the caller has taken a frame; it
-    returns the `upto` to acknowledge every `every` frames, else None."""
+    returns the `upto` to acknowledge, else None. Every `every` frames, or sooner when
+    `max_delay` seconds passed since the last ack: a reader that spends long over each
+    frame acks each one, so its producer sees it is consuming (it is only cut when it
+    consumes nothing for the stall timeout)."""
 
-    def __init__(self, every: int = STREAM_ACK_EVERY_FRAMES) -> None:
-        self.every = every
+    def __init__(self, every: int = STREAM_ACK_EVERY_FRAMES, max_delay: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # Well inside the producer's stall timeout, whatever the node configured.
+        self.max_delay = min(STREAM_ACK_TIMEOUT_SECONDS, stall_seconds() / 4) if max_delay is None else max_delay
+        self.every, self.clock = every, clock
         self.consumed_frames = 0
         self.acked = 0
+        self.acked_at = clock()
 
     def consumed(self) -> int | None:
         self.consumed_frames += 1
-        if self.consumed_frames - self.acked >= self.every:
-            self.acked = self.consumed_frames
-            return self.acked
-        return None
+        now = self.clock()
+        if self.consumed_frames - self.acked < self.every and now - self.acked_at < self.max_delay:
+            return None
+        self.acked, self.acked_at = self.consumed_frames, now
+        return self.acked
 
 
 class BrokerWindow:

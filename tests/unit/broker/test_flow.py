@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hearthnet.bus import flow
 from hearthnet.bus import protocol as P
 from hearthnet.bus.zmqloop import LoopDealer
-from hearthnet.constants import STREAM_WINDOW_FRAMES
+from hearthnet.constants import STREAM_STALL_TIMEOUT_SECONDS, STREAM_WINDOW_FRAMES
 from hearthnet.testing.waiting import wait_for, wait_for_async
 from tests.unit.broker.test_broker import _client, bench, run  # noqa: F401  (bench is a fixture)
 
@@ -143,3 +144,26 @@ def test_a_stalled_reader_gets_its_stream_ended_and_everything_freed(bench):
     assert rest[-1][0] == "error" and rest[-1][1]["error"] == "timeout"
     assert health is None or not health.samples  # a stalled reader is not the provider's fault
     assert errors == 1
+
+
+def test_a_reader_slower_per_eight_frames_than_the_stall_timeout_is_not_cut(bench):
+    """Stall timeout 1 s on both sides; the reader takes 0.3 s over each frame, so eight
+    frames take 2.4 s. It still gets every frame: it acks each frame once it is slow."""
+    bench.worker("slow_00", env={"HN_TEST_STALL_SECONDS": "1"})
+    bench.wait_ready("slow_00")
+
+    async def go():
+        flow.configure(1.0)
+        try:
+            bc = await _client(bench)
+            seen = []
+            async for ev, d in bc.stream("experimental.slow", "1.0", {"input": {"frames": W + 8}}):
+                seen.append((ev, d))
+                await asyncio.sleep(0.3)
+            await bc.close()
+            return seen
+        finally:
+            flow.configure(STREAM_STALL_TIMEOUT_SECONDS)
+
+    seen = run(go())
+    assert seen[-1] == ("done", {"tokens_out": W + 8})

@@ -80,10 +80,30 @@ def test_a_slow_reader_is_never_cut_each_ack_restarts_the_stall_clock():
 
 
 def test_the_consumer_acks_every_eight_frames_it_has_consumed():
-    acker = Acker()
+    acker = Acker(clock=lambda: 0.0)
     acks = [acker.consumed() for _ in range(20)]
     assert [a for a in acks if a is not None] == [8, 16]
     assert acks[7] == 8 and acks[15] == 16
+
+
+def test_a_consumer_that_spends_long_over_each_frame_acks_each_one():
+    """Fast frames are acked by eights; once a frame took longer than the ack delay, the
+    frames taken after it are acked at once, so the producer's stall clock restarts."""
+    now = [0.0]
+    acker = Acker(max_delay=5.0, clock=lambda: now[0])
+    acks = []
+    for step in [0.1] * 3 + [6.0, 6.0, 0.1, 0.1]:
+        now[0] += step
+        acks.append(acker.consumed())
+    assert acks == [None, None, None, 4, 5, None, None]
+
+
+def test_the_ack_delay_stays_well_inside_the_stall_timeout(monkeypatch):
+    from hearthnet.bus import flow
+
+    assert Acker().max_delay == 5.0  # the spec's ack timeout, with the default 60 s stall
+    monkeypatch.setattr(flow, "_stall_seconds", 2.0)
+    assert Acker().max_delay == 0.5
 
 
 def test_the_broker_window_counts_the_current_worker_and_relays_its_own_count():
