@@ -13,7 +13,7 @@ from typing import Any
 from hearthnet.errors import HearthNetError
 from hearthnet.bus.service import Capability, Request
 
-MAX_CHUNKS = 10_000  # 2.5 GB at most; a fuzzer that finds the key gets a bounded stream
+MAX_CHUNKS = 100_000  # bounded: a fuzzer that finds the key gets a stream the deadline ends
 MAX_CHUNK_BYTES = 256 * 1024  # a file chunk (svc-market-chat-file §3)
 
 
