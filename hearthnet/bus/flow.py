@@ -1,17 +1,18 @@
 """Stream flow control: a credit window per stream (core-bus-transport §7).
 
 The producer of a stream (a worker serving a Service's async generator, or a peer proxy
-forwarding a remote node's SSE) may have at most `window` frames that the final reader has
-not consumed yet; it pulls the next frame from its generator only when there is room
-(`Credit.wait`). The consumer (`BusClient.stream`) counts the frames its caller has taken
-and acknowledges every `every` of them, or sooner when it is slow (`Acker`): `ack
-{"upto": N}` = "N frames of this stream consumed", relayed client -> broker -> worker. The broker checks that no producer
-exceeds the window, so every hop holds at most one window of each stream.
+forwarding a remote node's SSE) may have at most `window` frames that the final reader
+has not consumed yet; it pulls the next frame from its generator only when there is
+room (`Credit.wait`). The consumer (`BusClient.stream`) counts the frames its caller has
+taken and acknowledges every `every` of them, or sooner when it is slow (`Acker`):
+`ack {"upto": N}` = "N frames of this stream consumed", relayed client -> broker ->
+worker. The broker checks that no producer exceeds the window (`BrokerWindow`), so every
+hop holds at most one window of each stream.
 
-A reader that consumes no frame while the window is full for the stall timeout gets the
-stream ended with `timeout`; a reader that is merely slow keeps going, however slow,
-as long as it takes a frame now and then (with 256 KiB chunks and the default 60 s:
-faster than ~6 KB/s).
+A reader that takes no frame while the window is full for the stall timeout gets the
+stream ended with `timeout`; a reader that is merely slow keeps going, however slow, as
+long as it takes a frame now and then (with 256 KiB chunks and the default 60 s: faster
+than ~6 KB/s).
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ class Credit:
 
     async def wait(self, stall: float | None = None) -> None:
         """Return when one more frame may be sent. HearthNetError `timeout` when the reader
-        consumed nothing for `stall` seconds while the window was full (every ack restarts
+        took no frame for `stall` seconds while the window was full (every ack restarts
         the clock, so a slow reader never hits it)."""
         stall = stall_seconds() if stall is None else stall
         while not self.open():
@@ -72,7 +73,7 @@ class Credit:
             try:
                 await asyncio.wait_for(self._moved.wait(), stall)
             except asyncio.TimeoutError:
-                raise HearthNetError("timeout", f"the reader consumed nothing for {stall:g} s; "
+                raise HearthNetError("timeout", f"the reader took no frame for {stall:g} s; "
                                      "stream ended") from None
 
 

@@ -437,8 +437,9 @@ async def _read_json(request: web.Request) -> Any:
 
 async def _write_or_stall(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> bool:
     """Write one SSE frame, waiting until the socket has room for more. False when the
-    reader took nothing for the stall timeout: its connection is aborted (a slow reader
-    is waited for; one that stopped reading must not hold the stream forever)."""
+    frame did not go out within the stall timeout (the reader took no frame for that
+    long): its connection is aborted. A slow reader is waited for; one that stopped
+    reading must not hold the stream, its slot and its buffers forever."""
     try:
         await asyncio.wait_for(resp.write(chunk), flow.stall_seconds())
         return True

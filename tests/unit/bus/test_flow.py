@@ -55,7 +55,7 @@ def test_a_reader_that_consumes_nothing_for_the_stall_timeout_ends_the_stream():
         return err.value
 
     err = run(go())
-    assert err.code == "timeout" and "consumed nothing" in err.message
+    assert err.code == "timeout" and "took no frame" in err.message
 
 
 def test_a_slow_reader_is_never_cut_each_ack_restarts_the_stall_clock():
