@@ -25,6 +25,7 @@ from typing import Any
 
 import tomli_w
 
+from hearthnet.constants import STREAM_STALL_TIMEOUT_SECONDS
 from hearthnet.errors import ConfigError
 from hearthnet.fsutil import atomic_write
 from hearthnet.paths import NodePaths, default_paths
@@ -91,6 +92,8 @@ class DiscoveryConfig:
 class BusConfig:
     prefer_local: bool = True
     local_load_threshold: float = 0.8
+    # A stream whose reader consumed nothing this long (window full) is ended `timeout`.
+    stream_stall_seconds: float = STREAM_STALL_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -580,6 +583,8 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"discovery.udp_multicast_group: {_show(cfg.discovery.udp_multicast_group)} is not an IP address")
     if not 0 < cfg.bus.local_load_threshold <= 1:
         p.append(f"bus.local_load_threshold: {cfg.bus.local_load_threshold} must be in (0, 1]")
+    if not 0 < cfg.bus.stream_stall_seconds <= 86_400:
+        p.append(f"bus.stream_stall_seconds: {cfg.bus.stream_stall_seconds} must be in (0, 86400]")
     if not 0 < cfg.file.gc_threshold <= 1:
         p.append(f"file.gc_threshold: {cfg.file.gc_threshold} must be in (0, 1]")
     if cfg.observability.log_level not in LOG_LEVELS:

@@ -14,3 +14,15 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # Broker timing (DESIGN.md §4): beat every second, dead after ~3 s of silence.
 HEARTBEAT_INTERVAL_SECONDS = 1.0
 HEARTBEAT_DEAD_AFTER_SECONDS = 3.0
+
+# Stream flow control (core-bus-transport §7; README "Flow control"). A producer may have
+# at most STREAM_WINDOW_FRAMES frames of one stream not yet consumed by the final reader;
+# the consumer acknowledges every STREAM_ACK_EVERY_FRAMES frames it has consumed, and at
+# the latest STREAM_ACK_TIMEOUT_SECONDS after consuming one (so a reader that takes long
+# over each frame still shows it is alive). A reader that is merely slow is never cut; one
+# that consumed no frame for STREAM_STALL_TIMEOUT_SECONDS while the window was full
+# (config `bus.stream_stall_seconds`) gets its stream ended with `timeout`. (The spec's
+# 5 s ack timeout as a cut-off would end a reader that takes 0.7 s per frame.)
+STREAM_ACK_EVERY_FRAMES = 8
+STREAM_ACK_TIMEOUT_SECONDS = 5.0
+STREAM_STALL_TIMEOUT_SECONDS = 60.0

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from hearthnet import logs
+from hearthnet.bus import flow
 from hearthnet.config import Config, load_config
 from hearthnet.errors import HearthNetError
 
@@ -32,4 +33,5 @@ def start_process(component: str) -> tuple[Config, logging.Logger, str]:
                                      "msg": f"cannot load config: {exc.message}"}) + "\n")
         sys.exit(EXIT_CONFIG)
     log = logs.configure(name, cfg.observability.log_level)
+    flow.configure(cfg.bus.stream_stall_seconds)
     return cfg, log, name

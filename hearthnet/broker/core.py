@@ -24,6 +24,7 @@ from typing import Any, Callable
 import zmq
 
 from hearthnet.bus import protocol as P
+from hearthnet.bus.flow import BrokerWindow
 from hearthnet.broker.stats import Health, TraceRing
 from hearthnet.ratelog import RateLimitedLog
 from hearthnet.constants import (
@@ -132,7 +133,7 @@ class Call:
     created: float
     worker: Worker | None = None
     dispatched_at: float = 0.0
-    frames_sent: int = 0
+    flow: BrokerWindow = field(default_factory=BrokerWindow)  # this stream's credit window
     redispatched: int = 0
     done: bool = False  # answered (or abandoned) towards the client
     cancelled: bool = False
@@ -398,18 +399,24 @@ class Broker:
 
     def _may_redispatch(self, call: Call) -> bool:
         desc = self._descriptor(call.cap)
-        return call.frames_sent == 0 or bool(desc and desc.get("idempotent"))
+        return call.flow.forwarded == 0 or bool(desc and desc.get("idempotent"))
 
     def _on_frame(self, w: Worker, msg: dict[str, Any]) -> None:
         call = w.running.get(msg.get("id"))
         if call is None or call.done:
+            return
+        if call.flow.full():  # the worker ignored the window: end it rather than buffer
+            self._malformed("worker", w.ident or b"", f"{call.cap} sent past its stream window")
+            self._send_worker(w, {"t": P.CANCEL, "id": call.id})
+            self._reply_error(call, "internal_error", f"{w.name} broke the stream's flow control", {})
+            call.done = True  # the slot is freed when the worker confirms the cancel
             return
         try:
             data = P.pack({"t": P.FRAME, "id": call.cid, "ev": msg.get("ev"), "d": msg.get("d")})
         except PACK_ERRORS as exc:
             self._malformed("worker", w.ident or b"", f"frame of {call.cap} cannot be forwarded: {exc}")
             return
-        call.frames_sent += 1
+        call.flow.forwarded += 1
         _send2(self.csock, [call.client, data])
 
     def _on_end(self, w: Worker, msg: dict[str, Any]) -> None:
@@ -426,7 +433,9 @@ class Broker:
         else:
             w.errors += 1
         code = "ok" if ok else str(data.get("error") or "internal_error")[:64]
-        if code != "cancelled" and code not in CALLER_FAULTS:
+        # A stream ended because its reader stopped consuming is not the provider's fault.
+        stalled = code == "timeout" and call.flow.full()
+        if code != "cancelled" and code not in CALLER_FAULTS and not stalled:
             self._record_health(w, call.cap, ok, ms)
         if not call.done and not ok and self._should_retry_elsewhere(w, call, code):
             call.excluded.add(w.name)
@@ -460,7 +469,7 @@ class Broker:
         """An idempotent call whose REMOTE provider failed goes to the next candidate."""
         desc = w.caps.get(call.cap) or {}
         return (w.remote and code in PROVIDER_FAULTS and bool(desc.get("idempotent"))
-                and call.frames_sent == 0 and call.redispatched < MAX_RETRIES)
+                and call.flow.forwarded == 0 and call.redispatched < MAX_RETRIES)
 
     # ---- client side -----------------------------------------------------------------
 
@@ -468,6 +477,8 @@ class Broker:
         kind = msg.get("t")
         if kind == P.CALL:
             self._on_call(ident, msg)
+        elif kind == P.ACK:
+            self._on_ack(ident, msg)
         elif kind == P.CANCEL:
             self._on_cancel(ident, msg.get("id"))
         elif kind == P.ADMIN:
@@ -530,6 +541,16 @@ class Broker:
             self._fail(call, "capacity_exceeded", "broker queue is full", retry_after_ms=1000)
             return
         self.waiting.append(call)
+
+    def _on_ack(self, client: bytes, msg: dict[str, Any]) -> None:
+        """The client consumed `upto` frames of a stream: relay it to the worker (in that
+        worker's own count), which may then send that many more."""
+        call = self.by_client.get((client, msg.get("id")))
+        if call is None or call.done:
+            return
+        upto = call.flow.ack(msg.get("upto"))
+        if upto is not None and call.worker is not None:
+            self._send_worker(call.worker, {"t": P.ACK, "id": call.id, "upto": upto})
 
     def _on_cancel(self, client: bytes, cid: Any) -> None:
         call = self.by_client.get((client, cid))
@@ -632,6 +653,7 @@ class Broker:
             self._fail(call, "bad_request", f"the body of the {call.cap} call cannot be encoded: {exc}")
             return True
         call.worker, call.dispatched_at = w, now
+        call.flow.dispatched()
         w.take(call)
         w.last_dispatch = now
         _send2(self.wsock, [w.ident, req])

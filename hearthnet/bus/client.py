@@ -1,5 +1,9 @@
 """The broker's client side, used by the gateway (and benchmarks): many concurrent calls
-multiplexed over one DEALER socket, each answered through a future or a frame queue."""
+multiplexed over one DEALER socket, each answered through a future or a frame queue.
+
+A stream's queue holds at most one flow-control window of frames (hearthnet/bus/flow.py):
+frames are acknowledged as the caller takes them from `stream()`, not as they arrive, so
+a caller that is slow to iterate holds its producer back instead of filling memory."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +14,7 @@ from typing import Any, AsyncIterator
 import zmq
 
 from hearthnet.bus import protocol as P
+from hearthnet.bus.flow import Acker
 from hearthnet.errors import HearthNetError
 from hearthnet.bus.zmqloop import LoopDealer
 
@@ -75,14 +80,17 @@ class BusClient:
                      trace: str = "", timeout: float | None = None, local_only: bool = False,
                      node: str | None = None) -> AsyncIterator[tuple[str, Any]]:
         """Yields (event, data) frames; the last one is ("done", meta) or ("error", body).
-        Leaving the iteration early (or being cancelled) cancels the call."""
+        Leaving the iteration early (or being cancelled) cancels the call. A frame counts
+        as consumed once the caller asks for the next one: write it out before that, and
+        the producer runs at the pace of whoever reads it (flow control)."""
         cid = next(self._ids)
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue()  # bounded by the window the broker enforces
         self.pending[cid] = queue
         await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
                           "stream": True, "caller": caller, "trace": trace, "timeout": timeout,
                           "local_only": local_only, "node": node})
         finished = False
+        acker = Acker()
         try:
             while True:
                 msg = await queue.get()
@@ -92,6 +100,9 @@ class BusClient:
                     yield (P.ERROR if ev == P.ERROR else P.DONE), msg.get("d") or {}
                     return
                 yield msg.get("ev"), msg.get("d")
+                upto = acker.consumed()  # the caller came back for more: that one is done
+                if upto is not None:
+                    await self._send({"t": P.ACK, "id": cid, "upto": upto})
         finally:
             if not finished:
                 await self._cancel(cid)

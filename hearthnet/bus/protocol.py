@@ -10,11 +10,14 @@ Workers (DEALER) <-> broker ROUTER on `workers.ipc`:
                     {"t": "bye"}                    gone; unanswered calls are re-dispatched
   broker -> worker  {"t": "req", "id", "cap", "v", "body", "stream", "caller", "trace", "ttl"}
                     {"t": "cancel", "id"}
+                    {"t": "ack", "id", "upto"}     the reader consumed `upto` frames of this
+                                                    worker's stream (flow control, bus/flow.py)
                     {"t": "hb"} / {"t": "who"} (unknown worker: announce READY again)
 
 Clients (gateway, bench; DEALER) <-> broker ROUTER on `clients.ipc`:
   client -> broker  {"t": "call", "id", "cap", "v", "body", "stream", "caller", "trace", "timeout"}
                     {"t": "cancel", "id"}
+                    {"t": "ack", "id", "upto"}     `upto` frames of stream `id` consumed
                     {"t": "admin", "id", "op": "workers" | "caps" | "traces", "args": {}}
   broker -> client  {"t": "frame", "id", "ev", "d"} and one {"t": "end", "id", "ev", "d"}
 
@@ -37,6 +40,7 @@ READY, HB, FRAME, END, BYE, REQ, CANCEL, WHO, CALL, ADMIN, DRAIN, REJECT = (
     "ready", "hb", "frame", "end", "bye", "req", "cancel", "who", "call", "admin", "drain",
     "reject",
 )
+ACK = "ack"  # stream flow control: frames consumed so far (hearthnet/bus/flow.py)
 RESULT, DONE, ERROR = "result", "done", "error"
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -165,6 +169,13 @@ def client_problem(msg: dict[str, Any]) -> str | None:
         return None
     if kind == CANCEL:
         return None if _call_id(msg.get("id")) else "id is not a call id"
+    if kind == ACK:
+        if not _call_id(msg.get("id")):
+            return "id is not a call id"
+        upto = msg.get("upto")
+        if not (isinstance(upto, int) and not isinstance(upto, bool) and 0 < upto < 2**63):
+            return "upto is not a frame count"
+        return None
     if kind == ADMIN:
         if not _call_id(msg.get("id")):
             return "id is not a call id"

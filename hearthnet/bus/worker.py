@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from hearthnet.bus import protocol as P
+from hearthnet.bus.flow import Credit
 from hearthnet.constants import HEARTBEAT_INTERVAL_SECONDS
 from hearthnet.errors import HearthNetError
 from hearthnet.bus.service import Capability, Request, Service
@@ -31,6 +32,7 @@ class WorkerRuntime:
         self.name = worker_name
         self.caps: dict[str, Capability] = {}
         self.tasks: dict[int, asyncio.Task] = {}
+        self.credits: dict[int, Credit] = {}  # flow control of the streams being served
         self.stopping = asyncio.Event()
         self.dealer: LoopDealer | None = None
 
@@ -75,6 +77,10 @@ class WorkerRuntime:
         if kind == P.REQ:
             rid = msg["id"]
             self.tasks[rid] = asyncio.ensure_future(self._serve(rid, msg))
+        elif kind == P.ACK:
+            credit = self.credits.get(msg.get("id"))
+            if credit is not None:
+                credit.ack(msg.get("upto"))
         elif kind == P.CANCEL:
             task = self.tasks.get(msg.get("id"))
             if task is not None:
@@ -119,13 +125,24 @@ class WorkerRuntime:
             self._end(rid, P.RESULT, result)
             return
         done: dict[str, Any] | None = None
+        credit = self.credits[rid] = Credit()
+        frames = result.__aiter__()
         try:
-            async for event, data in result:
+            while True:
+                # Pull the next frame only when the reader has room for it: a generator
+                # reading a file is paused at its `yield` while the window is full.
+                await credit.wait()
+                try:
+                    event, data = await frames.__anext__()
+                except StopAsyncIteration:
+                    break
                 if event == P.DONE:
                     done = data
                     break
                 self._emit({"t": P.FRAME, "id": rid, "ev": event, "d": data})
+                credit.sent_one()
         finally:
+            self.credits.pop(rid, None)
             aclose = getattr(result, "aclose", None)
             if aclose is not None:
                 await aclose()

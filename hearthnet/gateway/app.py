@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from hearthnet.bus import flow
 from hearthnet.bus import protocol as P
 from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
@@ -159,15 +160,23 @@ class Gateway:
         try:
             ev, data = first_ev, first
             while True:
-                await resp.write(f"event: {ev}\ndata: {_dumps(data)}\n\n".encode())
+                # The next frame is taken from the bus (which acknowledges this one) only
+                # once this one went out to the socket: a slow HTTP reader holds the
+                # producer back through TCP and the stream's credits (bus/flow.py).
+                if not await _write_or_stall(request, resp, f"event: {ev}\ndata: {_dumps(data)}\n\n".encode()):
+                    log.warning("stream reader stalled; connection closed",
+                                extra={"capability": cap, "trace": trace})
+                    break
                 if ev in (P.DONE, P.ERROR):
                     break
                 ev, data = await frames.__anext__()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionError:  # the reader left mid-write: cancel the work, no traceback
+            log.debug("stream reader went away", extra={"capability": cap, "trace": trace})
+        except asyncio.CancelledError:
             await frames.aclose()  # the caller left: cancel the work
             raise
         await frames.aclose()
-        return resp
+        return resp  # aiohttp finishes a lost connection quietly
 
     async def status(self, request: web.Request) -> web.Response:
         workers, caps, ok = await introspect.broker_view(self.bus)
@@ -433,13 +442,27 @@ async def _read_json(request: web.Request) -> Any:
         raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
 
 
+async def _write_or_stall(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> bool:
+    """Write one SSE frame, waiting until the socket has room for more. False when the
+    frame did not go out within the stall timeout (the reader took no frame for that
+    long): its connection is aborted. A slow reader is waited for; one that stopped
+    reading must not hold the stream, its slot and its buffers forever."""
+    try:
+        await asyncio.wait_for(resp.write(chunk), flow.stall_seconds())
+        return True
+    except asyncio.TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+
+
 def _wants_stream(request: web.Request, body: Any, descriptor: dict[str, Any] | None) -> bool:
     """SSE only when the caller accepts it, the capability streams (when its descriptor
     says; remote descriptors may not) and `input.stream` is not false — whatever else
     Accept lists (the spec's clients send `application/json, text/event-stream`)."""
     if "text/event-stream" not in request.headers.get("Accept", ""):
         return False
-    if descriptor is not None and "streams" in descriptor and not descriptor["streams"]:
+    if descriptor is not None and descriptor.get("streams") is False:  # None: a remote one, unknown
         return False
     inp = body.get("input") if isinstance(body, dict) else None
     return not (isinstance(inp, dict) and inp.get("stream") is False)

@@ -17,6 +17,7 @@ from typing import Any
 
 from hearthnet import validate
 from hearthnet.bus import protocol as P
+from hearthnet.bus.flow import Credit
 from hearthnet.constants import (
     HEARTBEAT_INTERVAL_SECONDS,
     LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS,
@@ -73,6 +74,7 @@ class PeerProxy:
         self.peer = peer
         self.dealer: LoopDealer | None = None
         self.tasks: dict[int, asyncio.Task] = {}
+        self.credits: dict[int, Credit] = {}  # flow control of the streams being forwarded
         self._beat: asyncio.Task | None = None
 
     @property
@@ -128,6 +130,10 @@ class PeerProxy:
         kind = msg.get("t")
         if kind == P.REQ:
             self.tasks[msg["id"]] = asyncio.ensure_future(self._serve(msg))
+        elif kind == P.ACK:
+            credit = self.credits.get(msg.get("id"))
+            if credit is not None:
+                credit.ack(msg.get("upto"))
         elif kind == P.CANCEL:
             task = self.tasks.get(msg.get("id"))
             if task is not None:
@@ -153,15 +159,28 @@ class PeerProxy:
             self.tasks.pop(rid, None)
 
     async def _forward_stream(self, rid: int, msg: dict[str, Any]) -> None:
+        """The peer's SSE frames into our broker, read only as fast as our reader takes
+        them: while the window is full nothing is read from the connection, so TCP holds
+        the peer's gateway back, and through its bus credits the peer's worker."""
         frames = self.client.stream(self.peer["node_id"], self._address(), msg["cap"],
                                     str(msg.get("v", "1.0")), msg.get("body"),
                                     timeout=float(msg.get("ttl") or 120))
-        async with contextlib.aclosing(frames):
-            async for event, data in frames:
-                if event in (P.DONE, P.ERROR):
-                    self._end(rid, event, data)
-                    return
-                self._send({"t": P.FRAME, "id": rid, "ev": event, "d": data})
+        credit = self.credits[rid] = Credit()
+        try:
+            async with contextlib.aclosing(frames):
+                while True:
+                    await credit.wait()
+                    try:
+                        event, data = await frames.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if event in (P.DONE, P.ERROR):
+                        self._end(rid, event, data)
+                        return
+                    self._send({"t": P.FRAME, "id": rid, "ev": event, "d": data})
+                    credit.sent_one()
+        finally:
+            self.credits.pop(rid, None)
         self._end(rid, P.DONE, {})
 
     def _end(self, rid: int, ev: str, data: Any) -> None:

@@ -42,10 +42,11 @@ GOOD: dict[str, dict[str, Any]] = {
     "call": {"t": "call", "id": 1, "cap": "experimental.fuzz", "v": "1.0", "body": {"input": {}},
              "stream": False, "caller": "", "trace": "T", "timeout": 5, "local_only": False},
     "cancel": {"t": "cancel", "id": 1},
+    "ack": {"t": "ack", "id": 1, "upto": 8},
     "admin": {"t": "admin", "id": 1, "op": "traces", "args": {"n": 5, "capability": "x"}},
 }
 WORKER_KINDS = ["ready", "hb", "frame", "end", "end_error", "reject", "drain", "bye"]
-CLIENT_KINDS = ["call", "cancel", "admin"]
+CLIENT_KINDS = ["call", "cancel", "ack", "admin"]
 
 
 @st.composite

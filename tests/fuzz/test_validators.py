@@ -136,9 +136,9 @@ def test_sync_replies(reply, asked):
 
 @given(st.dictionaries(st.sampled_from(["t", "id", "cap", "v", "body", "stream", "caller", "trace", "timeout",
                                         "local_only", "op", "args", "ev", "d", "worker", "service", "pid",
-                                        "caps", "note", "remote", "node_id"]), msgpack_values | deep),
+                                        "caps", "note", "remote", "node_id", "upto"]), msgpack_values | deep),
        st.sampled_from(["ready", "hb", "frame", "end", "bye", "req", "cancel", "who", "call", "admin",
-                        "drain", "reject"]))
+                        "drain", "reject", "ack"]))
 def test_broker_frame_checks(msg, kind):
     for m in (msg, {**msg, "t": kind}):
         for check in (P.worker_problem, P.client_problem):

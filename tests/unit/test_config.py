@@ -214,6 +214,7 @@ def test_env_var_substitution_unset_names_field(tmp_path: Path) -> None:
         ('[node]\nprofile = "castle"\n', "node.profile", '"castle"'),
         ("[bus]\nlocal_load_threshold = 1.5\n", "bus.local_load_threshold", "1.5"),
         ("[bus]\nlocal_load_threshold = 0\n", "bus.local_load_threshold", "0.0"),
+        ("[bus]\nstream_stall_seconds = 0\n", "bus.stream_stall_seconds", "0.0"),
         ("[workers]\nllm_replicas = 17\n", "workers.llm_replicas", "17"),
         ("[workers]\nllm_replicas = 0\n", "workers.llm_replicas", "0"),
         ('[[llm.backends]]\nname = "hf_api"\n', "llm.backends[0].name", '"hf_api"'),

@@ -1,11 +1,14 @@
 """A configurable service run as a real worker process by the broker tests:
-python -m tests.unit.broker.slow_worker ENDPOINT NAME CAP MAX_CONCURRENT IDEMPOTENT"""
+python -m tests.unit.broker.slow_worker ENDPOINT NAME CAP MAX_CONCURRENT IDEMPOTENT
+(HN_TEST_STALL_SECONDS sets its stream stall timeout, for the flow-control tests)"""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
+from hearthnet.bus import flow
 from hearthnet.bus.service import Capability, Request
 from hearthnet.bus.worker import run_service
 
@@ -44,4 +47,6 @@ class SlowService:
 
 if __name__ == "__main__":
     endpoint, name, cap, maxc, idem = sys.argv[1:6]
+    if os.environ.get("HN_TEST_STALL_SECONDS"):
+        flow.configure(float(os.environ["HN_TEST_STALL_SECONDS"]))
     run_service(SlowService(cap, int(maxc), idem == "1"), endpoint, name)

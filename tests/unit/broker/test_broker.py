@@ -31,9 +31,10 @@ class Bench:
         self.procs: list[subprocess.Popen] = []
 
     def worker(self, name: str, cap: str = "experimental.slow", max_concurrent: int = 4,
-               idempotent: bool = False) -> subprocess.Popen:
+               idempotent: bool = False, env: dict[str, str] | None = None) -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-m", "tests.unit.broker.slow_worker", self.w, name,
-                              cap, str(max_concurrent), "1" if idempotent else "0"], cwd=REPO)
+                              cap, str(max_concurrent), "1" if idempotent else "0"], cwd=REPO,
+                             env={**os.environ, **(env or {})})
         self.procs.append(p)
         return p
 
