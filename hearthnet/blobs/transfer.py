@@ -234,6 +234,66 @@ class _Run:
             log.exception("progress callback failed")
 
 
+class _Writer:
+    """Writes one puller's received chunks in a thread, several per thread hop when they
+    arrive faster than the disk takes them, while the puller reads on. The store hashes
+    each chunk against the manifest's CID before it lands."""
+
+    def __init__(self, store: BlobStore, run: _Run, node_id: str) -> None:
+        self.store, self.run, self.node_id = store, run, node_id
+        self.items: list[tuple[int, Any]] = []
+        self.task: asyncio.Future | None = None
+
+    def add(self, i: int, data: Any) -> None:
+        self.items.append((i, data))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain())
+
+    async def flush(self) -> None:
+        if self.task is not None:
+            await self.task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _drain(self) -> None:
+        run, node = self.run, self.node_id
+        while self.items:
+            items, self.items = self.items, []
+            for i, size, error in await asyncio.to_thread(self._write_many, items):
+                if error is None:
+                    run.chunk_done(node, i, size)
+                elif error.code == "bad_request":
+                    run.chunk_failed(node, i)
+                    run.strike(node, f"chunk {i} does not hash to its CID")
+                else:  # capacity_exceeded, a disk error: no other source helps
+                    run.fail(error)
+                    self.items = []
+                    raise _Abort()
+        self.task = None
+
+    def _write_many(self, items: list[tuple[int, Any]]) -> list[tuple[int, int, BlobError | None]]:
+        out: list[tuple[int, int, BlobError | None]] = []
+        for i, data in items:
+            try:
+                self.store.write_chunk(self.run.manifest.chunks[i], data)
+            except BlobError as exc:
+                out.append((i, 0, exc))
+                if exc.code != "bad_request":
+                    break
+                continue
+            except TypeError:  # not bytes at all
+                out.append((i, 0, BlobError("bad_request", f"chunk {i} is not bytes")))
+                continue
+            except Exception as exc:  # unforeseen: fail the fetch rather than lose track of the chunk
+                log.exception("writing a chunk failed")
+                out.append((i, 0, BlobError("internal_error", f"cannot store chunk {i}: {exc}")))
+                break
+            out.append((i, len(data), None))
+        return out
+
+
 class TransferManager:
     def __init__(self, store: BlobStore, *, batch: int = DEFAULT_BATCH,
                  max_chunk_failures: int = MAX_CHUNK_FAILURES,
@@ -299,7 +359,7 @@ class TransferManager:
     def _store_manifest(self, manifest: BlobManifest) -> None:
         """Room for the whole blob first, so a fetch that cannot fit fails before it starts."""
         missing = self.store.missing(manifest)
-        self.store.ensure_room(sum(manifest.chunk_size(i) for i in missing) + 64 * (len(manifest.chunks) + 16))
+        self.store.ensure_room(sum(manifest.chunk_size(i) for i in missing) + 100 * (len(manifest.chunks) + 10))
         self.store.write_manifest(manifest)
 
     async def _ask_manifest(self, source: Source, cid: str) -> BlobManifest:
@@ -342,30 +402,32 @@ class TransferManager:
                 await self._pull(run, source, batch)
         except _Abort:
             return
+        except Exception as exc:  # a bug must end the fetch, not leave it waiting for lost chunks
+            log.exception("puller failed")
+            run.fail(HearthNetError("internal_error", f"fetch from {_short(node)} failed: {exc}"))
         finally:
             run.leave(node)
 
     async def _pull(self, run: _Run, source: Source, batch: list[int]) -> None:
-        """Ask one source for one batch; every index ends done or failed (back in the queue)."""
-        node, want, settled = source.node_id, set(batch), set()
+        """Ask one source for one batch; every index ends done or failed (back in the queue).
+        Chunks are written while the next ones arrive (all within this batch)."""
+        node, want, received = source.node_id, set(batch), set()
         reason = None
+        writer = _Writer(self.store, run, node)
         frames = source.chunks(run.manifest.cid, list(batch))
         try:
-            while len(settled) < len(want) and node in run.active and not run.over.is_set():
+            while len(received) < len(want) and node in run.active and not run.over.is_set():
                 try:
                     i, data = await asyncio.wait_for(frames.__anext__(), self.chunk_timeout)
                 except StopAsyncIteration:
                     break
-                if i not in want or i in settled:
+                if i not in want or i in received:
                     reason = f"sent chunk {i}, which it was not asked for"
                     break
-                settled.add(i)
-                if await self._write(run, i, data):
-                    run.chunk_done(node, i, len(data))
-                else:
-                    run.chunk_failed(node, i)
-                    run.strike(node, f"chunk {i} does not hash to its CID")
-        except (asyncio.CancelledError, _Abort):
+                received.add(i)
+                writer.add(i, data)
+        except asyncio.CancelledError:
+            writer.cancel()
             raise
         except asyncio.TimeoutError:
             reason = f"no chunk for {self.chunk_timeout:g} s"
@@ -376,7 +438,8 @@ class TransferManager:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        left = want - settled
+        await writer.flush()
+        left = want - received
         if node not in run.active or run.over.is_set():
             for i in sorted(left):  # dropped mid-batch (or the fetch is over): not these chunks' fault
                 run.requeue(i)
@@ -386,27 +449,16 @@ class TransferManager:
         if left or reason:
             run.strike(node, reason or f"did not send {len(left)} of {len(want)} chunks")
 
-    async def _write(self, run: _Run, i: int, data: Any) -> bool:
-        """Verify (the store hashes it against the manifest's CID) and store one chunk;
-        False for bytes that are not that chunk."""
-        try:
-            await asyncio.to_thread(self.store.write_chunk, run.manifest.chunks[i], data)
-        except BlobError as exc:
-            if exc.code == "bad_request":
-                return False
-            run.fail(exc)  # capacity_exceeded, a disk error: no other source helps
-            raise _Abort() from None
-        except TypeError:  # not bytes at all
-            return False
-        return True
-
     def _finish(self, manifest: BlobManifest) -> None:
         """The blob is complete (or the store lost chunks under us: GC, a disk fault)."""
         lost = self.store.missing(manifest)
         if lost:
             raise BlobError("partition", f"{len(lost)} chunks of {short(manifest.cid)} vanished during the "
                                          f"fetch; fetch again")
-        self.store.read_manifest(manifest.cid)  # refresh its LRU stamp before any GC
+        if self.store.has_manifest(manifest.cid):
+            self.store.read_manifest(manifest.cid)  # refresh its LRU stamp before any GC
+        else:  # evicted by a GC while we fetched: the chunks are all here, so keep it
+            self.store.write_manifest(manifest)
         self.store.collect_if_needed()
 
     def _keep_scores(self, run: _Run) -> None:

@@ -105,6 +105,7 @@ def test_one_source_fetches_every_chunk_verified(store: BlobStore) -> None:
     assert (result.fetched_chunks, result.fetched_bytes, result.resumed_chunks) == (5, len(blob.data), 0)
     assert store.read_manifest(blob.cid).filename == "flood-map.pdf"
     assert seen[-1].done_bytes == seen[-1].total_bytes == len(blob.data)
+    assert seen[0].sources_active == 1 and seen[-1].rate_bytes_s > 0
     assert [p.done_bytes for p in seen] == sorted(p.done_bytes for p in seen)
 
 
