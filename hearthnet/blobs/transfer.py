@@ -13,12 +13,16 @@
    asks its source for those chunks and writes each one through the store, which
    verifies it against the manifest's CID (BLAKE3) before it lands. A faster source comes
    back for its next batch sooner, so it naturally takes more.
-3. A corrupt chunk, one the source did not send, or a failed call puts the chunk back in
-   the queue, preferably for a source that has not failed it yet; the source gets a
-   strike, and after `max_source_failures` strikes it is dropped from this fetch. One
-   chunk failing `max_chunk_failures` (3) times ends the fetch with `partition`, and so
-   does every source gone while chunks are missing. No source holding the manifest ->
-   `not_found`. No room -> `capacity_exceeded` (from the store).
+3. A corrupt chunk, or the chunk where a call broke off (an error, a timeout, a stream
+   that ended short: chunks come in the order asked), goes back in the queue, preferably
+   for a source that has not failed it yet, and counts one failure of that chunk; the
+   batch's chunks after it were never attempted and go back without one. The source gets
+   a strike, and after `max_source_failures` strikes it is dropped from this fetch. A
+   chunk a source merely lacks (`not_found`: a holder still fetching it itself) counts
+   only once every active source has tried it. One chunk failing `max_chunk_failures` (3)
+   times ends the fetch with `partition`, and so does every source gone while chunks are
+   missing. No source holding the manifest -> `not_found`. No room ->
+   `capacity_exceeded` (from the store).
 
 Memory: a puller holds at most `batch` chunks it has asked for and writes each before it
 reads the next, so at most sources x batch chunks are in flight.
@@ -162,11 +166,16 @@ class _Run:
         self.report(force=self.over.is_set())
         self._wake()
 
-    def chunk_failed(self, node_id: str, i: int) -> None:
+    def chunk_failed(self, node_id: str, i: int, *, lacking: bool = False) -> None:
+        """Chunk `i` failed at this source: back in the queue, or the fetch fails after
+        `max_chunk_failures`. A source that merely lacks it (a holder still fetching it
+        itself) counts only once every active source has tried it."""
         self.in_flight -= 1
-        self.failures[i] = self.failures.get(i, 0) + 1
-        self.failed_by.setdefault(i, set()).add(node_id)
-        if self.failures[i] >= self.max_chunk_failures:
+        tried = self.failed_by.setdefault(i, set())
+        tried.add(node_id)
+        if not lacking or not self.active - tried:
+            self.failures[i] = self.failures.get(i, 0) + 1
+        if self.failures.get(i, 0) >= self.max_chunk_failures:
             tried = ", ".join(sorted(_short(n) for n in self.failed_by[i]))
             self.fail(HearthNetError("partition", f"chunk {i} of {short(self.manifest.cid)} failed "
                                                   f"{self.failures[i]} times (from {tried}); try again "
@@ -412,7 +421,7 @@ class TransferManager:
         """Ask one source for one batch; every index ends done or failed (back in the queue).
         Chunks are written while the next ones arrive (all within this batch)."""
         node, want, received = source.node_id, set(batch), set()
-        reason = None
+        reason, lacking = None, False
         writer = _Writer(self.store, run, node)
         frames = source.chunks(run.manifest.cid, list(batch))
         try:
@@ -432,20 +441,22 @@ class TransferManager:
         except asyncio.TimeoutError:
             reason = f"no chunk for {self.chunk_timeout:g} s"
         except Exception as exc:
-            reason = _reason(exc)
+            reason, lacking = _reason(exc), isinstance(exc, HearthNetError) and exc.code == "not_found"
         finally:
             aclose = getattr(frames, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
         await writer.flush()
-        left = want - received
+        left = [i for i in batch if i not in received]
         if node not in run.active or run.over.is_set():
-            for i in sorted(left):  # dropped mid-batch (or the fetch is over): not these chunks' fault
+            for i in left:  # dropped mid-batch (or the fetch is over): not these chunks' fault
                 run.requeue(i)
             return
-        for i in sorted(left):
-            run.chunk_failed(node, i)
+        if left:  # chunks come in the order asked: the first one missing is where it broke
+            run.chunk_failed(node, left[0], lacking=lacking)
+            for i in left[1:]:  # never attempted: back in the queue, no fault of theirs
+                run.requeue(i)
         if left or reason:
             run.strike(node, reason or f"did not send {len(left)} of {len(want)} chunks")
 

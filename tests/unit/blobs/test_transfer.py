@@ -151,6 +151,22 @@ def test_a_missing_chunk_is_fetched_from_another_source(store: BlobStore) -> Non
     assert result.from_nodes["full"] >= 3
 
 
+def test_holders_lacking_a_chunk_do_not_end_the_fetch_while_another_has_it(store: BlobStore) -> None:
+    blob = Blob(6)
+    partial = [MemSource(n, blob, lacks={2}) for n in ("p1", "p2", "p3", "p4")]
+    full = MemSource("full", blob, delay=0.02)
+    result = fetch(TransferManager(store, batch=1), blob.cid, [*partial, full])
+    assert store.read_blob_bytes(blob.cid) == blob.data
+    assert 2 in served(full) and result.from_nodes["full"] >= 1
+
+
+def test_a_chunk_missing_everywhere_is_a_partition(store: BlobStore) -> None:
+    blob = Blob(4)
+    with pytest.raises(HearthNetError) as err:
+        fetch(TransferManager(store, batch=4), blob.cid, [MemSource(n, blob, lacks={1}) for n in "abc"])
+    assert err.value.code == "partition"
+
+
 def test_a_source_lacking_chunks_alone_is_a_partition_and_chunks_stay(store: BlobStore) -> None:
     blob = Blob(6)
     with pytest.raises(HearthNetError) as err:
