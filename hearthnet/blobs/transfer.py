@@ -36,10 +36,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol
 
-from hearthnet.blobs.cids import BlobError, b64decode, check_cid, short
+from hearthnet.blobs.cids import CHUNK_SIZE_BYTES, BlobError, b64decode, check_cid, short
 from hearthnet.blobs.holders import find_holders
 from hearthnet.blobs.manifest import BlobManifest
 from hearthnet.blobs.store import BlobStore
@@ -56,6 +57,7 @@ MANIFEST_TIMEOUT_SECONDS = 15.0
 CHUNK_TIMEOUT_SECONDS = 30.0  # the longest wait for the next chunk of a batch
 BATCH_TIMEOUT_SECONDS = 120.0  # BusSource: the bus deadline of one batch call
 PROGRESS_INTERVAL_SECONDS = 0.1
+MAX_CHUNK_B64_CHARS = 4 * (CHUNK_SIZE_BYTES // 3 + 1) + 8  # padded, with a little whitespace
 
 
 class Source(Protocol):
@@ -114,7 +116,7 @@ class _Run:
         first: dict[str, int] = {}
         for i in missing:
             self.same.setdefault(first.setdefault(manifest.chunks[i], i), []).append(i)
-        self.pending: dict[int, None] = dict.fromkeys(self.same)  # insertion-ordered queue
+        self.pending: deque[int] = deque(self.same)  # the shared queue; retries go to the back
         self.in_flight = 0
         self.peak_in_flight = 0
         self.failures: dict[int, int] = {}
@@ -145,12 +147,20 @@ class _Run:
         has not failed them."""
         if self.over.is_set() or node_id not in self.active:
             return None
-        picked = [i for i in self.pending if node_id not in self.failed_by.get(i, ())][:batch]
-        if not picked:
+        picked, skipped = [], []
+        while self.pending and len(picked) < batch:  # O(batch) unless this source failed many
+            i = self.pending.popleft()
+            if node_id in self.failed_by.get(i, ()):
+                skipped.append(i)
+            else:
+                picked.append(i)
+        self.pending.extendleft(reversed(skipped))
+        if not picked:  # only chunks this source failed are left: take those every other one failed too
             others = self.active - {node_id}
             picked = [i for i in self.pending if others <= self.failed_by.get(i, set())][:batch]
-        for i in picked:
-            del self.pending[i]
+            if picked:
+                taken = set(picked)
+                self.pending = deque(i for i in self.pending if i not in taken)
         self.in_flight += len(picked)
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         return picked
@@ -181,12 +191,12 @@ class _Run:
                                                   f"{self.failures[i]} times (from {tried}); try again "
                                                   f"when more holders are reachable"))
         else:
-            self.pending[i] = None
+            self.pending.append(i)
         self._wake()
 
     def requeue(self, i: int) -> None:
         self.in_flight -= 1
-        self.pending[i] = None
+        self.pending.append(i)
         self._wake()
 
     # ------------------------------------------------------------------ sources
@@ -524,7 +534,10 @@ def _chunk_frame(data: Any, node_id: str) -> tuple[int, bytes]:
     i = data.get("i") if isinstance(data, dict) else None
     if not isinstance(i, int) or isinstance(i, bool) or i < 0:
         raise HearthNetError("bad_request", f"{_short(node_id)} sent a chunk frame without an index")
-    return i, b64decode(data.get("data_b64"), f"chunk {i} data_b64")
+    text = data.get("data_b64")
+    if isinstance(text, str) and len(text) > MAX_CHUNK_B64_CHARS:  # no decoding what cannot be a chunk
+        raise HearthNetError("bad_request", f"{_short(node_id)} sent {len(text)} base64 characters for chunk {i}")
+    return i, b64decode(text, f"chunk {i} data_b64")
 
 
 def _check_end(event: str, data: Any, node_id: str) -> None:

@@ -347,6 +347,15 @@ def test_bus_source_refuses_a_malformed_chunk_frame() -> None:
         asyncio.run(chunks())
     assert err.value.code == "bad_request"
 
+    class Huge(FakeBus):
+        async def stream(self, *args: Any, **kw: Any) -> AsyncIterator[tuple[str, Any]]:
+            yield "chunk", {"i": 0, "data_b64": "A" * (2 * CHUNK_SIZE_BYTES)}
+
+    source = BusSource(Huge({}), "node-a", "me")
+    with pytest.raises(HearthNetError) as err:
+        asyncio.run(chunks())
+    assert err.value.code == "bad_request" and "base64 characters" in err.value.message
+
 
 def test_fetch_over_bus_sources_uses_every_holder(store: BlobStore) -> None:
     blob = Blob(9)
