@@ -345,9 +345,7 @@ class TransferManager:
         pullers: list[asyncio.Future] = []
         try:
             manifest = local or await self._first_manifest(manifest_cid, asks)
-            if local is None:
-                await asyncio.to_thread(self._store_manifest, manifest)
-            missing = await asyncio.to_thread(self.store.missing, manifest)
+            missing = await asyncio.to_thread(self._prepare, manifest, local is not None)
             run = _Run(manifest, missing, sources, self.max_chunk_failures, self.max_source_failures, progress)
             run.report(force=True)
             pullers = [asyncio.ensure_future(self._puller(run, s, asks[s.node_id])) for s in sources]
@@ -375,11 +373,15 @@ class TransferManager:
         except BlobError:  # corrupt (and removed): fetch it again
             return None
 
-    def _store_manifest(self, manifest: BlobManifest) -> None:
-        """Room for the whole blob first, so a fetch that cannot fit fails before it starts."""
+    def _prepare(self, manifest: BlobManifest, stored: bool) -> list[int]:
+        """Room for the rest of the blob first (a fetch that cannot fit fails before it
+        starts), then the manifest, the progress record; the indexes still missing."""
         missing = self.store.missing(manifest)
-        self.store.ensure_room(sum(manifest.chunk_size(i) for i in missing) + 100 * (len(manifest.chunks) + 10))
-        self.store.write_manifest(manifest)
+        manifest_bytes = 0 if stored else 100 * (len(manifest.chunks) + 10)
+        self.store.ensure_room(sum(manifest.chunk_size(i) for i in missing) + manifest_bytes)
+        if not stored:
+            self.store.write_manifest(manifest)
+        return missing
 
     async def _ask_manifest(self, source: Source, cid: str) -> BlobManifest:
         doc = await asyncio.wait_for(source.manifest(cid), self.manifest_timeout)

@@ -264,6 +264,21 @@ def test_no_room_is_capacity_exceeded(tmp_path: Path) -> None:
     assert err.value.code == "capacity_exceeded"
 
 
+def test_a_disk_filling_up_mid_fetch_is_capacity_exceeded(tmp_path: Path) -> None:
+    class FillsUp(BlobStore):
+        def write_chunk(self, cid: str, data: bytes | memoryview) -> bool:
+            if len(list(self.root.glob("*/*.bin"))) >= 2:
+                raise BlobError("capacity_exceeded", "disk full")
+            return super().write_chunk(cid, data)
+
+    store = FillsUp(tmp_path / "full", min_free_bytes=0)
+    blob = Blob(6)
+    with pytest.raises(HearthNetError) as err:
+        fetch(TransferManager(store, batch=2), blob.cid, [MemSource("a", blob), MemSource("b", blob)])
+    assert err.value.code == "capacity_exceeded"
+    assert len(store.missing(blob.manifest)) == 4
+
+
 # --------------------------------------------------------------------------- BusSource
 
 
