@@ -7,9 +7,10 @@ fresh blob store, vs raw BLAKE3 hashing + a file copy of the same bytes, in the 
 No nodes, no bus, no network: the sources hand over chunks from memory, so what is
 measured is the manager (queue, pullers, per-chunk BLAKE3 verify, one file per chunk
 written atomically through BlobStore.write_chunk in a thread) and the disk. Cases:
-1 source, 3 sources, and 3 sources that also Base64-decode every chunk as BusSource does
-with `data_b64` (the wire's decoding cost on the receiver). Raw: every 256 KiB chunk
-hashed with BLAKE3 and appended to one file in the same directory.
+1 source, 3 sources, 3 sources that also Base64-decode every chunk as BusSource does
+with `data_b64` (the wire's decoding cost on the receiver), and 3 sources into a store
+that verifies every chunk but writes nothing (the manager's own ceiling). Raw: every
+256 KiB chunk hashed with BLAKE3 and appended to one file in the same directory.
 
 Prints MB/s per case (median of --rounds), the ratio ours / raw, and this process's peak
 RSS. The whole file is held in memory once (the sources' copy), so peak RSS is at least
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import blake3  # noqa: E402
 
-from hearthnet.blobs.cids import CHUNK_SIZE_BYTES, b64decode, b64encode, hash_bytes  # noqa: E402
+from hearthnet.blobs.cids import CHUNK_SIZE_BYTES, BlobError, b64decode, b64encode, hash_bytes  # noqa: E402
 from hearthnet.blobs.manifest import BlobManifest  # noqa: E402
 from hearthnet.blobs.store import BlobStore  # noqa: E402
 from hearthnet.blobs.transfer import TransferManager  # noqa: E402
@@ -57,6 +58,24 @@ class MemorySource:
             await asyncio.sleep(0)  # a real source awaits the network between chunks
 
 
+class VerifyOnlyStore(BlobStore):
+    """Hashes every chunk against its CID as the real store does, writes nothing: the
+    manager's own ceiling, without the disk."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, min_free_bytes=0)
+        self.held: set[str] = set()
+
+    def write_chunk(self, cid: str, data: bytes | memoryview) -> bool:
+        if hash_bytes(data) != cid:
+            raise BlobError("bad_request", "chunk does not hash to its CID")
+        self.held.add(cid)
+        return True
+
+    def missing(self, manifest: BlobManifest) -> list[int]:
+        return [i for i, c in enumerate(manifest.chunks) if c not in self.held]
+
+
 def raw_copy(chunks: list[bytes], out: Path) -> float:
     started = time.perf_counter()
     with out.open("wb") as fh:
@@ -69,14 +88,14 @@ def raw_copy(chunks: list[bytes], out: Path) -> float:
 
 
 def ours(chunks: list[bytes], manifest: BlobManifest, root: Path, n_sources: int, batch: int,
-         wire: list[str] | None) -> tuple[float, dict[str, int]]:
-    store = BlobStore(root, min_free_bytes=0)
+         wire: list[str] | None, disk: bool = True) -> tuple[float, dict[str, int]]:
+    store = BlobStore(root, min_free_bytes=0) if disk else VerifyOnlyStore(root)
     sources = [MemorySource(f"node-{k}", manifest, chunks, wire) for k in range(n_sources)]
     started = time.perf_counter()
     result = asyncio.run(TransferManager(store, batch=batch).fetch(manifest.cid, sources))
     seconds = time.perf_counter() - started
     assert store.missing(manifest) == [] and result.fetched_bytes == manifest.size_bytes
-    shutil.rmtree(root)
+    shutil.rmtree(root, ignore_errors=True)
     return seconds, result.from_nodes
 
 
@@ -97,14 +116,15 @@ def main() -> None:
     wire = [b64encode(c) for c in chunks]
 
     cases: dict[str, list[float]] = {"raw BLAKE3 + copy": [], "1 source": [], "3 sources": [],
-                                     "3 sources + base64": []}
+                                     "3 sources + base64": [], "3 sources, no disk": []}
     shares: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="hn-blob-bench-") as tmp:
         base = Path(tmp)
         for r in range(args.rounds):
             cases["raw BLAKE3 + copy"].append(raw_copy(chunks, base / "raw.bin"))
-            for name, n, w in (("1 source", 1, None), ("3 sources", 3, None), ("3 sources + base64", 3, wire)):
-                seconds, shares[name] = ours(chunks, manifest, base / f"store-{r}", n, args.batch, w)
+            for name, n, w, disk in (("1 source", 1, None, True), ("3 sources", 3, None, True),
+                                     ("3 sources + base64", 3, wire, True), ("3 sources, no disk", 3, None, False)):
+                seconds, shares[name] = ours(chunks, manifest, base / f"store-{r}", n, args.batch, w, disk)
                 cases[name].append(seconds)
             print(f"round {r + 1}: " + ", ".join(f"{k} {size / MB / v[-1]:.0f} MB/s" for k, v in cases.items()),
                   flush=True)
