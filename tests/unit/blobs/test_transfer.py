@@ -264,6 +264,29 @@ def test_no_room_is_capacity_exceeded(tmp_path: Path) -> None:
     assert err.value.code == "capacity_exceeded"
 
 
+def test_a_stalled_source_times_out_and_the_chunk_lands_elsewhere(store: BlobStore) -> None:
+    blob = Blob(6)
+    stalls = MemSource("stalls", blob, block_at=2)
+    other = MemSource("other", blob, delay=0.05)
+    result = fetch(TransferManager(store, batch=3, chunk_timeout=0.3), blob.cid, [stalls, other])
+    assert store.read_blob_bytes(blob.cid) == blob.data
+    assert result.failures.get("stalls", 0) >= 1 and 2 in served(other)
+
+
+def test_a_source_sending_what_was_not_asked_is_struck(store: BlobStore) -> None:
+    class Pushy(MemSource):
+        async def chunks(self, cid: str, indexes: list[int]) -> AsyncIterator[tuple[int, bytes]]:
+            self.calls.append(list(indexes))
+            for i in range(len(self.blob.chunks)):  # everything, whatever was asked
+                yield i, self.blob.chunks[i]
+
+    blob = Blob(8)
+    pushy, honest = Pushy("pushy", blob), MemSource("honest", blob, delay=0.01)
+    result = fetch(TransferManager(store, batch=2), blob.cid, [pushy, honest])
+    assert store.read_blob_bytes(blob.cid) == blob.data
+    assert result.failures["pushy"] >= 1
+
+
 def test_a_disk_filling_up_mid_fetch_is_capacity_exceeded(tmp_path: Path) -> None:
     class FillsUp(BlobStore):
         def write_chunk(self, cid: str, data: bytes | memoryview) -> bool:
