@@ -24,8 +24,9 @@
    missing. No source holding the manifest -> `not_found`. No room ->
    `capacity_exceeded` (from the store).
 
-Memory: a puller holds at most `batch` chunks it has asked for and writes each before it
-reads the next, so at most sources x batch chunks are in flight.
+Memory: a puller has at most one batch asked for at a time, and the chunks of it that
+arrived wait only for that puller's writer (a thread, several chunks per hop), so at most
+sources x batch chunks are in flight.
 
 `BusSource` is a Source over the bus (targeted `file.read` streams to one node);
 `find_holders` (hearthnet.blobs.holders) finds the node ids to make sources of.
@@ -186,9 +187,9 @@ class _Run:
         if not lacking or not self.active - tried:
             self.failures[i] = self.failures.get(i, 0) + 1
         if self.failures.get(i, 0) >= self.max_chunk_failures:
-            tried = ", ".join(sorted(_short(n) for n in self.failed_by[i]))
+            names = ", ".join(sorted(_short(n) for n in tried))
             self.fail(HearthNetError("partition", f"chunk {i} of {short(self.manifest.cid)} failed "
-                                                  f"{self.failures[i]} times (from {tried}); try again "
+                                                  f"{self.failures[i]} times (from {names}); try again "
                                                   f"when more holders are reachable"))
         else:
             self.pending.append(i)
