@@ -316,7 +316,9 @@ def check_blob_store(ctx: DoctorContext) -> CheckResult:
         free = shutil.disk_usage(path).free
         if ctx.cfg.file.capacity_bytes:
             free = min(free, ctx.cfg.file.capacity_bytes)
-        return _room_result(free, min_free, f"on {path}; chunks not re-verified: node not running")
+        room = _room_result(free, min_free, f"on {path}")
+        return CheckResult("blob_store", room.ok, f"{room.detail}; chunks not re-verified: node not running",
+                           room.fix)
 
     def body() -> CheckResult:
         status = _self_call(ctx, "file.status", {})
@@ -327,21 +329,20 @@ def check_blob_store(ctx: DoctorContext) -> CheckResult:
                                "(removed: the files they belong to are fetched again when needed)",
                                "check the disk (dmesg, smartctl), then run `hearthnet doctor --check blob_store` "
                                "again")
-        room = _room_result(int(status.get("free_bytes") or 0), min_free,
-                            f"{status.get('complete')} file(s), {int(status.get('store_bytes') or 0) / 1e9:.2f} GB "
-                            f"stored")
+        room = _room_result(int(status.get("free_bytes") or 0), min_free, "")
+        stored = f"{status.get('complete')} file(s), {int(status.get('store_bytes') or 0) / 1e9:.2f} GB stored; "
         if not room.ok:
-            return room
-        return CheckResult("blob_store", True, f"{room.detail}; {verify.get('checked', 0)} sampled chunks verified")
+            return CheckResult("blob_store", False, stored + room.detail, room.fix)
+        return CheckResult("blob_store", True,
+                           f"{stored}{room.detail}; {verify.get('checked', 0)} sampled chunks verified")
 
     return _node_check("blob_store", ctx, body)
 
 
 def _room_result(free: int, min_free: int, where: str) -> CheckResult:
-    detail = f"{free / 1e9:.1f} GB free for blobs {where}"
+    detail = f"{free / 1e9:.1f} GB free for blobs{' ' + where if where else ''} (keeps {min_free / 1e9:.1f} GB)"
     if free < min_free:
-        return CheckResult("blob_store", False, f"{detail}; below file.min_free_bytes ({min_free / 1e9:.1f} GB): "
-                                                "new files are refused",
+        return CheckResult("blob_store", False, f"{detail}: below file.min_free_bytes, new files are refused",
                            "free disk space, unpin files you no longer need and run `hearthnet file gc`, "
                            "or lower file.min_free_bytes / raise file.capacity_bytes in config.toml")
     return CheckResult("blob_store", True, detail)

@@ -88,10 +88,12 @@ def _blob_store(out: Output, store: dict[str, Any] | None) -> None:
         return
     from hearthnet.cli.commands.export import human_size
 
+    pinned, incomplete = store.get("pinned", 0), int(store.get("blobs") or 0) - int(store.get("complete") or 0)
+    extra = f"{pinned} pinned" + (f", {incomplete} incomplete" if incomplete > 0 else "")
     out.print(out.text("Blob store ", "bold"),
-              out.text(f"{store.get('complete', 0)} file(s), {human_size(int(store.get('store_bytes') or 0))}"),
-              out.text(f"  {store.get('pinned', 0)} pinned, {store.get('blobs', 0)} stored  "
-                       f"{human_size(int(store.get('free_bytes') or 0))} free of "
+              out.text(f"{store.get('complete', 0)} file(s), {human_size(int(store.get('store_bytes') or 0))} "
+                       f"({extra})"),
+              out.text(f"  {human_size(int(store.get('free_bytes') or 0))} free of "
                        f"{human_size(int(store.get('capacity_bytes') or 0))} "
                        f"({float(store.get('fraction') or 0) * 100:.0f} % used)", "dim"))
 

@@ -226,6 +226,7 @@ class FileService:
         await asyncio.shield(self._scan)
 
     def _refresh_note(self) -> None:
+        self._count = (0.0, self._count[1])  # file.status counts the stored manifests again
         self._note = f"{len(self.complete)} blobs, {size_text(self.store.store_bytes())}"
 
     # ------------------------------------------------------------------ capabilities
@@ -399,7 +400,9 @@ class FileService:
             return needed
 
         needed = await asyncio.to_thread(step)
-        if not needed:
+        if needed:
+            self._refresh_note()
+        else:
             await self._blob_complete(manifest)
         return {"manifest_cid": manifest.cid, "needed": needed}
 

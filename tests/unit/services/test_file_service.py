@@ -473,6 +473,9 @@ def test_status_counts_the_store(h: Harness) -> None:
     assert set(out) == {"blobs", "complete", "pinned", "store_bytes", "capacity_bytes", "free_bytes", "fraction"}
     assert (out["blobs"], out["complete"], out["pinned"]) == (2, 1, 1)
     assert out["store_bytes"] == h.store.store_bytes() > 0
+    h.call("file.put", {"manifest": wire_manifest(b"second")})  # a change is counted at once
+    h.call("file.put", {"manifest_cid": wire_manifest(b"second")["cid"], "chunks": [chunk_entry(b"second", 0)]})
+    assert (h.call("file.status", {})["blobs"], h.call("file.status", {})["complete"]) == (3, 2)
 
 
 def test_verify_rehashes_a_sample_and_finds_a_corrupt_chunk(h: Harness) -> None:

@@ -104,4 +104,4 @@ def test_status_shows_the_blob_store(runner, gateway):
     result = invoke(runner, "status")
     assert result.exit_code == 0, result.output
     assert "Blob store" in result.stdout and "12 file(s), 1.2 GB" in result.stdout
-    assert "3 pinned" in result.stdout and "80.0 GB free of 250.0 GB (68 % used)" in result.stdout
+    assert "(3 pinned, 1 incomplete)" in result.stdout and "80.0 GB free of 250.0 GB (68 % used)" in result.stdout
