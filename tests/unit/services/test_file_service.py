@@ -488,3 +488,35 @@ def test_verify_rehashes_a_sample_and_finds_a_corrupt_chunk(h: Harness) -> None:
     assert not h.store.has_blob(m.cid) and m.cid not in h.call("file.list", {})["cids"]
     for bad in (0, 5000, "3"):
         assert h.error("file.verify", {"sample": bad}).code == "bad_request"
+
+
+def test_a_caller_leaving_an_add_stops_the_hashing_thread(h: Harness, tmp_path: Path) -> None:
+    """Closing the stream (the caller went away) makes the work's next progress call
+    raise, so the store's add stops and cleans up after itself."""
+    import threading
+
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * 10)
+    step, stopped = threading.Event(), threading.Event()
+
+    def slow_add(path: Path, *, mime_type: Any = None, progress: Any = None) -> Any:
+        try:
+            for n in range(1, 1000):
+                progress(n)  # the first value reaches the stream at once
+                step.wait()
+        except Exception:
+            stopped.set()
+            raise
+        raise AssertionError("the add was not stopped")
+
+    h.store.add_file = slow_add  # type: ignore[method-assign]
+
+    async def go() -> None:
+        frames = await h.caps["file.add"].handler(h._req("file.add", {"path": str(src)}, True, ME))
+        assert (await frames.__anext__())[0] == "progress"
+        await frames.aclose()
+        step.set()
+        await asyncio.to_thread(stopped.wait)
+
+    h.loop.run_until_complete(go())
+    assert stopped.is_set() and h.bus.of("file.cid.advertised") == []
