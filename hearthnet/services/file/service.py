@@ -212,13 +212,14 @@ class FileService:
         return {"note": self._note}
 
     async def _initial_scan(self) -> None:
-        blobs = await asyncio.to_thread(self.store.blobs)
+        # store_bytes() counts once, then keeps count: done here, off the event loop
+        blobs, size = await asyncio.to_thread(lambda: (self.store.blobs(), self.store.store_bytes()))
         self.complete.reset({"cid": b["cid"], "size_bytes": b["size_bytes"], "filename": b["filename"]}
                             for b in blobs if b["complete"])
+        self._note = f"{len(self.complete)} blobs, {size_text(size)}"
         self._count = (time.monotonic(), len(blobs))
-        self._refresh_note()
         log.info("blob store scanned", extra={"blobs": len(blobs), "complete": len(self.complete),
-                                               "store_bytes": self.store.store_bytes()})
+                                               "store_bytes": size})
 
     async def ready(self) -> None:
         if self._scan is None:  # used without start() (unit tests)
@@ -227,6 +228,8 @@ class FileService:
 
     def _refresh_note(self) -> None:
         self._count = (0.0, self._count[1])  # file.status counts the stored manifests again
+        if self._scan is None or not self._scan.done():
+            return  # the scan sets the note (and the store's byte count) when it is done
         self._note = f"{len(self.complete)} blobs, {size_text(self.store.store_bytes())}"
 
     # ------------------------------------------------------------------ capabilities
@@ -290,6 +293,7 @@ class FileService:
 
     async def _blob_complete(self, manifest: BlobManifest) -> None:
         """A blob became complete here: list it and tell the community we hold it."""
+        await self.ready()  # the scan's listing must not overwrite this one
         self.complete.add(manifest.cid, manifest.size_bytes, manifest.filename)
         self._refresh_note()
         if manifest.cid not in self._advertised and await self._event(
@@ -647,6 +651,7 @@ class FileService:
         return {"output": {"cid": cid, "pinned": False}, "meta": {}}
 
     async def gc(self, req: Request) -> dict[str, Any]:
+        await self.ready()
         result = await asyncio.to_thread(self.store.gc)
         evicted = list(result.evicted or [])
         self._forget(evicted)
@@ -668,6 +673,7 @@ class FileService:
         sample = req.input.get("sample", VERIFY_DEFAULT)
         if type(sample) is not int or not 0 < sample <= VERIFY_MAX:
             raise bad(f"input.sample must be 1..{VERIFY_MAX}")
+        await self.ready()
         checked, corrupt, hit = await asyncio.to_thread(self._verify_sample, sample)
         if corrupt:
             log.warning("corrupt chunks found and removed", extra={"chunks": corrupt})

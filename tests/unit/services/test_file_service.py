@@ -35,7 +35,8 @@ class FakeBus:
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                    timeout: float | None = None, local_only: bool = False,
                    node: str | None = None) -> dict[str, Any]:
-        assert node == ME and caller == ME, "ledger calls are targeted at this node, as itself"
+        if cap == "community.log.append":
+            assert node == ME and caller == ME, "our events are appended on this node, as itself"
         if self.ledger_down:
             raise HearthNetError("timeout", "the ledger did not answer")
         inp = body["input"]
@@ -390,9 +391,13 @@ def test_get_refuses_bad_input(h: Harness) -> None:
 def test_get_of_an_unknown_cid_with_no_holders_is_not_found(h: Harness) -> None:
     pytest.importorskip("hearthnet.blobs.transfer")
 
-    class NoHolders(FakeBus):
+    class NoHolders(FakeBus):  # no advertisements in the log, no peer offers file.list
         async def admin(self, op: str, **args: Any) -> dict[str, Any]:
-            return {"caps": []}
+            return {"caps": [], "workers": [], "peers": []}
+
+        async def stream(self, *args: Any, **kw: Any) -> Any:
+            raise HearthNetError("not_found", "no such node")
+            yield  # an async generator
 
     h.svc.bus = NoHolders()
     err = h.error("file.get", {"cid": "blake3:" + "7" * 64})
