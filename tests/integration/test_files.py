@@ -196,3 +196,38 @@ def _try(peer: Peer, wire: dict[str, Any]) -> dict[str, Any] | None:
         if exc.code != "unauthorized":
             raise
         return None
+
+
+def test_get_fetches_from_a_neighbour_then_advertises(make_node, tmp_path: Path) -> None:
+    """Two nodes: bob fetches alice's file by its CID over the peer API (verified chunk
+    by chunk), writes it out, and advertises that he holds it too."""
+    pytest.importorskip("hearthnet.blobs.transfer")
+    a, b = make_node("alice"), make_node("bob")
+    for n in (a, b):
+        n.env["HEARTHNET_FILE_MIN_FREE_BYTES"] = "0"
+    a.init()
+    a.start(wait_workers=CORE)
+    bob_id = join_by_invite(a, b)
+    b.start(wait_workers=CORE)
+    alice_id = a.api("/api/v1/status")["node"]["node_id"]
+    for x, y in ((a, b), (b, a)):
+        r = x.cli("peer", "add", f"127.0.0.1:{y.port}")
+        assert r.returncode == 0, r.stderr + r.stdout
+    wait_for(lambda: any(c["name"] == "file.read" and not c["local"] and c["node_id"] == alice_id
+                         for c in b.api("/api/v1/capabilities")["capabilities"]),
+             timeout=60, message="bob to route file.read to alice")
+
+    src = tmp_path / "bridge.jpg"
+    data = os.urandom(2 * MB + 77)
+    src.write_bytes(data)
+    cid = a.cli_json("file", "add", str(src))["files"][0]["cid"]
+    out = tmp_path / "fetched"
+    out.mkdir()
+    got = b.cli_json("file", "get", cid, "--out", str(out), timeout=180)
+    assert got["fetched"] is True and got["from"] == {alice_id: -(-len(data) // CHUNK_SIZE_BYTES)} and got["out"] == str(out / "bridge.jpg")
+    assert (out / "bridge.jpg").read_bytes() == data
+    assert {"cid": cid, "sizes_bytes": len(data)} in events_of(b, "file.cid.advertised")
+    (f,) = b.cli_json("file", "ls")["files"]
+    assert f["complete"] and alice_id in f["holders"]
+    wait_for(lambda: bob_id in next(x for x in a.cli_json("file", "ls")["files"] if x["cid"] == cid)["holders"],
+             timeout=60, interval=0.5, message="alice to learn (through sync) that bob holds the file too")

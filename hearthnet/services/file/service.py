@@ -55,6 +55,7 @@ SOURCES_MAX = 64
 VERIFY_DEFAULT, VERIFY_MAX = 32, 1024
 COUNT_TTL_SECONDS = 10.0  # how long file.status reuses its count of stored manifests
 LEDGER_TIMEOUT_SECONDS = 10.0
+TELL_TIMEOUT_SECONDS = 5.0  # a direct file.advertise to one peer
 MIN_PREFIX_HEX = 4
 HEX = frozenset("0123456789abcdef")
 
@@ -181,6 +182,7 @@ class FileService:
         self._scan: asyncio.Task | None = None
         self._count: tuple[float, int] = (0.0, 0)  # (when, stored manifests)
         self._note = "scanning the blob store"
+        self._telling: set[asyncio.Task] = set()  # background file.advertise fan-outs
 
     @classmethod
     def from_config(cls, cfg: Any) -> "FileService":
@@ -204,6 +206,8 @@ class FileService:
     async def stop(self) -> None:
         if self._scan is not None:
             self._scan.cancel()
+        for task in list(self._telling):
+            task.cancel()
         close = getattr(self.bus, "close", None)
         if close is not None:
             await close()
@@ -296,9 +300,36 @@ class FileService:
         await self.ready()  # the scan's listing must not overwrite this one
         self.complete.add(manifest.cid, manifest.size_bytes, manifest.filename)
         self._refresh_note()
-        if manifest.cid not in self._advertised and await self._event(
-                "file.cid.advertised", {"cid": manifest.cid, "sizes_bytes": manifest.size_bytes}):
+        if manifest.cid in self._advertised:
+            return
+        if await self._event("file.cid.advertised", {"cid": manifest.cid, "sizes_bytes": manifest.size_bytes}):
             self._advertised.add(manifest.cid)
+        # The event reaches other nodes with the next sync round; the peers we can reach
+        # hear it now (spec §3.4: best-effort direct file.advertise), in the background.
+        task = asyncio.ensure_future(self._tell_peers([manifest.cid]))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def _tell_peers(self, cids: list[str]) -> None:
+        admin = getattr(self.bus, "admin", None)
+        if admin is None:
+            return
+        try:
+            caps = (await admin("caps")).get("capabilities") or []
+        except (HearthNetError, OSError) as exc:
+            log.info("no capability list from the broker", extra={"reason": str(exc)})
+            return
+        peers = {c.get("node_id") for c in caps if isinstance(c, dict) and c.get("name") == "file.advertise"
+                 and not c.get("local", True) and c.get("node_id") != self.node_id}
+
+        async def tell(node: str) -> None:
+            try:
+                await self.bus.call("file.advertise", "1.0", {"params": {}, "input": {"cids": cids}},
+                                    caller=self.node_id, timeout=TELL_TIMEOUT_SECONDS, node=node)
+            except HearthNetError as exc:
+                log.info("file.advertise to a peer failed", extra={"node": node, "code": exc.code})
+
+        await asyncio.gather(*(tell(n) for n in peers if isinstance(n, str)))
 
     def _forget(self, cids: list[str]) -> None:
         for cid in cids:
@@ -494,6 +525,9 @@ class FileService:
             async for frame in self._fetch_frames(cid, sources, fetch):
                 yield frame
             from_nodes = dict(fetch["result"].from_nodes)
+            for node, served in from_nodes.items():
+                if served:  # it served verified chunks: it holds the file
+                    self.holders.record(node, [cid])
             await self._blob_complete(fetch["result"].manifest)
         manifest = await asyncio.to_thread(self.store.read_manifest, cid)
         target = None

@@ -31,6 +31,12 @@ class FakeBus:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.ledger_down = False
+        self.remote: list[dict[str, Any]] = []  # the broker's remote capability entries
+        self.told: list[tuple[str | None, Any]] = []  # file.advertise calls to peers
+
+    async def admin(self, op: str, **args: Any) -> dict[str, Any]:
+        assert op == "caps"
+        return {"capabilities": self.remote}
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                    timeout: float | None = None, local_only: bool = False,
@@ -44,6 +50,11 @@ class FakeBus:
             ev = {"event_type": inp["event_type"], "data": inp["data"], "author": ME}
             self.events.append(ev)
             return {"output": {"event": ev}}
+        if cap == "file.advertise" and node != ME:
+            self.told.append((node, inp["cids"]))
+            if node == OTHER:
+                raise HearthNetError("timeout", "that peer did not answer")
+            return {"output": {"recorded": len(inp["cids"])}}
         if cap == "community.log.events":
             wanted = set(inp.get("event_types") or [])
             return {"output": {"events": [e for e in self.events if e["event_type"] in wanted]}}
@@ -442,6 +453,20 @@ def test_pin_unpin_and_the_unpinned_event(h: Harness) -> None:
     assert h.error("file.pin", {"cid": unknown}).code == "not_found"
     assert h.error("file.unpin", {"cid": unknown}).code == "not_found"
     assert h.error("file.pin", {"cid": "zz"}).code == "bad_request"
+
+
+def test_a_completed_blob_is_told_to_the_peers_that_take_advertisements(h: Harness, tmp_path: Path) -> None:
+    h.bus.remote = [{"name": "file.advertise", "local": False, "node_id": PEER},
+                    {"name": "file.advertise", "local": False, "node_id": OTHER},  # fails: no harm
+                    {"name": "file.read", "local": False, "node_id": keys.generate().node_id_full},
+                    {"name": "file.advertise", "local": True, "node_id": ME}]
+    src = tmp_path / "f"
+    src.write_bytes(b"news")
+    cid = h.call("file.add", {"path": str(src)})["manifest"]["cid"]
+    h.loop.run_until_complete(asyncio.gather(*h.svc._telling))
+    assert sorted(h.bus.told) == sorted([(PEER, [cid]), (OTHER, [cid])])
+    h.call("file.add", {"path": str(src)})  # already advertised: nobody is told twice
+    assert len(h.bus.told) == 2
 
 
 def test_an_event_the_ledger_cannot_take_does_not_fail_the_add(h: Harness, tmp_path: Path) -> None:
