@@ -134,8 +134,8 @@ def chunk_entry(data: bytes, i: int, *, std_alphabet: bool = False) -> dict[str,
 
 def test_capabilities_trust_limits_and_streams(h: Harness) -> None:
     d = {name: c.descriptor() for name, c in h.caps.items()}
-    assert {n: x["trust_required"] for n, x in d.items() if not n.startswith("file.") or x["trust_required"] != "self"} \
-        == {"file.read": "member", "file.list": "member", "file.advertise": "member", "file.put": "trusted"}
+    peers = {n: x["trust_required"] for n, x in d.items() if x["trust_required"] != "self"}
+    assert peers == {"file.read": "member", "file.list": "member", "file.advertise": "member", "file.put": "trusted"}
     assert {n for n, x in d.items() if x["trust_required"] == "self"} == {
         "file.add", "file.get", "file.ls", "file.pin", "file.unpin", "file.gc", "file.status", "file.verify",
         "file.import"}
