@@ -755,10 +755,17 @@ def _manifest_bytes(manifest: BlobManifest) -> int:
 
 
 def _out_file(out: Path, manifest: BlobManifest) -> Path:
-    """`--out DIR` writes the file's own name inside it (or its short CID)."""
-    if out.is_dir():
-        return out / (manifest.filename or short(manifest.cid))
-    return out
+    """`--out DIR` writes the file's own name inside it (or its short CID). That name
+    comes from whoever made the manifest, so it never replaces a file already there:
+    `name (1).ext`, `name (2).ext`, ... instead. A file path given is the owner's choice."""
+    if not out.is_dir():
+        return out
+    name = Path(manifest.filename or short(manifest.cid))
+    target, n = out / name, 0
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = out / f"{name.stem} ({n}){name.suffix}"
+    return target
 
 
 def _chunks_of(paths: list[Path]) -> Any:

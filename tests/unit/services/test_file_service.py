@@ -389,7 +389,22 @@ def test_get_of_a_blob_held_complete_exports_without_fetching(h: Harness, tmp_pa
     assert out.read_bytes() == data
     into_dir = h.call("file.get", {"cid": m.cid, "out": str(tmp_path / "out")})
     assert into_dir["out"] == str(tmp_path / "out" / "shelters.csv")
+    again = h.call("file.get", {"cid": m.cid, "out": str(tmp_path / "out")})  # the name came from a manifest:
+    assert again["out"] == str(tmp_path / "out" / "shelters (1).csv")          # nothing there is replaced
+    assert (tmp_path / "out" / "shelters.csv").read_bytes() == data
     assert h.call("file.get", {"cid": m.cid})["out"] is None  # no --out: it is in the store already
+
+
+def test_an_empty_file_is_a_manifest_without_chunks(h: Harness, tmp_path: Path) -> None:
+    src = tmp_path / "empty"
+    src.write_bytes(b"")
+    m = h.call("file.add", {"path": str(src)})["manifest"]
+    assert (m["size_bytes"], m["chunks"]) == (0, [])
+    frames, err = h.stream("file.read", {"cid": m["cid"]})
+    assert err is None and [e for e, _ in frames] == ["manifest", "done"]
+    assert h.call("file.list", {})["cids"] == [m["cid"]]
+    h.call("file.get", {"cid": m["cid"], "out": str(tmp_path / "copy")})
+    assert (tmp_path / "copy").read_bytes() == b""
 
 
 def test_get_refuses_bad_input(h: Harness) -> None:
