@@ -299,7 +299,10 @@ class FileService:
         """A blob became complete here: list it and tell the community we hold it."""
         await self.ready()  # the scan's listing must not overwrite this one
         self.complete.add(manifest.cid, manifest.size_bytes, manifest.filename)
-        self._refresh_note()
+        gc = await asyncio.to_thread(self.store.collect_if_needed)  # above gc_threshold: evict (LRU)
+        self._forget(list(gc.evicted or []))
+        if manifest.cid not in self.complete:
+            return  # evicted at once (all else pinned or newer): nothing to advertise
         if manifest.cid in self._advertised:
             return
         if await self._event("file.cid.advertised", {"cid": manifest.cid, "sizes_bytes": manifest.size_bytes}):

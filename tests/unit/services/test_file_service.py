@@ -565,3 +565,19 @@ def test_a_caller_leaving_an_add_stops_the_hashing_thread(h: Harness, tmp_path: 
 
     h.loop.run_until_complete(go())
     assert stopped.is_set() and h.bus.of("file.cid.advertised") == []
+
+
+def test_a_completed_put_collects_garbage_above_the_threshold(tmp_path: Path) -> None:
+    h = Harness(tmp_path, capacity_bytes=10 * CHUNK_SIZE_BYTES, gc_high=0.5, gc_low=0.4)
+    try:
+        old = h.store.add_bytes(data_of(2 * CHUNK_SIZE_BYTES))
+        os.utime(h.store.manifest_path(old.cid), (1, 1))
+        h.loop.run_until_complete(h.svc.ready())
+        data = data_of(3 * CHUNK_SIZE_BYTES)
+        wire = wire_manifest(data)
+        h.call("file.put", {"manifest": wire})
+        h.call("file.put", {"manifest_cid": wire["cid"], "chunks": [chunk_entry(data, i) for i in range(3)]})
+        assert not h.store.has_manifest(old.cid) and h.store.has_blob(wire["cid"])  # 5 of 10 > 0.5: LRU out
+        assert h.call("file.list", {})["cids"] == [wire["cid"]]
+    finally:
+        h.close()
