@@ -183,6 +183,7 @@ class FileService:
         self._count: tuple[float, int] = (0.0, 0)  # (when, stored manifests)
         self._note = "scanning the blob store"
         self._telling: set[asyncio.Task] = set()  # background file.advertise fan-outs
+        self._manager: Any = None  # the TransferManager: one for the worker's life (it keeps sources' scores)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "FileService":
@@ -551,8 +552,9 @@ class FileService:
         if not holders:
             raise BlobError("not_found", f"{short(cid)} is not here and no known node holds it")
         ticker = Ticker()
-        manager = TransferManager(self.store)
-        task = asyncio.ensure_future(manager.fetch(cid, [BusSource(self.bus, n, self.node_id) for n in holders],
+        if self._manager is None:
+            self._manager = TransferManager(self.store)
+        task = asyncio.ensure_future(self._manager.fetch(cid, [BusSource(self.bus, n, self.node_id) for n in holders],
                                                    progress=ticker.on_loop))
 
         def frame(p: Any) -> dict[str, Any]:
