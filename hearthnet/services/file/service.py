@@ -192,7 +192,12 @@ class FileService:
         from hearthnet.identity import keys
 
         kp = keys.load(cfg.identity.keys_dir)
-        return cls(open_store(cfg), kp.node_id_full, BusClient(cfg.paths.broker_clients_endpoint))
+        try:
+            store = open_store(cfg)
+        except OSError as exc:  # e.g. blobs_dir on a read-only or missing mount
+            raise HearthNetError("internal_error", f"cannot open the blob store {cfg.file.blobs_dir}: "
+                                                   f"{exc.strerror or exc}") from None
+        return cls(store, kp.node_id_full, BusClient(cfg.paths.broker_clients_endpoint))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -581,3 +581,21 @@ def test_a_completed_put_collects_garbage_above_the_threshold(tmp_path: Path) ->
         assert h.call("file.list", {})["cids"] == [wire["cid"]]
     finally:
         h.close()
+
+
+def test_from_config_names_a_store_it_cannot_open(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hearthnet.identity.keys import save
+
+    kp = keys.generate()
+    save(kp, tmp_path / "keys")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    cfg = SimpleNamespace(identity=SimpleNamespace(keys_dir=tmp_path / "keys"),
+                          file=SimpleNamespace(blobs_dir=blocker / "blobs", gc_threshold=0.8, gc_target=0.7,
+                                               min_free_bytes=0, capacity_bytes=0),
+                          paths=SimpleNamespace(broker_clients_endpoint="ipc:///nonexistent"))
+    with pytest.raises(HearthNetError) as err:
+        FileService.from_config(cfg)
+    assert str(blocker / "blobs") in err.value.message
