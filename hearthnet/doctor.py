@@ -301,6 +301,61 @@ def check_disk_space(ctx: DoctorContext) -> CheckResult:
     return CheckResult("disk_space", True, detail)
 
 
+VERIFY_SAMPLE = 32  # chunks the blob_store check re-hashes
+
+
+@register("blob_store")
+def check_blob_store(ctx: DoctorContext) -> CheckResult:
+    """Room (free space against file.min_free_bytes) and, with the node running, a random
+    sample of stored chunks re-hashed by the file worker (file.status, file.verify)."""
+    min_free = ctx.cfg.file.min_free_bytes
+    if not ctx.node_running():
+        path = Path(ctx.cfg.file.blobs_dir)
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        free = shutil.disk_usage(path).free
+        if ctx.cfg.file.capacity_bytes:
+            free = min(free, ctx.cfg.file.capacity_bytes)
+        room = _room_result(free, min_free, f"on {path}")
+        return CheckResult("blob_store", room.ok, f"{room.detail}; chunks not re-verified: node not running",
+                           room.fix)
+
+    def body() -> CheckResult:
+        status = _self_call(ctx, "file.status", {})
+        verify = _self_call(ctx, "file.verify", {"sample": VERIFY_SAMPLE})
+        if verify.get("bad"):
+            return CheckResult("blob_store", False,
+                               f"{verify['bad']} of {verify.get('checked')} sampled chunks were corrupt on disk "
+                               "(removed: the files they belong to are fetched again when needed)",
+                               "check the disk (dmesg, smartctl), then run `hearthnet doctor --check blob_store` "
+                               "again")
+        room = _room_result(int(status.get("free_bytes") or 0), min_free, "")
+        stored = f"{status.get('complete')} file(s), {int(status.get('store_bytes') or 0) / 1e9:.2f} GB stored; "
+        if not room.ok:
+            return CheckResult("blob_store", False, stored + room.detail, room.fix)
+        return CheckResult("blob_store", True,
+                           f"{stored}{room.detail}; {verify.get('checked', 0)} sampled chunks verified")
+
+    return _node_check("blob_store", ctx, body)
+
+
+def _room_result(free: int, min_free: int, where: str) -> CheckResult:
+    detail = f"{free / 1e9:.1f} GB free for blobs{' ' + where if where else ''} (keeps {min_free / 1e9:.1f} GB)"
+    if free < min_free:
+        return CheckResult("blob_store", False, f"{detail}: below file.min_free_bytes, new files are refused",
+                           "free disk space, unpin files you no longer need and run `hearthnet file gc`, "
+                           "or lower file.min_free_bytes / raise file.capacity_bytes in config.toml")
+    return CheckResult("blob_store", True, detail)
+
+
+def _self_call(ctx: DoctorContext, cap: str, inp: dict[str, Any]) -> dict[str, Any]:
+    reply = ctx.api.call(cap, "1.0", {"params": {}, "input": inp})
+    out = reply.get("output") if isinstance(reply, dict) else None
+    if not isinstance(out, dict):
+        raise HearthNetError("bad_response", f"the node's {cap} answer holds no output")
+    return out
+
+
 @register("llm_backend_configured")
 def check_llm_backend_configured(ctx: DoctorContext) -> CheckResult:
     backends = ctx.cfg.llm.backends

@@ -9,6 +9,8 @@ Layout (format version 1):
     chat.jsonl               our chat.message.* events (same form)
     market.jsonl             our market.post.* events (same form)
     files.json               our pinned files: [{cid, name, size_bytes, advertised_event_id, advertised_at}]
+    blobs.json               the files in this node's blob store:
+                             [{cid, filename, size_bytes, pinned, complete}]
     settings.json            config_to_dict() without secrets
     CONTENTS.json            {format, format_version, node_id, community_id, created_at,
                               hearthnet_version, counts, files: [{name, size, hash}]}
@@ -62,6 +64,8 @@ EVENTS = "events.jsonl"
 CHAT = "chat.jsonl"
 MARKET = "market.jsonl"
 FILES = "files.json"
+BLOBS = "blobs.json"
+BLOB_KEYS = ("cid", "filename", "size_bytes", "pinned", "complete")
 SETTINGS = "settings.json"
 EVENTS_DB = "events.sqlite"
 
@@ -304,6 +308,32 @@ def pinned_files(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def store_files(cfg: Config) -> list[dict[str, Any]]:
+    """The files in this node's blob store. While the node runs, its file worker (the
+    store's only writer) lists them (`file.ls` through the local API); a stopped node's
+    store is read directly. No store yet: none."""
+    from hearthnet.errors import NodeNotRunning
+    from hearthnet.localapi import LocalApi
+
+    try:
+        api = LocalApi.for_running_node(cfg.paths)
+        reply = api.call("file.ls", "1.0", {"params": {}, "input": {}})
+        files = ((reply.get("output") if isinstance(reply, dict) else None) or {}).get("files")
+        if not isinstance(files, list):
+            raise HearthNetError("bad_response", "the node's file.ls answer holds no file list")
+    except NodeNotRunning:
+        files = _stopped_store_files(cfg)
+    return [{k: f.get(k) for k in BLOB_KEYS} for f in files if isinstance(f, dict)]
+
+
+def _stopped_store_files(cfg: Config) -> list[dict[str, Any]]:
+    from hearthnet.blobs.store import open_store
+
+    if not Path(cfg.file.blobs_dir).is_dir():
+        return []
+    return open_store(cfg).blobs()
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -487,10 +517,19 @@ def _write_zip(cfg: Config, kp: KeyPair, fh: IO[bytes], created: datetime, tick:
     with OwnEvents(event_log_paths(cfg), kp.node_id_full) as log, \
             zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
 
+        blobs = store_files(cfg)
+
         def files_doc() -> bytes:
             files = pinned_files(log.events())
+            names = {b["cid"]: b["filename"] for b in blobs if b.get("filename")}
+            for f in files:
+                f["name"] = f["name"] or names.get(f["cid"])
             counts["files"] = len(files)
             return _json_bytes(files)
+
+        def blobs_doc() -> bytes:
+            counts["blobs"] = len(blobs)
+            return _json_bytes(blobs)
 
         community = _community_manifest_bytes(cfg)
         plan: list[tuple[str, Callable[[_HashingWriter], None]]] = [
@@ -503,6 +542,7 @@ def _write_zip(cfg: Config, kp: KeyPair, fh: IO[bytes], created: datetime, tick:
             (CHAT, _jsonl_writer(lambda: log.events(CHAT_PREFIX), counts, "chat")),
             (MARKET, _jsonl_writer(lambda: log.events(MARKET_PREFIX), counts, "market")),
             (FILES, _bytes_writer(files_doc)),
+            (BLOBS, _bytes_writer(blobs_doc)),
             (SETTINGS, _bytes_writer(lambda: _json_bytes(settings_without_secrets(cfg)))),
         ]
         total = len(plan) + 1

@@ -67,7 +67,7 @@ class Program:
 def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
     """The programs this node runs; later issues add theirs here."""
     progs = [Program("broker"), Program("gateway"), Program("ledger"), Program("governance"),
-             Program("discovery"), Program("llm", cfg.workers.llm_replicas)]
+             Program("file"), Program("discovery"), Program("llm", cfg.workers.llm_replicas)]
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "id": "hearthnet.cli.commands.id",
     "invite": "hearthnet.cli.commands.invite",
     "member": "hearthnet.cli.commands.member",
+    "file": "hearthnet.cli.commands.file",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
     "version": "hearthnet.cli.commands.version",

@@ -204,6 +204,7 @@ class Gateway:
             "peers": _mesh_status(self.mesh),
             "discovery": await self._discovery_view(),
             "event_log": await self._event_head(),
+            "blob_store": await self._blob_store(),
         })
 
     async def _discovery_view(self) -> dict[str, Any] | None:
@@ -224,6 +225,15 @@ class Gateway:
             return None
         o = out.get("output", {})
         return {"head": o.get("head"), "count": o.get("count")}
+
+    async def _blob_store(self) -> dict[str, Any] | None:
+        """The file worker's `file.status` (None while it is not running)."""
+        try:
+            out = await self.bus.call("file.status", "1.0", {"params": {}, "input": {}},
+                                      caller=self.kp.node_id_full, timeout=2, local_only=True)
+        except HearthNetError:
+            return None
+        return out.get("output") or None
 
     async def workers(self, request: web.Request) -> web.Response:
         workers, _, ok = await introspect.broker_view(self.bus)

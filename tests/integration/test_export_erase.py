@@ -48,7 +48,7 @@ def test_export_while_running_then_erase_stops_and_wipes(make_node, tmp_path: Pa
     made = node.cli("export", "--out", str(out), "--json")
     assert made.returncode == 0, made.stderr
     doc = json.loads(made.stdout)
-    assert doc["counts"] == {"events": authored, "chat": 1, "market": 0, "files": 0}
+    assert doc["counts"] == {"events": authored, "chat": 1, "market": 0, "files": 0, "blobs": 0}
     assert doc["node_id"] == info["node_id"]
     checked = node.cli("export", "--verify", str(out))
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -19,12 +19,13 @@ import pytest
 from hearthnet.testing.nodes import Node
 
 pytestmark = pytest.mark.integration
-CORE = ("broker", "gateway", "ledger", "discovery", "echo")
+CORE = ("broker", "gateway", "ledger", "discovery", "echo", "file")
 
 # ---- the pinned keys ------------------------------------------------------------------
 
 STATUS_KEYS = {"node", "community", "workers", "capabilities", "in_flight", "notes", "peers", "discovery",
-               "event_log"}
+               "event_log", "blob_store"}
+BLOB_STORE_KEYS = {"blobs", "complete", "pinned", "store_bytes", "capacity_bytes", "free_bytes", "fraction"}
 NODE_KEYS = {"node_id", "node_id_short", "display_name", "profile", "version", "contract_version", "uptime_seconds",
              "config_file"}
 COMMUNITY_KEYS = {"community_id", "name", "member_count"}
@@ -49,7 +50,7 @@ ID_KEYS = {"node_id", "node_id_short", "id_text"}
 INIT_KEYS = {"changed", "node_id", "node_id_short", "display_name", "profile", "community_id", "community_id_short",
              "community_name", "config_path", "keys_dir", "message"}
 EXPORT_KEYS = {"path", "bytes", "node_id", "community_id", "created_at", "format_version", "counts", "files"}
-EXPORT_COUNTS = {"events", "chat", "market", "files"}
+EXPORT_COUNTS = {"events", "chat", "market", "files", "blobs"}
 EXPORT_FILE_KEYS = {"name", "size", "hash"}
 VERIFY_KEYS = {"path", "valid", "node_id", "created_at", "format_version", "files", "problems"}
 VERIFY_FILE_KEYS = {"name", "size", "hash", "ok"}
@@ -65,6 +66,12 @@ ERASE_STOP_KEYS = {"running", "supervisord_pid", "signalled", "signalled_pid", "
 ERASE_STEP_KEYS = {"step", "path", "status", "bytes", "error"}
 ERASE_CONFIG_KEYS = {"path", "status", "error"}
 ERROR_KEYS = {"ok", "error"}
+FILE_ADD_KEYS = {"path", "cid", "filename", "size_bytes", "pinned", "added"}
+FILE_GET_KEYS = {"cid", "filename", "size_bytes", "out", "from", "fetched", "ms"}
+FILE_LS_KEYS = {"cid", "filename", "size_bytes", "pinned", "complete", "chunks_missing", "holders", "last_used"}
+FILE_USAGE_KEYS = {"capacity_bytes", "used_bytes", "free_bytes", "store_bytes", "fraction", "min_free_bytes"}
+FILE_PIN_KEYS = {"cid", "pinned"}
+FILE_GC_KEYS = {"freed_bytes", "evicted"}
 
 
 @dataclass
@@ -107,6 +114,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
         out["caps"] = _run(alice, "caps")
         out["trace recent"] = _run(alice, "trace", "recent")
         out["log"] = _run(alice, "log", "-n", "20")
+        (root / "notes.txt").write_text("shelter at the school\n")
+        out["file add"] = _run(alice, "file", "add", str(root / "notes.txt"))
+        cid = out["file add"].doc["files"][0]["cid"]
+        out["file ls"] = _run(alice, "file", "ls")
+        out["file get"] = _run(alice, "file", "get", cid, "--out", str(root / "notes-copy.txt"))
+        out["file pin"] = _run(alice, "file", "pin", cid)
+        out["file unpin"] = _run(alice, "file", "unpin", cid)
+        out["file gc"] = _run(alice, "file", "gc")
         out["export"] = _run(alice, "export", "--out", str(root / "alice-export.zip"))
         out["export --verify"] = _run(alice, "export", "--verify", str(root / "alice-export.zip"))
         out["id"] = _run(bob, "id")
@@ -139,6 +154,18 @@ def test_status(runs: dict[str, Run]) -> None:
     assert set(doc["discovery"]["mechanisms"]) == MECHANISMS
     assert all(set(m) == MECHANISM_KEYS for m in doc["discovery"]["mechanisms"].values())
     assert set(doc["event_log"]) == EVENT_LOG_KEYS
+    assert set(doc["blob_store"]) == BLOB_STORE_KEYS
+
+
+def test_file_commands(runs: dict[str, Run]) -> None:
+    added = ok(runs, "file add").doc
+    assert set(added) == {"files"} and all(set(f) == FILE_ADD_KEYS for f in added["files"])
+    listing = ok(runs, "file ls").doc
+    assert set(listing) == {"files", "usage"} and set(listing["usage"]) == FILE_USAGE_KEYS
+    assert listing["files"] and all(set(f) == FILE_LS_KEYS for f in listing["files"])
+    assert set(ok(runs, "file get").doc) == FILE_GET_KEYS
+    assert set(ok(runs, "file pin").doc) == set(ok(runs, "file unpin").doc) == FILE_PIN_KEYS
+    assert set(ok(runs, "file gc").doc) == FILE_GC_KEYS
 
 
 def test_caps(runs: dict[str, Run]) -> None:

@@ -27,7 +27,7 @@ def test_full_init_then_run_then_status(make_node):
     assert status["community"]["member_count"] == 1
     states = {w["program"]: w["state"] for w in status["workers"]}
     assert states == {"broker": "RUNNING", "gateway": "RUNNING", "ledger": "RUNNING",
-                      "governance": "RUNNING", "discovery": "RUNNING", "llm": "RUNNING"}
+                      "governance": "RUNNING", "file": "RUNNING", "discovery": "RUNNING", "llm": "RUNNING"}
     assert any("no backend configured" in n for n in status["notes"])
     human = node.cli("status")
     assert human.returncode == 0

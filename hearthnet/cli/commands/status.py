@@ -48,6 +48,7 @@ class StatusResult:
         if log_head:
             out.print(out.text("Event log  ", "bold"),
                       out.text(f"head {log_head.get('head')}  {log_head.get('count')} event(s)"))
+        _blob_store(out, self.doc.get("blob_store"))
         out.echo()
         _workers_table(out, self.doc.get("workers") or [])
         if "peers" in self.doc:
@@ -79,6 +80,22 @@ class StatusResult:
                 out.print(f"    add a backend to {self.config_file or 'config.toml'}, for example:")
                 for line in (self.backend_snippet or LLM_BACKEND_SNIPPET).rstrip().splitlines():
                     out.print(out.text(f"      {line}", "dim"))
+
+
+def _blob_store(out: Output, store: dict[str, Any] | None) -> None:
+    """The file worker's file.status: what the store holds and how full its disk is."""
+    if not store:
+        return
+    from hearthnet.cli.commands.export import human_size
+
+    pinned, incomplete = store.get("pinned", 0), int(store.get("blobs") or 0) - int(store.get("complete") or 0)
+    extra = f"{pinned} pinned" + (f", {incomplete} incomplete" if incomplete > 0 else "")
+    out.print(out.text("Blob store ", "bold"),
+              out.text(f"{store.get('complete', 0)} file(s), {human_size(int(store.get('store_bytes') or 0))} "
+                       f"({extra})"),
+              out.text(f"  {human_size(int(store.get('free_bytes') or 0))} free of "
+                       f"{human_size(int(store.get('capacity_bytes') or 0))} "
+                       f"({float(store.get('fraction') or 0) * 100:.0f} % used)", "dim"))
 
 
 def _peers(out: Output, peers: list[dict[str, Any]], discovery: dict[str, Any]) -> None:

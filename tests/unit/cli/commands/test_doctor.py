@@ -87,8 +87,22 @@ def test_doctor_invalid_config(runner, env):
     assert "skipped: config does not load" in lines["keys_present"]
 
 
+def serve_blob_store(gateway, *, free: int = 50 * 10**9, bad: int = 0) -> None:
+    from aiohttp import web
+
+    answers = {"file.status": {"blobs": 3, "complete": 2, "pinned": 1, "store_bytes": 1_500_000_000,
+                               "capacity_bytes": 200 * 10**9, "free_bytes": free, "fraction": 0.75},
+               "file.verify": {"checked": 32, "bad": bad, "corrupt": ["blake3:" + "e" * 64] * bad}}
+
+    async def on_call(request, body):
+        return web.json_response({"output": answers[request.headers["X-HearthNet-Capability"]], "meta": {}})
+
+    gateway.on_call = on_call
+
+
 def test_doctor_with_running_node(runner, env, gateway):
     init_node(runner)
+    serve_blob_store(gateway)
     gateway.traces = [{"result": "ok"}] * 9 + [{"result": "timeout"}]
     ok = invoke(runner, "doctor")
     lines = lines_by_name(ok.stdout)
@@ -107,6 +121,30 @@ def test_doctor_with_running_node(runner, env, gateway):
     assert "hearthnet log --component llm_00" in bad.stdout
     assert lines["at_least_one_capability"].startswith("✘")
     assert lines["recent_error_rate"].startswith("✘") and "25%" in lines["recent_error_rate"]
+
+
+def test_doctor_blob_store(runner, env, gateway):
+    init_node(runner)
+    serve_blob_store(gateway)
+    ok = invoke(runner, "doctor", "--check", "blob_store")
+    assert ok.exit_code == 0, ok.output
+    assert "50.0 GB free" in ok.stdout and "2 file(s)" in ok.stdout and "32 sampled chunks verified" in ok.stdout
+    serve_blob_store(gateway, bad=2)
+    corrupt = invoke(runner, "doctor", "--check", "blob_store")
+    assert corrupt.exit_code == 1 and "2 of 32 sampled chunks were corrupt" in corrupt.stdout
+    serve_blob_store(gateway, free=10**8)
+    full = invoke(runner, "doctor", "--check", "blob_store", "--json")
+    assert full.exit_code == 1
+    (check,) = json.loads(full.stdout)["checks"]
+    assert check["ok"] is False and "below file.min_free_bytes" in check["detail"] and "file gc" in check["fix"]
+
+
+def test_doctor_blob_store_without_a_node_checks_room_only(runner, env, monkeypatch):
+    init_node(runner)
+    result = invoke(runner, "doctor", "--check", "blob_store")
+    assert result.exit_code == 0 and "not re-verified: node not running" in result.stdout
+    monkeypatch.setenv("HEARTHNET_FILE_MIN_FREE_BYTES", str(10**18))
+    assert invoke(runner, "doctor", "--check", "blob_store").exit_code == 1
 
 
 def test_caller_mistakes_do_not_count_as_node_errors(runner, env, gateway):

@@ -94,3 +94,14 @@ def test_status_json_does_not_import_rich(gateway):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "RC 0 BAD []" in proc.stderr, proc.stderr
     assert json.loads(proc.stdout)["node"]["node_id"] == FULL_ID
+
+
+def test_status_shows_the_blob_store(runner, gateway):
+    doc = gateway.status()
+    doc["blob_store"] = {"blobs": 13, "complete": 12, "pinned": 3, "store_bytes": 1_200_000_000,
+                         "capacity_bytes": 250 * 10**9, "free_bytes": 80 * 10**9, "fraction": 0.68}
+    gateway.status_override = json.dumps(doc)
+    result = invoke(runner, "status")
+    assert result.exit_code == 0, result.output
+    assert "Blob store" in result.stdout and "12 file(s), 1.2 GB" in result.stdout
+    assert "(3 pinned, 1 incomplete)" in result.stdout and "80.0 GB free of 250.0 GB (68 % used)" in result.stdout

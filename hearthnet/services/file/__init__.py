@@ -1,0 +1,1 @@
+"""The file service: the `file` worker, the only writer of the blob store."""
