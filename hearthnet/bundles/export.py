@@ -26,7 +26,7 @@ import blake3
 from hearthnet.blobs.cids import BlobError, check_cid
 from hearthnet.bundles.format import (BLOBS_DIR, BUNDLE_FILE, EVENTS_FILE, PIECE_SIZE_BYTES, BundleBlob,
                                       BundleError, BundleManifest, EventsEntry)
-from hearthnet.bundles.node import NodeClient, StoreReader
+from hearthnet.bundles.node import BlobView, NodeClient
 from hearthnet.bundles.pieces import write_blob
 from hearthnet.bundles.summary import Known, known_from
 from hearthnet.errors import HearthNetError
@@ -70,7 +70,7 @@ class ExportResult:
         }
 
 
-def export_bundle(node: NodeClient, store: StoreReader, kp: KeyPair, community_id: str,
+def export_bundle(node: NodeClient, store: BlobView, kp: KeyPair, community_id: str,
                   opts: ExportOptions, progress: Progress | None = None) -> ExportResult:
     if opts.piece_size < 1:
         raise HearthNetError("usage", "the piece size must be at least 1 byte")
@@ -90,7 +90,7 @@ def export_bundle(node: NodeClient, store: StoreReader, kp: KeyPair, community_i
 # --------------------------------------------------------------------------- what
 
 
-def _requested(store: StoreReader, opts: ExportOptions) -> list[str]:
+def _requested(store: BlobView, opts: ExportOptions) -> list[str]:
     if opts.no_blobs:
         return []
     if opts.cids is not None:
@@ -100,7 +100,7 @@ def _requested(store: StoreReader, opts: ExportOptions) -> list[str]:
     return store.complete_cids()
 
 
-def _choose_blobs(store: StoreReader, opts: ExportOptions, known: Known) -> tuple[list[str], list[str]]:
+def _choose_blobs(store: BlobView, opts: ExportOptions, known: Known) -> tuple[list[str], list[str]]:
     """(blobs to write, blobs left out because the receiver holds them)."""
     requested = _requested(store, opts)
     chosen = [c for c in requested if c not in known.blobs]
@@ -161,7 +161,7 @@ def _write_events(node: NodeClient, root: Path, ids: list[str], community_id: st
     return EventsEntry(count, size, "blake3:" + hasher.hexdigest())
 
 
-def _write_blobs(store: StoreReader, root: Path, cids: list[str], piece_size: int,
+def _write_blobs(store: BlobView, root: Path, cids: list[str], piece_size: int,
                  progress: Progress | None) -> list[BundleBlob]:
     manifests = [store.manifest(cid) for cid in cids]
     total, done = sum(m.size_bytes for m in manifests), 0

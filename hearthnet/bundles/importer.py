@@ -20,7 +20,7 @@ from typing import Any
 
 from hearthnet.blobs.cids import b64encode
 from hearthnet.bundles.format import BundleBlob
-from hearthnet.bundles.node import NodeClient, StoreReader
+from hearthnet.bundles.node import BlobView, NodeClient
 from hearthnet.bundles.pieces import iter_chunks
 from hearthnet.bundles.summary import build_have, write_have
 from hearthnet.bundles.verify import VerifiedBundle, iter_events, verify_bundle
@@ -83,7 +83,7 @@ class ImportResult:
                 "have": str(self.have) if self.have else None, "have_error": self.have_error}
 
 
-def import_bundle(root: Path, node: NodeClient, *, community_id: str, kp: KeyPair, store: StoreReader,
+def import_bundle(root: Path, node: NodeClient, *, community_id: str, kp: KeyPair, store: BlobView,
                   write_summary: bool = True, progress: Progress | None = None) -> ImportResult:
     members = node.call("community.members.get", {})
     verified = verify_bundle(root, community_id=community_id, members=members,
@@ -166,7 +166,7 @@ def _needed(reply: dict[str, Any]) -> list[int]:
     return needed
 
 
-def _summarise(result: ImportResult, node: NodeClient, store: StoreReader, kp: KeyPair, community_id: str) -> None:
+def _summarise(result: ImportResult, node: NodeClient, store: BlobView, kp: KeyPair, community_id: str) -> None:
     """The importer's have/ summary in the bundle dir; a read-only stick is no failure."""
     try:
         result.have = write_have(result.bundle.root, build_have(node, store, kp, community_id))

@@ -6,7 +6,8 @@ node's blob store straight from disk, strictly read-only: the file worker is the
 writer of `<DATA>/blobs`, so unlike `BlobStore` this never creates, touches, deletes or
 cleans anything (a corrupt chunk is reported, not removed). The layout is the one
 `hearthnet/blobs/store.py` documents: `<aa>/<rest>.bin`, `<aa>/<rest>.manifest.json`,
-`pinned.txt`.
+`pinned.txt`. When this user cannot read the store, `NodeBlobs` offers the same view
+through the file worker (`file.ls`, `file.read` streams), every chunk verified here too.
 """
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ class NodeClient(Protocol):
         ...
 
 
+class BlobView(Protocol):
+    """What export and the have summary read about blobs (StoreReader, NodeBlobs)."""
+
+    def manifest(self, cid: str) -> BlobManifest: ...
+    def is_complete(self, cid: str) -> bool: ...
+    def chunks(self, manifest: BlobManifest) -> Iterator[bytes]: ...
+    def complete_cids(self) -> list[str]: ...
+    def pinned(self) -> list[str]: ...
+
+
 class LocalNode:
     """NodeClient over the local API (hearthnet/localapi.py)."""
 
@@ -45,6 +56,10 @@ class LocalNode:
         if not isinstance(out, dict):
             raise HearthNetError("bad_response", f"the node's {capability} answer holds no output")
         return out
+
+    def stream(self, capability: str, inp: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """A streamed call's (event, data) frames; an `error` frame raises."""
+        return self.api.call(capability, "1.0", {"params": {}, "input": inp}, stream=True)
 
     def local_capabilities(self) -> set[str]:
         doc = self.api.get("/api/v1/capabilities")
@@ -119,3 +134,59 @@ class StoreReader:
         except OSError:
             return []
         return sorted({line for line in lines if is_cid(line)})
+
+
+class NodeBlobs:
+    """StoreReader's interface through the running file worker, for a store this user
+    cannot read: `file.ls` for what is held, `file.read` streams for the bytes."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self._files: list[dict[str, Any]] | None = None
+
+    def _ls(self) -> list[dict[str, Any]]:
+        if self._files is None:
+            files = self.node.call("file.ls", {}).get("files")
+            self._files = [f for f in files if isinstance(f, dict) and is_cid(f.get("cid"))] \
+                if isinstance(files, list) else []
+        return self._files
+
+    def complete_cids(self) -> list[str]:
+        return sorted(f["cid"] for f in self._ls() if f.get("complete"))
+
+    def pinned(self) -> list[str]:
+        return sorted(f["cid"] for f in self._ls() if f.get("pinned"))
+
+    def is_complete(self, cid: str) -> bool:
+        return cid in self.complete_cids()
+
+    def manifest(self, cid: str) -> BlobManifest:
+        for event, data in self.node.stream("file.read", {"cid": check_cid(cid), "chunks": []}):
+            if event == "manifest":
+                return BlobManifest.from_wire(data, expected_cid=cid)
+        raise BlobError("not_found", f"the node sent no manifest for {short(cid)}")
+
+    def chunks(self, manifest: BlobManifest) -> Iterator[bytes]:
+        from hearthnet.blobs.cids import b64decode
+
+        expected = 0
+        for event, data in self.node.stream("file.read", {"cid": manifest.cid}):
+            if event != "chunk":
+                continue
+            raw = b64decode(data.get("data_b64"))
+            if data.get("i") != expected or hash_bytes(raw) != manifest.chunks[expected]:
+                raise BlobError("internal_error", f"the file worker sent a wrong chunk {data.get('i')} "
+                                                  f"of {short(manifest.cid)}")
+            expected += 1
+            yield raw
+        if expected != len(manifest.chunks):
+            raise BlobError("not_found", f"the file worker sent {expected} of {len(manifest.chunks)} chunks "
+                                         f"of {short(manifest.cid)}")
+
+
+def blob_view(blobs_dir: Path, node: Any) -> "StoreReader | NodeBlobs":
+    """The store read from disk when this user may read it, else through the file worker."""
+    root = Path(blobs_dir)
+    if not root.exists() or os.access(root, os.R_OK | os.X_OK):
+        return StoreReader(root)
+    return NodeBlobs(node)

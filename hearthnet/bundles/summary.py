@@ -32,7 +32,7 @@ from hearthnet import jsonbound
 from hearthnet.blobs.cids import is_cid
 from hearthnet.bundles.format import (BUNDLE_FILE, EVENTS_FILE, HAVE_DIR, BundleError, check_signature,
                                       have_name, parse_manifest, read_bundle_doc)
-from hearthnet.bundles.node import NodeClient, StoreReader
+from hearthnet.bundles.node import BlobView, NodeClient
 from hearthnet.identity.keys import KeyPair, verify_payload_with_node_id
 from hearthnet.identity.manifest import rfc3339
 
@@ -63,7 +63,7 @@ class Known:
 # --------------------------------------------------------------------------- writing
 
 
-def build_have(node: NodeClient, store: StoreReader, kp: KeyPair, community_id: str) -> dict[str, Any]:
+def build_have(node: NodeClient, store: BlobView, kp: KeyPair, community_id: str) -> dict[str, Any]:
     heads = node.call("community.log.heads", {})
     ids = node.call("community.log.ids", {"since_lamport": 0}).get("ids") or []
     body = {"format": HAVE_FORMAT, "format_version": HAVE_VERSION, "community_id": community_id,

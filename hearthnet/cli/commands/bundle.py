@@ -191,10 +191,10 @@ def _node(state: "CliState") -> tuple[Any, Any, Any, str]:
     return cfg, kp, _local(cfg), cfg.community.community_id
 
 
-def _store(cfg: Any) -> Any:
-    from hearthnet.bundles.node import StoreReader
+def _store(cfg: Any, node: Any) -> Any:
+    from hearthnet.bundles.node import blob_view
 
-    return StoreReader(cfg.file.blobs_dir)
+    return blob_view(cfg.file.blobs_dir, node)
 
 
 def parse_size(text: str) -> int:
@@ -217,7 +217,7 @@ def do_export(state: "CliState", *, out_dir: Path, since: str | None, cids: tupl
     opts = ExportOptions(out=out_dir, since=since, cids=wanted, pinned_only=pinned, no_blobs=no_blobs,
                          force=force, piece_size=piece_size)
     with progress_bars(out, show_progress) as tick:
-        return ExportCommandResult(export_bundle(node, _store(cfg), kp, community_id, opts, tick))
+        return ExportCommandResult(export_bundle(node, _store(cfg, node), kp, community_id, opts, tick))
 
 
 def do_import(state: "CliState", *, bundle_dir: Path, write_have: bool, out: Output,
@@ -227,7 +227,7 @@ def do_import(state: "CliState", *, bundle_dir: Path, write_have: bool, out: Out
     cfg, kp, node, community_id = _node(state)
     with progress_bars(out, show_progress) as tick:
         return ImportCommandResult(import_bundle(bundle_dir, node, community_id=community_id, kp=kp,
-                                                 store=_store(cfg), write_summary=write_have, progress=tick))
+                                                 store=_store(cfg, node), write_summary=write_have, progress=tick))
 
 
 def do_have(state: "CliState", *, bundle_dir: Path) -> HaveResult:
@@ -237,7 +237,7 @@ def do_have(state: "CliState", *, bundle_dir: Path) -> HaveResult:
     cfg, kp, node, community_id = _node(state)
     if not bundle_dir.is_dir():
         raise HearthNetError("usage", f"{bundle_dir} is not a directory")
-    doc = build_have(node, _store(cfg), kp, community_id)
+    doc = build_have(node, _store(cfg, node), kp, community_id)
     return HaveResult(write_have(bundle_dir, doc), doc)
 
 

@@ -205,16 +205,63 @@ def test_since_forms(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
     assert exc2.value.exit_code == 2
 
 
-def test_read_only_bundle_dir_still_imports(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root writes anywhere")
+def test_read_only_bundle_dir_still_imports(pair: tuple[FakeNode, FakeNode], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
     a.append("x")
     root = tmp_path / "b"
     export(a, root)
-    os.chmod(root, 0o555)
-    try:
-        out = do_import(b, root).to_dict()
-    finally:
-        os.chmod(root, 0o755)
+
+    def read_only(*_: Any) -> None:
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr("hearthnet.bundles.importer.write_have", read_only)
+    out = do_import(b, root).to_dict()
     assert out["events"]["accepted"] == 1 and out["have"] is None and "could not write" in out["have_error"]
+
+
+# --------------------------------------------------------------------------- store through the node
+
+
+class StreamingNode(FakeNode):
+    """Adds the file worker's file.ls and file.read stream (for a store we cannot read)."""
+
+    corrupt: int | None = None
+
+    def _file_ls(self, inp: dict[str, Any]) -> dict[str, Any]:
+        return {"files": [{"cid": b["cid"], "complete": b["complete"], "pinned": b["pinned"]}
+                          for b in self.store.blobs()]}
+
+    def stream(self, capability: str, inp: dict[str, Any]) -> Any:
+        from hearthnet.blobs.cids import b64encode
+
+        assert capability == "file.read"
+        m = self.store.read_manifest(inp["cid"])
+        yield "manifest", m.to_wire()
+        for i in range(len(m.chunks)) if inp.get("chunks") is None else inp["chunks"]:
+            data = self.store.read_chunk(m.chunks[i])
+            if i == self.corrupt:
+                data = b"x" + data[1:]
+            yield "chunk", {"i": i, "cid": m.chunks[i], "data_b64": b64encode(data)}
+        yield "done", {}
+
+
+def test_export_through_the_file_worker(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
+    from hearthnet.blobs.cids import BlobError
+    from hearthnet.bundles.node import NodeBlobs, blob_view
+
+    a, b = pair
+    node = StreamingNode(a.kp, a.community, a.store, a.members)
+    data = os.urandom(2 * CHUNK_SIZE_BYTES + 7)
+    cid = a.store.add_bytes(data).cid
+    a.store.pin(cid)
+    view = NodeBlobs(node)
+    assert view.complete_cids() == [cid] and view.pinned() == [cid]
+    export_bundle(node, view, node.kp, node.community_id, ExportOptions(out=tmp_path / "b", pinned_only=True))
+    do_import(b, tmp_path / "b")
+    assert b.store.read_blob_bytes(cid) == data
+
+    node.corrupt = 1
+    with pytest.raises(BlobError):
+        export_bundle(node, NodeBlobs(node), node.kp, node.community_id, ExportOptions(out=tmp_path / "c"))
+    assert isinstance(blob_view(a.store.root, node), type(a.reader))
