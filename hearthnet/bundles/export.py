@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from typing import Any
 import blake3
 
 from hearthnet.blobs.cids import BlobError, check_cid
-from hearthnet.bundles.format import (BLOBS_DIR, BUNDLE_FILE, EVENTS_FILE, PIECE_SIZE_BYTES, BundleBlob,
+from hearthnet.bundles.format import (BLOBS_DIR, BUNDLE_FILE, EVENTS_FILE, PIECE_RE, PIECE_SIZE_BYTES, BundleBlob,
                                       BundleError, BundleManifest, EventsEntry)
 from hearthnet.bundles.node import BlobView, NodeClient
 from hearthnet.bundles.pieces import write_blob
@@ -122,6 +121,8 @@ def _event_ids(node: NodeClient, known: Known) -> tuple[list[str], int]:
 
 
 def _prepare(out: Path, force: bool) -> Path:
+    """The bundle dir, emptied of a previous bundle's files (only those: an --out on a
+    stick's root must not lose anything else); have/ summaries stay."""
     root = Path(out).expanduser().absolute()
     if root.exists() and not root.is_dir():
         raise HearthNetError("usage", f"{root} exists and is not a directory")
@@ -132,7 +133,13 @@ def _prepare(out: Path, force: bool) -> Path:
         (root / BUNDLE_FILE).unlink()  # first: a half-replaced bundle is no bundle
     root.mkdir(parents=True, exist_ok=True)
     (root / EVENTS_FILE).unlink(missing_ok=True)
-    shutil.rmtree(root / BLOBS_DIR, ignore_errors=True)
+    blobs = root / BLOBS_DIR
+    if blobs.is_dir():  # pieces of an earlier or interrupted export, by their exact names
+        for entry in blobs.iterdir():
+            if PIECE_RE.match(f"{BLOBS_DIR}/{entry.name}") and entry.is_file():
+                entry.unlink()
+        if not any(blobs.iterdir()):
+            blobs.rmdir()
     return root
 
 

@@ -142,6 +142,8 @@ def read_bundle_doc(root: Path) -> dict[str, Any]:
     path = root / BUNDLE_FILE
     if not root.is_dir():
         raise malformed(f"{root} is not a directory")
+    if path.exists() and not path.is_file():
+        raise malformed(f"{path} is not a regular file")
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_BUNDLE_JSON_BYTES + 1)

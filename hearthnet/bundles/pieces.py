@@ -7,6 +7,7 @@ may span two pieces; the reader reassembles chunks across them.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -89,13 +90,20 @@ def write_blob(root: Path, manifest_cid: str, chunks: Iterable[bytes], piece_siz
 def check_piece_files(root: Path, blob: BundleBlob) -> None:
     """Every piece is there with the size the manifest says (cheap; before any hashing)."""
     for piece in blob.pieces:
-        path = root / piece.name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise tampered(f"{piece.name} is missing") from None
-        if size != piece.size_bytes:
-            raise tampered(f"{piece.name} has {size} bytes; the bundle says {piece.size_bytes}")
+        check_regular_file(root / piece.name, piece.name, piece.size_bytes)
+
+
+def check_regular_file(path: Path, name: str, size_bytes: int) -> None:
+    """A plain file of exactly that size: a FIFO or device (which could block or never
+    end a read) or a file of another size is refused before it is opened."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise tampered(f"{name} is missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise tampered(f"{name} is not a regular file")
+    if st.st_size != size_bytes:
+        raise tampered(f"{name} has {st.st_size} bytes; the bundle says {size_bytes}")
 
 
 def _piece_bytes(root: Path, blob: BundleBlob) -> Iterator[bytes]:

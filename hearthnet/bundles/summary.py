@@ -92,6 +92,8 @@ def write_have(root: Path, doc: dict[str, Any]) -> Path:
 
 def read_have(path: Path, community_id: str) -> dict[str, Any]:
     """A verified summary of our community; BundleError otherwise."""
+    if not path.is_file():
+        raise BundleError("not_a_bundle", f"{path} is not a regular file")
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_HAVE_BYTES + 1)

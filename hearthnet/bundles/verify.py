@@ -27,7 +27,7 @@ import blake3
 from hearthnet import jsonbound
 from hearthnet.bundles.format import (EVENTS_FILE, BundleError, BundleManifest, check_signature, parse_manifest,
                                       read_bundle_doc, tampered)
-from hearthnet.bundles.pieces import check_piece_files, verify_blob
+from hearthnet.bundles.pieces import check_piece_files, check_regular_file, verify_blob
 from hearthnet.ledger.events import verify_event_signature
 
 EVENT_DEPTH = 64
@@ -94,12 +94,7 @@ def exporter_level(exporter: str, members: dict[str, Any]) -> str:
 
 
 def _check_sizes(root: Path, manifest: BundleManifest) -> None:
-    try:
-        size = (root / EVENTS_FILE).stat().st_size
-    except OSError:
-        raise tampered(f"{EVENTS_FILE} is missing") from None
-    if size != manifest.events.size_bytes:
-        raise tampered(f"{EVENTS_FILE} has {size} bytes; the bundle says {manifest.events.size_bytes}")
+    check_regular_file(root / EVENTS_FILE, EVENTS_FILE, manifest.events.size_bytes)
     for blob in manifest.blobs:
         check_piece_files(root, blob)
 

@@ -294,3 +294,28 @@ def test_export_never_repairs_the_nodes_store(pair: tuple[FakeNode, FakeNode], t
         export(a, tmp_path / "b")
     assert exc.value.code == "not_found" and chunk.is_file()
     assert not (tmp_path / "b" / BUNDLE_FILE).exists()
+
+
+def test_a_fifo_for_a_file_is_refused_without_blocking(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
+    a, b = pair
+    root = tmp_path / "b"
+    export(a, root)  # no events, no blobs: events.jsonl is empty
+    (root / EVENTS_FILE).unlink()
+    os.mkfifo(root / EVENTS_FILE)
+    with pytest.raises(BundleError) as exc:
+        verify(b, root)
+    assert code_of(exc) == ("bundle_tampered", 4)
+
+
+def test_export_on_a_sticks_root_keeps_other_files(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
+    a, b = pair
+    stick = tmp_path / "usb"
+    (stick / "blobs").mkdir(parents=True)
+    (stick / "blobs" / "holiday.jpg").write_bytes(b"mine")
+    (stick / "notes.txt").write_text("also mine")
+    cid = a.store.add_bytes(os.urandom(10)).cid
+    export(a, stick)
+    export(a, stick, force=True, no_blobs=True)
+    assert (stick / "blobs" / "holiday.jpg").read_bytes() == b"mine" and (stick / "notes.txt").is_file()
+    assert not (stick / piece_name(cid, 0)).exists()
+    verify(b, stick)
