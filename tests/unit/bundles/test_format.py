@@ -17,7 +17,6 @@ from hearthnet.bundles.verify import verify_bundle
 from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
-from hearthnet.ledger.events import build_event
 
 from tests.unit.bundles.conftest import FakeNode
 

@@ -165,7 +165,7 @@ def test_have_summary_then_export_since_carries_only_the_difference(pair: tuple[
 
 def test_since_intersects_several_summaries(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
     a, b = pair
-    e1, e2 = a.append("1"), a.append("2")
+    e1, _ = a.append("1"), a.append("2")
     root = tmp_path / "stick"
     export(a, root)
     do_import(b, root)
