@@ -27,7 +27,8 @@ from hearthnet.bundles.verify import VerifiedBundle, iter_events, verify_bundle
 from hearthnet.errors import HearthNetError
 from hearthnet.identity.keys import KeyPair
 
-INGEST_BATCH = 2000  # events per community.log.ingest, as the sync rounds send them
+INGEST_BATCH = 2000  # events per community.log.ingest, as the sync rounds send them ...
+INGEST_BATCH_BYTES = 8 * 1024 * 1024  # ... or fewer, well under the local API's 16 MiB body limit
 PUT_BATCH = 16  # chunks per file.put call (the capability's limit)
 MAX_REASONS = 1000  # refusals listed in the result (all are counted)
 Progress = Callable[[str, int, int], None]  # (stage, done, total): "verify" / "blobs" bytes, "events" count
@@ -100,19 +101,25 @@ def import_bundle(root: Path, node: NodeClient, *, community_id: str, kp: KeyPai
 
 
 def _ingest(bundle: VerifiedBundle, node: NodeClient, progress: Progress | None) -> EventOutcome:
-    outcome, batch = EventOutcome(), []
+    outcome, batch, size = EventOutcome(), [], 0
     total = bundle.manifest.events.count
 
+    def grow(n: int) -> None:  # called with each line's length just before its event comes
+        nonlocal size
+        size += n
+
     def send() -> None:
+        nonlocal size
         outcome.add(node.call("community.log.ingest", {"events": batch}))
         outcome.in_bundle += len(batch)
         batch.clear()
+        size = 0
         if progress is not None:
             progress("events", outcome.in_bundle, total)
 
-    for ev in iter_events(bundle.root, bundle.manifest):
+    for ev in iter_events(bundle.root, bundle.manifest, grow):
         batch.append(ev)
-        if len(batch) >= INGEST_BATCH:
+        if len(batch) >= INGEST_BATCH or size >= INGEST_BATCH_BYTES:
             send()
     if batch:
         send()

@@ -116,6 +116,9 @@ def test_events_converge_through_bundles(pair: tuple[Node, Node], tmp_path: Path
     assert out["events"]["count"] == 2 and out["since"]["kind"] == "have"
     lines = (stick / "two" / "events.jsonl").read_text().splitlines()
     assert {json.loads(x)["event_id"] for x in lines} == later
+    code, summary = bundle(a, "have", str(stick / "two"))  # for B's next export the other way
+    assert code == 0 and summary["event_count"] == len(event_ids(a)), summary
+    assert Path(summary["path"]).parent == stick / "two" / "have"
     a.stop()
 
     only(b)

@@ -265,3 +265,14 @@ def test_export_through_the_file_worker(pair: tuple[FakeNode, FakeNode], tmp_pat
     with pytest.raises(BlobError):
         export_bundle(node, NodeBlobs(node), node.kp, node.community_id, ExportOptions(out=tmp_path / "c"))
     assert isinstance(blob_view(a.store.root, node), type(a.reader))
+
+
+def test_ingest_batches_stay_under_the_body_limit(pair: tuple[FakeNode, FakeNode], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = pair
+    for n in range(10):
+        a.append("x" * 1000)
+    export(a, tmp_path / "b")
+    monkeypatch.setattr("hearthnet.bundles.importer.INGEST_BATCH_BYTES", 3000)
+    out = do_import(b, tmp_path / "b", write_summary=False).to_dict()
+    assert out["events"]["accepted"] == 10 and 3 <= b.calls.count("community.log.ingest") <= 5
