@@ -128,6 +128,17 @@ def test_events_converge_through_bundles(pair: tuple[Node, Node], tmp_path: Path
     code, out = bundle(b, "verify", str(stick / "two"))
     assert code == 0 and out["valid"] and out["exporter_level"] == "anchor", out
 
+    # and back: A's summary in the stick means B's bundle carries only what A lacks
+    code, out = bundle(b, "export", "--out", str(stick / "back"), "--since", str(stick / "two"), "--no-blobs")
+    assert code == 0 and out["events"]["count"] == 1, out
+    b_ids = event_ids(b)
+    b.stop()
+
+    only(a)
+    code, out = bundle(a, "import", str(stick / "back"))
+    assert code == 0 and out["events"]["accepted"] == 1, out
+    assert event_ids(a) == b_ids  # converged
+
 
 def test_files_arrive_byte_identical(pair: tuple[Node, Node], tmp_path: Path) -> None:
     pytest.importorskip("hearthnet.services.file.service")
