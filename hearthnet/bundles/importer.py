@@ -2,11 +2,13 @@
 
 Nothing is imported until `verify_bundle` has passed (signature, membership, every
 hash, every chunk). Then:
-* events go to the ledger's `community.log.ingest` in batches of 2 000 (replay order),
-  with the ledger's normal checks; what it refuses is reported with its reasons;
 * blobs go to the file worker's `file.put` (the owner's local call is trusted): first
   `{manifest}` -> `{needed}`, then the needed chunks, read from the pieces and checked
   against the manifest again, 16 a call. A blob the node holds already needs nothing.
+  They go first because they are what can run out of room (capacity_exceeded): then no
+  event has been ingested yet, and the blob that stopped resumes on the next import;
+* events go to the ledger's `community.log.ingest` in batches of 2 000 (replay order),
+  with the ledger's normal checks; what it refuses is reported with its reasons.
 Both are idempotent, so importing the same bundle twice adds nothing the second time.
 Last, unless told not to, the node writes its "what I have" summary into the bundle
 directory (have/<SHORT-ID>.json) for the next export's `--since`.
@@ -92,8 +94,8 @@ def import_bundle(root: Path, node: NodeClient, *, community_id: str, kp: KeyPai
     if verified.manifest.blobs and "file.put" not in node.local_capabilities():
         raise HearthNetError("not_implemented", "the bundle holds files but this node runs no file worker "
                                                 "(file.put); nothing was imported")
+    blobs = _put_blobs(verified, node, progress)  # first: the part that can run out of room
     events = _ingest(verified, node, progress)
-    blobs = _put_blobs(verified, node, progress)
     result = ImportResult(verified, events, blobs)
     if write_summary:
         _summarise(result, node, store, kp, community_id)

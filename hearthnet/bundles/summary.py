@@ -116,9 +116,9 @@ def read_have(path: Path, community_id: str) -> dict[str, Any]:
 def known_from(since: str | None, community_id: str) -> Known:
     if since is None:
         return Known("none")
-    if since.isdigit():
-        return Known("lamport", since_lamport=int(since))
     path = Path(since).expanduser()
+    if since.isdigit() and not path.exists():
+        return Known("lamport", since_lamport=int(since))
     if path.is_file():
         doc = read_have(path, community_id)
         return Known("have", set(doc["event_ids"]), set(doc["blobs"]), nodes=[doc["node_id"]])

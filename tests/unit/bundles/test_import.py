@@ -276,3 +276,17 @@ def test_ingest_batches_stay_under_the_body_limit(pair: tuple[FakeNode, FakeNode
     monkeypatch.setattr("hearthnet.bundles.importer.INGEST_BATCH_BYTES", 3000)
     out = do_import(b, tmp_path / "b", write_summary=False).to_dict()
     assert out["events"]["accepted"] == 10 and 3 <= b.calls.count("community.log.ingest") <= 5
+
+
+def test_no_room_for_the_files_ingests_no_event(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
+    from hearthnet.blobs.store import BlobStore
+
+    a, b = pair
+    a.append("x")
+    data = os.urandom(3 * CHUNK_SIZE_BYTES)
+    a.store.add_bytes(data)
+    export(a, tmp_path / "b")
+    b.store = BlobStore(b.store.root, min_free_bytes=0, capacity_bytes=CHUNK_SIZE_BYTES)
+    with pytest.raises(HearthNetError) as exc:
+        do_import(b, tmp_path / "b")
+    assert exc.value.exit_code == 5 and not b.events
