@@ -131,7 +131,9 @@ def _prepare(out: Path, force: bool) -> Path:
             raise BundleError("bundle_exists", f"{root} already holds a bundle",
                               hint="pass --force to replace it (have/ summaries are kept), or choose another --out")
         (root / BUNDLE_FILE).unlink()  # first: a half-replaced bundle is no bundle
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.parent.is_dir():  # a stick that is not mounted: never fill the local disk instead
+        raise HearthNetError("usage", f"the folder {root.parent} does not exist")
+    root.mkdir(exist_ok=True)
     (root / EVENTS_FILE).unlink(missing_ok=True)
     blobs = root / BLOBS_DIR
     if blobs.is_dir():  # pieces of an earlier or interrupted export, by their exact names

@@ -65,6 +65,7 @@ def only(running: Node, *, workers: tuple[str, ...] = CORE) -> None:
 def test_events_converge_through_bundles(pair: tuple[Node, Node], tmp_path: Path) -> None:
     a, b = pair
     stick = tmp_path / "stick"
+    stick.mkdir()
 
     only(a)
     written = [chat(a, f"the bridge on Mill Road is down ({n})") for n in range(5)]

@@ -222,8 +222,10 @@ def do_export(state: "CliState", *, out_dir: Path, since: str | None, cids: tupl
 
 def do_import(state: "CliState", *, bundle_dir: Path, write_have: bool, out: Output,
               show_progress: bool) -> ImportCommandResult:
+    from hearthnet.bundles.format import read_bundle_doc
     from hearthnet.bundles.importer import import_bundle
 
+    read_bundle_doc(bundle_dir)  # a wrong path is the first thing to say (exit 2, with the path)
     cfg, kp, node, community_id = _node(state)
     with progress_bars(out, show_progress) as tick:
         return ImportCommandResult(import_bundle(bundle_dir, node, community_id=community_id, kp=kp,
@@ -234,9 +236,9 @@ def do_have(state: "CliState", *, bundle_dir: Path) -> HaveResult:
     from hearthnet.bundles.summary import build_have, write_have
     from hearthnet.errors import HearthNetError
 
-    cfg, kp, node, community_id = _node(state)
     if not bundle_dir.is_dir():
         raise HearthNetError("usage", f"{bundle_dir} is not a directory")
+    cfg, kp, node, community_id = _node(state)
     doc = build_have(node, _store(cfg, node), kp, community_id)
     return HaveResult(write_have(bundle_dir, doc), doc)
 

@@ -39,6 +39,7 @@ def bundle(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> tuple[Path, bytes
         a.append(f"message {n}")
     data = os.urandom(3 * CHUNK_SIZE_BYTES + 1234)
     cid = a.store.add_bytes(data, filename="flood-map.pdf").cid
+    (tmp_path / "stick").mkdir()
     export(a, tmp_path / "stick" / "bundle")
     return tmp_path / "stick" / "bundle", data, cid
 
@@ -318,3 +319,10 @@ def test_export_on_a_sticks_root_keeps_other_files(pair: tuple[FakeNode, FakeNod
     assert (stick / "blobs" / "holiday.jpg").read_bytes() == b"mine" and (stick / "notes.txt").is_file()
     assert not (stick / piece_name(cid, 0)).exists()
     verify(b, stick)
+
+
+def test_export_into_a_missing_folder_is_refused(pair: tuple[FakeNode, FakeNode], tmp_path: Path) -> None:
+    with pytest.raises(HearthNetError) as exc:
+        export(pair[0], tmp_path / "media" / "usb" / "hn")  # the stick is not mounted
+    assert exc.value.exit_code == 2 and str(tmp_path / "media" / "usb") in exc.value.message
+    assert not (tmp_path / "media").exists()

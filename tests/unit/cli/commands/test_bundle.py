@@ -52,3 +52,23 @@ def test_human_and_json_output(pair: tuple[FakeNode, FakeNode], tmp_path: Path) 
         emit(result, as_json=False, out=Output(human, io.StringIO()))
         assert "map.pdf" in human.getvalue()
     assert "1 added" in human.getvalue() and "have" in human.getvalue()
+
+
+def test_verify_offline_and_exit_codes(pair: tuple[FakeNode, FakeNode], tmp_path: Path, env, runner) -> None:  # noqa: F811
+    from tests.unit.cli.conftest import invoke
+
+    a, _ = pair
+    a.append("hi")
+    root = tmp_path / "stick"
+    export_bundle(a, a.reader, a.kp, a.community_id, ExportOptions(out=root))
+    ok = invoke(runner, "bundle", "verify", str(root), "--json")
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.stdout)
+    assert doc["valid"] and doc["events"] == 1 and doc["exporter_level"] is None  # no node: no membership check
+    (root / "events.jsonl").write_bytes((root / "events.jsonl").read_bytes().replace(b"hi", b"ho"))
+    bad = invoke(runner, "bundle", "verify", str(root), "--json")
+    assert bad.exit_code == 4 and json.loads(bad.stdout)["error"]["code"] == "bundle_tampered"
+    missing = invoke(runner, "bundle", "import", str(tmp_path / "nope"), "--json")
+    assert missing.exit_code == 2 and str(tmp_path / "nope") in json.loads(missing.stdout)["error"]["message"]
+    assert invoke(runner, "bundle", "have", str(tmp_path / "nope"), "--json").exit_code == 2
+    assert invoke(runner, "bundle", "export", "--out", str(tmp_path / "x"), "--piece-size", "5G").exit_code == 2
