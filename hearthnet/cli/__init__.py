@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "trace": "hearthnet.cli.commands.trace",
     "doctor": "hearthnet.cli.commands.doctor",
     "export": "hearthnet.cli.commands.export",
+    "bundle": "hearthnet.cli.commands.bundle",
     "erase": "hearthnet.cli.commands.erase",
     "id": "hearthnet.cli.commands.id",
     "invite": "hearthnet.cli.commands.invite",
