@@ -33,7 +33,7 @@ class LocalApiThread(threading.Thread):
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
 
     def run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
@@ -48,7 +48,7 @@ class LocalApiThread(threading.Thread):
             loop.close()
 
     async def _serve(self) -> None:
-        self._stop = asyncio.Event()
+        self._stopping = asyncio.Event()
         bus = BusClient(self.bus_endpoint)
         await bus.start()
         gw = dataclasses.replace(self.main_gw, bus=bus)
@@ -59,7 +59,7 @@ class LocalApiThread(threading.Thread):
         os.chmod(self.socket_path, 0o600)
         self.ready.set()
         try:
-            await self._stop.wait()
+            await self._stopping.wait()
         finally:
             await runner.cleanup()
             await bus.close()
@@ -72,6 +72,6 @@ class LocalApiThread(threading.Thread):
             raise RuntimeError(f"local API failed to start: {self.error}") from self.error
 
     def stop(self, timeout: float = 5) -> None:
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopping.set)
         self.join(timeout)

@@ -34,6 +34,9 @@ _badlog = RateLimitedLog(log, interval=300.0)  # one line per peer and problem
 # from the contract's capability list (core-bus-transport §1): these are safe to repeat.
 IDEMPOTENT = {"embed.text", "rag.query", "rag.list_corpora", "file.read", "file.list",
               "market.list", "market.search", "chat.history", "experimental.echo"}
+# Timeouts the contract sets per capability (spec svc-market-chat-file §3.5); the rest get
+# RPC_DEFAULT_TIMEOUT_SECONDS (llm.* the generation default).
+CONTRACT_TIMEOUTS = {"file.read": 300, "file.list": 5, "file.advertise": 5, "file.put": 600}
 
 
 def remote_descriptor(cap: Any) -> dict[str, Any]:
@@ -46,8 +49,8 @@ def remote_descriptor(cap: Any) -> dict[str, Any]:
         "stability": cap["stability"], "schema_hash": cap["schema_hash"],
         "params": cap["params"], "max_concurrent": cap["max_concurrent"],
         "trust_required": "member",
-        "timeout_seconds": (LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS if name.startswith("llm.")
-                            else RPC_DEFAULT_TIMEOUT_SECONDS),
+        "timeout_seconds": CONTRACT_TIMEOUTS.get(name, LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS
+                                                 if name.startswith("llm.") else RPC_DEFAULT_TIMEOUT_SECONDS),
         "idempotent": name in IDEMPOTENT,
     }
 
