@@ -349,11 +349,7 @@ def _room_result(free: int, min_free: int, where: str) -> CheckResult:
 
 
 def _self_call(ctx: DoctorContext, cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-    reply = ctx.api.call(cap, "1.0", {"params": {}, "input": inp})
-    out = reply.get("output") if isinstance(reply, dict) else None
-    if not isinstance(out, dict):
-        raise HearthNetError("bad_response", f"the node's {cap} answer holds no output")
-    return out
+    return ctx.api.output(cap, inp)
 
 
 @register("llm_backend_configured")

@@ -151,6 +151,15 @@ class LocalApi:
         finally:
             conn.close()
 
+    def output(self, name: str, inp: Mapping[str, Any], version: str = "1.0") -> dict[str, Any]:
+        """A non-stream call with `{"params": {}, "input": inp}`: its `output` object
+        (`bad_response` when the answer holds none)."""
+        reply = self.call(name, version, {"params": {}, "input": dict(inp)})
+        out = reply.get("output") if isinstance(reply, dict) else None
+        if not isinstance(out, dict):
+            raise HearthNetError("bad_response", f"the node's {name} answer holds no output")
+        return out
+
     def call(
         self, name: str, version: str, body: Mapping[str, Any], *, stream: bool = False
     ) -> dict[str, Any] | Iterator[Frame]:

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 from hearthnet.blobs.cids import CID_PREFIX, BlobError, check_cid, hash_bytes, is_cid, short
 from hearthnet.blobs.manifest import BlobManifest
-from hearthnet.errors import HearthNetError
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -51,11 +50,7 @@ class LocalNode:
         self.api = api
 
     def call(self, capability: str, inp: dict[str, Any]) -> dict[str, Any]:
-        reply = self.api.call(capability, "1.0", {"params": {}, "input": inp})
-        out = reply.get("output") if isinstance(reply, dict) else None
-        if not isinstance(out, dict):
-            raise HearthNetError("bad_response", f"the node's {capability} answer holds no output")
-        return out
+        return self.api.output(capability, inp)
 
     def stream(self, capability: str, inp: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         """A streamed call's (event, data) frames; an `error` frame raises."""

@@ -15,6 +15,7 @@ import click
 
 from hearthnet.cli import boundary
 from hearthnet.cli.render import Output
+from hearthnet.units import size_text as human_size
 
 if TYPE_CHECKING:
     from hearthnet.bundles.export import ExportResult
@@ -32,13 +33,6 @@ STAGES = {"verify": "verifying", "events": "events", "blobs": "files"}
 # --------------------------------------------------------------------------- results
 
 
-def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 1000 or unit == "TB":
-            return f"{n} B" if n < 1000 else f"{value:.1f} {unit}"
-    return f"{n} B"
 
 
 def _short(node_id: str | None) -> str:

@@ -11,6 +11,7 @@ import click
 
 from hearthnet.cli import boundary, render
 from hearthnet.cli.render import Output
+from hearthnet.units import size_text as human_size
 
 if TYPE_CHECKING:
     from hearthnet.cli.state import CliState
@@ -57,14 +58,6 @@ class VerifyCommandResult:
             out.echo(f"   - {problem}")
 
 
-def human_size(n: int) -> str:
-    """1234567 -> "1.2 MB" (decimal units, as disks are sold)."""
-    value = float(n)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 1000 or unit == "TB":
-            return f"{n} B" if n < 1000 else f"{value:.1f} {unit}"
-    return f"{n} B"
 
 
 @contextmanager

@@ -30,7 +30,7 @@ Tick = Callable[[dict[str, Any]], None]
 
 
 def _size(n: Any) -> str:
-    from hearthnet.cli.commands.export import human_size
+    from hearthnet.units import size_text as human_size
 
     return human_size(int(n)) if isinstance(n, int) else "-"
 
@@ -169,13 +169,7 @@ def _api(state: "CliState") -> "LocalApi":
 
 
 def _call(api: "LocalApi", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-    from hearthnet.errors import HearthNetError
-
-    reply = api.call(cap, "1.0", {"params": {}, "input": inp})
-    out = reply.get("output") if isinstance(reply, dict) else None
-    if not isinstance(out, dict):
-        raise HearthNetError("bad_response", f"the node's {cap} answer holds no output")
-    return out
+    return api.output(cap, inp)
 
 
 def _stream(api: "LocalApi", cap: str, inp: dict[str, Any], tick: Tick | None) -> dict[str, Any]:

@@ -117,13 +117,7 @@ def _api(state: "CliState") -> "LocalApi":
 
 
 def _call(api: "LocalApi", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-    from hearthnet.errors import HearthNetError
-
-    reply = api.call(cap, "1.0", {"params": {}, "input": inp})
-    out = reply.get("output") if isinstance(reply, dict) else None
-    if not isinstance(out, dict):
-        raise HearthNetError("bad_response", f"the node's {cap} answer holds no output")
-    return out
+    return api.output(cap, inp)
 
 
 def list_members(state: "CliState") -> MemberList:

@@ -86,7 +86,7 @@ def _blob_store(out: Output, store: dict[str, Any] | None) -> None:
     """The file worker's file.status: what the store holds and how full its disk is."""
     if not store:
         return
-    from hearthnet.cli.commands.export import human_size
+    from hearthnet.units import size_text as human_size
 
     pinned, incomplete = store.get("pinned", 0), int(store.get("blobs") or 0) - int(store.get("complete") or 0)
     extra = f"{pinned} pinned" + (f", {incomplete} incomplete" if incomplete > 0 else "")

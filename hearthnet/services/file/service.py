@@ -42,6 +42,7 @@ from hearthnet.identity.keys import parse_node_id
 from hearthnet.identity.manifest import rfc3339
 from hearthnet.services.file.index import CompleteIndex, HolderIndex
 from hearthnet.services.file.progress import Ticker
+from hearthnet.units import size_text
 
 log = logging.getLogger("hearthnet.file")
 
@@ -156,14 +157,6 @@ def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
 
 
-def size_text(n: int) -> str:
-    """1234567 -> "1.2 MB" (decimal units, as disks are sold)."""
-    value = float(n)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 1000 or unit == "TB":
-            return f"{n} B" if n < 1000 else f"{value:.1f} {unit}"
-    return f"{n} B"
 
 
 # --------------------------------------------------------------------------- the service
