@@ -186,5 +186,5 @@ def test_logs_route_filters_by_component_and_level(make_node):
     assert node.api("/api/v1/logs?n=50&level=error&component=gateway")["lines"] == []
     status, body = node.request("/api/v1/logs?level=loud")
     assert status == 400 and json.loads(body)["error"] == "bad_request"
-    r = node.cli("log", "--component", "broker", "-n", "5", "--json")
+    r = node.cli("log", "--component", "broker", "-n", "50", "--json")
     assert r.returncode == 0 and "broker ready" in r.stdout
