@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from hearthnet.blobs.cids import CHUNK_SIZE_BYTES
@@ -104,3 +105,110 @@ def test_three_sources_one_serving_corrupt_chunks(make_node, tmp_path: Path) -> 
     (f,) = c.cli_json("file", "ls")["files"]
     assert f["complete"] and h_id not in f["holders"]
     assert c_id not in got["from"]
+
+
+# --------------------------------------------------------------------------- a pair of nodes
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> Any:
+    """Alice (founder) and Bob, each routing file.read to the other."""
+    root = tmp_path_factory.mktemp("xfer")
+    a, b = Node(root / "a", "alice"), Node(root / "b", "bob")
+    for n in (a, b):
+        n.env["HEARTHNET_FILE_MIN_FREE_BYTES"] = "0"
+    try:
+        a.init()
+        a.start(wait_workers=CORE)
+        join_by_invite(a, b)
+        b.start(wait_workers=CORE)
+        for x, y in ((a, b), (b, a)):
+            peer_add(x, y)
+        ids = node_id(a), node_id(b)
+        wait_for(lambda: routes_to(b, "file.read", ids[0]) and routes_to(a, "file.read", ids[1]),
+                 timeout=60, interval=0.3, message="alice and bob to route file.read to each other")
+        yield a, b, ids
+    finally:
+        a.cleanup()
+        b.cleanup()
+
+
+def worker(node: Node, program: str) -> dict[str, Any]:
+    return next(w for w in node.api("/api/v1/workers")["workers"] if w["program"] == program)
+
+
+def write_random(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        for off in range(0, size, 8 * 1024 * 1024):
+            f.write(os.urandom(min(8 * 1024 * 1024, size - off)))
+
+
+def same_bytes(x: Path, y: Path) -> bool:
+    with x.open("rb") as fx, y.open("rb") as fy:
+        while True:
+            bx, by = fx.read(1 << 20), fy.read(1 << 20)
+            if bx != by:
+                return False
+            if not bx:
+                return True
+
+
+# --------------------------------------------------------------------------- resume after kill -9
+
+RESUME_CHUNKS = 480  # 120 MiB: a fetch of several seconds, long enough to be cut in the middle
+
+
+def test_a_fetch_resumes_after_kill_9_of_the_fetching_file_worker(pair, tmp_path: Path) -> None:
+    """Bob fetches alice's file; once some of its chunks are in bob's store, bob's file
+    worker gets SIGKILL. supervisord restarts it and the broker re-dispatches the
+    (idempotent) file.get to the new worker, which asks alice only for the chunks not
+    stored yet: the ones stored before the kill are neither fetched nor written again."""
+    a, b, (alice_id, _) = pair
+    src = tmp_path / "bridge-photos.tar"
+    write_random(src, RESUME_CHUNKS * CHUNK_SIZE_BYTES - 4321)
+    cid = a.cli_json("file", "add", str(src), timeout=120)["files"][0]["cid"]
+    before = set(chunk_files(b))
+    victim = worker(b, "file")["pid"]
+
+    first = subprocess.Popen([sys.executable, "-m", "hearthnet", "file", "get", cid, "--json"], env=b.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def some_stored() -> bool:
+            n = len(set(chunk_files(b)) - before)
+            assert n < RESUME_CHUNKS and first.poll() is None, f"the fetch ended before the kill ({n} chunks)"
+            return n >= RESUME_CHUNKS // 5
+
+        wait_for(some_stored, timeout=120, interval=0.02, message="bob to store a fifth of the chunks")
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: gone(victim), 10, 0.005, message="the killed worker to be gone")
+        # What the killed worker left (its replacement needs far longer than this to start).
+        stored = {p: p.stat() for p in set(chunk_files(b)) - before}
+        out, err = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert 0 < len(stored) < RESUME_CHUNKS
+    assert first.returncode == 0, out + err  # the same `file get` went on in the restarted worker
+    assert worker(b, "file")["pid"] != victim
+    got = json.loads(out)
+    assert got["fetched"] is True and got["resumed_chunks"] == len(stored), (len(stored), got)
+    assert got["from"] == {alice_id: RESUME_CHUNKS - len(stored)}  # only what was missing
+    trace = b.api("/api/v1/traces?n=1&capability=file.get")["traces"][-1]
+    assert trace["result"] == "ok" and trace["redispatched"] >= 1, trace
+    for p, st in stored.items():  # stored before the kill: not written again
+        now = p.stat()
+        assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), p
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    again = b.cli_json("file", "get", cid, "--out", str(out_dir))
+    assert again["fetched"] is False and again["from"] == {}
+    assert same_bytes(out_dir / src.name, src)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
