@@ -10,18 +10,24 @@ import os
 import signal
 import subprocess
 import sys
+import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
+import blake3
 import psutil
 import pytest
+from supervisor.xmlrpc import SupervisorTransport
 
 from hearthnet.blobs.cids import CHUNK_SIZE_BYTES
+from hearthnet.constants import STREAM_WINDOW_FRAMES
 from hearthnet.identity import keys
 from hearthnet.testing.file_holder import FakeHolder
 from hearthnet.testing.nodes import Node, join_by_invite
 from hearthnet.testing.peer_abuse import wait_until_member
+from hearthnet.testing.rss import PeakRss, node_processes
 from hearthnet.testing.waiting import wait_for
+from hearthnet.transport.sse import format_frame
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +218,88 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+# --------------------------------------------------------------------------- 200 MB to a slow reader
+# The bound, as in test_stream_flow.py: a `chunk` frame of a 256 KiB chunk is F ≈ 350 KB
+# on the wire (base64 in JSON). Each hop holds at most one window of the stream
+# (STREAM_WINDOW_FRAMES = 16 frames unconsumed, bus/flow.py) plus the frame it is working
+# on, in a few transient copies (msgpack, JSON, SSE bytes), so each process may grow by at
+# most 2·W·F + 16 MiB (≈ 27 MB; the 16 MiB baseline is allocator slack, TLS and socket
+# buffers) while 200 MB pass through it. Without flow control the file worker would run
+# ahead of the reader and the broker or the gateway would hold most of the file.
+
+BIG_TOTAL = 200 * 1024 * 1024
+BIG_CHUNKS = BIG_TOTAL // CHUNK_SIZE_BYTES
+FRAME = len(format_frame("chunk", {"i": BIG_CHUNKS, "cid": "blake3:" + "0" * 64, "size_bytes": CHUNK_SIZE_BYTES,
+                                   "data_b64": "A" * ((CHUNK_SIZE_BYTES * 4 + 2) // 3)}))
+BOUND = 2 * STREAM_WINDOW_FRAMES * FRAME + 16 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def big_file(pair, tmp_path_factory) -> tuple[str, str]:
+    """A 200 MB file added on alice with `file add`: (manifest CID, BLAKE3 of its bytes)."""
+    a, _, _ = pair
+    src = tmp_path_factory.mktemp("big") / "flood-model.bin"
+    write_random(src, BIG_TOTAL)
+    whole = blake3.blake3()
+    with src.open("rb") as f:
+        while block := f.read(1 << 22):
+            whole.update(block)
+    cid = a.cli_json("file", "add", str(src), timeout=300)["files"][0]["cid"]
+    src.unlink()
+    return cid, "blake3:" + whole.hexdigest()
+
+
+def supervisor(node: Node) -> Any:
+    transport = SupervisorTransport(None, None, f"unix://{node.run_dir / 'supervisor.sock'}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+def slow_read(node: Node, cid: str) -> dict[str, Any]:
+    """`file.read` of the whole file through `node`'s local API by a reader process that
+    sleeps 3 ms after each frame and checks each chunk against the manifest."""
+    body = json.dumps({"params": {}, "input": {"cid": cid}})
+    proc = subprocess.run([sys.executable, "-m", "hearthnet.testing.sse_reader", str(node.run_dir), "file.read",
+                           body, "--sleep-ms", "3", "--timeout", "300", "--verify-chunks"],
+                          env=node.env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def node_pids(*nodes: Node) -> dict[str, int]:
+    return {f"{n.name}.{prog}": pid for n in nodes for prog, pid in node_processes(n.proc.pid).items()
+            if prog in ("broker", "gateway", "file")}
+
+
+@pytest.mark.parametrize("path", ["local", "peer"])
+def test_a_slow_reader_of_a_200_mb_file_bounds_every_process(pair, big_file, path: str) -> None:
+    """local: reader ← alice's gateway ← broker ← file worker. peer: bob's own file worker
+    is stopped, so bob's file.read goes to alice: reader ← bob's gateway ← bob's broker ←
+    bob's peer proxy ← HTTPS ← alice's gateway ← alice's broker ← alice's file worker.
+    The reader gets every chunk, each hashing to the manifest's CID, and no process grows
+    past the bound."""
+    a, b, (alice_id, _) = pair
+    cid, whole = big_file
+    reader_node = a if path == "local" else b
+    if path == "peer":
+        supervisor(b).stopProcess("hearthnet:file")
+    try:
+        if path == "peer":
+            wait_for(lambda: routes_to(b, "file.read", alice_id) and not any(
+                c["name"] == "file.read" and c["local"] for c in b.api("/api/v1/capabilities")["capabilities"]),
+                timeout=60, interval=0.3, message="bob to route file.read to alice only")
+        rss = PeakRss(node_pids(a, b))
+        rss.start()
+        out = slow_read(reader_node, cid)
+        growth = {**rss.growth(), "reader": out["rss_growth"]}
+    finally:
+        if path == "peer":
+            supervisor(b).startProcess("hearthnet:file")
+    assert out["status"] == 200 and out["last_event"] == "done", out
+    assert out["frames"] == 1 + BIG_CHUNKS + 1 and out["payload_bytes"] == BIG_TOTAL
+    assert (out["chunks_verified"], out["chunks_bad"], out["blake3"]) == (BIG_CHUNKS, 0, whole)
+    trace = reader_node.api("/api/v1/traces?n=1&capability=file.read")["traces"][-1]
+    assert trace["route"] == ("local:file" if path == "local" else f"remote:{alice_id}"), trace
+    over = {k: v for k, v in growth.items() if v > BOUND}
+    assert not over, f"RSS grew past {BOUND} bytes: {over} (all: {growth})"
