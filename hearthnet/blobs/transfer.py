@@ -59,6 +59,12 @@ CHUNK_TIMEOUT_SECONDS = 30.0  # the longest wait for the next chunk of a batch
 BATCH_TIMEOUT_SECONDS = 120.0  # BusSource: the bus deadline of one batch call
 PROGRESS_INTERVAL_SECONDS = 0.1
 MAX_CHUNK_B64_CHARS = 4 * (CHUNK_SIZE_BYTES // 3 + 1) + 8  # padded, with a little whitespace
+# A source answering `rate_limited` (a node's peer port allows 10 calls a second per
+# capability) is asked to slow down, not failing: its puller waits `retry_after_ms`
+# (within these bounds) and the batch goes back in the queue. Only a run of this many
+# such answers with no chunk between them counts a strike (a peer that never serves).
+RATE_LIMIT_BACKOFF_SECONDS = (0.05, 5.0)
+MAX_RATE_LIMITED_IN_A_ROW = 20
 
 
 class Source(Protocol):
@@ -127,6 +133,7 @@ class _Run:
         self.active: set[str] = {s.node_id for s in sources}
         self.validated: set[str] = set()  # sources whose manifest answer checked out
         self.dropped: list[str] = []
+        self.limited: dict[str, int] = {}  # rate_limited answers in a row, per source
         self.from_nodes: dict[str, int] = {}
         self.fetched_chunks = self.fetched_bytes = 0
         self.total = manifest.size_bytes
@@ -168,6 +175,7 @@ class _Run:
 
     def chunk_done(self, node_id: str, i: int, size: int) -> None:
         self.in_flight -= 1
+        self.limited[node_id] = 0
         self.fetched_chunks += 1
         self.fetched_bytes += size
         self.from_nodes[node_id] = self.from_nodes.get(node_id, 0) + 1
@@ -385,7 +393,17 @@ class TransferManager:
         return missing
 
     async def _ask_manifest(self, source: Source, cid: str) -> BlobManifest:
-        doc = await asyncio.wait_for(source.manifest(cid), self.manifest_timeout)
+        async def ask() -> dict[str, Any]:
+            while True:  # a source that says "slow down" is asked again, within the timeout
+                try:
+                    return await source.manifest(cid)
+                except HearthNetError as exc:
+                    wait = _backoff(exc)
+                    if wait is None:
+                        raise
+                    await asyncio.sleep(wait)
+
+        doc = await asyncio.wait_for(ask(), self.manifest_timeout)
         return BlobManifest.from_wire(doc, expected_cid=cid)
 
     async def _first_manifest(self, cid: str, asks: dict[str, asyncio.Future]) -> BlobManifest:
@@ -434,7 +452,7 @@ class TransferManager:
         """Ask one source for one batch; every index ends done or failed (back in the queue).
         Chunks are written while the next ones arrive (all within this batch)."""
         node, want, received = source.node_id, set(batch), set()
-        reason, lacking = None, False
+        reason, lacking, backoff = None, False, None
         writer = _Writer(self.store, run, node)
         frames = source.chunks(run.manifest.cid, list(batch))
         try:
@@ -454,6 +472,7 @@ class TransferManager:
         except asyncio.TimeoutError:
             reason = f"no chunk for {self.chunk_timeout:g} s"
         except Exception as exc:
+            backoff = _backoff(exc)
             reason, lacking = _reason(exc), isinstance(exc, HearthNetError) and exc.code == "not_found"
         finally:
             aclose = getattr(frames, "aclose", None)
@@ -466,12 +485,25 @@ class TransferManager:
             for i in left:  # dropped mid-batch (or the fetch is over): not these chunks' fault
                 run.requeue(i)
             return
+        if backoff is not None:  # "slow down": no one's fault, unless it never ends
+            await self._back_off(run, node, left, backoff)
+            return
         if left:  # chunks come in the order asked: the first one missing is where it broke
             run.chunk_failed(node, left[0], lacking=lacking)
             for i in left[1:]:  # never attempted: back in the queue, no fault of theirs
                 run.requeue(i)
         if left or reason:
             run.strike(node, reason or f"did not send {len(left)} of {len(want)} chunks")
+
+    @staticmethod
+    async def _back_off(run: _Run, node: str, left: list[int], seconds: float) -> None:
+        for i in left:
+            run.requeue(i)
+        run.limited[node] = run.limited.get(node, 0) + 1
+        if run.limited[node] >= MAX_RATE_LIMITED_IN_A_ROW:
+            run.limited[node] = 0
+            run.strike(node, f"rate_limited {MAX_RATE_LIMITED_IN_A_ROW} times in a row")
+        await asyncio.sleep(seconds)  # this puller only; the other sources pull on
 
     def _finish(self, manifest: BlobManifest) -> None:
         """The blob is complete (or the store lost chunks under us: GC, a disk fault)."""
@@ -558,6 +590,17 @@ def _reason(exc: BaseException | None) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timeout: no answer"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _backoff(exc: BaseException) -> float | None:
+    """Seconds to wait before asking a source that answered `rate_limited` again; None
+    for any other error."""
+    if not isinstance(exc, HearthNetError) or exc.code != "rate_limited":
+        return None
+    ms = exc.details.get("retry_after_ms")
+    low, high = RATE_LIMIT_BACKOFF_SECONDS
+    seconds = ms / 1000 if isinstance(ms, (int, float)) and not isinstance(ms, bool) else low
+    return min(max(seconds, low), high)
 
 
 def _short(node_id: str) -> str:

@@ -67,6 +67,10 @@ class GetResult:
         if d["fetched"]:
             sources = ", ".join(f"{_node(n)} ({c} chunks)" for n, c in sorted(d["from"].items()))
             out.echo(f"fetched {name} ({_size(d['size_bytes'])}) in {d['ms'] / 1000:.1f} s from {sources}")
+            if d.get("resumed_chunks"):
+                out.echo(f"resumed: {d['resumed_chunks']} chunks were already here")
+            for node in d.get("dropped") or []:
+                out.echo(f"dropped {_node(node)} after {d['failures'].get(node, 0)} failures (bad or missing chunks)")
         else:
             out.echo(f"{name} ({_size(d['size_bytes'])}) is in this node's store")
         if d["out"]:
@@ -251,7 +255,9 @@ def get(state: "CliState", cid: str, out_path: Path | None, *, show: bool, out: 
     m = done.get("manifest") or {}
     sources = done.get("from") or {}
     return GetResult({"cid": m.get("cid", full), "filename": m.get("filename"), "size_bytes": m.get("size_bytes"),
-                      "out": done.get("out"), "from": sources, "fetched": bool(sources), "ms": done.get("ms", 0)})
+                      "out": done.get("out"), "from": sources, "fetched": bool(sources),
+                      "resumed_chunks": done.get("resumed_chunks", 0), "dropped": done.get("dropped") or [],
+                      "failures": done.get("failures") or {}, "ms": done.get("ms", 0)})
 
 
 def ls(state: "CliState") -> LsResult:
@@ -298,7 +304,7 @@ from several at once) into this node's store, and write it to --out. {_CID_HELP}
 @click.option("--out", "out_path", type=click.Path(path_type=Path),
               help="Write the file here (a folder gets the file's own name inside it).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print {cid, filename, size_bytes, out, from, fetched, ms}.")
+              help="Print {cid, filename, size_bytes, out, from, fetched, resumed_chunks, dropped, failures, ms}.")
 @click.pass_obj
 def get_cmd(state: "CliState", cid: str, out_path: Path | None, as_json: bool) -> None:
     out = Output()

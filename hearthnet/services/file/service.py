@@ -11,7 +11,8 @@ Capabilities (all @1.0; bodies {"params": {}, "input": {...}}):
     file.put        trusted  {manifest} -> {manifest_cid, needed};
                              {manifest_cid, chunks: [{i, cid, data_b64}]} -> {manifest_cid, received, needed}
     file.add        self     {path, pin?, mime_type?} -> stream progress, done {manifest, pinned, added}
-    file.get        self     {cid, out?, sources?} -> stream progress, done {manifest, out, from, ms}
+    file.get        self     {cid, out?, sources?} -> stream progress, done {manifest, out, from,
+                             resumed_chunks, dropped, failures, ms}
     file.ls         self     {} -> {files, usage}
     file.pin/unpin  self     {cid} -> {cid, pinned}
     file.gc         self     {} -> {freed_bytes, evicted}
@@ -522,11 +523,17 @@ class FileService:
     async def _get_frames(self, cid: str, out: Path | None, sources: list[str]) -> Frames:
         t0 = time.monotonic()
         from_nodes: dict[str, int] = {}
+        # How the fetch went, for `file get --json`: chunks found in the store (a resumed
+        # fetch), sources dropped for repeated failures, and each failing source's strikes.
+        report: dict[str, Any] = {"resumed_chunks": 0, "dropped": [], "failures": {}}
         if not await asyncio.to_thread(self.store.has_blob, cid):
             fetch: dict[str, Any] = {}
             async for frame in self._fetch_frames(cid, sources, fetch):
                 yield frame
-            from_nodes = dict(fetch["result"].from_nodes)
+            result = fetch["result"]
+            from_nodes = dict(result.from_nodes)
+            report = {"resumed_chunks": result.resumed_chunks, "dropped": list(result.dropped),
+                      "failures": dict(result.failures)}
             for node, served in from_nodes.items():
                 if served:  # it served verified chunks: it holds the file
                     self.holders.record(node, [cid])
@@ -538,7 +545,7 @@ class FileService:
             async for frame in self._export_frames(manifest, target):
                 yield frame
         yield "done", {"manifest": manifest.to_wire(), "out": str(target) if target else None,
-                       "from": from_nodes, "ms": _ms(t0)}
+                       "from": from_nodes, **report, "ms": _ms(t0)}
 
     async def _fetch_frames(self, cid: str, sources: list[str], into: dict[str, Any]) -> Frames:
         """Fetch `cid` from its holders (hearthnet.blobs.transfer); the result lands in `into`."""

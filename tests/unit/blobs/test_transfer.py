@@ -403,3 +403,54 @@ def test_fetch_over_bus_sources_uses_every_holder(store: BlobStore) -> None:
     assert store.read_blob_bytes(blob.cid) == blob.data
     assert set(result.from_nodes) <= {"node-a", "node-b"} and sum(result.from_nodes.values()) == 9
     assert not [c for c in bus.calls if c["node"] == "node-gone" and c["body"]["input"]["chunks"]]
+
+
+class LimitedSource(MemSource):
+    """A peer over its rate limit: the first `limited` calls (manifest asks and chunk
+    batches alike) are answered `rate_limited`, as a node's peer port does."""
+
+    def __init__(self, node_id: str, blob: Blob, limited: int) -> None:
+        super().__init__(node_id, blob)
+        self.limited = limited
+
+    def _slow_down(self) -> None:
+        if self.limited > 0:
+            self.limited -= 1
+            raise HearthNetError("rate_limited", "too many calls to file.read; slow down", retry_after_ms=1)
+
+    async def manifest(self, cid: str) -> dict[str, Any]:
+        self._slow_down()
+        return await super().manifest(cid)
+
+    async def chunks(self, cid: str, indexes: list[int]) -> AsyncIterator[tuple[int, bytes]]:
+        self.calls.append([])
+        self._slow_down()
+        async for item in super().chunks(cid, indexes):
+            yield item
+
+
+def test_a_rate_limited_source_is_waited_for_not_struck(store: BlobStore) -> None:
+    """`rate_limited` means "slow down": the batch goes back in the queue and the puller
+    waits; the only source is neither struck nor dropped, and the fetch completes."""
+    blob = Blob(12)
+    source = LimitedSource("a", blob, limited=6)
+    result = fetch(TransferManager(store, batch=2), blob.cid, [source])
+    assert store.read_blob_bytes(blob.cid) == blob.data
+    assert result.from_nodes == {"a": 12} and result.failures == {} and result.dropped == []
+    assert source.limited == 0
+
+
+def test_a_source_that_only_ever_rate_limits_is_struck_in_the_end(store: BlobStore, monkeypatch) -> None:
+    """A run of rate_limited answers with no chunk between them counts a strike, so a
+    peer that never serves cannot hold a fetch forever: here it is the only source."""
+    import hearthnet.blobs.transfer as transfer
+
+    monkeypatch.setattr(transfer, "RATE_LIMIT_BACKOFF_SECONDS", (0.001, 0.001))
+    monkeypatch.setattr(transfer, "MAX_RATE_LIMITED_IN_A_ROW", 4)
+    blob = Blob(4)
+    source = LimitedSource("a", blob, limited=10**9)
+    source.manifest = MemSource.manifest.__get__(source)  # type: ignore[method-assign]  # the manifest is fine
+    with pytest.raises(HearthNetError) as err:
+        fetch(TransferManager(store, batch=2), blob.cid, [source])
+    assert err.value.code == "partition" and "rate_limited 4 times in a row" in str(err.value.details)
+    assert len(source.calls) == 3 * 4  # 3 strikes of 4 refusals each, then dropped

@@ -15,6 +15,7 @@ from tests.unit.cli.conftest import invoke, sse
 CID = "blake3:" + "ab" * 32
 CID2 = "blake3:" + "cd" * 32
 PEER = keys.generate().node_id_full
+PEER2 = keys.generate().node_id_full
 STATUS = {"not_found": 404, "unauthorized": 401, "capacity_exceeded": 429, "bad_request": 400}
 
 
@@ -76,7 +77,8 @@ def test_add_when_the_store_is_full_exits_5(runner, gateway, tmp_path: Path) -> 
 
 def test_get_fetches_and_writes_out(runner, gateway, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    done = {"manifest": manifest(), "out": str(tmp_path / "copy.pdf"), "from": {PEER: 5}, "ms": 1500}
+    done = {"manifest": manifest(), "out": str(tmp_path / "copy.pdf"), "from": {PEER: 5}, "resumed_chunks": 2,
+            "dropped": [PEER2], "failures": {PEER2: 3}, "ms": 1500}
     seen = serve(gateway, {"file.get": [("progress", {"current": 10, "total": 20, "stage": "fetching",
                                                       "sources": 1, "rate_bytes_s": 10.0}), ("done", done)]})
     r = invoke(runner, "file", "get", CID, "--out", "copy.pdf", "--json")
@@ -84,9 +86,10 @@ def test_get_fetches_and_writes_out(runner, gateway, tmp_path: Path, monkeypatch
     assert seen == [("file.get", {"cid": CID, "out": str(tmp_path / "copy.pdf")})]
     assert json.loads(r.stdout) == {"cid": CID, "filename": "map.pdf", "size_bytes": 1_200_000,
                                     "out": str(tmp_path / "copy.pdf"), "from": {PEER: 5}, "fetched": True,
-                                    "ms": 1500}
+                                    "resumed_chunks": 2, "dropped": [PEER2], "failures": {PEER2: 3}, "ms": 1500}
     human = invoke(runner, "file", "get", CID, "--out", "copy.pdf")
     assert "fetched map.pdf" in human.stdout and "5 chunks" in human.stdout and "wrote" in human.stdout
+    assert "resumed: 2 chunks" in human.stdout and "after 3 failures" in human.stdout
 
 
 def test_get_errors_map_to_exit_codes(runner, gateway) -> None:
