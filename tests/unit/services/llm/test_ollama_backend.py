@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -153,7 +152,7 @@ def test_errors_map_to_contract_codes() -> None:
 
 
 def test_closing_the_stream_drops_the_connection() -> None:
-    async def go() -> float:
+    async def go() -> None:
         fake = await FakeOllama().start()
         b = OllamaBackend(fake.url, "slow")
         try:
@@ -163,16 +162,15 @@ def test_closing_the_stream_drops_the_connection() -> None:
                 n += 1
                 if n == 5:
                     break
-            t0 = time.monotonic()
             await it.aclose()
-            elapsed = time.monotonic() - t0
-            await asyncio.wait_for(fake.disconnected.wait(), 2)
-            return elapsed
+            # the server sees the connection go (a guard against a hang, not a time bound;
+            # the speed is bench/llm_cancel.py's business)
+            await asyncio.wait_for(fake.disconnected.wait(), 10)
         finally:
             await b.close()
             await fake.stop()
 
-    assert run(go()) < 0.2
+    run(go())
 
 
 def test_url_normalisation_and_model_required() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,10 +16,26 @@ from hearthnet.services.llm.backends._http import error_for_status, requires_int
 from hearthnet.services.llm.backends.base import collect
 from hearthnet.services.llm.backends.openai import OpenAiBackend, normalise_base_url
 from hearthnet.services.llm.service import LlmService
+from hearthnet.testing.waiting import wait_for_async
 
 from .conftest import LlamaServer
 
-CANCEL_BOUND_S = 0.200
+# How fast a cancel reaches the server is measured by bench/llm_cancel.py; these tests
+# assert that it does: llama_cpp.server logs this line when it stops a generation
+# because the client went away.
+SERVER_STOPPED = "Disconnected from client"
+
+
+def server_stops(server: LlamaServer) -> int:
+    return server.log.read_text(errors="replace").count(SERVER_STOPPED)
+
+
+async def server_stopped_one_more(server: LlamaServer, before: int) -> None:
+    """The server noticed the disconnect and abandoned the generation (a guard against a
+    hang, not a time bound)."""
+    await wait_for_async(lambda: server_stops(server) > before, 10, 0.01,
+                         message=lambda: f"llama_cpp.server stopping the generation:\n"
+                                         f"{server.log.read_text(errors='replace')[-2000:]}")
 
 
 def run(coro: Any) -> Any:
@@ -101,10 +116,11 @@ def test_seeded_requests_are_deterministic(llama_server: LlamaServer) -> None:
 
 
 def test_closing_the_stream_stops_the_server_generation(llama_server: LlamaServer) -> None:
-    async def go() -> tuple[float, float]:
+    async def go() -> None:
         svc = openai_service(llama_server)
         try:
             h = handler(svc, "llm.complete")
+            before = server_stops(llama_server)
             gen = await h(Request("llm.complete", "1.0", {
                 "input": {"prompt": "the", "max_tokens": 10_000}}, stream=True))
             n = 0
@@ -112,42 +128,37 @@ def test_closing_the_stream_stops_the_server_generation(llama_server: LlamaServe
                 n += 1
                 if n == 20:
                     break
-            t0 = time.monotonic()
             await gen.aclose()
-            closed = time.monotonic() - t0
-            # llama_cpp.server runs one generation at a time: had it not stopped, this
-            # request would wait behind ~10k tokens (several seconds).
-            t1 = time.monotonic()
+            await server_stopped_one_more(llama_server, before)
+            # and the server is free for the next request
             res = await h(Request("llm.complete", "1.0", {"input": {"prompt": "the", "max_tokens": 3}}))
             assert res["meta"]["tokens_out"] > 0
-            return closed, time.monotonic() - t1
+            assert server_stops(llama_server) == before + 1
         finally:
             await svc.stop()
 
-    closed, next_s = run(go())
-    assert closed < CANCEL_BOUND_S, f"close took {closed * 1000:.1f} ms"
-    assert next_s < 1.5, f"the server was still busy: next request took {next_s:.2f} s"
+    run(go())
 
 
 def test_cancelling_the_task_closes_the_upstream(llama_server: LlamaServer) -> None:
-    async def go() -> float:
+    async def go() -> None:
         svc = openai_service(llama_server)
         try:
             h = handler(svc, "llm.chat")
+            before = server_stops(llama_server)
             task = asyncio.create_task(h(chat_req(10_000, stream=False)))
             await asyncio.sleep(0.3)
             assert not task.done()
-            t0 = time.monotonic()
             task.cancel()
             await asyncio.wait({task})
-            elapsed = time.monotonic() - t0
+            assert task.cancelled()
+            await server_stopped_one_more(llama_server, before)
             res = await h(chat_req(3, stream=False))
             assert res["meta"]["tokens_out"] > 0
-            return elapsed
         finally:
             await svc.stop()
 
-    assert run(go()) < CANCEL_BOUND_S
+    run(go())
 
 
 def test_cancel_event_ends_the_stream_with_cancelled(llama_server: LlamaServer) -> None:
@@ -155,15 +166,21 @@ def test_cancel_event_ends_the_stream_with_cancelled(llama_server: LlamaServer) 
         b = OpenAiBackend(llama_server.url, "tiny")
         ev = asyncio.Event()
         try:
+            before = server_stops(llama_server)
             n = 0
+            last = None
             async for tok in b.chat(model="tiny", messages=[{"role": "user", "content": "x"}],
                                     max_tokens=10_000, cancel=ev):
+                assert last is None, "a token after the final one"
+                if tok.stop:
+                    last = tok
+                    continue
                 n += 1
                 if n == 10:
                     ev.set()
-                if tok.stop:
-                    return tok
-            raise AssertionError("no final token")
+            assert last is not None, "no final token"
+            await server_stopped_one_more(llama_server, before)  # the upstream was dropped
+            return last
         finally:
             await b.close()
 
