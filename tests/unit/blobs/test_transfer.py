@@ -5,6 +5,7 @@ fake bus."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import os
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -288,11 +289,14 @@ def test_a_source_sending_what_was_not_asked_is_struck(store: BlobStore) -> None
 
 
 def test_a_disk_filling_up_mid_fetch_is_capacity_exceeded(tmp_path: Path) -> None:
+    lock = threading.Lock()  # the two sources' writers run in threads at once
+
     class FillsUp(BlobStore):
         def write_chunk(self, cid: str, data: bytes | memoryview) -> bool:
-            if len(list(self.root.glob("*/*.bin"))) >= 2:
-                raise BlobError("capacity_exceeded", "disk full")
-            return super().write_chunk(cid, data)
+            with lock:
+                if len(list(self.root.glob("*/*.bin"))) >= 2:
+                    raise BlobError("capacity_exceeded", "disk full")
+                return super().write_chunk(cid, data)
 
     store = FillsUp(tmp_path / "full", min_free_bytes=0)
     blob = Blob(6)
