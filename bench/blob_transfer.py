@@ -24,7 +24,8 @@ before each fetch in the same round, page cache warm for both.
 
 Prints MB/s of each, the ratio fetch / raw, and the peak RSS of every process of the
 fetcher and of the sources during each fetch (Linux VmHWM, reset before the fetch:
-hearthnet/testing/rss.py), then one JSON document with everything. Targets (issue 7):
+hearthnet/testing/rss.py) and the CPU seconds each spent in it (where the time goes),
+then one JSON document with everything. Targets (issue 7):
 >= 0.5x raw from one peer, faster from three than from one. A warm-up fetch of a small
 file from each source first (it also waits until every holder knows D is a member).
 """
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -108,6 +110,15 @@ def start_nodes(tmp: Path) -> tuple[list[Node], Node]:
     return [a, b, c], d
 
 
+def cpu_seconds(procs: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each process so far (where a fetch spends its time)."""
+    out = {}
+    for name, pid in procs.items():
+        t = psutil.Process(pid).cpu_times()
+        out[name] = t.user + t.system
+    return out
+
+
 def node_id(node: Node) -> str:
     return node.api("/api/v1/status")["node"]["node_id"]
 
@@ -134,11 +145,14 @@ def fetch_round(fetcher: Node, holders: list[Node], ids: dict[str, str], cid: st
         procs.update({f"{h.name}.{k}": v for k, v in node_processes(h.proc.pid).items()})
     rss = PeakRss(procs)
     rss.start()
+    cpu0 = cpu_seconds(procs)
     t0 = time.perf_counter()
     out = call(fetcher, "file.get", {"cid": cid, "sources": [ids[h.name] for h in holders]})
     took = time.perf_counter() - t0
+    cpu = {k: round(v - cpu0[k], 2) for k, v in cpu_seconds(procs).items() if v - cpu0[k] >= 0.05}
     peaks, growth = rss.peaks(), rss.growth()
     return {"seconds": took, "from": {h.name: out["from"].get(ids[h.name], 0) for h in holders},
+            "cpu_seconds": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
             "peak_rss_mib": {k: round(v / MIB, 1) for k, v in sorted(peaks.items())},
             "rss_growth_mib": {k: round(v / MIB, 1) for k, v in sorted(growth.items())}}
 
@@ -197,6 +211,7 @@ def report(mib: int, raws: list[float], results: dict[int, list[dict[str, Any]]]
         last = runs[-1]
         top = sorted(last["peak_rss_mib"].items(), key=lambda kv: -kv[1])
         print("    peak RSS (MiB): " + ", ".join(f"{k} {v:.0f} (+{last['rss_growth_mib'][k]:.0f})" for k, v in top))
+        print("    CPU seconds during the fetch: " + ", ".join(f"{k} {v:.1f}" for k, v in last["cpu_seconds"].items()))
     print(json.dumps(summary, indent=1))
 
 
