@@ -79,39 +79,48 @@ class SseParser:
             self._buf.extend(chunk)
             self._check_size()
             return []
-        lines = (bytes(self._buf) + chunk).split(b"\n")
-        self._buf = bytearray(lines.pop())  # the unfinished tail (empty after a newline)
+        # Lines are decoded straight out of the buffer: a chunk's frame is one ~350 kB
+        # line, and every copy of it costs (splitting the joined buffer took ~0.4 ms).
+        buf = self._buf
+        buf.extend(chunk)
+        frames, start = [], 0
+        with memoryview(buf) as view:
+            while (nl := buf.find(b"\n", start)) >= 0:
+                end = nl - 1 if nl > start and buf[nl - 1] == 0x0D else nl
+                frame = self._line(view, start, end)
+                if frame is not None:
+                    frames.append(frame)
+                start = nl + 1
+        del buf[:start]  # the unfinished tail stays (empty after a newline)
         self._check_size()
-        frames = []
-        for raw in lines:
-            frame = self._line(raw[:-1] if raw.endswith(b"\r") else raw)
-            if frame is not None:
-                frames.append(frame)
         return frames
 
     def _check_size(self) -> None:
         if len(self._buf) > self._max:
             raise ValueError(f"SSE line longer than {self._max} bytes")
 
-    def _line(self, raw: bytes) -> tuple[str, Any] | None:
-        if len(raw) > self._max:  # a long line that arrived in one chunk with its newline
+    def _line(self, view: memoryview, start: int, end: int) -> tuple[str, Any] | None:
+        """The line view[start:end] (without its line end)."""
+        size = end - start
+        if size > self._max:  # a long line that arrived in one chunk with its newline
             raise ValueError(f"SSE line longer than {self._max} bytes")
-        try:
-            line = raw.decode("utf-8")  # complete lines only, so no split characters
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"SSE line is not UTF-8: {exc}") from None
-        if not line:
+        if size == 0:
             return self._dispatch()
-        if line.startswith(":"):
+        if view[start] == 0x3A:  # ":" a comment (keep-alive); still only UTF-8 is accepted
+            _decode(view, start, end)
             return None
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        if view[start:start + 6] == b"data: ":  # the usual data line: one copy of the value
+            _decode(view, start, start + 6)
+            name, value = "data", _decode(view, start + 6, end)
+        else:
+            name, _, value = _decode(view, start, end).partition(":")
+            value = value[1:] if value.startswith(" ") else value
         if name == "event":
             if len(value) > MAX_EVENT_NAME:
                 raise ValueError(f"SSE event name longer than {MAX_EVENT_NAME} characters")
             self._event = value
         elif name == "data":
-            self._data_bytes += len(raw) + 1
+            self._data_bytes += size + 1
             if self._data_bytes > self._max_frame:
                 raise ValueError(f"SSE frame larger than {self._max_frame} bytes")
             self._data.append(value)
@@ -128,3 +137,11 @@ class SseParser:
             raise ValueError(f"SSE frame {event!r} is nested too deep") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"SSE frame {event!r} does not carry JSON: {exc}") from None
+
+
+def _decode(view: memoryview, start: int, end: int) -> str:
+    """Complete lines only are decoded, so no character is ever split."""
+    try:
+        return str(view[start:end], "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"SSE line is not UTF-8: {exc}") from None
