@@ -12,6 +12,11 @@ import re
 
 import blake3
 
+try:  # SIMD Base64, ~20x CPython's on a 256 KiB chunk; the stdlib does the same job without it
+    import pybase64 as _fast_b64
+except ImportError:  # pragma: no cover - depends on the install
+    _fast_b64 = None
+
 from hearthnet.errors import HearthNetError
 
 CHUNK_SIZE_BYTES = 256 * 1024
@@ -49,15 +54,22 @@ def verify_chunk(data: bytes | memoryview, expected_cid: str) -> None:
 
 
 def b64encode(data: bytes | memoryview) -> str:
+    """URL-safe alphabet, no padding."""
+    if _fast_b64 is not None:
+        return _fast_b64.b64encode_as_string(data, altchars=b"-_").rstrip("=")
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64decode(text: object, what: str = "data_b64") -> bytes:
-    """Either alphabet, with or without padding."""
+    """Either alphabet (even mixed), with or without padding; anything else inside
+    (whitespace, other characters, misplaced padding) is bad_request."""
     if not isinstance(text, str):
         raise BlobError("bad_request", f"{what} must be a base64 string")
-    s = text.strip().rstrip("=").replace("-", "+").replace("_", "/")
+    s = text.strip().rstrip("=")
     try:
+        if _fast_b64 is not None and "+" not in s and "/" not in s:  # URL-safe (what we write): the fast path
+            return _fast_b64.b64decode(s + "=" * (-len(s) % 4), altchars="-_", validate=True)
+        s = s.replace("-", "+").replace("_", "/")
         return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         raise BlobError("bad_request", f"{what} is not base64") from None

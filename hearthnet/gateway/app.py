@@ -32,6 +32,7 @@ from hearthnet.gateway.bodybudget import BodyBudget, serve_within
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.gateway.http import signed_json_response as _signed_json_response
+from hearthnet.transport.sse import format_frame
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
 from hearthnet.identity import keys as idkeys
@@ -163,7 +164,7 @@ class Gateway:
                 # The next frame is taken from the bus (which acknowledges this one) only
                 # once this one went out to the socket: a slow HTTP reader holds the
                 # producer back through TCP and the stream's credits (bus/flow.py).
-                if not await _write_or_stall(request, resp, f"event: {ev}\ndata: {_dumps(data)}\n\n".encode()):
+                if not await _write_or_stall(request, resp, format_frame(ev, data)):
                     log.warning("stream reader stalled; connection closed",
                                 extra={"capability": cap, "trace": trace})
                     break
