@@ -306,41 +306,6 @@ def test_a_disk_filling_up_mid_fetch_is_capacity_exceeded(tmp_path: Path) -> Non
     assert len(store.missing(blob.manifest)) == 4
 
 
-class RateLimited(MemSource):
-    """A peer API answering `rate_limited` (429, retry_after_ms) to the first `refuse` calls."""
-
-    def __init__(self, *args: Any, refuse: int, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.refuse = refuse
-
-    async def chunks(self, cid: str, indexes: list[int]) -> AsyncIterator[tuple[int, bytes]]:
-        if self.refuse > 0:
-            self.refuse -= 1
-            self.calls.append([])
-            raise HearthNetError("rate_limited", "too many calls to file.read; slow down", retry_after_ms=20)
-        async for item in super().chunks(cid, indexes):
-            yield item
-
-
-def test_rate_limited_answers_are_waited_for_not_counted_as_failures(store: BlobStore) -> None:
-    blob = Blob(6)
-    source = RateLimited("a", blob, refuse=5)  # more refusals than the 3 strikes that drop a source
-    result = fetch(TransferManager(store, batch=2), blob.cid, [source])
-    assert result.fetched_chunks == 6 and result.failures == {} and result.dropped == []
-    assert store.has_blob(blob.cid)
-
-
-def test_a_source_that_only_ever_rate_limits_is_dropped_in_the_end(store: BlobStore) -> None:
-    from hearthnet.blobs import transfer
-
-    blob = Blob(3)
-    stubborn = RateLimited("a", blob, refuse=10 ** 6)
-    with pytest.raises(HearthNetError) as err:
-        fetch(TransferManager(store, batch=2), blob.cid, [stubborn])
-    assert err.value.code == "partition"
-    assert len(stubborn.calls) == transfer.RATE_LIMITED_MAX * transfer.MAX_SOURCE_FAILURES
-
-
 def test_a_slow_disk_holds_back_the_puller_not_memory(tmp_path: Path) -> None:
     """Chunks arriving faster than the store writes them wait in the source (its stream
     window), not in the fetcher: at most WRITE_BACKLOG wait for the writer."""
