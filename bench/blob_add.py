@@ -20,34 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import blake3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hearthnet.blobs.cids import CHUNK_SIZE_BYTES  # noqa: E402
 from hearthnet.blobs.store import BlobStore  # noqa: E402
 
+from blob_transfer import make_source, raw  # noqa: E402  (the same raw baseline)
+
 MB = 1024 * 1024
-
-
-def make_source(path: Path, mb: int) -> None:
-    with path.open("wb") as fh:
-        for _ in range(mb):
-            fh.write(os.urandom(MB))
-
-
-def raw(src: Path, out: Path) -> float:
-    t0 = time.perf_counter()
-    with src.open("rb") as fh, out.open("wb") as dst:
-        while True:
-            data = fh.read(CHUNK_SIZE_BYTES)
-            if not data:
-                break
-            blake3.blake3(data).digest()
-            dst.write(data)
-    took = time.perf_counter() - t0
-    out.unlink()
-    return took
 
 
 def store_add(src: Path, root: Path) -> float:
