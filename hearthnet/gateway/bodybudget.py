@@ -37,8 +37,8 @@ DEFAULT_TOTAL_BYTES = 64 * MiB
 SMALL_BODY_BYTES = 64 * 1024
 WAIT_SECONDS = 5.0  # as long as a body may stall (peer_api.BODY_CHUNK_SECONDS)
 RETRY_AFTER_MS = 1000
-BODY_BUDGET = "hearthnet.body_budget"  # request key: the port's BodyBudget (peer middleware)
-BODY_HOLD = "hearthnet.body_hold"  # request key: this request's Hold, once it claimed bytes
+BODY_BUDGET = web.RequestKey("hearthnet.body_budget", "BodyBudget")  # the port's budget (peer middleware)
+BODY_HOLD = web.RequestKey("hearthnet.body_hold", "Hold")  # this request's Hold, once it claimed bytes
 
 
 @dataclass
