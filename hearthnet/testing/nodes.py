@@ -204,6 +204,13 @@ class Node:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+def key_of(node: Node) -> Any:
+    """The node's device key pair (hearthnet.identity.keys.KeyPair), from its keys dir."""
+    from hearthnet.identity import keys
+
+    return keys.load(node.root / "data" / "hearthnet" / "keys")
+
+
 def join_by_invite(founder: Node, joiner: Node, ttl_hours: str = "2") -> str:
     """`hearthnet id` on the joiner, `invite create` on the (running) founder, `invite
     redeem` on the (stopped) joiner; returns the joiner's node id."""

@@ -8,12 +8,14 @@ connects from 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import aiohttp
 
@@ -316,3 +318,22 @@ def wait_until_member(node: Any, member: keys.KeyPair, timeout: float = 30) -> N
                     await asyncio.sleep(0.2)
 
     asyncio.run(poll())
+
+
+@contextlib.contextmanager
+def member_pair(root: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Any, Any]]:
+    """Founder A running with the echo worker (and `env`), B joined by invite and served
+    as a member by A (B itself need not run: tests speak with its key); both cleaned up."""
+    from hearthnet.testing.nodes import Node, join_by_invite, key_of
+
+    a, b = Node(root / "a", "a"), Node(root / "b", "b")
+    a.env.update({"HEARTHNET_WORKERS_ECHO": "true", **(env or {})})
+    try:
+        a.init()
+        a.start(wait_workers=("broker", "gateway", "ledger", "echo"))
+        join_by_invite(a, b)
+        wait_until_member(a, key_of(b))
+        yield a, b
+    finally:
+        a.cleanup()
+        b.cleanup()

@@ -21,9 +21,8 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from hearthnet.blobs.cids import CHUNK_SIZE_BYTES
 from hearthnet.constants import STREAM_WINDOW_FRAMES
-from hearthnet.identity import keys
 from hearthnet.testing.file_holder import FakeHolder
-from hearthnet.testing.nodes import Node, join_by_invite
+from hearthnet.testing.nodes import Node, join_by_invite, key_of
 from hearthnet.testing.peer_abuse import wait_until_member
 from hearthnet.testing.rss import PeakRss, node_processes
 from hearthnet.testing.waiting import wait_for
@@ -36,10 +35,6 @@ CORE = ("broker", "gateway", "ledger", "governance", "discovery", "file")
 
 def node_id(node: Node) -> str:
     return node.api("/api/v1/status")["node"]["node_id"]
-
-
-def key_of(node: Node) -> keys.KeyPair:
-    return keys.load(node.root / "data" / "hearthnet" / "keys")
 
 
 def peer_add(x: Node, y: Node | FakeHolder) -> None:

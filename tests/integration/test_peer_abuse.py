@@ -13,10 +13,8 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
-from hearthnet.identity import keys
-from hearthnet.testing.nodes import Node, join_by_invite
-from hearthnet.testing.peer_abuse import (huge_anonymous_bodies, non_member_flood, slow_connections,
-                                          wait_until_member)
+from hearthnet.testing.nodes import Node, key_of
+from hearthnet.testing.peer_abuse import huge_anonymous_bodies, member_pair, non_member_flood, slow_connections
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
 
@@ -25,22 +23,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> Iterator[tuple[Node, Node]]:
-    root = tmp_path_factory.mktemp("abuse")
-    a, b = Node(root / "a", "a"), Node(root / "b", "b")
-    a.env["HEARTHNET_WORKERS_ECHO"] = "true"
-    try:
-        a.init()
-        a.start(wait_workers=("broker", "gateway", "ledger", "echo"))
-        join_by_invite(a, b)
-        wait_until_member(a, kp_of(b))
-        yield a, b
-    finally:
-        a.cleanup()
-        b.cleanup()
+    with member_pair(tmp_path_factory.mktemp("abuse")) as nodes:
+        yield nodes
 
-
-def kp_of(node: Node) -> keys.KeyPair:
-    return keys.load(node.root / "data" / "hearthnet" / "keys")
 
 
 def gateway_process(node: Node) -> psutil.Process:
@@ -53,8 +38,8 @@ class Member:
 
     def __init__(self, a: Node, b: Node, pins: Any) -> None:
         self.a = a
-        self.target = kp_of(a).node_id_full
-        self.client = PeerClient(kp_of(b), a.api("/api/v1/status")["community"]["community_id"],
+        self.target = key_of(a).node_id_full
+        self.client = PeerClient(key_of(b), a.api("/api/v1/status")["community"]["community_id"],
                                  PinStore(pins))
 
     async def call(self, i: int) -> dict[str, Any]:
@@ -87,7 +72,7 @@ def test_a_strangers_signed_flood_does_not_fail_a_members_calls(pair, tmp_path):
 
     results, status, _ = asyncio.run(go())
     assert [r["output"] for r in results] == [{"i": i} for i in range(15)]  # none refused (no 429)
-    assert status["node"]["node_id"] == kp_of(a).node_id_full
+    assert status["node"]["node_id"] == key_of(a).node_id_full
 
 
 def test_strangers_get_unauthorized_not_served(pair):
@@ -97,7 +82,7 @@ def test_strangers_get_unauthorized_not_served(pair):
         from hearthnet.testing.peer_abuse import FloodStats
 
         stats = FloodStats()
-        task = asyncio.ensure_future(non_member_flood("127.0.0.1", a.port, kp_of(a).node_id_full,
+        task = asyncio.ensure_future(non_member_flood("127.0.0.1", a.port, key_of(a).node_id_full,
                                                       a.api("/api/v1/status")["community"]["community_id"],
                                                       concurrency=4, stats=stats))
         while sum(stats.statuses.values()) < 50:
@@ -137,7 +122,7 @@ def test_a_thousand_half_sent_requests_leave_the_member_and_the_owner_served(pai
 
     stats, fds, out, status, unfinished = asyncio.run(go())
     assert out["output"] == {"i": 1}
-    assert status["node"]["node_id"] == kp_of(a).node_id_full
+    assert status["node"]["node_id"] == key_of(a).node_id_full
     assert stats.opened + stats.refused == 1000
     assert fds < 1000  # the guard caps peer connections (512 by default) well below the limit
     assert unfinished == 0 and stats.holding == 0
@@ -167,7 +152,7 @@ def test_huge_anonymous_bodies_are_refused_before_they_are_read(pair):
         sampler.join()
     assert "200" not in outcomes and sum(outcomes.values()) == 48
     assert peak[0] - before < 200 * 1024 * 1024, (before, peak[0], outcomes)
-    assert a.api("/api/v1/status")["node"]["node_id"] == kp_of(a).node_id_full
+    assert a.api("/api/v1/status")["node"]["node_id"] == key_of(a).node_id_full
     # a signed stranger with a body over the cap: refused from its headers too
     status, data = a.request("/bus/v1/call", "POST", b"x" * 100, {"X-HearthNet-Capability": "x.y"},
                              peer=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 import aiohttp
@@ -15,8 +14,8 @@ import pytest
 from hearthnet.broker.core import REMOTE_COMMUNITY_CAPS
 from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
-from hearthnet.testing.nodes import Node, join_by_invite
-from hearthnet.testing.peer_abuse import wait_until_member
+from hearthnet.testing.nodes import Node, key_of
+from hearthnet.testing.peer_abuse import member_pair
 from hearthnet.transport import signing
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
@@ -29,22 +28,9 @@ pytestmark = pytest.mark.integration
 def pair(tmp_path_factory) -> Iterator[tuple[Node, Node]]:
     """A founds a community and runs (with the echo worker); B joined by invite (its key
     is a member's key; B itself need not run)."""
-    root = tmp_path_factory.mktemp("peerapi")
-    a, b = Node(root / "a", "a"), Node(root / "b", "b")
-    a.env["HEARTHNET_WORKERS_ECHO"] = "true"
-    try:
-        a.init()
-        a.start(wait_workers=("broker", "gateway", "ledger", "echo"))
-        join_by_invite(a, b)
-        wait_until_member(a, kp_of(b))
-        yield a, b
-    finally:
-        a.cleanup()
-        b.cleanup()
+    with member_pair(tmp_path_factory.mktemp("peerapi")) as nodes:
+        yield nodes
 
-
-def kp_of(node: Node) -> keys.KeyPair:
-    return keys.load(node.root / "data" / "hearthnet" / "keys")
 
 
 def community_id(node: Node) -> str:
@@ -62,7 +48,7 @@ async def _raw_post(node: Node, headers: dict[str, str], body: bytes,
 
 
 def signed(signer: keys.KeyPair, a: Node, raw: bytes, cap: str = "experimental.echo", **over: Any) -> dict[str, str]:
-    over.setdefault("to", kp_of(a).node_id_full)
+    over.setdefault("to", key_of(a).node_id_full)
     h = sign_request(signer, community_id(a), cap, "1.0", raw, **over)
     h["Content-Type"] = "application/json"
     return h
@@ -70,7 +56,7 @@ def signed(signer: keys.KeyPair, a: Node, raw: bytes, cap: str = "experimental.e
 
 def test_signed_call_from_a_member_is_served_and_the_reply_signed(pair, tmp_path):
     a, b = pair
-    me, target = kp_of(b), kp_of(a).node_id_full
+    me, target = key_of(b), key_of(a).node_id_full
 
     async def go():
         async with PeerClient(me, community_id(a), PinStore(tmp_path / "pins.json")) as client:
@@ -97,7 +83,7 @@ def test_signed_call_from_a_member_is_served_and_the_reply_signed(pair, tmp_path
 
 def test_refusals_carry_the_contract_codes(pair):
     a, b = pair
-    me, stranger = kp_of(b), keys.generate()
+    me, stranger = key_of(b), keys.generate()
     raw = json.dumps({"params": {}, "input": {"x": 1}}).encode()
 
     async def go():
@@ -125,7 +111,7 @@ def test_a_request_for_another_node_or_from_this_node_is_refused(pair):
     """Issue 6: a member replayed another node's signed sync request to a third node and
     got 200; replayed to its signer it ran with `self` trust."""
     a, b = pair
-    me, other_node, own = kp_of(b), keys.generate(), kp_of(a)
+    me, other_node, own = key_of(b), keys.generate(), key_of(a)
     body = json.dumps({"community_id": community_id(a)}).encode()
 
     async def go():
@@ -146,7 +132,7 @@ def test_a_request_for_another_node_or_from_this_node_is_refused(pair):
 
 def test_error_replies_are_signed(pair):
     a, b = pair
-    me, node_a = kp_of(b), kp_of(a).node_id_full
+    me, node_a = key_of(b), key_of(a).node_id_full
 
     async def go():
         h = signed(me, a, b"{}", cap="experimental.nothing")
@@ -163,7 +149,7 @@ def test_error_replies_are_signed(pair):
 
 def test_streams_only_when_the_capability_streams_and_carry_the_sender(pair):
     a, b = pair
-    me, node_a = kp_of(b), kp_of(a).node_id_full
+    me, node_a = key_of(b), key_of(a).node_id_full
     both = "application/json, text/event-stream"
 
     async def go():
@@ -190,7 +176,7 @@ def test_streams_only_when_the_capability_streams_and_carry_the_sender(pair):
 
 def test_deep_json_and_bad_timestamps_are_bad_request_never_500(pair):
     a, b = pair
-    me = kp_of(b)
+    me = key_of(b)
     deep = (b"[" * 980) + (b"]" * 980)
 
     async def go():
@@ -211,7 +197,7 @@ def test_deep_json_and_bad_timestamps_are_bad_request_never_500(pair):
 
 def test_the_signed_timeout_is_capped_by_the_capability(pair):
     a, b = pair
-    me = kp_of(b)
+    me = key_of(b)
     raw = json.dumps({"input": {"x": 1}}).encode()
 
     async def go():
@@ -232,11 +218,11 @@ def test_internal_capabilities_are_not_advertised_and_strangers_cannot_call_them
     async def go(kp):
         async with PeerClient(kp, community_id(a), PinStore(tmp_path / f"{kp.node_id_short}.json")) as client:
             await client.get_manifest("127.0.0.1", a.port)
-            return await client.call(kp_of(a).node_id_full, ("127.0.0.1", a.port),
+            return await client.call(key_of(a).node_id_full, ("127.0.0.1", a.port),
                                      "community.log.append", "1.0",
                                      {"input": {"event_type": "file.cid.unpinned", "data": {}}})
 
-    for kp in (keys.generate(), kp_of(b)):  # a stranger, and a member (trust `self` needed)
+    for kp in (keys.generate(), key_of(b)):  # a stranger, and a member (trust `self` needed)
         with pytest.raises(HearthNetError) as err:
             asyncio.run(go(kp))
         assert err.value.code == "unauthorized"

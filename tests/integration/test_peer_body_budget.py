@@ -10,18 +10,16 @@ owner's status answer during and after the flood."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from typing import Iterator
 
-import psutil
 import pytest
 
 from hearthnet.gateway.bodybudget import MiB
-from hearthnet.testing.nodes import Node, join_by_invite
-from hearthnet.testing.peer_abuse import member_large_bodies, wait_until_member
+from hearthnet.testing.nodes import Node, key_of
+from hearthnet.testing.rss import PeakRss
+from hearthnet.testing.peer_abuse import member_large_bodies, member_pair
 
-from tests.integration.test_peer_abuse import Member, gateway_process, kp_of
+from tests.integration.test_peer_abuse import Member, gateway_process
 
 pytestmark = pytest.mark.integration
 
@@ -39,50 +37,20 @@ RSS_BOUND = 10 * BUDGET_MIB * MiB + 64 * MiB
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> Iterator[tuple[Node, Node]]:
-    root = tmp_path_factory.mktemp("bodies")
-    a, b = Node(root / "a", "a"), Node(root / "b", "b")
-    a.env["HEARTHNET_WORKERS_ECHO"] = "true"
-    a.env["HEARTHNET_TRANSPORT_PEER_BODY_BUDGET_MIB"] = str(BUDGET_MIB)
-    a.env["HEARTHNET_TRANSPORT_PEER_BODY_PER_SENDER_MIB"] = str(BUDGET_MIB)
-    try:
-        a.init()
-        a.start(wait_workers=("broker", "gateway", "ledger", "echo"))
-        join_by_invite(a, b)
-        wait_until_member(a, kp_of(b))
-        yield a, b
-    finally:
-        a.cleanup()
-        b.cleanup()
-
-
-class PeakRss(threading.Thread):
-    def __init__(self, proc: psutil.Process) -> None:
-        super().__init__(daemon=True)
-        self.proc, self.done = proc, threading.Event()
-        self.before = self.peak = proc.memory_info().rss
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        self.done.set()
-        self.join()
-        return self.peak - self.before
+    budget = {"HEARTHNET_TRANSPORT_PEER_BODY_BUDGET_MIB": str(BUDGET_MIB),
+              "HEARTHNET_TRANSPORT_PEER_BODY_PER_SENDER_MIB": str(BUDGET_MIB)}
+    with member_pair(tmp_path_factory.mktemp("bodies"), env=budget) as nodes:
+        yield nodes
 
 
 def test_many_large_member_bodies_stay_within_the_budget(pair, tmp_path):
     a, b = pair
-    rss = PeakRss(gateway_process(a))
+    rss = PeakRss({"gateway": gateway_process(a).pid})  # the kernel's own peak (VmHWM): no sample missed
 
     async def go():
         member = Member(a, b, tmp_path / "pins.json")
         flood = asyncio.ensure_future(member_large_bodies(
-            "127.0.0.1", a.port, kp_of(b), member.target, member.client.community_id,
+            "127.0.0.1", a.port, key_of(b), member.target, member.client.community_id,
             n=CALLS, size=BODY, hold_ms=5000))
         try:
             await asyncio.sleep(2.0)  # the budget is full, others are waiting
@@ -101,7 +69,7 @@ def test_many_large_member_bodies_stay_within_the_budget(pair, tmp_path):
     try:
         outcomes, during, status_during, after, status_after = asyncio.run(go())
     finally:
-        grew = rss.stop()
+        grew = rss.growth()["gateway"]
     assert sum(outcomes.values()) == CALLS
     assert outcomes["200"] >= 1, outcomes
     refused = outcomes["429:capacity_exceeded"]
@@ -110,5 +78,5 @@ def test_many_large_member_bodies_stay_within_the_budget(pair, tmp_path):
     assert outcomes["200"] + refused + outcomes["ClientOSError"] + outcomes["ServerDisconnectedError"] == CALLS, outcomes
     assert grew < RSS_BOUND, (grew, RSS_BOUND, outcomes)
     assert during["output"] == {"i": 1} and after["output"] == {"i": 2}
-    node_id = kp_of(a).node_id_full
+    node_id = key_of(a).node_id_full
     assert status_during["node"]["node_id"] == node_id == status_after["node"]["node_id"]

@@ -18,7 +18,7 @@ from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import rfc3339
 from hearthnet.ledger.events import build_admission, build_event
-from hearthnet.testing.nodes import Node, join_by_invite
+from hearthnet.testing.nodes import Node, join_by_invite, key_of
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
 from hearthnet.transport.signing import SYNC_ADMIT, SYNC_EVENTS
@@ -34,10 +34,6 @@ def local_call(node: Node, cap: str, inp: dict[str, Any]) -> dict[str, Any]:
 
 def append(node: Node, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return local_call(node, "community.log.append", {"event_type": event_type, "data": data})["event"]
-
-
-def key_of(node: Node) -> KeyPair:
-    return keys.load(node.root / "data" / "hearthnet" / "keys")
 
 
 def stored(node: Node, event_ids: list[str]) -> list[str]:
