@@ -81,7 +81,7 @@ def write_blob(root: Path, manifest_cid: str, chunks: Iterable[bytes], piece_siz
             writer.write(data)
             if progress is not None:
                 progress(len(data))
-    except BaseException:
+    except BaseException:  # a read error, a full stick or Ctrl-C: no half piece left on the stick
         writer.abort()
         raise
     return writer.close()
