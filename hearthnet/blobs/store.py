@@ -67,7 +67,7 @@ class GcResult:
 
 class BlobStore:
     def __init__(self, root: Path, *, gc_high: float = GC_HIGH, gc_low: float = GC_LOW,
-                 min_free_bytes: int = MIN_FREE_BYTES, capacity_bytes: int = 0) -> None:
+                 min_free_bytes: int = MIN_FREE_BYTES, capacity_bytes: int = 0, read_only: bool = False) -> None:
         if not 0 < gc_low <= gc_high <= 1:
             raise ValueError("need 0 < gc_low <= gc_high <= 1")
         self.root = Path(root)
@@ -77,9 +77,14 @@ class BlobStore:
         self._store_bytes: int | None = None  # counted at first need, then kept up to date
         self._shards_made: set[str] = set()
         self._temp_ids = itertools.count()
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # read_only: another process (the file worker) owns the store; this view creates,
+        # touches, repairs and cleans nothing (a corrupt file is reported, not removed).
+        self.read_only = read_only
+        if not read_only:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pins = self._load_pins()
-        self._remove_torn_temps()
+        if not read_only:
+            self._remove_torn_temps()
 
     # ------------------------------------------------------------------ paths
 
@@ -105,6 +110,9 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobError("not_found", f"chunk {short(cid)} is not in this store") from None
         if hash_bytes(data) != cid:
+            if self.read_only:
+                raise BlobError("not_found", f"chunk {short(cid)} is corrupt in the store "
+                                             "(the file worker removes it: `hearthnet doctor`)")
             self._drop(path)
             log.warning("removed a corrupt chunk", extra={"cid": cid})
             raise BlobError("not_found", f"chunk {short(cid)} was corrupt on disk and has been removed")
@@ -139,11 +147,13 @@ class BlobStore:
             manifest = BlobManifest.from_wire(doc, expected_cid=cid)
         except FileNotFoundError:
             raise BlobError("not_found", f"blob {short(cid)} is not in this store") from None
-        except (ValueError, BlobError):
+        except (OSError, ValueError, BlobError) as exc:
+            if self.read_only or isinstance(exc, OSError):
+                raise BlobError("not_found", f"the manifest of {short(cid)} cannot be read: {exc}") from None
             self._drop(path)
             log.warning("removed a corrupt manifest", extra={"cid": cid})
             raise BlobError("not_found", f"the manifest of {short(cid)} was corrupt and has been removed") from None
-        if touch:
+        if touch and not self.read_only:
             try:
                 os.utime(path)
             except OSError:
@@ -321,6 +331,7 @@ class BlobStore:
         return {line for line in lines if CID_PREFIX in line and _valid(line)}
 
     def _save_pins(self) -> None:
+        self._writable()
         atomic_write(self.root / "pinned.txt", "".join(f"{c}\n" for c in sorted(self._pins)).encode())
 
     # ------------------------------------------------------------------ room and GC
@@ -407,11 +418,14 @@ class BlobStore:
     # ------------------------------------------------------------------ files
 
     def _shards(self) -> Iterator[Path]:
+        if not self.root.is_dir():  # a read-only view of a store not made yet
+            return
         for entry in os.scandir(self.root):
             if entry.is_dir() and len(entry.name) == 2:
                 yield Path(entry.path)
 
     def _write_new(self, path: Path, data: bytes | memoryview) -> None:
+        self._writable()
         if path.parent.name not in self._shards_made:
             path.parent.mkdir(exist_ok=True, mode=0o700)
             self._shards_made.add(path.parent.name)
@@ -420,7 +434,12 @@ class BlobStore:
         with self._lock:
             self._count(len(data))
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise BlobError("internal_error", f"{self.root} is opened read-only; only the file worker writes it")
+
     def _drop(self, path: Path) -> int:
+        self._writable()
         try:
             size = path.stat().st_size
             path.unlink()

@@ -2,25 +2,21 @@
 
 `NodeClient` is the node's local API (capability calls as its owner, so `self` and
 `trusted` capabilities are open to us); tests pass a fake. `StoreReader` reads the
-node's blob store straight from disk, strictly read-only: the file worker is the only
-writer of `<DATA>/blobs`, so unlike `BlobStore` this never creates, touches, deletes or
-cleans anything (a corrupt chunk is reported, not removed). The layout is the one
-`hearthnet/blobs/store.py` documents: `<aa>/<rest>.bin`, `<aa>/<rest>.manifest.json`,
-`pinned.txt`. When this user cannot read the store, `NodeBlobs` offers the same view
+node's blob store straight from disk through `BlobStore(read_only=True)`: the file
+worker is the only writer of `<DATA>/blobs`, so this never creates, touches, deletes or
+cleans anything (a corrupt chunk is reported, not removed). When this user cannot read the store, `NodeBlobs` offers the same view
 through the file worker (`file.ls`, `file.read` streams), every chunk verified here too.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from hearthnet.blobs.cids import CID_PREFIX, BlobError, check_cid, hash_bytes, is_cid, short
+from hearthnet.blobs.cids import BlobError, check_cid, hash_bytes, is_cid, short
 from hearthnet.blobs.manifest import BlobManifest
-
-MANIFEST_SUFFIX = ".manifest.json"
+from hearthnet.blobs.store import BlobStore
 
 
 class NodeClient(Protocol):
@@ -66,69 +62,35 @@ class LocalNode:
 
 
 class StoreReader:
-    """A read-only view of a blob store directory."""
+    """A read-only view of a blob store directory: `BlobStore(read_only=True)` (it
+    creates, touches, repairs and cleans nothing), in the BlobView shape."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-
-    def _path(self, cid: str, suffix: str) -> Path:
-        hexed = check_cid(cid)[len(CID_PREFIX):]
-        return self.root / hexed[:2] / f"{hexed[2:]}{suffix}"
+        self.store = BlobStore(self.root, read_only=True, min_free_bytes=0)
 
     def manifest(self, cid: str) -> BlobManifest:
-        try:
-            doc = json.loads(self._path(cid, MANIFEST_SUFFIX).read_bytes())
-        except FileNotFoundError:
-            raise BlobError("not_found", f"blob {cid} is not in this node's store") from None
-        except (OSError, ValueError) as exc:
-            raise BlobError("not_found", f"the manifest of {short(cid)} cannot be read: {exc}") from None
-        return BlobManifest.from_wire(doc, expected_cid=cid)
+        return self.store.read_manifest(cid, touch=False)
 
     def has_chunk(self, cid: str) -> bool:
-        return self._path(cid, ".bin").is_file()
+        return self.store.has_chunk(cid)
 
     def is_complete(self, cid: str) -> bool:
-        try:
-            manifest = self.manifest(cid)
-        except BlobError:
-            return False
-        return all(self.has_chunk(c) for c in manifest.chunks)
+        return self.store.has_blob(cid)
 
     def chunks(self, manifest: BlobManifest) -> Iterator[bytes]:
         """The blob's chunks in order, each verified (never repaired: not our store)."""
-        for i, cid in enumerate(manifest.chunks):
-            try:
-                data = self._path(cid, ".bin").read_bytes()
-            except OSError:
-                raise BlobError("not_found", f"chunk {i} of {short(manifest.cid)} is not in the store") from None
-            if hash_bytes(data) != cid:
-                raise BlobError("not_found", f"chunk {i} of {short(manifest.cid)} is corrupt in the store "
-                                             f"(`hearthnet file gc`/doctor repairs it)")
+        for _, data in self.store.iter_chunks(manifest):
             yield data
 
     def manifest_cids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        found = []
-        for shard in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if not (shard.is_dir() and len(shard.name) == 2):
-                continue
-            for entry in os.scandir(shard.path):
-                if entry.name.endswith(MANIFEST_SUFFIX) and not entry.name.startswith("."):
-                    cid = f"{CID_PREFIX}{shard.name}{entry.name[:-len(MANIFEST_SUFFIX)]}"
-                    if is_cid(cid):
-                        found.append(cid)
-        return sorted(found)
+        return sorted(cid for cid, _ in self.store.manifests())
 
     def complete_cids(self) -> list[str]:
         return [cid for cid in self.manifest_cids() if self.is_complete(cid)]
 
     def pinned(self) -> list[str]:
-        try:
-            lines = (self.root / "pinned.txt").read_text(encoding="utf-8").split()
-        except OSError:
-            return []
-        return sorted({line for line in lines if is_cid(line)})
+        return self.store.pinned()
 
 
 class NodeBlobs:

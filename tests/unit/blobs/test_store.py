@@ -168,3 +168,22 @@ def test_orphan_chunks_are_collected_by_gc(store: BlobStore) -> None:
     kept = store.add_bytes(b"kept")
     result = store.gc()
     assert result.freed_bytes == 1000 and not store.has_chunk(hash_bytes(data)) and store.has_blob(kept.cid)
+
+
+def test_a_read_only_view_creates_repairs_and_writes_nothing(store: BlobStore, tmp_path: Path) -> None:
+    assert not BlobStore(tmp_path / "absent", read_only=True).blobs() and not (tmp_path / "absent").exists()
+    m = store.add_bytes(b"the worker's bytes")
+    store.pin(m.cid)
+    view = BlobStore(store.root, read_only=True)
+    assert view.has_blob(m.cid) and view.pinned() == [m.cid] and view.read_blob_bytes(m.cid) == b"the worker's bytes"
+    path = store.chunk_path(m.chunks[0])
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BlobError) as err:
+        view.read_chunk(m.chunks[0])
+    assert err.value.code == "not_found" and path.exists()  # reported, not removed
+    for write in (lambda: view.add_bytes(b"x"), lambda: view.pin(hash_bytes(b"y")), lambda: view.delete_blob(m.cid)):
+        with pytest.raises(BlobError):
+            write()
+    assert view.blobs()[0]["cid"] == m.cid
