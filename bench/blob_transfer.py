@@ -25,7 +25,9 @@ before each fetch in the same round, page cache warm for both.
 Prints MB/s of each, the ratio fetch / raw, and the peak RSS of every process of the
 fetcher and of the sources during each fetch (Linux VmHWM, reset before the fetch:
 hearthnet/testing/rss.py) and the CPU seconds each spent in it (where the time goes),
-then one JSON document with everything. Targets (issue 7):
+then one JSON document with everything. Each round also measures the TLS ceiling
+(bench/transfer_ceiling.py: two bare processes, one TLS socket, each chunk verified on
+both ends and stored as its own file), the least any fetch must do. Targets (issue 7):
 >= 0.5x raw from one peer, faster from three than from one. A warm-up fetch of a small
 file from each source first (it also waits until every holder knows D is a member).
 The nodes use `pybase64` and `orjson` when the interpreter has them (Base64 of each
@@ -53,6 +55,7 @@ from hearthnet.blobs.cids import CHUNK_SIZE_BYTES  # noqa: E402
 from hearthnet.testing.nodes import Node, join_by_invite  # noqa: E402
 from hearthnet.testing.rss import PeakRss, node_processes  # noqa: E402
 from hearthnet.testing.waiting import wait_for  # noqa: E402
+from transfer_ceiling import ceiling  # noqa: E402  (bench/, this script's own folder)
 
 MIB = 1024 * 1024
 WORKERS = ("broker", "gateway", "ledger", "governance", "discovery", "file")
@@ -171,6 +174,7 @@ def main() -> int:
         ap.error("--sources: counts of 1..3")
     results: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
     raws: list[float] = []
+    ceilings: list[float] = []
     with tempfile.TemporaryDirectory(prefix="hn-bench-xfer-", dir=os.environ.get("HN_BENCH_DIR")) as tmp_name:
         tmp = Path(tmp_name)
         src = tmp / "flood-map.bin"
@@ -189,28 +193,34 @@ def main() -> int:
             for r in range(args.rounds):
                 for n in counts:
                     raws.append(raw(src, tmp / "copy.bin"))
+                    ceilings.append(ceiling(src, tmp))
                     res = fetch_round(fetcher, holders[:n], ids, cid)
                     results[n].append(res)
                     mb = args.mb * MIB / 1e6
                     print(f"round {r + 1}: {n} source(s) {mb / res['seconds']:7.1f} MB/s ({res['seconds']:.2f} s), "
-                          f"raw {mb / raws[-1]:7.1f} MB/s; chunks from {res['from']}", flush=True)
+                          f"raw {mb / raws[-1]:7.1f} MB/s, TLS ceiling {mb / ceilings[-1]:7.1f} MB/s; "
+                          f"chunks from {res['from']}", flush=True)
         finally:
             for n in [*holders, *([fetcher] if fetcher else [])]:
                 n.cleanup()
-    report(args.mb, raws, results)
+    report(args.mb, raws, ceilings, results)
     return 0
 
 
-def report(mib: int, raws: list[float], results: dict[int, list[dict[str, Any]]]) -> None:
+def report(mib: int, raws: list[float], ceilings: list[float], results: dict[int, list[dict[str, Any]]]) -> None:
     mb = mib * MIB / 1e6
     r = statistics.median(raws)
-    summary: dict[str, Any] = {"size_mib": mib, "raw_mb_s": round(mb / r, 1), "raw_seconds": [round(x, 2) for x in raws]}
+    c = statistics.median(ceilings)
+    summary: dict[str, Any] = {"size_mib": mib, "raw_mb_s": round(mb / r, 1), "raw_seconds": [round(x, 2) for x in raws],
+                               "tls_ceiling_mb_s": round(mb / c, 1), "tls_ceiling_ratio_to_raw": round(r / c, 3)}
     print(f"\nfile of {mib} MiB, medians of {len(raws) // max(len(results), 1)} round(s)")
     print(f"  raw (BLAKE3 + copy)  {mb / r:8.1f} MB/s  {r:6.2f} s")
+    print(f"  TLS ceiling          {mb / c:8.1f} MB/s  {c:6.2f} s   ratio {r / c:.3f}x raw (bench/transfer_ceiling.py)")
     for n, runs in results.items():
         s = statistics.median(x["seconds"] for x in runs)
-        summary[f"sources_{n}"] = {"mb_s": round(mb / s, 1), "ratio_to_raw": round(r / s, 3), "runs": runs}
-        print(f"  fetch from {n} peer(s) {mb / s:8.1f} MB/s  {s:6.2f} s   ratio {r / s:.3f}x raw")
+        summary[f"sources_{n}"] = {"mb_s": round(mb / s, 1), "ratio_to_raw": round(r / s, 3),
+                                   "ratio_to_ceiling": round(c / s, 3), "runs": runs}
+        print(f"  fetch from {n} peer(s) {mb / s:8.1f} MB/s  {s:6.2f} s   ratio {r / s:.3f}x raw, {c / s:.3f}x ceiling")
         last = runs[-1]
         top = sorted(last["peak_rss_mib"].items(), key=lambda kv: -kv[1])
         print("    peak RSS (MiB): " + ", ".join(f"{k} {v:.0f} (+{last['rss_growth_mib'][k]:.0f})" for k, v in top))
