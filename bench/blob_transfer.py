@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import blake3
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,7 +54,7 @@ from hearthnet.blobs.cids import CHUNK_SIZE_BYTES  # noqa: E402
 from hearthnet.testing.nodes import Node, join_by_invite  # noqa: E402
 from hearthnet.testing.rss import PeakRss, node_processes  # noqa: E402
 from hearthnet.testing.waiting import wait_for  # noqa: E402
-from transfer_ceiling import ceiling  # noqa: E402  (bench/, this script's own folder)
+from transfer_ceiling import ceiling, raw  # noqa: E402  (bench/, this script's own folder)
 
 MIB = 1024 * 1024
 WORKERS = ("broker", "gateway", "ledger", "governance", "discovery", "file")
@@ -65,18 +64,6 @@ def make_source(path: Path, mib: int) -> None:
     with path.open("wb") as fh:
         for _ in range(mib):
             fh.write(os.urandom(MIB))
-
-
-def raw(src: Path, out: Path) -> float:
-    """BLAKE3 of each 256 KiB piece + a copy of the bytes into a new file."""
-    t0 = time.perf_counter()
-    with src.open("rb") as fh, out.open("wb") as dst:
-        while data := fh.read(CHUNK_SIZE_BYTES):
-            blake3.blake3(data).digest()
-            dst.write(data)
-    took = time.perf_counter() - t0
-    out.unlink()
-    return took
 
 
 def call(node: Node, cap: str, inp: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
