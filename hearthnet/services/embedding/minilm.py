@@ -186,23 +186,28 @@ class MiniLm:
         return ids, mask
 
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Mean-pooled last hidden states, (batch, 384), not normalised."""
+        """Mean-pooled last hidden states, (batch, 384), not normalised.
+
+        The hidden states are kept packed, one row per real token: the dense layers (most
+        of the work) never compute padding. Only attention sees the padded (batch, n)
+        layout, where padding keys get a score so low that softmax gives them exactly 0."""
         b, n = ids.shape
-        x = self.word[ids] + self.pos[:n] + self.type0  # token type 0 throughout
-        x = _layer_norm(x.reshape(b * n, self.dim), *self.emb_ln)
-        # Padding keys get a score so low that softmax gives them exactly 0.
+        lens = mask.sum(axis=1).astype(np.int64)
+        flat = np.flatnonzero(mask.ravel())  # row-major: each text's tokens contiguous
+        packed = None if len(flat) == b * n else flat
+        positions = np.tile(np.arange(n), b)
+        if packed is not None:
+            ids, positions = ids.ravel()[flat], positions[flat]
+        x = self.word[ids.ravel()] + self.pos[positions] + self.type0  # token type 0 throughout
+        x = _layer_norm(x, *self.emb_ln)
         bias = ((mask - 1.0) * 1e9)[:, None, None, :]
         for layer in self.layers:
-            x = self._block(x, b, n, bias, layer)
-        hidden = x.reshape(b, n, self.dim)
-        summed = np.einsum("bnd,bn->bd", hidden, mask)
-        return summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+            x = self._block(x, b, n, packed, bias, layer)
+        starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+        return np.add.reduceat(x, starts, axis=0) / lens[:, None].astype(np.float32)
 
-    def _block(self, x: np.ndarray, b: int, n: int, bias: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
-        w, bb = layer["qkv"]
-        qkv = x @ w
-        qkv += bb
-        # (b, n, 3, heads, hd) -> (3, b, heads, n, hd)
+    def _attention(self, qkv: np.ndarray, b: int, n: int, bias: np.ndarray) -> np.ndarray:
+        """Multi-head self-attention of (b*n, 3*384) Q|K|V rows -> (b*n, 384) context."""
         qkv = qkv.reshape(b, n, 3, _HEADS, self.head_dim).transpose(2, 0, 3, 1, 4)
         ctx = np.empty((b, _HEADS, n, self.head_dim), dtype=np.float32)
         step = max(1, _SCORES_BUDGET // (_HEADS * n * n))
@@ -215,9 +220,21 @@ class MiniLm:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             np.matmul(scores, v, out=ctx[s:s + step])
-        ctx2 = ctx.transpose(0, 2, 1, 3).reshape(b * n, self.dim)
+        return ctx.transpose(0, 2, 1, 3).reshape(b * n, self.dim)
+
+    def _block(self, x: np.ndarray, b: int, n: int, packed: np.ndarray | None, bias: np.ndarray,
+               layer: dict[str, Any]) -> np.ndarray:
+        w, bb = layer["qkv"]
+        qkv = x @ w
+        qkv += bb
+        if packed is None:
+            ctx = self._attention(qkv, b, n, bias)
+        else:
+            padded = np.zeros((b * n, qkv.shape[1]), dtype=np.float32)
+            padded[packed] = qkv
+            ctx = self._attention(padded, b, n, bias)[packed]
         w, bb = layer["out"]
-        attn = ctx2 @ w
+        attn = ctx @ w
         attn += bb
         attn += x
         x = _layer_norm(attn, *layer["ln1"])
