@@ -292,7 +292,7 @@ class MiniLmBackend:
         await asyncio.to_thread(self._loaded)
 
     async def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
-        model = await asyncio.to_thread(self._loaded)
+        model = self._model or await asyncio.to_thread(self._loaded)
         # One call is one forward pass when len(texts) <= the service's batch size.
         vectors = await asyncio.to_thread(model.encode, list(texts), max(1, len(texts)),
                                           normalize=normalize)

@@ -167,6 +167,8 @@ class Batcher:
         self.merged += len(jobs) > 1
         try:
             vectors = await self.backend.embed([job.texts[i] for job, i in batch], normalize=False)
+            if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+                raise ValueError(f"{len(batch)} texts gave vectors of shape {vectors.shape}")
         except Exception as exc:  # noqa: BLE001 - any backend failure ends these jobs, not the runner
             error = exc if isinstance(exc, HearthNetError) else self._internal(exc)
             for job in jobs.values():

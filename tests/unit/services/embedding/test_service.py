@@ -221,3 +221,16 @@ async def test_a_backend_that_cannot_load_is_left_out_with_a_note():
     svc = await started(Broken())
     assert svc.capabilities() == []
     assert "weights missing" in svc.health()["note"]
+
+
+@sync
+async def test_a_backend_answering_the_wrong_number_of_vectors_is_internal_error():
+    class Short(FakeBackend):
+        async def embed(self, texts, *, normalize=True):
+            return (await super().embed(texts))[:-1]
+
+    svc = await started(Short())
+    for texts in (["a", "b"], ["c"]):  # the second call shows the runner survived the first
+        with pytest.raises(HearthNetError) as err:
+            await svc.handle(req(body(texts)))
+        assert err.value.code == "internal_error" and "ValueError" in err.value.message
