@@ -14,7 +14,9 @@ node:    a real node started for the bench: `embed.text` requests of 32 texts th
          back as JSON), one client, then `--clients` clients; plus the embedding worker's
          RSS after start (the model loaded once) and its peak during the run.
 Prints texts/s for each, the ratio to raw (target >= 0.8 at batch 32), medians of
-alternating rounds. The texts are English sentences of 8-60 words (seeded).
+rounds. The 1-client paths take turns batch by batch on the same 32 texts, so the
+background load of a shared machine hits them alike; the `--clients` figures are whole
+runs between them. The texts are English sentences of 8-60 words (seeded).
 """
 from __future__ import annotations
 
@@ -53,48 +55,60 @@ def batches(texts: list[str]) -> list[list[str]]:
     return [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
 
 
-def raw(model: MiniLm, texts: list[str]) -> float:
-    t0 = time.perf_counter()
-    for b in batches(texts):
-        l2_normalize(model.forward(*model.tokenize(b)))
-    return len(texts) / (time.perf_counter() - t0)
+def raw_pass(model: MiniLm, b: list[str]) -> None:
+    l2_normalize(model.forward(*model.tokenize(b)))
 
 
 def body(b: list[str]) -> dict:
     return {"params": {"model": MODEL_NAME}, "input": {"texts": b}}
 
 
-def service(model: MiniLm, texts: list[str], clients: int) -> float:
-    async def go() -> float:
+class InProcess:
+    """An EmbeddingService with the minilm backend on the already loaded model (same
+    weights, same process), on its own event loop."""
+
+    def __init__(self, model: MiniLm) -> None:
         backend = MiniLmBackend()
-        backend._model = model  # the already loaded model: same weights, same process
-        svc = EmbeddingService([backend], batch_size=BATCH)
-        await svc.start()
+        backend._model = model
+        self.svc = EmbeddingService([backend], batch_size=BATCH)
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self.svc.start())
+
+    def call(self, b: list[str]) -> None:
+        out = self.loop.run_until_complete(self.svc.handle(Request("embed.text", "1.0", body(b))))
+        assert len(out["output"]["embeddings"]) == len(b)
+
+    def concurrent(self, texts: list[str], clients: int) -> float:
         work = batches(texts)
 
         async def client(k: int) -> None:
             for b in work[k::clients]:
-                out = await svc.handle(Request("embed.text", "1.0", body(b)))
-                assert len(out["output"]["embeddings"]) == len(b)
+                await self.svc.handle(Request("embed.text", "1.0", body(b)))
+
+        async def all_clients() -> None:
+            await asyncio.gather(*(client(k) for k in range(clients)))
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(client(k) for k in range(clients)))
-        took = time.perf_counter() - t0
-        await svc.stop()
-        return len(texts) / took
+        self.loop.run_until_complete(all_clients())
+        return len(texts) / (time.perf_counter() - t0)
 
-    return asyncio.run(go())
+    def close(self) -> None:
+        self.loop.run_until_complete(self.svc.stop())
+        self.loop.close()
 
 
-def node_rate(node, texts: list[str], clients: int) -> float:
+def node_call(node, b: list[str]) -> None:
+    status, out = node.call("embed.text", body(b), timeout=120)
+    if status != 200 or len(out["output"]["embeddings"]) != len(b):
+        raise SystemExit(f"embed.text failed: {status} {str(out)[:200]}")
+
+
+def node_concurrent(node, texts: list[str], clients: int) -> float:
     work = batches(texts)
-    errors: list[str] = []
 
     def client(k: int) -> None:
         for b in work[k::clients]:
-            status, out = node.call("embed.text", body(b), timeout=120)
-            if status != 200 or len(out["output"]["embeddings"]) != len(b):
-                errors.append(f"{status} {str(out)[:200]}")
+            node_call(node, b)
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     t0 = time.perf_counter()
@@ -102,10 +116,19 @@ def node_rate(node, texts: list[str], clients: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    took = time.perf_counter() - t0
-    if errors:
-        raise SystemExit(f"embed.text failed: {errors[0]}")
-    return len(texts) / took
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def interleaved(paths: dict, texts: list[str]) -> dict[str, float]:
+    """texts/s of each path, one batch of 32 at a time, the paths taking turns on the
+    same batch: background load on the shared machine hits them alike."""
+    spent = dict.fromkeys(paths, 0.0)
+    for b in batches(texts):
+        for name, call in paths.items():
+            t0 = time.perf_counter()
+            call(b)
+            spent[name] += time.perf_counter() - t0
+    return {name: len(texts) / t for name, t in spent.items()}
 
 
 def start_node(tmp: Path):
@@ -126,39 +149,43 @@ def main() -> None:
     args = ap.parse_args()
     texts = make_texts(args.texts)
     model = MiniLm()
-    raw(model, texts[:BATCH])  # warm BLAS
-    rates: dict[str, list[float]] = {k: [] for k in ("raw", "service", "service_n", "node", "node_n")}
+    raw_pass(model, texts[:BATCH])  # warm BLAS
+    service = InProcess(model)
+    rates: dict[str, list[float]] = {k: [] for k in ("raw", "service", "node", "service_n", "node_n")}
+    rss = peak_rss = None
     with tempfile.TemporaryDirectory(prefix="hn-bench-embed-", dir=os.environ.get("HN_BENCH_DIR")) as tmp_name:
         node = None if args.no_node else start_node(Path(tmp_name))
         try:
-            rss = None
+            paths = {"raw": lambda b: raw_pass(model, b), "service": service.call}
             if node is not None:
                 from hearthnet.testing.rss import PeakRss, node_processes
 
-                pid = node_processes(node.proc.pid)["embedding"]
-                peak = PeakRss({"embedding": pid})
+                peak = PeakRss({"embedding": node_processes(node.proc.pid)["embedding"]})
                 peak.start()
                 rss = peak.before["embedding"]
-                node_rate(node, texts[:BATCH], 1)  # first call: connections, JSON paths
+                paths["node"] = lambda b: node_call(node, b)
+            for name, call in paths.items():
+                call(texts[:BATCH])  # first calls: connections, code paths
             for _ in range(args.rounds):
-                rates["raw"].append(raw(model, texts))
-                rates["service"].append(service(model, texts, 1))
-                rates["service_n"].append(service(model, texts, args.clients))
+                for name, rate in interleaved(paths, texts).items():
+                    rates[name].append(rate)
+                rates["service_n"].append(service.concurrent(texts, args.clients))
                 if node is not None:
-                    rates["node"].append(node_rate(node, texts, 1))
-                    rates["node_n"].append(node_rate(node, texts, args.clients))
-            peak_rss = peak.peaks()["embedding"] if node is not None else None
+                    rates["node_n"].append(node_concurrent(node, texts, args.clients))
+            if node is not None:
+                peak_rss = peak.peaks()["embedding"]
         finally:
+            service.close()
             if node is not None:
                 node.stop()
     med = {k: statistics.median(v) for k, v in rates.items() if v}
     r = med["raw"]
-    print(f"{args.texts} texts of 8-60 words, batch {BATCH}, medians of {args.rounds} alternating rounds, "
-          f"{os.cpu_count()} cores")
+    print(f"{args.texts} texts of 8-60 words, batch {BATCH}, medians of {args.rounds} rounds, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"  raw forward pass (numpy, in process)   {r:7.1f} texts/s")
     rows = [("service", "EmbeddingService.handle, 1 client"),
-            ("service_n", f"EmbeddingService.handle, {args.clients} clients"),
             ("node", "node local API embed.text, 1 client"),
+            ("service_n", f"EmbeddingService.handle, {args.clients} clients"),
             ("node_n", f"node local API embed.text, {args.clients} clients")]
     for key, label in rows:
         if key in med:

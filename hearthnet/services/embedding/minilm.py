@@ -26,8 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hearthnet.services.embedding.available import (  # noqa: F401 - re-exported
-    MODEL_ALIASES, MODEL_NAME, PACKAGE, PACKAGE_PIP, minilm_unavailable as unavailable_reason)
+from hearthnet.services.embedding.available import MODEL_NAME
+from hearthnet.services.embedding.available import minilm_unavailable as unavailable_reason
 from hearthnet.services.embedding.base import MAX_INPUT_CHARS, l2_normalize
 
 DIM = 384
