@@ -16,7 +16,8 @@ node:    a real node started for the bench: `embed.text` requests of 32 texts th
 Prints texts/s for each, the ratio to raw (target >= 0.8 at batch 32), medians of
 rounds. The 1-client paths take turns batch by batch on the same 32 texts, so the
 background load of a shared machine hits them alike; the `--clients` figures are whole
-runs between them. The texts are English sentences of 8-60 words (seeded).
+runs, each compared with a raw whole run just before it (the ratio printed is the
+median of those per-round ratios). The texts are English sentences of 8-60 words (seeded).
 """
 from __future__ import annotations
 
@@ -119,6 +120,17 @@ def node_concurrent(node, texts: list[str], clients: int) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
+def raw_whole(model: MiniLm, texts: list[str]) -> float:
+    t0 = time.perf_counter()
+    for b in batches(texts):
+        raw_pass(model, b)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def node_concurrent_of(node):
+    return None if node is None else (lambda texts, clients: node_concurrent(node, texts, clients))
+
+
 def interleaved(paths: dict, texts: list[str]) -> dict[str, float]:
     """texts/s of each path, one batch of 32 at a time, the paths taking turns on the
     same batch: background load on the shared machine hits them alike."""
@@ -152,6 +164,7 @@ def main() -> None:
     raw_pass(model, texts[:BATCH])  # warm BLAS
     service = InProcess(model)
     rates: dict[str, list[float]] = {k: [] for k in ("raw", "service", "node", "service_n", "node_n")}
+    ratios: dict[str, list[float]] = {"service_n": [], "node_n": []}
     rss = peak_rss = None
     with tempfile.TemporaryDirectory(prefix="hn-bench-embed-", dir=os.environ.get("HN_BENCH_DIR")) as tmp_name:
         node = None if args.no_node else start_node(Path(tmp_name))
@@ -169,9 +182,13 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, rate in interleaved(paths, texts).items():
                     rates[name].append(rate)
-                rates["service_n"].append(service.concurrent(texts, args.clients))
-                if node is not None:
-                    rates["node_n"].append(node_concurrent(node, texts, args.clients))
+                # whole runs with clients in flight, each against a raw whole run just before
+                for name, run in (("service_n", service.concurrent), ("node_n", node_concurrent_of(node))):
+                    if run is not None:
+                        before = raw_whole(model, texts)
+                        rate = run(texts, args.clients)
+                        rates[name].append(rate)
+                        ratios[name].append(rate / before)
             if node is not None:
                 peak_rss = peak.peaks()["embedding"]
         finally:
@@ -189,7 +206,8 @@ def main() -> None:
             ("node_n", f"node local API embed.text, {args.clients} clients")]
     for key, label in rows:
         if key in med:
-            print(f"  {label:<38} {med[key]:7.1f} texts/s   ratio {med[key] / r:.2f}x raw")
+            ratio = statistics.median(ratios[key]) if key in ratios else med[key] / r
+            print(f"  {label:<38} {med[key]:7.1f} texts/s   ratio {ratio:.2f}x raw")
     if rss is not None:
         print(f"  embedding worker RSS: {rss / 2**20:.0f} MiB after start (model loaded), "
               f"peak {peak_rss / 2**20:.0f} MiB during the run")
