@@ -135,10 +135,13 @@ def interleaved(paths: dict, texts: list[str]) -> dict[str, float]:
     """texts/s of each path, one batch of 32 at a time, the paths taking turns on the
     same batch: background load on the shared machine hits them alike."""
     spent = dict.fromkeys(paths, 0.0)
-    for b in batches(texts):
-        for name, call in paths.items():
+    names = list(paths)
+    for k, b in enumerate(batches(texts)):
+        # who goes first rotates: a pass right after another process's pass can find that
+        # process's BLAS threads still spinning on the cores
+        for name in names[k % len(names):] + names[:k % len(names)]:
             t0 = time.perf_counter()
-            call(b)
+            paths[name](b)
             spent[name] += time.perf_counter() - t0
     return {name: len(texts) / t for name, t in spent.items()}
 

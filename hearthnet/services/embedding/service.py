@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import psutil
 
 from hearthnet.bus.service import Capability, Request
 from hearthnet.errors import HearthNetError
@@ -247,6 +248,10 @@ class EmbeddingService:
                 self.skipped.append({"backend": b.name, "error": str(exc)})
                 self.backends.remove(b)
         self._batchers = {b.model: Batcher(b, self.batch_size) for b in self.backends}
+        rss = psutil.Process().memory_info().rss
+        for b in self.backends:
+            log.info("embedding: %s ready (%s backend, dim %s); worker RSS %d MiB", b.model, b.name,
+                     b.dim, rss >> 20, extra={"health": b.health()})
 
     async def stop(self) -> None:
         for batcher in self._batchers.values():
