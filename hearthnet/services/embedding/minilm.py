@@ -87,8 +87,9 @@ def count_tokens_batch(texts: Sequence[str]) -> list[int]:
 
 
 def wordpiece_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) character offsets in `text` of each wordpiece, specials excluded: cut
-    `text[spans[i][0]:spans[j][1]]` to get a piece of exactly j - i + 1 wordpieces."""
+    """(start, end) character offsets in `text` of each wordpiece, specials excluded.
+    `text[spans[i][0]:spans[j][1]]` holds wordpieces i..j; cut where a word starts and
+    ends (not at a "##" continuation) and it counts exactly j - i + 1 again."""
     enc = _counting_tokenizer().encode(text, add_special_tokens=False)
     return [tuple(o) for o in enc.offsets]
 
