@@ -81,3 +81,29 @@ def test_wordpiece_spans_cut_a_text_into_exact_windows():
     window = minilm.WINDOW_TOKENS - minilm.SPECIAL_TOKENS
     piece = text[spans[0][0]:spans[window - 1][1]]
     assert minilm.count_tokens(piece) == minilm.WINDOW_TOKENS
+
+
+def test_the_backend_through_the_service_in_batches(model):
+    """embed.text with the minilm backend, 21 texts in passes of 8: reference vectors in
+    input order."""
+    import asyncio
+
+    from hearthnet.bus.service import Request
+    from hearthnet.services.embedding.service import EmbeddingService
+
+    backend = minilm.MiniLmBackend()
+    backend._model = model  # the module's loaded model
+
+    async def go() -> dict:
+        svc = EmbeddingService([backend], batch_size=8)
+        await svc.start()
+        try:
+            return await svc.handle(Request("embed.text", "1.0", {
+                "params": {"model": "all-MiniLM-L6-v2"}, "input": {"texts": REFERENCE["texts"]}}))
+        finally:
+            await svc.stop()
+
+    out = asyncio.run(go())
+    vecs = np.asarray(out["output"]["embeddings"], dtype=np.float32)
+    assert out["output"]["dim"] == minilm.DIM and backend.health()["texts_served"] == len(REFERENCE["texts"])
+    assert cosines(vecs, np.asarray(REFERENCE["vectors"], dtype=np.float32)).min() >= 0.9999
