@@ -36,7 +36,12 @@ LLM_BACKENDS = ("llama_cpp", "openai", "ollama")
 # Other names users know from the spec or their server; all speak the OpenAI API.
 LLM_BACKEND_ALIASES = {"lmstudio": "openai", "vllm": "openai", "localai": "openai"}
 EMBEDDING_DEVICES = ("auto", "cpu", "cuda")
+EMBEDDING_BACKENDS = ("minilm", "openai")
+# Written by `init` before the embedding worker existed and never served by anything:
+# read as "the backend's default model".
+EMBEDDING_LEGACY_MODEL = "BAAI/bge-small-en-v1.5"
 MAX_REPLICAS = 16
+MINILM_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 # Environment variables in the HEARTHNET_ namespace that are not config keys.
 _NON_CONFIG_ENV = frozenset({"HEARTHNET_CONFIG", "HEARTHNET_RUN_DIR"})
@@ -121,8 +126,16 @@ class LlmConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    model: str = "BAAI/bge-small-en-v1.5"
-    device: str = "auto"
+    # The worker runs when enabled and its backend can run here (minilm: the weights
+    # package is installed); otherwise status and doctor say why not.
+    enabled: bool = True
+    backend: str = "minilm"  # minilm (in-process, English) | openai (any /v1/embeddings server)
+    model: str = ""  # "" = the backend's default (minilm: all-MiniLM-L6-v2); openai: required
+    url: str = ""  # openai: the server, e.g. http://127.0.0.1:11434/v1 (Ollama)
+    api_key_env: str = ""  # openai: NAME of the env var holding the key, never the key
+    window_tokens: int = 0  # openai: tokens the model reads per text (0 = unknown)
+    batch_size: int = 32  # texts per forward pass / HTTP request
+    device: str = "auto"  # kept for old config files; minilm runs on the CPU
 
 
 @dataclass(frozen=True)
@@ -561,6 +574,31 @@ def _check_backend(problems: list[str], i: int, b: LlmBackendConfig) -> None:
         problems.append(f"{where}.max_concurrent: {b.max_concurrent} must be 0 (backend default) or more")
 
 
+def _check_embedding(problems: list[str], e: EmbeddingConfig) -> None:
+    if e.device not in EMBEDDING_DEVICES:
+        problems.append(f"embedding.device: {_show(e.device)} is not one of {', '.join(EMBEDDING_DEVICES)}")
+    if e.backend not in EMBEDDING_BACKENDS:
+        problems.append(f"embedding.backend: {_show(e.backend)} is not one of {', '.join(EMBEDDING_BACKENDS)}")
+    elif e.backend == "minilm" and e.model not in ("", EMBEDDING_LEGACY_MODEL, *MINILM_MODEL_NAMES):
+        problems.append(f"embedding.model: {_show(e.model)}: the minilm backend serves only "
+                        f"{MINILM_MODEL_NAMES[0]}; for another model use backend = \"openai\"")
+    elif e.backend == "openai":
+        if not e.url.startswith(("http://", "https://")):
+            problems.append(f"embedding.url: {_show(e.url)}: the openai backend needs the server's "
+                            "http(s) URL, e.g. http://127.0.0.1:11434/v1")
+        if not e.model or e.model == EMBEDDING_LEGACY_MODEL:
+            problems.append("embedding.model: the openai backend needs the server's model name")
+    if not 1 <= e.batch_size <= 256:
+        problems.append(f"embedding.batch_size: {e.batch_size} must be 1-256")
+    if e.window_tokens < 0:
+        problems.append(f"embedding.window_tokens: {e.window_tokens} must be 0 (unknown) or more")
+
+
+def embedding_model(e: EmbeddingConfig) -> str:
+    """The model name the embedding worker advertises for this config."""
+    return MINILM_MODEL_NAMES[0] if e.backend == "minilm" else e.model
+
+
 def _problems(cfg: Config) -> list[str]:
     p: list[str] = []
     _check_port(p, "transport.port", cfg.transport.port)
@@ -591,8 +629,7 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"observability.log_level: {_show(cfg.observability.log_level)} is not one of {', '.join(LOG_LEVELS)}")
     if cfg.node.profile not in PROFILES:
         p.append(f"node.profile: {_show(cfg.node.profile)} is not one of anchor, hearth, spark, bridge")
-    if cfg.embedding.device not in EMBEDDING_DEVICES:
-        p.append(f"embedding.device: {_show(cfg.embedding.device)} is not one of {', '.join(EMBEDDING_DEVICES)}")
+    _check_embedding(p, cfg.embedding)
     if not 1 <= cfg.workers.llm_replicas <= MAX_REPLICAS:
         p.append(f"workers.llm_replicas: {cfg.workers.llm_replicas} must be 1-{MAX_REPLICAS}")
     m = cfg.market

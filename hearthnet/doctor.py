@@ -389,6 +389,23 @@ def check_llm_backend_reachable(ctx: DoctorContext) -> CheckResult:
                        "start the backend server or fix llm.backends[].url / model_path in config.toml")
 
 
+@register("embedding_available")
+def check_embedding_available(ctx: DoctorContext) -> CheckResult:
+    from hearthnet.config import embedding_model
+    from hearthnet.services.embedding.available import embedding_unavailable
+
+    emb = ctx.cfg.embedding
+    why = embedding_unavailable(ctx.cfg)
+    if not emb.enabled:
+        return CheckResult("embedding_available", None, f"skipped: {why}")
+    if why:
+        return CheckResult("embedding_available", False, f"embeddings unavailable: {why}",
+                           "install what is named, or set [embedding] backend = \"openai\" with the url "
+                           "and model of an OpenAI-compatible server", warning=True)
+    where = f" at {emb.url}" if emb.backend == "openai" else ""
+    return CheckResult("embedding_available", True, f"{emb.backend}: {embedding_model(emb)}{where}")
+
+
 def probe_url(url: str) -> str | None:
     """One GET to exactly `url` (2 s timeout); None if any HTTP answer came back."""
     import http.client

@@ -24,6 +24,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.logs import LOG_UMASK, secure_log_dir
 from hearthnet.paths import ensure_private_dir
 from hearthnet.ports import listener, try_bind
+from hearthnet.services.embedding.available import embedding_unavailable
 from hearthnet.sdnotify import Notifier, watchdog_interval
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.unixhttp import UnixHTTPConnection
@@ -68,6 +69,8 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
     """The programs this node runs; later issues add theirs here."""
     progs = [Program("broker"), Program("gateway"), Program("ledger"), Program("governance"),
              Program("file"), Program("discovery"), Program("llm", cfg.workers.llm_replicas)]
+    if embedding_unavailable(cfg) is None:  # else status and doctor say why not
+        progs.append(Program("embedding"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs

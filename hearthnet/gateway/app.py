@@ -32,6 +32,7 @@ from hearthnet.gateway.bodybudget import BodyBudget, serve_within
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.gateway.http import signed_json_response as _signed_json_response
+from hearthnet.services.embedding.available import embedding_unavailable
 from hearthnet.transport.sse import format_frame
 from hearthnet.supervisor_rpc import SupervisorRpc
 from hearthnet.ids import new_ulid
@@ -191,6 +192,8 @@ class Gateway:
                   and w["state"] != "RUNNING"]
         if not ok:
             notes.append("broker: not answering")
+        if self.cfg.embedding.enabled and (why := embedding_unavailable(self.cfg)):
+            notes.append(f"embeddings unavailable: {why}")
         return web.json_response({
             "node": {"node_id": self.kp.node_id_full, "node_id_short": self.kp.node_id_short,
                      "display_name": self.cfg.node.display_name, "profile": self.cfg.node.profile,

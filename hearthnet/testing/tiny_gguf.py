@@ -232,8 +232,11 @@ def write_tiny_llama_gguf(
     context_length: int = CONTEXT_LENGTH,
     suppress_special: bool = True,
     name: str = "tiny-llama",
+    pooling_type: int | None = None,
 ) -> Path:
-    """Write the tiny model to `path` (parents created) and return the path."""
+    """Write the tiny model to `path` (parents created) and return the path.
+    `pooling_type` (llama.cpp's: 1 mean, 2 cls, 3 last) makes an embedding server answer
+    one pooled vector per text instead of one per token."""
     if n_vocab < MIN_VOCAB:
         raise ValueError(f"n_vocab must be at least {MIN_VOCAB}, got {n_vocab}")
     path = Path(path)
@@ -273,6 +276,8 @@ def write_tiny_llama_gguf(
         ("tokenizer.ggml.add_eos_token", _T_BOOL, False),
         ("tokenizer.chat_template", _T_STRING, CHAT_TEMPLATE),
     ]
+    if pooling_type is not None:
+        kvs.append(("llama.pooling_type", _T_UINT32, pooling_type))
     w.u64(len(kvs) + 3)
     for key, vtype, value in kvs:
         w.kv(key, vtype, value)

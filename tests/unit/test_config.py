@@ -330,3 +330,50 @@ def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.transport.port = 1  # type: ignore[misc]
     assert isinstance(cfg, Config)
+
+
+# --------------------------------------------------------------------------- [embedding]
+
+
+def test_embedding_defaults_to_the_in_package_minilm() -> None:
+    from hearthnet.config import embedding_model
+
+    emb = default_config().embedding
+    assert (emb.enabled, emb.backend, emb.model, emb.batch_size) == (True, "minilm", "", 32)
+    assert embedding_model(emb) == "all-MiniLM-L6-v2"
+
+
+def test_embedding_openai_from_file_and_env(tmp_path: Path) -> None:
+    from hearthnet.config import embedding_model
+
+    path = _write(_config_file(tmp_path), '[embedding]\nbackend = "openai"\nurl = "http://127.0.0.1:11434/v1"\n'
+                                          'model = "bge-m3"\nwindow_tokens = 8192\n')
+    cfg = load_config(path, env={"HEARTHNET_EMBEDDING_BATCH_SIZE": "8", "HEARTHNET_EMBEDDING_ENABLED": "no"})
+    assert (cfg.embedding.url, cfg.embedding.batch_size, cfg.embedding.enabled) == ("http://127.0.0.1:11434/v1", 8, False)
+    assert embedding_model(cfg.embedding) == "bge-m3"
+
+
+def test_an_old_init_file_still_loads() -> None:
+    """`init` used to write model = "BAAI/bge-small-en-v1.5", device = "auto"."""
+    from hearthnet.config import EmbeddingConfig, embedding_model
+
+    old = EmbeddingConfig(model="BAAI/bge-small-en-v1.5", device="auto")
+    validate(dataclasses.replace(default_config(), embedding=old))
+    assert embedding_model(old) == "all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"backend": "torch"}, "embedding.backend"),
+    ({"model": "bge-m3"}, "minilm backend serves only all-MiniLM-L6-v2"),
+    ({"backend": "openai", "model": "m"}, "embedding.url"),
+    ({"backend": "openai", "url": "http://h:1/v1"}, "needs the server's model name"),
+    ({"batch_size": 0}, "embedding.batch_size"),
+    ({"window_tokens": -1}, "embedding.window_tokens"),
+])
+def test_embedding_config_problems(fields, needle) -> None:
+    from hearthnet.config import EmbeddingConfig
+
+    cfg = dataclasses.replace(default_config(), embedding=EmbeddingConfig(**fields))
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert needle in err.value.message

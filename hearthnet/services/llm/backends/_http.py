@@ -1,4 +1,5 @@
-"""Shared plumbing of the HTTP backends (OpenAI-compatible, Ollama): error mapping,
+"""Shared plumbing of the HTTP backends (OpenAI-compatible, Ollama, and the embedding
+service's `openai` backend): the session and auth of `HttpClient`, error mapping,
 Retry-After parsing, the cancel watcher, and the requires-internet guess."""
 from __future__ import annotations
 
@@ -139,60 +140,22 @@ def as_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-class HttpBackend(LlmBackend):
-    """Session handling, auth header and model catalogue shared by HTTP backends."""
+class HttpClient:
+    """One aiohttp session per event loop, the bearer key read from `api_key_env` per
+    call, POST with the error mapping, and a start-up probe. Shared by the LLM HTTP
+    backends and the embedding service's `openai` backend."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        model: str | None,
-        models: Sequence[str] | None = None,
-        api_key_env: str | None = None,
-        ctx: int | None = None,
-        max_concurrent: int | None = None,
-        kind: str,
-    ) -> None:
-        names = [str(m) for m in (models or ()) if m]
-        if model and model not in names:
-            names.insert(0, str(model))
-        if not names:
-            raise ValueError(f"{kind} backend at {base_url} needs `model` (or `models`)")
+    #: what log lines and errors call this client, e.g. "openai" or "embedding openai"
+    name: str = "http"
+
+    def __init__(self, *, base_url: str, api_key_env: str | None, kind: str) -> None:
         self.name = kind
         self.base_url = base_url
         self._api_key_env = api_key_env or None
-        internet = requires_internet(base_url)
-        self._models = [
-            BackendModel(
-                name=n,
-                quant="api",
-                ctx_max=int(ctx) if ctx else DEFAULT_HTTP_CTX,
-                modalities=("text",),
-                requires_internet=internet,
-            )
-            for n in names
-        ]
-        self._max_concurrent = int(max_concurrent) if max_concurrent else DEFAULT_HTTP_MAX_CONCURRENT
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._served = 0
         self._last_error: str | None = None
-
-    @property
-    def models(self) -> list[BackendModel]:
-        return list(self._models)
-
-    def max_concurrent(self, model: str | None = None) -> int:
-        return self._max_concurrent
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "backend": self.name,
-            "url": self.base_url,
-            "models": [m.name for m in self._models],
-            "served": self._served,
-            "last_error": self._last_error,
-        }
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream, application/x-ndjson, application/json"}
@@ -218,13 +181,6 @@ class HttpBackend(LlmBackend):
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
-
-    def _check_model(self, model: str) -> None:
-        if not self.serves(model):
-            raise HearthNetError(
-                "not_implemented",
-                f"model {model!r} is not served by the {self.name} backend at {self.base_url}",
-            )
 
     async def _post(self, url: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         session = self._session_now()
@@ -257,7 +213,64 @@ class HttpBackend(LlmBackend):
         except HearthNetError as exc:
             self._last_error = exc.message
         if self._last_error:
-            log.warning("llm %s backend: %s", self.name, self._last_error)
+            log.warning("%s backend: %s", self.name, self._last_error)
+
+
+class HttpBackend(HttpClient, LlmBackend):
+    """Session handling, auth header and model catalogue shared by HTTP backends."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str | None,
+        models: Sequence[str] | None = None,
+        api_key_env: str | None = None,
+        ctx: int | None = None,
+        max_concurrent: int | None = None,
+        kind: str,
+    ) -> None:
+        names = [str(m) for m in (models or ()) if m]
+        if model and model not in names:
+            names.insert(0, str(model))
+        if not names:
+            raise ValueError(f"{kind} backend at {base_url} needs `model` (or `models`)")
+        super().__init__(base_url=base_url, api_key_env=api_key_env, kind=kind)
+        internet = requires_internet(base_url)
+        self._models = [
+            BackendModel(
+                name=n,
+                quant="api",
+                ctx_max=int(ctx) if ctx else DEFAULT_HTTP_CTX,
+                modalities=("text",),
+                requires_internet=internet,
+            )
+            for n in names
+        ]
+        self._max_concurrent = int(max_concurrent) if max_concurrent else DEFAULT_HTTP_MAX_CONCURRENT
+
+    @property
+    def models(self) -> list[BackendModel]:
+        return list(self._models)
+
+    def max_concurrent(self, model: str | None = None) -> int:
+        return self._max_concurrent
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "url": self.base_url,
+            "models": [m.name for m in self._models],
+            "served": self._served,
+            "last_error": self._last_error,
+        }
+
+    def _check_model(self, model: str) -> None:
+        if not self.serves(model):
+            raise HearthNetError(
+                "not_implemented",
+                f"model {model!r} is not served by the {self.name} backend at {self.base_url}",
+            )
 
 
 def strip_url(url: str, suffixes: Sequence[str]) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -40,16 +41,15 @@ class LlamaServer:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    """A real `python -m llama_cpp.server` on the tiny model (OpenAI-compatible API)."""
+@contextlib.contextmanager
+def launch_llama_server(model: Path, log: Path, *extra: str) -> Iterator[LlamaServer]:
+    """A real `python -m llama_cpp.server` on `model` (alias "tiny"), stopped on exit;
+    `extra` are more server flags (the embedding tests add `--embedding true`)."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf),
-             "--model_alias", "tiny", "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", str(BIG_CTX)],
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+             "--model_alias", "tiny", "--host", "127.0.0.1", "--port", str(port), *extra],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     url = f"http://127.0.0.1:{port}"
@@ -72,3 +72,11 @@ def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """A real `python -m llama_cpp.server` on the tiny model (OpenAI-compatible API)."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with launch_llama_server(tiny_gguf, log, "--n_ctx", str(BIG_CTX)) as server:
+        yield server
