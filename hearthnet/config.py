@@ -36,6 +36,7 @@ LLM_BACKENDS = ("llama_cpp", "openai", "ollama")
 # Other names users know from the spec or their server; all speak the OpenAI API.
 LLM_BACKEND_ALIASES = {"lmstudio": "openai", "vllm": "openai", "localai": "openai"}
 EMBEDDING_DEVICES = ("auto", "cpu", "cuda")
+RAG_RETRIEVAL = ("hybrid", "vector")
 MAX_REPLICAS = 16
 
 # Environment variables in the HEARTHNET_ namespace that are not config keys.
@@ -127,8 +128,12 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class RagConfig:
-    enabled: bool = True
+    enabled: bool = True  # run the rag worker (rag.query, rag.ingest, rag.list_corpora)
     corpora_dir: Path = _UNSET_PATH
+    embedding_model: str = ""  # "" = [embedding] model; a corpus keeps the model it was built with
+    retrieval: str = "hybrid"  # rag.query's default mode: hybrid (BM25 + vector, RRF) | vector
+    relevance_threshold: float = 0.3  # cosine under which `ask` says nothing relevant was found
+    auto_replicate: bool = False  # index documents other members ingested (fetched with file.get)
 
 
 @dataclass(frozen=True)
@@ -593,6 +598,10 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"node.profile: {_show(cfg.node.profile)} is not one of anchor, hearth, spark, bridge")
     if cfg.embedding.device not in EMBEDDING_DEVICES:
         p.append(f"embedding.device: {_show(cfg.embedding.device)} is not one of {', '.join(EMBEDDING_DEVICES)}")
+    if cfg.rag.retrieval not in RAG_RETRIEVAL:
+        p.append(f"rag.retrieval: {_show(cfg.rag.retrieval)} is not one of {', '.join(RAG_RETRIEVAL)}")
+    if not -1 <= cfg.rag.relevance_threshold <= 1:
+        p.append(f"rag.relevance_threshold: {cfg.rag.relevance_threshold} must be a cosine similarity in [-1, 1]")
     if not 1 <= cfg.workers.llm_replicas <= MAX_REPLICAS:
         p.append(f"workers.llm_replicas: {cfg.workers.llm_replicas} must be 1-{MAX_REPLICAS}")
     m = cfg.market

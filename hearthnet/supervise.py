@@ -68,9 +68,19 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
     """The programs this node runs; later issues add theirs here."""
     progs = [Program("broker"), Program("gateway"), Program("ledger"), Program("governance"),
              Program("file"), Program("discovery"), Program("llm", cfg.workers.llm_replicas)]
+    if cfg.rag.enabled and _knowledge_installed():
+        progs.append(Program("rag"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs
+
+
+def _knowledge_installed() -> bool:
+    """The `knowledge` extra (numpy, pypdf, usearch) is installed: a core install has no
+    rag worker rather than a FATAL one."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("numpy", "pypdf", "usearch"))
 
 
 def template_path() -> Path:

@@ -1,0 +1,170 @@
+"""The vector index of one corpus: derived data, rebuilt from corpus.sqlite when missing
+or stale.
+
+Small corpora (< HNSW_THRESHOLD chunks) are searched exactly: one matrix-vector product
+in numpy over the corpus's unit vectors, which at 10 k chunks costs what a brute-force
+dot product costs. Larger ones use a usearch HNSW graph (cosine), saved next to the
+database as `vectors.usearch` (written to a temp file, then renamed) with
+`vectors.json` recording the (count, highest chunk id) of the SQLite state it was built
+from; a file that does not match the database on open is rebuilt.
+
+Every score handed out is the cosine similarity of the query and the chunk's own stored
+vector (both unit length), never the approximate graph distance: `score(q, ids)`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from hearthnet.fsutil import atomic_write
+from hearthnet.services.rag.store import CorpusStore
+
+log = logging.getLogger("hearthnet.rag.index")
+
+HNSW_THRESHOLD = 20_000  # chunks; below this an exact numpy search is as fast and exact
+OVERSAMPLE = 8  # filtered HNSW search: ask for this many times k, then filter
+INDEX_FILE, STAMP_FILE = "vectors.usearch", "vectors.json"
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(norms == 0, 1, norms)
+
+
+def top_k(sims: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest values, best first."""
+    if len(sims) <= k:
+        return np.argsort(-sims, kind="stable")
+    part = np.argpartition(-sims, k - 1)[:k]
+    return part[np.argsort(-sims[part], kind="stable")]
+
+
+class VectorIndex:
+    def __init__(self, store: CorpusStore, *, threshold: int = HNSW_THRESHOLD) -> None:
+        self.store = store
+        self.dim = store.dim
+        self.threshold = threshold
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.matrix = np.zeros((0, self.dim), dtype=np.float32)  # exact mode only
+        self.hnsw = None  # usearch.index.Index above the threshold
+        self.stamp = (0, 0)
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return int(len(self.ids))
+
+    @property
+    def mode(self) -> str:
+        return "hnsw" if self.hnsw is not None else "exact"
+
+    # ------------------------------------------------------------------ building
+
+    def load(self) -> "VectorIndex":
+        """Bring the index in line with the database: from the saved graph when it
+        matches, else rebuilt."""
+        with self._lock:
+            stamp = self.store.stamp()
+            if stamp[0] >= self.threshold and self._load_saved(stamp):
+                return self
+            ids, matrix = self.store.all_vectors()
+            self._set(ids, unit(matrix), stamp)
+        return self
+
+    def add(self, ids: list[int], vectors: np.ndarray) -> None:
+        """Vectors just committed to the database (ids above every stored one)."""
+        if not ids:
+            return
+        with self._lock:
+            ids_a = np.asarray(ids, dtype=np.int64)
+            vecs = unit(vectors)
+            stamp = (self.stamp[0] + len(ids), max(self.stamp[1], int(ids_a.max())))
+            if self.hnsw is not None:
+                self.hnsw.add(ids_a, vecs)
+                self.ids = np.concatenate([self.ids, ids_a])
+                self.stamp = stamp
+                self._save()
+            else:
+                self._set(np.concatenate([self.ids, ids_a]), np.concatenate([self.matrix, vecs]), stamp)
+
+    def _set(self, ids: np.ndarray, matrix: np.ndarray, stamp: tuple[int, int]) -> None:
+        self.ids, self.stamp = ids, stamp
+        if len(ids) >= self.threshold:
+            self.hnsw = self._build(ids, matrix)
+            self.matrix = np.zeros((0, self.dim), dtype=np.float32)  # the graph holds the vectors
+            self._save()
+        else:
+            self.hnsw, self.matrix = None, np.ascontiguousarray(matrix)
+
+    def _build(self, ids: np.ndarray, matrix: np.ndarray):  # -> usearch Index
+        from usearch.index import Index
+
+        index = Index(ndim=self.dim, metric="cos", dtype="f32", connectivity=16,
+                      expansion_add=128, expansion_search=64)
+        index.add(ids, matrix)
+        log.info("built the HNSW index", extra={"corpus": self.store.name, "vectors": len(ids)})
+        return index
+
+    def _save(self) -> None:
+        path = self.store.dir / INDEX_FILE
+        tmp = path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
+        try:
+            self.hnsw.save(str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        atomic_write(self.store.dir / STAMP_FILE, json.dumps(
+            {"count": self.stamp[0], "max_id": self.stamp[1], "dim": self.dim,
+             "embedding_model": self.store.model}).encode())
+
+    def _load_saved(self, stamp: tuple[int, int]) -> bool:
+        from usearch.index import Index
+
+        try:
+            saved = json.loads((self.store.dir / STAMP_FILE).read_text())
+            if (saved.get("count"), saved.get("max_id"), saved.get("dim")) != (*stamp, self.dim):
+                return False
+            index = Index(ndim=self.dim, metric="cos", dtype="f32")
+            index.load(str(self.store.dir / INDEX_FILE))
+            if len(index) != stamp[0]:
+                return False
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.info("vector index missing or unreadable; rebuilding", extra={"reason": str(exc)})
+            return False
+        self.hnsw = index
+        self.ids = np.asarray(index.keys, dtype=np.int64) if hasattr(index, "keys") else self.store.all_vectors()[0]
+        self.matrix = np.zeros((0, self.dim), dtype=np.float32)
+        self.stamp = stamp
+        return True
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
+        """Ids of the k nearest chunks (cosine), best first; `allowed` restricts them."""
+        q = unit(query)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        if self.hnsw is None:
+            if allowed is None:
+                return [int(self.ids[i]) for i in top_k(self.matrix @ q, k)]
+            mask = np.isin(self.ids, allowed)
+            ids, matrix = self.ids[mask], self.matrix[mask]
+            return [int(ids[i]) for i in top_k(matrix @ q, k)]
+        if allowed is not None and len(allowed) < self.threshold:
+            ids, matrix = self.store.vectors_for(allowed.tolist())  # exact over the few allowed
+            return [int(ids[i]) for i in top_k(unit(matrix) @ q, k)]
+        want = k if allowed is None else min(self.count, k * OVERSAMPLE)
+        while True:
+            found = [int(key) for key in self.hnsw.search(q, want).keys]
+            if allowed is not None:
+                ok = set(allowed.tolist())
+                found = [i for i in found if i in ok]
+            if len(found) >= k or want >= self.count:
+                return found[:k]
+            want = min(self.count, want * 4)
