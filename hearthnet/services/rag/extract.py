@@ -146,7 +146,7 @@ def extract_pdf(data: bytes, filename: str | None = None) -> Extracted:
     from pypdf.errors import PdfReadError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings are about the file, not us
-    name = filename or "the PDF"
+    name = filename or "this document"
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not _unlocks_without_password(reader):
