@@ -107,15 +107,23 @@ def _approximate() -> Counter:
 
 
 def _from_embedding_service() -> Counter | None:
-    """The embedding worker's own counter, when that module is installed."""
+    """The embedding worker's own counter (minilm.count_tokens_batch: wordpieces without
+    [CLS]/[SEP]), when that module is installed and its weights are there."""
     try:
         from hearthnet.services.embedding import minilm  # type: ignore[attr-defined]
     except ImportError:
         return None
-    for name in ("count_wordpieces", "count_tokens", "token_count"):
-        fn = getattr(minilm, name, None)
-        if callable(fn):
-            return Counter(lambda ws, fn=fn: [int(fn(w)) for w in ws], "embedding")
+    batch = getattr(minilm, "count_tokens_batch", None)
+    if callable(batch):
+        try:
+            batch(["probe"])
+        except Exception as exc:  # weights package missing: the fallback says so
+            log.info("embedding service counter unavailable", extra={"reason": str(exc)})
+            return None
+        return Counter(lambda ws: [int(n) for n in batch(ws)], "embedding")
+    single = getattr(minilm, "count_tokens", None)
+    if callable(single):
+        return Counter(lambda ws: [int(single(w)) for w in ws], "embedding")
     return None
 
 
