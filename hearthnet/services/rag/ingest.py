@@ -26,6 +26,7 @@ from hearthnet.services.rag import embedder
 from hearthnet.services.rag.chunker import chunk_document, context_prefix
 from hearthnet.services.rag.corpora import Corpora, Corpus
 from hearthnet.services.rag.extract import Extracted, extract
+from hearthnet.services.rag.lang import guess_language
 from hearthnet.services.rag.store import PERSONAL, ChunkRow, DocumentRow, check_corpus_name, chunk_id_for
 from hearthnet.services.rag.tokens import budget_for, counter_for
 
@@ -235,24 +236,3 @@ def _result(doc_cid: str, corpus: str, chunks: int, tokens: int, pages: int, eve
 
 def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
-
-
-_STOPWORDS = {
-    "en": {"the", "and", "of", "to", "is", "in", "that", "for", "it", "with", "you", "are", "be", "on", "your"},
-    "de": {"der", "die", "das", "und", "ist", "nicht", "mit", "sie", "ein", "eine", "zu", "den", "von", "auf", "im"},
-    "fr": {"le", "la", "les", "et", "est", "des", "une", "un", "pour", "pas", "dans", "que", "du", "en", "sur"},
-    "nl": {"de", "het", "een", "en", "is", "van", "niet", "op", "met", "voor", "zijn", "dat", "je", "te", "er"},
-    "es": {"el", "la", "los", "las", "y", "es", "de", "que", "en", "un", "una", "por", "para", "con", "no"},
-    "it": {"il", "la", "di", "che", "e", "è", "un", "una", "per", "non", "con", "sono", "del", "della", "gli"},
-}
-
-
-def guess_language(text: str) -> str | None:
-    """A two-letter guess from stopwords (en, de, fr, nl, es, it), or None when unsure;
-    `input.language` overrides it."""
-    words = re.findall(r"\w+", text.lower())[:3000]
-    if len(words) < 8:
-        return None
-    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
-    best = max(scores, key=scores.__getitem__)
-    return best if scores[best] >= max(3, len(words) // 40) else None

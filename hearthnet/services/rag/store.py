@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS chunks(
     vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_cid, chunk_index);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, heading, title, tokenize = 'unicode61 remove_diacritics 2');
+    text, heading, title, tokenize = 'porter unicode61 remove_diacritics 2');
 """
 
 
@@ -287,9 +287,13 @@ _TERM = re.compile(r"\w+", re.UNICODE)
 
 
 def fts_terms(query: str, limit: int = 64) -> list[str]:
-    """The query's words as quoted FTS5 strings (no operator of the user's reaches FTS5)."""
+    """The query's words as quoted FTS5 strings (no operator of the user's reaches FTS5),
+    without stopwords: "is it safe to ..." must not rank every chunk holding "it"."""
+    from hearthnet.services.rag.lang import STOPWORDS_ALL
+
     words = [w.lower() for w in _TERM.findall(query)][:limit]
-    return ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words)]
+    kept = [w for w in words if w not in STOPWORDS_ALL] or words
+    return ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(kept)]
 
 
 def filter_clause(flt: Any) -> tuple[str, list[Any]] | None:

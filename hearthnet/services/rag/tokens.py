@@ -114,17 +114,15 @@ def _from_embedding_service() -> Counter | None:
     except ImportError:
         return None
     batch = getattr(minilm, "count_tokens_batch", None)
-    if callable(batch):
-        try:
-            batch(["probe"])
-        except Exception as exc:  # weights package missing: the fallback says so
-            log.info("embedding service counter unavailable", extra={"reason": str(exc)})
-            return None
-        return Counter(lambda ws: [int(n) for n in batch(ws)], "embedding")
-    single = getattr(minilm, "count_tokens", None)
-    if callable(single):
-        return Counter(lambda ws: [int(single(w)) for w in ws], "embedding")
-    return None
+    if not callable(batch):
+        return None
+    try:
+        # "a" is one wordpiece: whatever the counter adds on top are its special tokens
+        extra = int(batch(["a"])[0]) - 1
+    except Exception as exc:  # weights package missing: the fallback says so
+        log.info("embedding service counter unavailable", extra={"reason": str(exc)})
+        return None
+    return Counter(lambda ws: [max(0, int(n) - extra) for n in batch(ws)], "embedding")
 
 
 def _from_weights_package() -> Counter | None:

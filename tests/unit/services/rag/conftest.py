@@ -74,7 +74,7 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.blobs = BlobStore(root / "blobs", min_free_bytes=0)
         self.bus = FakeBus()
-        self.settings = RagSettings(corpora_dir=root / "embeddings", embedding_model=MODEL, **settings)
+        self.settings = RagSettings(**{"corpora_dir": root / "embeddings", "embedding_model": MODEL, **settings})
         self.announced = 0
         self.svc = self.new_service()
 
