@@ -317,3 +317,74 @@ def test_corpora_survive_a_restart_and_the_hnsw_index_is_derived(tmp_path):
         assert np.allclose([c["score"] for c in exact], [c["score"] for c in first])
     finally:
         h.close()
+
+
+def test_auto_replicate_fetches_and_indexes_what_members_ingest(tmp_path):
+    """With rag.auto_replicate on, a member's `rag.document.ingested` (from the log at
+    start, then live) makes the worker fetch the blob (file.get on itself) and ingest it
+    into the same corpus; its own events, `personal` and documents it has are skipped."""
+    import asyncio
+
+    from tests.unit.services.rag.conftest import ME
+
+    h = Harness(tmp_path / "h")
+    elsewhere = BlobStoreAt(tmp_path / "elsewhere")
+    past = elsewhere.add_bytes(GUIDE.encode(), filename="guide.md").cid
+    live = elsewhere.add_bytes(b"The water tower on the hill holds a week of drinking water.", filename="t.txt").cid
+    fetched: list[str] = []
+    live_events: asyncio.Queue = asyncio.Queue()
+
+    def event(cid: str, corpus: str, author: str = PEER) -> dict:
+        return {"event_type": "rag.document.ingested", "author": author,
+                "data": {"corpus": corpus, "doc_cid": cid, "title": "T", "language": "en", "chunks": 3}}
+
+    async def log_events(cap, version, body, **kw):
+        return {"output": {"events": [event(past, "shared"), event(past, "personal"), event(live, "mine", ME)]}}
+
+    async def stream(cap, version, body, **kw):
+        if cap == "file.get":
+            cid = body["input"]["cid"]
+            fetched.append(cid)
+            h.blobs.add_bytes(elsewhere.read_blob_bytes(cid), filename="x.txt")
+            yield "progress", {}
+            yield "done", {"manifest": {}}
+        elif cap == "community.log.subscribe":
+            yield "subscribed", {}
+            while True:
+                yield "event", await live_events.get()
+
+    real_call = h.bus.call
+
+    async def call(cap, version, body, **kw):
+        if cap == "community.log.events":
+            return await log_events(cap, version, body, **kw)
+        return await real_call(cap, version, body, **kw)
+
+    h.bus.call, h.bus.stream = call, stream
+    h.svc.corpora.close()
+    h.new_service(auto_replicate=True)
+
+    async def settle(pred):
+        for _ in range(200):
+            if pred():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("replication did not happen")
+
+    try:
+        h.loop.run_until_complete(settle(lambda: "shared" in h.svc.corpora))
+        live_events.put_nowait(event(live, "shared"))
+        live_events.put_nowait(event(past, "shared"))  # already there: not fetched again
+        h.loop.run_until_complete(settle(lambda: len(fetched) >= 2 and h.svc._replicate.empty()))
+        h.loop.run_until_complete(asyncio.sleep(0.2))
+        assert fetched == [past, live]
+        assert h.svc.corpora.names() == ["shared"]
+        assert h.query("shared", "water tower hill")["output"]["chunks"][0]["metadata"]["doc_cid"] == live
+    finally:
+        h.close()
+
+
+def BlobStoreAt(root):
+    from hearthnet.blobs.store import BlobStore
+
+    return BlobStore(root, min_free_bytes=0)
