@@ -81,5 +81,9 @@ class Corpora:
 
     def close(self) -> None:
         for corpus in self._open.values():
+            try:
+                corpus.index.flush()
+            except (OSError, RuntimeError) as exc:  # derived data: rebuilt at the next start
+                log.warning("vector index not saved", extra={"corpus": corpus.name, "reason": str(exc)})
             corpus.store.close()
         self._open.clear()

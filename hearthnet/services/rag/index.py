@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from hearthnet.services.rag.store import CorpusStore
 log = logging.getLogger("hearthnet.rag.index")
 
 HNSW_THRESHOLD = 20_000  # chunks; below this an exact numpy search is as fast and exact
+SAVE_INTERVAL_SECONDS = 60.0  # a big graph is rewritten at most this often while documents arrive
 OVERSAMPLE = 8  # filtered HNSW search: ask for this many times k, then filter
 INDEX_FILE, STAMP_FILE = "vectors.usearch", "vectors.json"
 
@@ -54,7 +56,9 @@ class VectorIndex:
         self.matrix = np.zeros((0, self.dim), dtype=np.float32)  # exact mode only
         self.hnsw = None  # usearch.index.Index above the threshold
         self.stamp = (0, 0)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # searches and updates never interleave
+        self._saved_at = 0.0
+        self._dirty = False
 
     @property
     def count(self) -> int:
@@ -89,7 +93,9 @@ class VectorIndex:
                 self.hnsw.add(ids_a, vecs)
                 self.ids = np.concatenate([self.ids, ids_a])
                 self.stamp = stamp
-                self._save()
+                self._dirty = True
+                if time.monotonic() - self._saved_at >= SAVE_INTERVAL_SECONDS:
+                    self._save()
             else:
                 self._set(np.concatenate([self.ids, ids_a]), np.concatenate([self.matrix, vecs]), stamp)
 
@@ -111,7 +117,16 @@ class VectorIndex:
         log.info("built the HNSW index", extra={"corpus": self.store.name, "vectors": len(ids)})
         return index
 
+    def flush(self) -> None:
+        """Save a graph that changed since it was last saved (at stop)."""
+        with self._lock:
+            if self.hnsw is not None and self._dirty:
+                self._save()
+
     def _save(self) -> None:
+        """The graph, then the stamp saying which SQLite state it matches: a crash between
+        the two leaves an old stamp, so the next start rebuilds rather than trusts it."""
+        self._dirty, self._saved_at = False, time.monotonic()
         path = self.store.dir / INDEX_FILE
         tmp = path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
         try:
@@ -148,6 +163,10 @@ class VectorIndex:
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
         """Ids of the k nearest chunks (cosine), best first; `allowed` restricts them."""
         q = unit(query)
+        with self._lock:
+            return self._search(q, k, allowed)
+
+    def _search(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[int]:
         if allowed is not None and len(allowed) == 0:
             return []
         if self.hnsw is None:
