@@ -213,6 +213,8 @@ class RagService:
 
     async def ingest(self, req: Request) -> Any:
         request = IngestRequest.from_body(req.params, req.input)
+        if request.corpus == PERSONAL and not self._local(req):
+            raise HearthNetError("unauthorized", "the personal corpus takes documents from this node's owner only")
         frames = self._ingest_frames(request, req.trace_id)
         if req.stream:
             return frames

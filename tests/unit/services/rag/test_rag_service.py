@@ -206,6 +206,9 @@ def test_personal_is_never_advertised_nor_answered_to_peers(rag):
     mine = {c["name"] for c in rag.call("rag.list_corpora", {}, {})["output"]["corpora"]}
     theirs = {c["name"] for c in rag.call("rag.list_corpora", {}, {}, caller=PEER)["output"]["corpora"]}
     assert mine == {"personal", "shared"} and theirs == {"shared"}
+    with pytest.raises(HearthNetError) as exc:  # a trusted peer cannot write into it either
+        rag.call("rag.ingest", {"corpus": "personal"}, {"doc_cid": cid}, caller=PEER)
+    assert exc.value.code == "unauthorized"
     # no event tells the community about a personal document
     assert [e["data"]["corpus"] for e in rag.bus.events] == ["shared"]
 
