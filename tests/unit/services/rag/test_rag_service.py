@@ -305,6 +305,13 @@ def test_corpora_survive_a_restart_and_the_hnsw_index_is_derived(tmp_path):
         first = h.query("g", "generator 42 diesel")["output"]["chunks"]
         corpus = h.svc.corpora.get("g")
         assert corpus.index.mode == "hnsw" and (corpus.store.dir / "vectors.usearch").is_file()
+        other = h.add(b"The generator shed key hangs by the back door of the fire station.", "key.txt")
+        h.ingest("g", other, language="de")
+        by_doc = h.query("g", "generator 42 diesel", filter={"doc_cid": cid})["output"]["chunks"]
+        assert by_doc == first
+        only = h.query("g", "generator diesel", filter={"language": "de"}, mode="vector")["output"]["chunks"]
+        assert [c["metadata"]["doc_cid"] for c in only] == [other]
+        first = h.query("g", "generator 42 diesel")["output"]["chunks"]
         h.svc.corpora.close()
         h.new_service(hnsw_threshold=3)  # loaded from the saved graph
         assert h.query("g", "generator 42 diesel")["output"]["chunks"] == first
