@@ -135,7 +135,7 @@ def test_ingest_on_alice_query_from_bob_event_and_kill_mid_ingest(pair, tmp_path
 
     # kill -9 of alice's rag worker in the middle of a long ingest
     pages = [[f"Section {p}.{i}: keep sandbags, pumps, torches and spare batteries ready; check the cellar "
-              f"drain number {p * 100 + i} before the water rises." for i in range(30)] for p in range(40)]
+              f"drain number {p * 100 + i} before the water rises." for i in range(30)] for p in range(80)]
     big = tmp_path / "leaflets.pdf"
     big.write_bytes(make_pdf(pages, title="Leaflets"))
     big_cid = add_file(a, big)
@@ -147,7 +147,7 @@ def test_ingest_on_alice_query_from_bob_event_and_kill_mid_ingest(pair, tmp_path
     before = rag_pid(a)
     t = threading.Thread(target=ingest)
     t.start()
-    time.sleep(2.0)  # extraction and the first embedding batches are under way
+    time.sleep(1.5)  # extraction and the first embedding batches are under way
     assert t.is_alive(), f"the ingest finished before it could be killed: {result}"
     os.kill(before, signal.SIGKILL)
     t.join(600)
