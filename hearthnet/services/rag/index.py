@@ -29,8 +29,8 @@ log = logging.getLogger("hearthnet.rag.index")
 HNSW_THRESHOLD = 20_000  # chunks; below this an exact numpy search is as fast and exact
 SAVE_INTERVAL_SECONDS = 60.0  # a big graph is rewritten at most this often while documents arrive
 OVERSAMPLE = 8  # filtered HNSW search: ask for this many times the candidates, then filter
-RERANK = 64  # HNSW candidates re-ranked exactly: the graph's top 5 alone misses ~1 in 5 true neighbours
-GRAPH = {"metric": "cos", "dtype": "f16", "connectivity": 16, "expansion_add": 64, "expansion_search": 256}
+RERANK = 128  # HNSW candidates re-ranked exactly: the graph's top 5 alone misses ~1 in 5 true neighbours
+GRAPH = {"metric": "cos", "dtype": "f16", "connectivity": 16, "expansion_add": 64, "expansion_search": 512}
 INDEX_FILE, STAMP_FILE = "vectors.usearch", "vectors.json"
 
 
