@@ -138,6 +138,19 @@ def extract(data: bytes, filename: str | None = None, mime: str | None = None) -
     return Extracted("text", [Unit(text)])
 
 
+def passage(data: bytes, filename: str | None, mime: str | None, page: int | None, start: int, end: int) -> str:
+    """The text a citation (page, [start, end)) points at in a blob: what a verifier
+    compares with the cited passage. `bad_request` for a range the document lacks."""
+    doc = extract(data, filename, mime)
+    index = (page or 1) - 1
+    if not 0 <= index < len(doc.units) or (page is None) != (doc.kind != "pdf"):
+        raise bad(f"the document has no page {page}")
+    text = doc.units[index].text
+    if not 0 <= start <= end <= len(text):
+        raise bad(f"characters {start}-{end} are outside the extracted text ({len(text)} characters)")
+    return text[start:end]
+
+
 # --------------------------------------------------------------------------- PDF
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hearthnet.errors import HearthNetError
-from hearthnet.services.rag.extract import extract
+from hearthnet.services.rag.extract import extract, passage
 from hearthnet.services.rag.store import CorpusStore
 from hearthnet.testing.pdfs import make_pdf
 from tests.unit.services.rag.conftest import MODEL, PEER, Harness
@@ -76,6 +76,10 @@ def test_pdf_chunks_carry_their_page_and_verify(rag):
     assert top["metadata"]["page"] == 2 and top["metadata"]["doc_title"] == "Flood plan"
     unit = extract(data, "flood.pdf").units[top["metadata"]["page"] - 1]
     assert unit.text[top["metadata"]["char_start"]:top["metadata"]["char_end"]] == top["text"]
+    md = top["metadata"]
+    assert passage(rag.blobs.read_blob_bytes(cid), None, None, md["page"], md["char_start"], md["char_end"]) == top["text"]
+    with pytest.raises(HearthNetError):
+        passage(data, None, None, 9, 0, 1)
 
 
 def test_ingest_is_idempotent_per_corpus_and_document(rag):
