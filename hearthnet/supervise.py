@@ -68,14 +68,14 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
     """The programs this node runs; later issues add theirs here."""
     progs = [Program("broker"), Program("gateway"), Program("ledger"), Program("governance"),
              Program("file"), Program("discovery"), Program("llm", cfg.workers.llm_replicas)]
-    if cfg.rag.enabled and _knowledge_installed():
+    if cfg.rag.enabled and knowledge_installed():
         progs.append(Program("rag"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs
 
 
-def _knowledge_installed() -> bool:
+def knowledge_installed() -> bool:
     """The `knowledge` extra (numpy, pypdf, usearch) is installed: a core install has no
     rag worker rather than a FATAL one."""
     import importlib.util
