@@ -20,6 +20,15 @@ class Corpus:
     store: CorpusStore
     index: VectorIndex
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loading: asyncio.Future | None = None  # the index being loaded or rebuilt in a thread
+
+    async def ready(self) -> VectorIndex:
+        """The index, once loaded: a large one rebuilt at start does not hold up the
+        worker's READY, only the first searches of that corpus."""
+        if self.loading is None:
+            self.loading = asyncio.ensure_future(asyncio.to_thread(self.index.load))
+        await asyncio.shield(self.loading)
+        return self.index
 
     @property
     def name(self) -> str:
@@ -50,14 +59,17 @@ class Corpora:
             if name in self._open:
                 continue
             try:
-                self._open[name] = await asyncio.to_thread(self._load, name, None, None)
+                corpus = await asyncio.to_thread(self._load, name, None, None)
             except Exception as exc:  # a damaged corpus must not take the others down
                 log.error("corpus cannot be opened; not served", extra={"corpus": name, "reason": str(exc)})
+                continue
+            self._open[name] = corpus
+            corpus.loading = asyncio.ensure_future(asyncio.to_thread(corpus.index.load))
         return self.names()
 
     def _load(self, name: str, create_with: tuple[str, int] | None, budget: dict[str, int] | None) -> Corpus:
         store = CorpusStore(self.root, name).open(create_with=create_with, budget=budget)
-        return Corpus(store, VectorIndex(store, threshold=self.hnsw_threshold).load())
+        return Corpus(store, VectorIndex(store, threshold=self.hnsw_threshold))
 
     def get(self, name: str) -> Corpus:
         check_corpus_name(name)
@@ -81,6 +93,8 @@ class Corpora:
 
     def close(self) -> None:
         for corpus in self._open.values():
+            if corpus.loading is not None and not corpus.loading.done():
+                corpus.loading.cancel()  # the thread finishes on its own; nothing is saved half
             try:
                 corpus.index.flush()
             except (OSError, RuntimeError) as exc:  # derived data: rebuilt at the next start

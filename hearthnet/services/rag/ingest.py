@@ -149,9 +149,10 @@ class IngestPipeline:
         row = DocumentRow(req.doc_cid, title, language, doc.kind, doc.pages,
                           {**(req.metadata or {}), **({"filename": blob.filename} if blob.filename else {})},
                           len(blob.data))
+        index = await corpus.ready()  # an index still loading must see these vectors in its stamp or get them here
         async with corpus.write_lock:
             ids = await asyncio.to_thread(corpus.store.add_document, row, chunks, vectors)
-            await asyncio.to_thread(corpus.index.add, ids, vectors)
+            await asyncio.to_thread(index.add, ids, vectors)
         if created and self.on_new_corpus is not None:
             self.on_new_corpus(corpus.name)
         if not ids:  # a concurrent ingest of the same document won

@@ -206,8 +206,8 @@ class RagService:
         if vector.shape[0] != corpus.store.dim:
             raise HearthNetError("schema_mismatch", f"{corpus.model} answered {vector.shape[0]}-dim vectors; corpus "
                                                     f"{corpus.name!r} holds {corpus.store.dim}: {reindex_hint(corpus.name)}")
-        return await asyncio.to_thread(retrieve, corpus.store, corpus.index, vector, text, k=k, mode=mode,
-                                       where=where)
+        index = await corpus.ready()
+        return await asyncio.to_thread(retrieve, corpus.store, index, vector, text, k=k, mode=mode, where=where)
 
     # ------------------------------------------------------------------ rag.ingest
 
