@@ -9,6 +9,7 @@ import socket
 import psutil
 import pytest
 
+from hearthnet.supervise import knowledge_installed
 from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.integration
 def test_full_init_then_run_then_status(make_node):
     node = make_node("alice")
     node.init()
-    node.start(wait_workers=("broker", "gateway", "ledger", "llm"))
+    rag = ("rag",) if knowledge_installed() else ()  # on by default with the knowledge extra
+    node.start(wait_workers=("broker", "gateway", "ledger", "llm") + rag)
     r = node.cli("status", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -27,7 +29,8 @@ def test_full_init_then_run_then_status(make_node):
     assert status["community"]["member_count"] == 1
     states = {w["program"]: w["state"] for w in status["workers"]}
     assert states == {"broker": "RUNNING", "gateway": "RUNNING", "ledger": "RUNNING",
-                      "governance": "RUNNING", "file": "RUNNING", "discovery": "RUNNING", "llm": "RUNNING"}
+                      "governance": "RUNNING", "file": "RUNNING", "discovery": "RUNNING", "llm": "RUNNING",
+                      **{name: "RUNNING" for name in rag}}
     assert any("no backend configured" in n for n in status["notes"])
     human = node.cli("status")
     assert human.returncode == 0
