@@ -40,6 +40,7 @@ EMBEDDING_BACKENDS = ("minilm", "openai")
 # Written by `init` before the embedding worker existed and never served by anything:
 # read as "the backend's default model".
 EMBEDDING_LEGACY_MODEL = "BAAI/bge-small-en-v1.5"
+RAG_RETRIEVAL = ("hybrid", "vector")
 MAX_REPLICAS = 16
 MINILM_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -140,8 +141,12 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class RagConfig:
-    enabled: bool = True
+    enabled: bool = True  # run the rag worker (rag.query, rag.ingest, rag.list_corpora)
     corpora_dir: Path = _UNSET_PATH
+    embedding_model: str = ""  # "" = [embedding] model; a corpus keeps the model it was built with
+    retrieval: str = "hybrid"  # rag.query's default mode: hybrid (BM25 + vector, RRF) | vector
+    relevance_threshold: float = 0.3  # cosine under which `ask` says nothing relevant was found
+    auto_replicate: bool = False  # index documents other members ingested (fetched with file.get)
 
 
 @dataclass(frozen=True)
@@ -630,6 +635,10 @@ def _problems(cfg: Config) -> list[str]:
     if cfg.node.profile not in PROFILES:
         p.append(f"node.profile: {_show(cfg.node.profile)} is not one of anchor, hearth, spark, bridge")
     _check_embedding(p, cfg.embedding)
+    if cfg.rag.retrieval not in RAG_RETRIEVAL:
+        p.append(f"rag.retrieval: {_show(cfg.rag.retrieval)} is not one of {', '.join(RAG_RETRIEVAL)}")
+    if not -1 <= cfg.rag.relevance_threshold <= 1:
+        p.append(f"rag.relevance_threshold: {cfg.rag.relevance_threshold} must be a cosine similarity in [-1, 1]")
     if not 1 <= cfg.workers.llm_replicas <= MAX_REPLICAS:
         p.append(f"workers.llm_replicas: {cfg.workers.llm_replicas} must be 1-{MAX_REPLICAS}")
     m = cfg.market

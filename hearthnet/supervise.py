@@ -71,9 +71,19 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
              Program("file"), Program("discovery"), Program("llm", cfg.workers.llm_replicas)]
     if embedding_unavailable(cfg) is None:  # else status and doctor say why not
         progs.append(Program("embedding"))
+    if cfg.rag.enabled and knowledge_installed():
+        progs.append(Program("rag"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs
+
+
+def knowledge_installed() -> bool:
+    """The `knowledge` extra (numpy, pypdf, usearch) is installed: a core install has no
+    rag worker rather than a FATAL one."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("numpy", "pypdf", "usearch"))
 
 
 def template_path() -> Path:

@@ -520,6 +520,10 @@ class Broker:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             return "not_found", f"no provider for {call.cap}@{call.version}{hint}", {
                 "alt_capabilities": [f"{c}@1.0" for c in close] or None}
+        corpus = _requested_corpus(call.body)
+        if corpus and any(_lists_corpora(d) for _, d in offers) \
+                and not any(not w.remote or _holds_corpus(d, corpus) for w, d in offers):
+            return "not_found", f"no node holds corpus {corpus!r} ({call.cap})", {}
         if not any(P.version_matches(call.version, d.get("version", "")) for _, d in offers):
             versions = sorted({d.get("version", "") for _, d in offers})
             return "schema_mismatch", f"{call.cap}@{call.version} is not offered; offered: " + \
@@ -616,6 +620,7 @@ class Broker:
         if model:
             offering = [w for w in cands if _offers_model(w.caps[call.cap], model)]
             cands = offering or cands  # nobody has it: let a worker say not_implemented
+        cands = _by_corpus(call, cands)
         best: tuple[float, float] | None = None
         pick: Worker | None = None
         scored: list[tuple[float, float, Worker]] = []
@@ -790,6 +795,33 @@ def _offers_model(desc: dict[str, Any], model: str) -> bool:
         if name == model:
             return True
     return False
+
+
+def _requested_corpus(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("params"), dict):
+        corpus = body["params"].get("corpus")
+        return corpus if isinstance(corpus, str) and corpus else None
+    return None
+
+
+def _lists_corpora(desc: dict[str, Any]) -> bool:
+    return isinstance((desc.get("params") or {}).get("corpora"), list)
+
+
+def _holds_corpus(desc: dict[str, Any], corpus: str) -> bool:
+    return _lists_corpora(desc) and corpus in desc["params"]["corpora"]
+
+
+def _by_corpus(call: Any, cands: list[Any]) -> list[Any]:
+    """A call naming `params.corpus` of a capability whose providers list their corpora
+    (`params.corpora`, e.g. rag.query) goes to a provider that holds it; when none does,
+    only to this node's own providers, which answer `not_found` or serve a corpus they
+    never advertise (`personal`): the query text never leaves the node for nothing."""
+    corpus = _requested_corpus(call.body)
+    if corpus is None or not any(_lists_corpora(w.caps[call.cap]) for w in cands):
+        return cands
+    holding = [w for w in cands if _holds_corpus(w.caps[call.cap], corpus)]
+    return holding or [w for w in cands if not w.remote]
 
 
 def _pid_alive(pid: int) -> bool:

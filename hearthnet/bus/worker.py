@@ -42,6 +42,8 @@ class WorkerRuntime:
             loop.add_signal_handler(sig, self.stopping.set)
         await self.service.start()
         self.caps = {c.name: c for c in self.service.capabilities()}
+        if hasattr(self.service, "announce_changes"):  # a service whose descriptors change at run time
+            self.service.announce_changes = self.refresh_capabilities
         self.dealer = LoopDealer(self.endpoint, self._on_message, linger_ms=500)
         await self._announce()
         beat = asyncio.create_task(self._heartbeat())
@@ -62,6 +64,13 @@ class WorkerRuntime:
                           "pid": os.getpid(), "caps": [c.descriptor() for c in self.caps.values()],
                           "note": self._note()})
         log.info("announced", extra={"caps": sorted(self.caps)})
+
+    def refresh_capabilities(self) -> None:
+        """The service's descriptors changed (e.g. the rag worker holds a new corpus):
+        READY again on the same connection, which the broker takes as an update."""
+        self.caps = {c.name: c for c in self.service.capabilities()}
+        if self.dealer is not None:
+            asyncio.ensure_future(self._announce())
 
     def _note(self) -> str | None:
         note = self.service.health().get("note")

@@ -1,0 +1,1 @@
+"""Knowledge: corpora of the community's documents, chunked, embedded and searched (spec §3)."""
