@@ -391,3 +391,34 @@ def _round(x: float | None) -> float | None:
 
 def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    found: str  # the document's extracted text at that range ("" when out of range)
+    reason: str  # why not, or "" when ok
+
+
+def verify_citation(passage: str | None, blob: bytes, char_start: int, char_end: int, *,
+                    page: int | None = None, filename: str | None = None, mime: str | None = None) -> Verdict:
+    """Check a source against the document itself: the blob (already verified against its
+    CID by the blob store) is extracted again exactly as ingest did, and the passage must
+    equal its text in [char_start:char_end] (a PDF's: of page `page`). With no passage,
+    only the range is checked and the text found there returned."""
+    from hearthnet.services.rag.extract import extract  # pypdf: loaded only to verify
+
+    doc = extract(blob, filename, mime)
+    index = (page - 1) if page else 0
+    if not 0 <= index < len(doc.units):
+        return Verdict(False, "", f"the document has no page {page} ({len(doc.units)} pages)")
+    text = doc.units[index].text
+    if not 0 <= char_start <= char_end <= len(text):
+        return Verdict(False, "", f"characters {char_start}..{char_end} are outside the text ({len(text)})")
+    found = text[char_start:char_end]
+    if passage is not None and found != passage:
+        return Verdict(False, found, "the passage differs from the document's text at that range")
+    return Verdict(True, found, "")
