@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,15 +213,15 @@ class IngestBars:
         if self.current is not None:
             self.bar.remove_task(self.current)
         self.current = self.bar.add_task(name, total=None, rate="")
-        t0 = time.monotonic()
+        seen: dict[str, Any] = {}  # pages and chunks, once the worker has counted them
 
         def tick(frame: dict[str, Any]) -> None:
-            stage, n = frame.get("stage") or "", frame.get("current") or 0
-            unit = frame.get("unit") or ("chunks" if stage in ("embedding", "indexing") else "")
-            elapsed = max(time.monotonic() - t0, 1e-3)
-            rate = f"{n / elapsed:.1f} {unit}/s" if unit and n else ""
-            self.bar.update(self.current, description=f"{stage} {name}", completed=n, total=frame.get("total"),
-                            rate=rate)
+            seen.update({k: frame[k] for k in ("pages", "chunks") if isinstance(frame.get(k), int)})
+            counted = ", ".join(f"{seen[k]} {k}" for k in ("pages", "chunks") if k in seen)
+            rate = frame.get("embed_rate")
+            self.bar.update(self.current, description=f"{frame.get('stage') or ''} {name}"
+                            + (f" ({counted})" if counted else ""), completed=frame.get("current") or 0,
+                            total=frame.get("total"), rate=f"{rate} chunks/s" if rate else "")
 
         return tick
 
