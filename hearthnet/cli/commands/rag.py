@@ -75,6 +75,8 @@ def stream(api: "LocalApi", cap: str, params: dict[str, Any], inp: dict[str, Any
             done = data
     if done is None:
         raise HearthNetError("bad_response", f"the node's {cap} stream ended without a result")
+    if isinstance(done.get("output"), dict):  # a `done` carrying the whole {output, meta} (rag.ingest)
+        return done["output"]
     return done
 
 

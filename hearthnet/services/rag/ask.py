@@ -6,7 +6,7 @@ Everything goes through the bus, so any node's corpus and any node's LLM will do
 1. which corpora: the one named in `input.corpus`; else the node's `[rag] default_corpus`;
    else every corpus `rag.list_corpora` shows (the `retrieval` frame says which rule chose);
 2. `rag.query` on each (concurrently), remembering the node that served each answer
-   (`BusClient.call_from`); passages scoring under `[rag] min_relevance` (cosine) are dropped;
+   (`BusClient.call_from`); passages scoring under `[rag] relevance_threshold` (cosine) are dropped;
 3. none left: one `nothing_relevant` frame and `done` — the LLM is NOT called (a model
    given no evidence guesses, and its guess would look like an answer);
 4. else a prompt with numbered passages and the instruction to cite them as [n], sent to
@@ -226,9 +226,11 @@ class Asker:
 
     @classmethod
     def from_config(cls, bus: AskBus, node_id: str, rag_cfg: Any) -> "Asker":
-        """`[rag] default_corpus` and `[rag] min_relevance`, when the config has them."""
+        """From `[rag]` (the config section or the rag worker's RagSettings):
+        `relevance_threshold` and `default_corpus`, when it has them."""
+        threshold = getattr(rag_cfg, "relevance_threshold", None)
         return cls(bus, node_id, default_corpus=getattr(rag_cfg, "default_corpus", None) or None,
-                   min_relevance=getattr(rag_cfg, "min_relevance", DEFAULT_MIN_RELEVANCE))
+                   min_relevance=DEFAULT_MIN_RELEVANCE if threshold is None else float(threshold))
 
     def capability(self) -> Capability:
         obj, text = {"type": "object"}, {"type": "string"}

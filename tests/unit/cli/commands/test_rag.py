@@ -77,7 +77,9 @@ def test_ingest_walks_directories_adds_then_indexes_and_skips_a_failing_file(run
         if inp["doc_cid"] == CID2:
             return {"error": "bad_request", "message": "the PDF is corrupt"}
         return [("progress", {"current": 3, "total": 6, "stage": "embedding"}),
-                ("done", {"doc_cid": CID, "chunks_indexed": 6, "tokens_indexed": 900, "pages": None})]
+                ("done", {"output": {"doc_cid": CID, "chunks_indexed": 6, "tokens_indexed": 900, "pages": None,
+                                     "already_indexed": False},
+                          "meta": {"corpus": "flood", "ms": 12, "ingest_event_id": "e1"}})]
 
     seen = serve(gateway, {"file.add": lambda inp: added(inp["path"]), "rag.ingest": ingested})
     r = invoke(runner, "rag", "ingest", str(docs), str(tmp_path / "notes.txt"), "--corpus", "flood",
@@ -100,7 +102,8 @@ def test_ingest_walks_directories_adds_then_indexes_and_skips_a_failing_file(run
 def test_ingest_again_says_already_indexed_and_exits_0(runner, gateway, tmp_path) -> None:
     (tmp_path / "plan.md").write_text("# Plan\n")
     serve(gateway, {"file.add": lambda inp: added(inp["path"]),
-                    "rag.ingest": [("done", {"doc_cid": CID, "chunks_indexed": 6, "already_indexed": True})]})
+                    "rag.ingest": [("done", {"output": {"doc_cid": CID, "chunks_indexed": 6, "already_indexed": True},
+                                             "meta": {}})]})
     r = invoke(runner, "rag", "ingest", str(tmp_path / "plan.md"), "--corpus", "flood")
     assert r.exit_code == 0, r.output
     assert "already indexed" in r.stdout and "1 already indexed, 0 failed" in r.stdout

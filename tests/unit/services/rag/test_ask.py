@@ -244,3 +244,12 @@ def test_capability_descriptor() -> None:
     d = Asker(FakeBus({}), US, min_relevance=0.25).capability().descriptor()
     assert d["name"] == "rag.ask" and d["streams"] and d["trust_required"] == "member"
     assert d["params"]["min_relevance"] == 0.25 and d["timeout_seconds"] >= 120
+
+
+def test_from_config_reads_the_rag_sections_threshold_and_default_corpus() -> None:
+    from types import SimpleNamespace
+
+    a = Asker.from_config(FakeBus({}), US, SimpleNamespace(relevance_threshold=0.45, default_corpus="flood"))
+    assert (a.min_relevance, a.default_corpus) == (0.45, "flood")
+    b = Asker.from_config(FakeBus({}), US, SimpleNamespace())
+    assert (b.min_relevance, b.default_corpus) == (0.3, None)
