@@ -48,7 +48,7 @@ def node(make_node, tiny_gguf) -> Node:
     # The tiny model tokenizes text nearly byte by byte: give it room for the passages.
     n.add_config(f'[[llm.backends]]\nname = "llama_cpp"\nmodel = "tiny"\nmodel_path = "{tiny_gguf}"\n'
                  'ctx = 16384\n')
-    n.env["HEARTHNET_RAG_RELEVANCE_THRESHOLD"] = "0.3"
+    n.env.update({"HEARTHNET_RAG_RELEVANCE_THRESHOLD": "0.3", "HEARTHNET_EMBEDDING_MODEL": "all-MiniLM-L6-v2"})
     n.start(wait_workers=WORKERS)
     wait_for(lambda: {"rag.ask", "rag.ingest", "llm.chat", "embed.text"}
              <= {c["name"] for c in n.api("/api/v1/capabilities")["capabilities"]}, 60,

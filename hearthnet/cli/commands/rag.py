@@ -231,17 +231,17 @@ class IngestBars:
         self.bar.advance(self.files)
 
 
-def _ingest_one(api: "LocalApi", path: Path, corpus: str, meta: dict[str, Any], tick: Tick | None) -> dict[str, Any]:
+def _ingest_one(api: "LocalApi", path: Path, corpus: str, meta: dict[str, Any], tick: Tick | None,
+                entry: dict[str, Any]) -> None:
+    """Store, then index one file, filling `entry` as it goes (so a failure still names
+    the CID the file was stored under)."""
     from hearthnet.cli.commands.file import _stream as file_stream
 
     added = file_stream(api, "file.add", {"path": str(path)}, tick)
-    cid = (added.get("manifest") or {}).get("cid")
-    entry: dict[str, Any] = {"path": str(path), "cid": cid}
+    entry["cid"] = cid = (added.get("manifest") or {}).get("cid")
     done = stream(api, "rag.ingest", {"corpus": corpus}, {"doc_cid": cid, **meta}, tick)
-    already = bool(done.get("already_indexed") or done.get("existing"))
-    entry.update(status="already_indexed" if already else "indexed", chunks_indexed=done.get("chunks_indexed"),
-                 pages=done.get("pages"), error=None)
-    return entry
+    entry.update(status="already_indexed" if done.get("already_indexed") else "indexed",
+                 chunks_indexed=done.get("chunks_indexed"), pages=done.get("pages"))
 
 
 def ingest(state: "CliState", paths: tuple[Path, ...], corpus: str, *, title: str | None, language: str | None,
@@ -259,13 +259,15 @@ def ingest(state: "CliState", paths: tuple[Path, ...], corpus: str, *, title: st
     result = IngestResult(corpus)
     with ingest_progress(out, show, len(files)) as bars:
         for path in files:
+            entry: dict[str, Any] = {"path": str(path), "cid": None, "status": "failed", "chunks_indexed": None,
+                                     "pages": None, "error": None}
             try:
-                result.files.append(_ingest_one(api, path, corpus, meta, bars.start(path.name) if bars else None))
+                _ingest_one(api, path, corpus, meta, bars.start(path.name) if bars else None, entry)
             except NodeNotRunning:
                 raise  # nothing else will work either
             except HearthNetError as exc:  # reported and skipped; the rest go on
-                result.files.append({"path": str(path), "cid": None, "status": "failed", "chunks_indexed": None,
-                                     "pages": None, "error": {"code": exc.code, "message": exc.message}})
+                entry.update(status="failed", error={"code": exc.code, "message": exc.message})
+            result.files.append(entry)
             if bars:
                 bars.file_done()
     return result

@@ -90,6 +90,7 @@ def test_ingest_walks_directories_adds_then_indexes_and_skips_a_failing_file(run
                                                  str(tmp_path / "notes.txt")]
     assert [f["status"] for f in doc["files"]] == ["indexed", "failed", "indexed"]
     assert doc["files"][1]["error"] == {"code": "bad_request", "message": "the PDF is corrupt"}
+    assert doc["files"][1]["cid"] == CID2  # stored, but not indexed
     assert doc["files"][0] == {"path": str(docs / "plan.md"), "cid": CID, "status": "indexed", "chunks_indexed": 6,
                                "pages": None, "error": None}
     assert (doc["corpus"], doc["indexed"], doc["already_indexed"], doc["failed"]) == ("flood", 2, 0, 1)
