@@ -3,8 +3,8 @@ sources (rag.ask; see hearthnet/services/rag/ask.py and README "Ask with sources
 
 The answer is printed as the model writes it; then the sources: title, page, the
 document's CID, the node that served the passage. When nothing in the corpora is relevant
-enough, it says so and no model is asked. `--verify` fetches each cited document and checks
-that the passage is exactly the document's text at the cited range."""
+enough, it says so and no model is asked. `--verify` fetches each source's document and
+checks that the passage is exactly the document's text at its range."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -113,7 +113,9 @@ def ask(state: "CliState", question: str, corpus: str | None, model: str | None,
 def _say_where(out: Output, data: dict[str, Any]) -> None:
     why = {"named": "", "default": " (the configured default)", "all": " (every corpus)"}.get(
         data.get("corpus_choice"), "")
-    text = f"searched {', '.join(data.get('corpora') or [])}{why}: {data.get('passages', 0)} relevant passages"
+    from hearthnet.cli.commands.rag import plural
+
+    text = f"searched {', '.join(data.get('corpora') or [])}{why}: {plural(data.get('passages', 0), 'relevant passage')}"
     for s in data.get("skipped") or []:
         text += f"; {s.get('corpus')} skipped ({s.get('error')})"
     out.echo(out.style(text, dim=True), err=True)
@@ -124,8 +126,6 @@ def _verify(api: Any, sources: list[dict[str, Any]]) -> None:
 
     docs = DocumentCache(api)
     for s in sources:
-        if not s.get("cited"):
-            continue
         if not isinstance(s.get("char_start"), int) or not isinstance(s.get("char_end"), int):
             s.update(verified=False, verify_reason="the source carries no character range")
             continue
@@ -140,7 +140,7 @@ def _verify(api: Any, sources: list[dict[str, Any]]) -> None:
 @click.option("-k", "k", type=int, help=f"Passages to retrieve (1..{MAX_K}, default 5).")
 @click.option("--max-tokens", type=click.IntRange(1, 4096), help="Longest answer, in tokens (default 512).")
 @click.option("--verify", is_flag=True,
-              help="Fetch each cited document and check the passage against its text at the cited range.")
+              help="Fetch each source's document and check the passage against its text at the given range.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one document at the end: {answer, sources: [{n, doc_cid, title, page, char_start, "
                    "char_end, chunk_id, text, score, corpus, node, cited, verified}], corpus, corpora, "

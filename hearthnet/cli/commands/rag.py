@@ -84,6 +84,10 @@ def short_cid(cid: Any) -> str:
     return str(cid or "-").removeprefix("blake3:")[:12]
 
 
+def plural(n: Any, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def short_node(node: Any) -> str:
     from hearthnet.cli.render import short_node_id
 
@@ -183,8 +187,9 @@ class IngestResult:
             elif f["status"] == "already_indexed":
                 out.echo(f"already indexed: {f['path']}  ({short_cid(f['cid'])})")
             else:
-                pages = f" {f['pages']} pages," if f.get("pages") else ""
-                out.echo(f"indexed: {f['path']}  ({pages} {f['chunks_indexed']} chunks, {short_cid(f['cid'])})")
+                pages = f"{plural(f['pages'], 'page')}, " if isinstance(f.get("pages"), int) else ""
+                out.echo(f"indexed: {f['path']}  ({pages}{plural(f['chunks_indexed'], 'chunk')}, "
+                         f"{short_cid(f['cid'])})")
         c = self.counts()
         out.echo(f"\n{self.corpus}: {c['indexed']} indexed, {c['already_indexed']} already indexed, "
                  f"{c['failed']} failed")
