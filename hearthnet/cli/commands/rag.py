@@ -76,7 +76,8 @@ def stream(api: "LocalApi", cap: str, params: dict[str, Any], inp: dict[str, Any
     if done is None:
         raise HearthNetError("bad_response", f"the node's {cap} stream ended without a result")
     if isinstance(done.get("output"), dict):  # a `done` carrying the whole {output, meta} (rag.ingest)
-        return done["output"]
+        meta = done.get("meta")
+        return {**(meta if isinstance(meta, dict) else {}), **done["output"]}
     return done
 
 

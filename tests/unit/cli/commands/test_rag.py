@@ -158,7 +158,8 @@ def test_query_prints_ranked_chunks(runner, gateway) -> None:
 def test_reindex_follows_progress_and_reports(runner, gateway) -> None:
     seen = serve(gateway, {"rag.reindex": [
         ("progress", {"current": 50, "total": 100, "stage": "embedding"}),
-        ("done", {"embedding_model": "bge-small-en-v1.5", "docs": 3, "chunks": 100, "ms": 2500})]})
+        ("done", {"output": {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "docs": 3, "chunks": 100},
+                  "meta": {"ms": 2500}})]})
     r = invoke(runner, "rag", "reindex", "--corpus", "flood", "--embedding-model", "bge-small-en-v1.5", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "docs": 3,
