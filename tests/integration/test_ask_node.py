@@ -16,6 +16,19 @@ pytestmark = pytest.mark.integration
 
 WORKERS = ("broker", "gateway", "ledger", "file", "llm", "embedding", "rag")
 
+# The --json documents of the new commands (README "Ask with sources"): changing a key is an
+# interface change.
+ASK_KEYS = {"answer", "sources", "corpus", "corpora", "corpus_choice", "model", "nothing_relevant", "message",
+            "best_score"}
+SOURCE_KEYS = {"n", "doc_cid", "title", "page", "char_start", "char_end", "chunk_id", "text", "score", "corpus",
+               "node", "cited", "verified"}
+INGEST_KEYS = {"corpus", "files", "indexed", "already_indexed", "failed"}
+INGEST_FILE_KEYS = {"path", "cid", "status", "chunks_indexed", "pages", "error"}
+LIST_KEYS = {"corpora", "remote"}
+CORPUS_KEYS = {"name", "docs", "chunks", "size_bytes", "language_majority", "embedding_model"}
+QUERY_KEYS = {"corpus", "query", "chunks", "embedding_model", "ms"}
+VERIFY_KEYS = {"cid", "start", "end", "page", "verified", "found", "reason"}
+
 DOC = """# Flood plan for Mill Street
 
 ## Drinking water
@@ -63,6 +76,12 @@ def test_ask_streams_an_answer_with_sources_that_verify_and_says_when_nothing_is
     first = node.cli_json("rag", "ingest", str(doc), "--corpus", "mill-street", timeout=300)
     assert first["files"][0]["status"] == "indexed" and first["indexed"] == 1, first
     cid = first["files"][0]["cid"]
+    assert set(first) == INGEST_KEYS and set(first["files"][0]) == INGEST_FILE_KEYS
+    listed = node.cli_json("rag", "list")
+    assert set(listed) == LIST_KEYS and [set(c) for c in listed["corpora"]] == [CORPUS_KEYS]
+    assert listed["corpora"][0]["name"] == "mill-street" and listed["corpora"][0]["docs"] == 1
+    ranked = node.cli_json("rag", "query", "boil drinking water", "--corpus", "mill-street", "-k", "3")
+    assert set(ranked) == QUERY_KEYS and ranked["chunks"][0]["metadata"]["doc_cid"] == cid
     again = node.cli_json("rag", "ingest", str(doc), "--corpus", "mill-street")
     assert again["files"][0]["status"] == "already_indexed"  # resumable: done work is skipped
     node_id = node.api("/api/v1/status")["node"]["node_id"]
@@ -70,6 +89,7 @@ def test_ask_streams_an_answer_with_sources_that_verify_and_says_when_nothing_is
     before = llm_chat_calls(node)
     answer = node.cli_json("ask", "How long should drinking water be boiled?", "--corpus", "mill-street",
                            "-k", "2", "--max-tokens", "12", timeout=300)
+    assert set(answer) == ASK_KEYS and all(set(s) == SOURCE_KEYS for s in answer["sources"])
     assert answer["nothing_relevant"] is False and answer["answer"].strip() != ""
     assert answer["corpus"] == "mill-street" and answer["corpus_choice"] == "named" and answer["model"] == "tiny"
     assert llm_chat_calls(node) == before + 1
@@ -96,7 +116,10 @@ def test_ask_streams_an_answer_with_sources_that_verify_and_says_when_nothing_is
     s = sources[0]
     checked = node.cli_json("rag", "verify", cid, "--start", str(s["char_start"]), "--end", str(s["char_end"]),
                             "--text", s["text"])
-    assert checked["verified"] is True and checked["found"] == s["text"]
+    assert set(checked) == VERIFY_KEYS and checked["verified"] is True and checked["found"] == s["text"]
+    verified = node.cli_json("ask", "How long should drinking water be boiled?", "--corpus", "mill-street",
+                             "-k", "2", "--max-tokens", "4", "--verify", timeout=300)
+    assert verified["sources"] and all(s["verified"] is True for s in verified["sources"])
     wrong = node.cli("rag", "verify", cid, "--start", str(s["char_start"]), "--end", str(s["char_end"]),
                      "--text", s["text"] + "!")
     assert wrong.returncode == 1
