@@ -144,3 +144,36 @@ def test_ask_cli_bad_input_exits_2_and_an_unknown_corpus_1(node: Node) -> None:
     assert unknown.returncode == 1 and "(not_found)" in unknown.stderr and "Traceback" not in unknown.stderr
     missing = node.cli("rag", "ingest", "/nonexistent/plan.md", "--corpus", "mill-street")
     assert missing.returncode == 2 and "/nonexistent/plan.md does not exist" in missing.stderr
+
+
+def test_ask_on_one_node_answers_from_a_peers_corpus_and_names_that_peer(make_node, tiny_gguf, tmp_path: Path) -> None:
+    """Alice holds the corpus (and embeds); Bob has the LLM and no corpus. Bob's `ask`
+    retrieves from Alice's rag.query, names Alice as the node of every source, and Bob can
+    verify each passage from the document fetched by its CID from Alice."""
+    from hearthnet.testing.nodes import join_by_invite
+
+    a, b = make_node("alice"), make_node("bob")
+    for n in (a, b):
+        n.env.update({"HEARTHNET_EMBEDDING_MODEL": "all-MiniLM-L6-v2"})
+    a.init()
+    a.start(wait_workers=("broker", "gateway", "ledger", "governance", "discovery", "file", "embedding", "rag"))
+    alice = a.api("/api/v1/status")["node"]["node_id"]
+    join_by_invite(a, b)
+    b.add_config(f'[[llm.backends]]\nname = "llama_cpp"\nmodel = "tiny"\nmodel_path = "{tiny_gguf}"\nctx = 16384\n')
+    b.start(wait_workers=("broker", "gateway", "ledger", "discovery", "file", "llm", "rag"))
+    doc = tmp_path / "flood-plan.md"
+    doc.write_text(DOC)
+    cid = a.cli_json("rag", "ingest", str(doc), "--corpus", "mill-street", timeout=300)["files"][0]["cid"]
+    r = b.cli("peer", "add", f"127.0.0.1:{a.port}")
+    assert r.returncode == 0, r.stderr + r.stdout
+    wait_for(lambda: any(c["name"] == "rag.query" and not c["local"] and c["node_id"] == alice
+                         and "mill-street" in (c["params"].get("corpora") or [])
+                         for c in b.api("/api/v1/capabilities")["capabilities"]),
+             60, 0.3, message="bob to route rag.query for mill-street to alice")
+    assert b.cli_json("rag", "list")["remote"] == [{"name": "mill-street", "node_id": alice}]
+
+    answer = b.cli_json("ask", "How long should drinking water be boiled?", "--corpus", "mill-street", "-k", "2",
+                        "--max-tokens", "8", "--verify", timeout=300)
+    assert answer["nothing_relevant"] is False and answer["answer"].strip() != ""
+    assert answer["sources"] and all(s["node"] == alice and s["doc_cid"] == cid for s in answer["sources"])
+    assert all(s["verified"] is True for s in answer["sources"])  # fetched from alice by CID, checked by range
