@@ -136,6 +136,34 @@ def test_ask_streams_an_answer_with_sources_that_verify_and_says_when_nothing_is
     assert "mill-street" in absent["message"]
     assert llm_chat_calls(node) == before
 
+    # A caller that goes away mid-answer cancels the generation (its llm.chat call).
+    leave_after_first_token(node, {"question": "How long should drinking water be boiled?", "corpus": "mill-street",
+                                   "max_tokens": 4096})
+    wait_for(lambda: [t["result"] for t in node.api("/api/v1/traces?n=1&capability=llm.chat")["traces"]]
+             == ["cancelled"], 30, 0.1, message="llm.chat cancelled")
+    wait_for(lambda: all(w["in_flight"] == 0 for w in node.api("/api/v1/workers")["workers"]
+                         if w["program"] in ("llm", "rag")), 30, 0.1, message="llm and rag idle")
+
+
+def leave_after_first_token(node: Node, inp: dict) -> None:
+    """A rag.ask stream through the local API, closed as soon as one token arrived."""
+    from hearthnet.unixhttp import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(str(node.api_socket), timeout=120)
+    try:
+        conn.request("POST", "/bus/v1/call", body=json.dumps({"params": {}, "input": inp}),
+                     headers={"Authorization": f"Bearer {node.token()}", "Content-Type": "application/json",
+                              "Accept": "text/event-stream", "X-HearthNet-Capability": "rag.ask"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        while True:
+            line = resp.fp.readline()
+            assert line, "the stream ended before a token"
+            if line.startswith(b"event: token"):
+                return
+    finally:
+        conn.close()
+
 
 def test_ask_cli_bad_input_exits_2_and_an_unknown_corpus_1(node: Node) -> None:
     bad = node.cli("ask", "water?", "--corpus", "Not A Name", "--json")
