@@ -17,8 +17,10 @@ Everything goes through the bus, so any node's corpus and any node's LLM will do
 6. `done` {model, corpora, nothing_relevant, tokens_out, stop_reason, ms}.
 
 A caller that goes away cancels this handler; closing the `llm.chat` stream in `finally`
-cancels the generation on whichever node runs it. A peer's `rag.ask` is answered from this
-node's own corpora and LLM only (`local_only`): a node does not forward a peer's work.
+cancels the generation on whichever node runs it. The calls carry the asker as their
+caller, so a peer never gets passages it could not query itself (the `personal` corpus),
+and a peer's `rag.ask` is answered from this node's own corpora and LLM only
+(`local_only`): a node does not forward a peer's work.
 
 `verify_citation` re-checks a source independently: the passage must equal the document's
 extracted text in [char_start:char_end] (PDF: of that page's text).
@@ -251,16 +253,19 @@ class Asker:
 
     async def handle(self, req: Request) -> Any:
         q = parse_question(req.body)  # bad input fails the call before any frame
-        local_only = bool(req.caller) and req.caller != self.node_id
-        frames = self.frames(q, local_only=local_only, trace=req.trace_id)
+        frames = self.frames(q, caller=req.caller or self.node_id, trace=req.trace_id)
         return frames if req.stream else await collect(frames)
 
     # ------------------------------------------------------------------ the flow
 
-    async def frames(self, q: Question, *, local_only: bool = False, trace: str = "") -> Frames:
+    async def frames(self, q: Question, *, caller: str = "", trace: str = "") -> Frames:
+        """The answer's frames. The calls it makes carry `caller`, so a peer's ask sees
+        what that peer may see (never the `personal` corpus), and a peer's ask is served
+        by this node's own workers only (`local_only`: no forwarding of a peer's work)."""
         t0 = time.monotonic()
-        corpora, choice = await self._corpora(q, local_only, trace)
-        found, skipped = await self._retrieve(q, corpora, local_only, trace)
+        call = Via(caller or self.node_id, trace, local_only=bool(caller) and caller != self.node_id)
+        corpora, choice = await self._corpora(q, call)
+        found, skipped = await self._retrieve(q, corpora, call)
         passages = select_passages(found, q.k, self.min_relevance)
         best = max((p.score for p in found), default=None)
         yield "retrieval", {"corpora": corpora, "corpus_choice": choice, "retrieved": len(found),
@@ -276,7 +281,7 @@ class Asker:
         messages, used = build_messages(q.text, passages, max_context_chars=self.max_context_chars)
         answer: list[str] = []
         done: dict[str, Any] = {}
-        chat = self._chat(q, messages, local_only, trace, done)
+        chat = self._chat(q, messages, call, done)
         try:
             async for event, data in chat:
                 answer.append(data.get("text") or "")
@@ -289,13 +294,13 @@ class Asker:
                        "tokens_out": done.get("tokens_out", 0), "stop_reason": done.get("stop_reason", "end"),
                        "ms": _ms(t0)}
 
-    async def _corpora(self, q: Question, local_only: bool, trace: str) -> tuple[list[str], str]:
+    async def _corpora(self, q: Question, call: "Via") -> tuple[list[str], str]:
         if q.corpus is not None:
             return [q.corpus], "named"
         if self.default_corpus:
             return [self.default_corpus], "default"
-        out = await self.bus.call("rag.list_corpora", "1.0", {"params": {}, "input": {}}, caller=self.node_id,
-                                  trace=trace, timeout=LIST_TIMEOUT_SECONDS, local_only=local_only)
+        out = await self.bus.call("rag.list_corpora", "1.0", {"params": {}, "input": {}},
+                                  timeout=LIST_TIMEOUT_SECONDS, **call.kw())
         listed = (out.get("output") or {}).get("corpora") or []
         names = [c.get("name") if isinstance(c, dict) else c for c in listed]
         names = sorted({n for n in names if isinstance(n, str) and CORPUS_RE.match(n)})
@@ -305,11 +310,10 @@ class Asker:
                                  hint="ingest documents with `hearthnet rag ingest PATH --corpus NAME`")
         return names, "all"
 
-    async def _retrieve(self, q: Question, corpora: list[str], local_only: bool,
-                        trace: str) -> tuple[list[Passage], list[dict[str, str]]]:
+    async def _retrieve(self, q: Question, corpora: list[str], call: "Via") -> tuple[list[Passage], list[dict[str, str]]]:
         """Every corpus's chunks. A named corpus that fails fails the call; with several,
         the failing ones are reported in `skipped` unless all fail."""
-        results = await asyncio.gather(*(self._query(q, c, local_only, trace) for c in corpora),
+        results = await asyncio.gather(*(self._query(q, c, call) for c in corpora),
                                        return_exceptions=True)
         found: list[Passage] = []
         skipped: list[dict[str, str]] = []
@@ -326,16 +330,14 @@ class Asker:
             raise errors[0]
         return found, skipped
 
-    async def _query(self, q: Question, corpus: str, local_only: bool, trace: str) -> list[Passage]:
+    async def _query(self, q: Question, corpus: str, call: "Via") -> list[Passage]:
         body = {"params": {"corpus": corpus}, "input": {"query": q.text, "k": q.k, "include_text": True}}
-        reply, node = await self.bus.call_from("rag.query", "1.0", body, caller=self.node_id, trace=trace,
-                                               timeout=QUERY_TIMEOUT_SECONDS, local_only=local_only)
+        reply, node = await self.bus.call_from("rag.query", "1.0", body, timeout=QUERY_TIMEOUT_SECONDS, **call.kw())
         chunks = (reply.get("output") or {}).get("chunks") if isinstance(reply, dict) else None
         passages = [Passage.from_chunk(corpus, node, c) for c in chunks or []]
         return [p for p in passages if p is not None]
 
-    async def _chat(self, q: Question, messages: list[dict[str, str]], local_only: bool, trace: str,
-                    done: dict[str, Any]) -> Frames:
+    async def _chat(self, q: Question, messages: list[dict[str, str]], call: "Via", done: dict[str, Any]) -> Frames:
         """llm.chat's token frames; its `done` data lands in `done`. Leaving early (the
         caller went away) closes the stream, which cancels the generation."""
         inp: dict[str, Any] = {"messages": messages, "max_tokens": q.max_tokens, "temperature": TEMPERATURE,
@@ -343,9 +345,8 @@ class Asker:
         if q.seed is not None:
             inp["seed"] = q.seed
         params = {"model": q.model} if q.model else {}
-        stream = self.bus.stream("llm.chat", "1.0", {"params": params, "input": inp}, caller=self.node_id,
-                                 trace=trace, timeout=float(LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS),
-                                 local_only=local_only)
+        stream = self.bus.stream("llm.chat", "1.0", {"params": params, "input": inp},
+                                 timeout=float(LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS), **call.kw())
         try:
             async for event, data in stream:
                 if event == "token" and isinstance(data, dict):
@@ -357,6 +358,18 @@ class Asker:
                     raise HearthNetError.from_wire(data if isinstance(data, dict) else {})
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Via:
+    """On whose behalf the ask's own calls go, and whether they stay on this node."""
+
+    caller: str
+    trace: str
+    local_only: bool
+
+    def kw(self) -> dict[str, Any]:
+        return {"caller": self.caller, "trace": self.trace, "local_only": self.local_only}
 
 
 async def collect(frames: Frames) -> dict[str, Any]:

@@ -164,13 +164,17 @@ def test_with_several_corpora_a_failing_one_is_skipped_and_all_failing_is_the_er
     assert err.value.code == "not_found" and "rag ingest" in err.value.details["hint"]
 
 
-def test_a_peers_ask_is_answered_from_this_nodes_own_workers_only() -> None:
-    bus = FakeBus({"flood": ([WATER], US)})
-    run(frames_of(Asker(bus, US), ask({"question": "water?", "corpus": "flood"}, caller=PEER)))
-    assert all(kw["local_only"] for _, _, kw in bus.calls)
+def test_a_peers_ask_is_answered_from_this_nodes_own_workers_on_the_peers_behalf() -> None:
+    """The calls carry the peer as caller (so the rag worker never shows it `personal`) and
+    stay on this node; the owner's ask may use any node's corpora and LLM."""
+    bus = FakeBus({"flood": ([WATER], US)}, listed=["flood"])
+    run(frames_of(Asker(bus, US), ask({"question": "water?"}, caller=PEER)))
+    assert bus.caps() == ["rag.list_corpora", "rag.query", "llm.chat"]
+    assert all(kw["local_only"] and kw["caller"] == PEER for _, _, kw in bus.calls)
     own = FakeBus({"flood": ([WATER], US)})
     run(frames_of(Asker(own, US), ask({"question": "water?", "corpus": "flood"})))
     assert not any(kw["local_only"] for _, _, kw in own.calls)
+    assert all(kw["caller"] == US for _, _, kw in own.calls)
 
 
 def test_closing_the_answer_stream_cancels_the_llm_stream() -> None:
