@@ -80,7 +80,8 @@ def ask(state: "CliState", question: str, corpus: str | None, model: str | None,
     doc: dict[str, Any] = {"answer": "", "sources": [], "corpus": None, "corpora": [], "corpus_choice": None,
                            "model": model, "nothing_relevant": False, "message": None, "best_score": None}
     answer: list[str] = []
-    for event, data in api.call("rag.ask", "1.0", {"params": {}, "input": inp}, stream=True):  # type: ignore[union-attr]
+    frames = api.call("rag.ask", "1.0", {"params": {}, "input": inp}, stream=True)
+    for event, data in frames:  # type: ignore[union-attr]
         if event == "token":
             answer.append(str(data.get("text") or ""))
             if show:
@@ -115,7 +116,8 @@ def _say_where(out: Output, data: dict[str, Any]) -> None:
         data.get("corpus_choice"), "")
     from hearthnet.cli.commands.rag import plural
 
-    text = f"searched {', '.join(data.get('corpora') or [])}{why}: {plural(data.get('passages', 0), 'relevant passage')}"
+    found = plural(data.get("passages", 0), "relevant passage")
+    text = f"searched {', '.join(data.get('corpora') or [])}{why}: {found}"
     for s in data.get("skipped") or []:
         text += f"; {s.get('corpus')} skipped ({s.get('error')})"
     out.echo(out.style(text, dim=True), err=True)

@@ -184,7 +184,8 @@ class IngestResult:
     def human(self, out: Output) -> None:
         for f in self.files:
             if f["status"] == "failed":
-                out.echo(out.style("failed", fg="red") + f": {f['path']}: {f['error']['message']} ({f['error']['code']})")
+                err = f["error"]
+                out.echo(out.style("failed", fg="red") + f": {f['path']}: {err['message']} ({err['code']})")
             elif f["status"] == "already_indexed":
                 out.echo(f"already indexed: {f['path']}  ({short_cid(f['cid'])})")
             else:

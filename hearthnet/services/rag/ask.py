@@ -310,7 +310,8 @@ class Asker:
                                  hint="ingest documents with `hearthnet rag ingest PATH --corpus NAME`")
         return names, "all"
 
-    async def _retrieve(self, q: Question, corpora: list[str], call: "Via") -> tuple[list[Passage], list[dict[str, str]]]:
+    async def _retrieve(self, q: Question, corpora: list[str],
+                        call: "Via") -> tuple[list[Passage], list[dict[str, str]]]:
         """Every corpus's chunks. A named corpus that fails fails the call; with several,
         the failing ones are reported in `skipped` unless all fail."""
         results = await asyncio.gather(*(self._query(q, c, call) for c in corpora),
