@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
+from hearthnet.blobs.cids import is_cid
 from hearthnet.bus.service import Capability, Request
 from hearthnet.constants import LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS
 from hearthnet.errors import HearthNetError
@@ -48,6 +50,8 @@ DEFAULT_MIN_RELEVANCE = 0.3  # cosine; MiniLM-class models put unrelated text at
 MAX_QUESTION_CHARS = 2000
 MAX_MODEL_CHARS = 256
 DEFAULT_MAX_TOKENS, MAX_MAX_TOKENS = 512, 4096
+MAX_CHUNK_CHARS = 65536  # a chunk longer than this is not what rag.query makes (~254 wordpieces)
+MAX_TITLE_CHARS = 512
 MAX_PASSAGE_CHARS = 2000  # of one passage in the prompt (the source keeps all of it)
 MAX_CONTEXT_CHARS = 8000  # of all passages in the prompt: ~2 300 tokens
 QUERY_TIMEOUT_SECONDS = 15.0
@@ -146,26 +150,33 @@ class Passage:
 
     @classmethod
     def from_chunk(cls, corpus: str, node: str, chunk: Any) -> "Passage | None":
-        """None for a chunk that is not the shape rag.query promises (a peer's bytes)."""
+        """None for a chunk that is not the shape rag.query promises (it may be a peer's
+        bytes); the metadata a source shows is kept only when it has the right type."""
         if not isinstance(chunk, dict):
             return None
         score, text, meta = chunk.get("score"), chunk.get("text"), chunk.get("metadata")
-        if not isinstance(score, (int, float)) or isinstance(score, bool) or not isinstance(text, str) \
-                or not isinstance(meta, dict) or not isinstance(meta.get("doc_cid"), str):
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score) \
+                or not isinstance(text, str) or not text or len(text) > MAX_CHUNK_CHARS \
+                or not isinstance(meta, dict) or not is_cid(meta.get("doc_cid")):
             return None
-        return cls(corpus=corpus, node=node, score=float(score), text=text, metadata=meta)
+        clean = {"doc_cid": meta["doc_cid"]}
+        for key, kind, limit in (("doc_title", str, MAX_TITLE_CHARS), ("chunk_id", str, MAX_TITLE_CHARS),
+                                 ("page", int, None), ("char_start", int, None), ("char_end", int, None)):
+            v = meta.get(key)
+            if type(v) is kind and (limit is None or len(v) <= limit) and (kind is str or v >= 0):
+                clean[key] = v
+        return cls(corpus=corpus, node=node, score=float(score), text=text, metadata=clean)
 
     def source(self, cited: bool) -> dict[str, Any]:
         m = self.metadata
-        return {"n": self.n, "doc_cid": m.get("doc_cid"), "title": m.get("doc_title") or m.get("title"),
-                "page": m.get("page"), "char_start": m.get("char_start"), "char_end": m.get("char_end"),
-                "chunk_id": m.get("chunk_id"), "text": self.text, "score": round(self.score, 4),
-                "corpus": self.corpus, "node": self.node, "cited": cited}
+        return {"n": self.n, "doc_cid": m["doc_cid"], "title": m.get("doc_title"), "page": m.get("page"),
+                "char_start": m.get("char_start"), "char_end": m.get("char_end"), "chunk_id": m.get("chunk_id"),
+                "text": self.text, "score": round(self.score, 4), "corpus": self.corpus, "node": self.node,
+                "cited": cited}
 
     def heading(self) -> str:
-        title = self.metadata.get("doc_title") or self.metadata.get("title") or "untitled"
         page = self.metadata.get("page")
-        return f"[{self.n}] {title}" + (f", page {page}" if page else "")
+        return f"[{self.n}] {self.metadata.get('doc_title') or 'untitled'}" + (f", page {page}" if page else "")
 
 
 def select_passages(found: list[Passage], k: int, min_relevance: float) -> list[Passage]:

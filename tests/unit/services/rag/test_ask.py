@@ -257,3 +257,32 @@ def test_from_config_reads_the_rag_sections_threshold_and_default_corpus() -> No
     assert (a.min_relevance, a.default_corpus) == (0.45, "flood")
     b = Asker.from_config(FakeBus({}), US, SimpleNamespace())
     assert (b.min_relevance, b.default_corpus) == (0.3, None)
+
+
+def test_chunks_of_the_wrong_shape_are_dropped_and_odd_metadata_is_not_passed_on() -> None:
+    good = chunk(0.7, "Boil water.")
+    odd = {**good, "metadata": {**good["metadata"], "doc_title": ["x"], "page": "2", "char_start": -1}}
+    bad = [None, {**good, "score": float("nan")}, {**good, "score": True}, {**good, "text": ""},
+           {**good, "text": "x" * 70000}, {**good, "metadata": {**good["metadata"], "doc_cid": "blake3:zz"}},
+           {**good, "metadata": None}]
+    bus = FakeBus({"flood": ([*bad, odd], PEER)})
+    frames = run(frames_of(Asker(bus, US), ask({"question": "water?", "corpus": "flood"})))
+    (only,) = dict(frames)["sources"]["sources"]
+    assert (only["title"], only["page"], only["char_start"], only["char_end"]) == (None, None, None, 11)
+    assert "[1] untitled\nBoil water." in bus.calls[-1][1]["input"]["messages"][1]["content"]
+
+
+def test_verify_citation_compares_the_passage_with_the_documents_text_at_its_range() -> None:
+    pytest.importorskip("hearthnet.services.rag.extract")
+    from hearthnet.services.rag.ask import verify_citation
+
+    blob = "# Water\r\n\r\nBoil water for one minute.\r\n".encode()
+    text = "# Water\n\nBoil water for one minute.\n"  # what extraction reads: \r\n is \n
+    start, end = text.index("Boil"), text.index(".") + 1
+    ok = verify_citation("Boil water for one minute.", blob, start, end, filename="plan.md")
+    assert ok.ok and ok.found == "Boil water for one minute." and ok.reason == ""
+    wrong = verify_citation("Boil milk for one minute.", blob, start, end, filename="plan.md")
+    assert not wrong.ok and wrong.found == "Boil water for one minute." and "differs" in wrong.reason
+    assert verify_citation(None, blob, start, end, filename="plan.md").found == "Boil water for one minute."
+    assert "outside" in verify_citation("x", blob, 5, 500, filename="plan.md").reason
+    assert "no page 2" in verify_citation("x", blob, 0, 1, page=2, filename="plan.md").reason
