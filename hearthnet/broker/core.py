@@ -447,7 +447,9 @@ class Broker:
             return
         if not call.done:
             try:
-                reply = P.pack({"t": P.END, "id": call.cid, "ev": ev, "d": data})
+                # `node`: who served it (a peer's full id for a remote provider), so a
+                # caller can say where an answer came from (BusClient.call_from)
+                reply = P.pack({"t": P.END, "id": call.cid, "ev": ev, "d": data, "node": w.node_id})
             except PACK_ERRORS as exc:
                 self._malformed("worker", w.ident or b"", f"answer of {call.cap} cannot be forwarded: {exc}")
                 code, data = "internal_error", P.error_body(

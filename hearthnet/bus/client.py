@@ -61,6 +61,15 @@ class BusClient:
         """A non-stream call: the response body, or HearthNetError with the wire code.
         `node` (a full node id) targets that node's providers only: a peer's proxy, or
         this node's own workers when it is our id."""
+        body, _ = await self.call_from(cap, version, body, caller=caller, trace=trace, timeout=timeout,
+                                       local_only=local_only, node=node)
+        return body
+
+    async def call_from(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
+                        timeout: float | None = None, local_only: bool = False,
+                        node: str | None = None) -> tuple[dict[str, Any], str]:
+        """`call`, plus the full id of the node that served it (ours for a local worker;
+        "" from a broker that does not say)."""
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut
@@ -74,7 +83,8 @@ class BusClient:
             raise
         if msg.get("ev") == P.ERROR:
             raise HearthNetError.from_wire(msg.get("d") or {})
-        return msg.get("d") or {}
+        served_by = msg.get("node")
+        return msg.get("d") or {}, served_by if isinstance(served_by, str) else ""
 
     async def stream(self, cap: str, version: str, body: Any, *, caller: str = "",
                      trace: str = "", timeout: float | None = None, local_only: bool = False,

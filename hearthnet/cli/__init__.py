@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "invite": "hearthnet.cli.commands.invite",
     "member": "hearthnet.cli.commands.member",
     "file": "hearthnet.cli.commands.file",
+    "rag": "hearthnet.cli.commands.rag",
+    "ask": "hearthnet.cli.commands.ask",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
     "version": "hearthnet.cli.commands.version",

@@ -454,3 +454,26 @@ def test_targeted_call_goes_only_to_that_node(bench):
     finally:
         one.close()
         two.close()
+
+
+def test_call_from_names_the_node_that_served_the_call(bench):
+    """rag.ask says which node served each passage: the broker's answer carries it."""
+    remote = FakeRemote(bench, "peer:ONE", "ed25519:one", lambda m: ("result", {"output": {}, "meta": {}}))
+
+    async def call() -> tuple[dict, str]:
+        bc = await _client(bench)
+        try:
+            return await bc.call_from("experimental.slow", "1.0", {"input": {}})
+        finally:
+            await bc.close()
+
+    try:
+        _wait_named(bench, "peer:ONE")
+        assert run(call()) == ({"output": {}, "meta": {}}, "ed25519:one")
+    finally:
+        remote.close()
+    bench.broker.node_id = "ed25519:ours"  # a local worker answers for this node
+    bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+    body, node = run(call())
+    assert body["output"]["echo"] == {} and node == "ed25519:ours"
