@@ -146,6 +146,7 @@ class RagConfig:
     embedding_model: str = ""  # "" = [embedding] model; a corpus keeps the model it was built with
     retrieval: str = "hybrid"  # rag.query's default mode: hybrid (BM25 + vector, RRF) | vector
     relevance_threshold: float = 0.3  # cosine under which `ask` says nothing relevant was found
+    default_corpus: str = ""  # the corpus `ask` searches when none is named ("" = every corpus listed)
     auto_replicate: bool = False  # index documents other members ingested (fetched with file.get)
 
 
@@ -635,6 +636,8 @@ def _problems(cfg: Config) -> list[str]:
     if cfg.node.profile not in PROFILES:
         p.append(f"node.profile: {_show(cfg.node.profile)} is not one of anchor, hearth, spark, bridge")
     _check_embedding(p, cfg.embedding)
+    if cfg.rag.default_corpus and not re.fullmatch(r"[a-z0-9-]{1,64}", cfg.rag.default_corpus):
+        p.append(f"rag.default_corpus: {_show(cfg.rag.default_corpus)} must match [a-z0-9-]{{1,64}} or be empty")
     if cfg.rag.retrieval not in RAG_RETRIEVAL:
         p.append(f"rag.retrieval: {_show(cfg.rag.retrieval)} is not one of {', '.join(RAG_RETRIEVAL)}")
     if not -1 <= cfg.rag.relevance_threshold <= 1:

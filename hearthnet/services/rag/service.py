@@ -37,6 +37,8 @@ from hearthnet.services.rag.corpora import Corpora
 from hearthnet.services.rag.index import HNSW_THRESHOLD
 from hearthnet.services.rag.ingest import (EVENT_TYPE, BlobSource, IngestPipeline, IngestRequest, StoreBlobs,
                                            check_model, reindex_hint)
+from hearthnet.config import embedding_model
+from hearthnet.services.rag.ask import Asker
 from hearthnet.services.rag.retrieve import MODES, Hit, retrieve
 from hearthnet.services.rag.store import PERSONAL, check_corpus_name, filter_clause
 
@@ -56,14 +58,15 @@ class RagSettings:
     retrieval: str = "hybrid"
     relevance_threshold: float = 0.3
     auto_replicate: bool = False
+    default_corpus: str = ""
     hnsw_threshold: int = HNSW_THRESHOLD
 
     @classmethod
     def from_config(cls, cfg: Any) -> "RagSettings":
         r = cfg.rag
-        return cls(corpora_dir=r.corpora_dir, embedding_model=r.embedding_model or cfg.embedding.model,
+        return cls(corpora_dir=r.corpora_dir, embedding_model=r.embedding_model or embedding_model(cfg.embedding),
                    retrieval=r.retrieval, relevance_threshold=r.relevance_threshold,
-                   auto_replicate=r.auto_replicate)
+                   auto_replicate=r.auto_replicate, default_corpus=r.default_corpus)
 
 
 class RagService:
@@ -81,6 +84,7 @@ class RagService:
         self._tasks: set[asyncio.Task] = set()
         self._replicate: asyncio.Queue | None = None
         self._note = "opening corpora"
+        self.asker = Asker.from_config(bus, node_id, settings)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "RagService":
@@ -162,6 +166,7 @@ class RagService:
                 name="rag.list_corpora", handler=self.list_corpora, stability="beta", trust_required="member",
                 request_schema=schema({}, {}), response_schema=obj, max_concurrent=4, timeout_seconds=10,
                 idempotent=True),
+            self.asker.capability(),
         ]
 
     def _local(self, req: Request) -> bool:
