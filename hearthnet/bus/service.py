@@ -23,6 +23,16 @@ from hearthnet.identity.canonical import canonical_json
 
 StreamFrames = AsyncIterator[tuple[str, dict[str, Any]]]
 HandlerResult = Union[dict[str, Any], StreamFrames]
+
+
+async def done_data(frames: StreamFrames) -> dict[str, Any]:
+    """Run a handler's stream to its end and give its `done` frame's data: how a stream
+    capability answers a unary call with the same body."""
+    done: dict[str, Any] = {}
+    async for event, data in frames:
+        if event == "done":
+            done = data
+    return done
 Handler = Callable[["Request"], Awaitable[HandlerResult]]
 
 

@@ -40,7 +40,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 from hearthnet.blobs.cids import CHUNK_SIZE_BYTES, BlobError, b64decode, b64encode, check_cid, hash_bytes, short
 from hearthnet.blobs.manifest import MAX_MIME_CHARS, BlobManifest
 from hearthnet.blobs.store import BlobStore
-from hearthnet.bus.service import Capability, Request
+from hearthnet.bus.service import Capability, Request, done_data
 from hearthnet.errors import HearthNetError, IdentityError
 from hearthnet.identity.keys import parse_node_id
 from hearthnet.identity.manifest import rfc3339
@@ -349,13 +349,7 @@ class FileService:
     @staticmethod
     async def _answer(req: Request, frames: Frames) -> Any:
         """A stream for a stream call; otherwise the `done` frame's data as the output."""
-        if req.stream:
-            return frames
-        done: dict[str, Any] = {}
-        async for event, data in frames:
-            if event == "done":
-                done = data
-        return {"output": done, "meta": {}}
+        return frames if req.stream else {"output": await done_data(frames), "meta": {}}
 
     # ------------------------------------------------------------------ file.read
 

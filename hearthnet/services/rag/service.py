@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from hearthnet.bus.service import Capability, Request
+from hearthnet.bus.service import Capability, Request, done_data
 from hearthnet.errors import HearthNetError
 from hearthnet.services.rag import embedder
 from hearthnet.services.rag.corpora import Corpora
@@ -221,13 +221,7 @@ class RagService:
         if request.corpus == PERSONAL and not self._local(req):
             raise HearthNetError("unauthorized", "the personal corpus takes documents from this node's owner only")
         frames = self._ingest_frames(request, req.trace_id)
-        if req.stream:
-            return frames
-        result: dict[str, Any] = {}
-        async for event, data in frames:
-            if event == "done":
-                result = data
-        return result
+        return frames if req.stream else await done_data(frames)
 
     async def _ingest_frames(self, request: IngestRequest, trace: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """`progress` frames while the pipeline runs, then `done` {output, meta}."""
