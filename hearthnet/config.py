@@ -25,7 +25,7 @@ from typing import Any
 
 import tomli_w
 
-from hearthnet.constants import STREAM_STALL_TIMEOUT_SECONDS
+from hearthnet.constants import CORPUS_NAME_RE, STREAM_STALL_TIMEOUT_SECONDS
 from hearthnet.errors import ConfigError
 from hearthnet.fsutil import atomic_write
 from hearthnet.paths import NodePaths, default_paths
@@ -636,7 +636,7 @@ def _problems(cfg: Config) -> list[str]:
     if cfg.node.profile not in PROFILES:
         p.append(f"node.profile: {_show(cfg.node.profile)} is not one of anchor, hearth, spark, bridge")
     _check_embedding(p, cfg.embedding)
-    if cfg.rag.default_corpus and not re.fullmatch(r"[a-z0-9-]{1,64}", cfg.rag.default_corpus):
+    if cfg.rag.default_corpus and not CORPUS_NAME_RE.match(cfg.rag.default_corpus):
         p.append(f"rag.default_corpus: {_show(cfg.rag.default_corpus)} must match [a-z0-9-]{{1,64}} or be empty")
     if cfg.rag.retrieval not in RAG_RETRIEVAL:
         p.append(f"rag.retrieval: {_show(cfg.rag.retrieval)} is not one of {', '.join(RAG_RETRIEVAL)}")

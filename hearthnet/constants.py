@@ -1,4 +1,6 @@
 """Interop constants of the spec (core-identity-config §11): changing them breaks peers."""
+import re
+
 MANIFEST_TTL_SECONDS = 30
 MANIFEST_REPUBLISH_INTERVAL_SECONDS = 20
 RPC_DEFAULT_TIMEOUT_SECONDS = 30
@@ -26,3 +28,7 @@ HEARTBEAT_DEAD_AFTER_SECONDS = 3.0
 STREAM_ACK_EVERY_FRAMES = 8
 STREAM_ACK_TIMEOUT_SECONDS = 5.0
 STREAM_STALL_TIMEOUT_SECONDS = 60.0
+
+# RAG corpus names (spec svc-llm-embed-rag §3.1): one rule for the rag worker, `rag.ask`,
+# the CLI and config, kept here so checking a name never imports the worker's numpy.
+CORPUS_NAME_RE = re.compile(r"^[a-z0-9-]{1,64}$")

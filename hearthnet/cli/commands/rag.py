@@ -13,7 +13,6 @@ exactly the document's extracted text at the given character range."""
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,13 @@ import click
 
 from hearthnet.cli import boundary
 from hearthnet.cli.render import Output
+from hearthnet.constants import CORPUS_NAME_RE
 
 if TYPE_CHECKING:
     from hearthnet.cli.state import CliState
     from hearthnet.localapi import LocalApi
 
-CORPUS_RE = re.compile(r"^[a-z0-9-]{1,64}$")  # the same rule as the rag worker's
+CORPUS_RE = CORPUS_NAME_RE  # the same rule as the rag worker's
 SUFFIXES = (".pdf", ".md", ".html", ".htm", ".txt")  # what a directory is searched for
 MAX_K = 20
 Tick = Callable[[dict[str, Any]], None]

@@ -37,14 +37,14 @@ from typing import Any, AsyncIterator, Protocol
 
 from hearthnet.blobs.cids import is_cid
 from hearthnet.bus.service import Capability, Request
-from hearthnet.constants import LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS
+from hearthnet.constants import CORPUS_NAME_RE, LLM_GENERATION_DEFAULT_TIMEOUT_SECONDS
 from hearthnet.errors import HearthNetError
 
 log = logging.getLogger("hearthnet.rag.ask")
 
 Frames = AsyncIterator[tuple[str, dict[str, Any]]]
 
-CORPUS_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+CORPUS_RE = CORPUS_NAME_RE
 DEFAULT_K, MAX_K = 5, 20
 DEFAULT_MIN_RELEVANCE = 0.3  # cosine; MiniLM-class models put unrelated text at ~0.0-0.2
 MAX_QUESTION_CHARS = 2000

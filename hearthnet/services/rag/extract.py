@@ -196,7 +196,7 @@ def _unlocks_without_password(reader: Any) -> bool:
 def _pdf_title(reader: Any) -> str | None:
     try:
         title = (reader.metadata or {}).get("/Title")
-    except Exception:
+    except Exception:  # the info dict is optional: a damaged one costs the title, never the document
         return None
     return str(title).strip() or None if title else None
 

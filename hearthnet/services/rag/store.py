@@ -25,10 +25,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from hearthnet.constants import CORPUS_NAME_RE
 from hearthnet.errors import HearthNetError
 
 DB_NAME = "corpus.sqlite"
-CORPUS_NAME = re.compile(r"^[a-z0-9-]{1,64}$")
+CORPUS_NAME = CORPUS_NAME_RE
 PERSONAL = "personal"  # local only: never advertised, never answered to a peer
 SCHEMA_VERSION = "1"
 FILTER_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
