@@ -17,6 +17,7 @@ from hearthnet.broker.core import Broker
 from hearthnet.bus.client import BusClient
 from hearthnet.errors import HearthNetError
 from hearthnet.testing.waiting import wait_for, wait_for_async
+from tests.unit.broker.fake_worker import FakeWorker
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -302,43 +303,10 @@ def test_sigterm_drains_running_calls_and_routes_new_ones_elsewhere(bench):
     assert all(t["worker"] != busy and t["result"] == "ok" for t in traces[:-1])
 
 
-class FakeRemote:
+def FakeRemote(bench: Bench, name: str, node_id: str, reply, idempotent: bool = True) -> FakeWorker:
     """A provider announced as a remote peer proxy; answers every call with `reply`."""
-
-    def __init__(self, bench: Bench, name: str, node_id: str, reply, idempotent: bool = True) -> None:
-        import zmq
-
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.connect(bench.w)
-        self.reply = reply
-        self.calls = 0
-        self.stop = threading.Event()
-        from hearthnet.bus import protocol as P
-
-        self.P = P
-        self.sock.send(P.pack({"t": "ready", "worker": name, "service": "remote", "pid": os.getpid(),
-                               "remote": True, "node_id": node_id,
-                               "caps": [{"name": "experimental.slow", "version": "1.0",
-                                         "max_concurrent": 8, "idempotent": idempotent}]}))
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            msg = self.P.unpack(self.sock.recv())
-            if msg.get("t") == "req":
-                self.calls += 1
-                ev, d = self.reply(msg)
-                self.sock.send(self.P.pack({"t": "end", "id": msg["id"], "ev": ev, "d": d}))
-            elif msg.get("t") == "hb":
-                self.sock.send(self.P.pack({"t": "hb"}))
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close(0)
+    return FakeWorker(bench.w, name, [{"name": "experimental.slow", "version": "1.0", "max_concurrent": 8,
+                                       "idempotent": idempotent}], node_id=node_id, reply=reply)
 
 
 def _wait_named(bench: Bench, name: str) -> None:

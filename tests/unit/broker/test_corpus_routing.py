@@ -4,49 +4,22 @@ this node's own provider (which answers `not_found` or serves `personal`), and w
 holder and no local provider the broker answers `not_found` at once."""
 from __future__ import annotations
 
-import os
-import threading
 
 import pytest
-import zmq
 
-from hearthnet.bus import protocol as P
 from hearthnet.errors import HearthNetError
+from tests.unit.broker.fake_worker import FakeWorker
 from tests.unit.broker.test_broker import _client, bench, run  # noqa: F401  (fixture)
 
 
-class Provider:
+def Provider(endpoint: str, name: str, corpora: list[str], node_id: str | None = None) -> FakeWorker:
     """A worker (local, or a peer's proxy when `node_id` is given) offering rag.query over
     `corpora`; answers with its own name."""
-
-    def __init__(self, endpoint: str, name: str, corpora: list[str], node_id: str | None = None) -> None:
-        self.name = name
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.connect(endpoint)
-        self.stop = threading.Event()
-        self.sock.send(P.pack({"t": "ready", "worker": name, "service": "rag", "pid": os.getpid(),
-                               "remote": node_id is not None, "node_id": node_id,
-                               "caps": [{"name": "rag.query", "version": "1.0", "max_concurrent": 4,
-                                         "idempotent": True, "trust_required": "member",
-                                         "params": {"corpora": corpora, "k_max": 20}}]}))
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            msg = P.unpack(self.sock.recv())
-            if msg.get("t") == "req":
-                self.sock.send(P.pack({"t": "end", "id": msg["id"], "ev": "result",
-                                       "d": {"output": {"served_by": self.name}, "meta": {}}}))
-            elif msg.get("t") == "hb":
-                self.sock.send(P.pack({"t": "hb"}))
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close(0)
+    return FakeWorker(endpoint, name, [{"name": "rag.query", "version": "1.0", "max_concurrent": 4,
+                                        "idempotent": True, "trust_required": "member",
+                                        "params": {"corpora": corpora, "k_max": 20}}],
+                      node_id=node_id, service="rag",
+                      reply=lambda _m: ("result", {"output": {"served_by": name}, "meta": {}}))
 
 
 def _query(bench, corpus: str) -> str:  # noqa: F811

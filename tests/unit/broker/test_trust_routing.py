@@ -3,48 +3,19 @@ by a peer, whatever the state of the local workers; governance capabilities reac
 only when the call names that node."""
 from __future__ import annotations
 
-import os
-import threading
 
-import zmq
 
-from hearthnet.bus import protocol as P
 from hearthnet.errors import HearthNetError
+from tests.unit.broker.fake_worker import FakeWorker
 from tests.unit.broker.test_broker import _client, bench, run  # noqa: F401  (fixture)
 
 PEER = "ed25519:" + "P" * 43
 
 
-class Remote:
+def Remote(endpoint: str, name: str, node_id: str, caps: list[dict]) -> FakeWorker:
     """A peer proxy announcing `caps`; answers every request it gets and counts them."""
-
-    def __init__(self, endpoint: str, name: str, node_id: str, caps: list[dict]) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.connect(endpoint)
-        self.requests: list[str] = []
-        self.stop = threading.Event()
-        self.sock.send(P.pack({"t": "ready", "worker": name, "service": "remote", "pid": os.getpid(),
-                               "remote": True, "node_id": node_id, "caps": caps}))
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            msg = P.unpack(self.sock.recv())
-            if msg.get("t") == "req":
-                self.requests.append(msg["cap"])
-                self.sock.send(P.pack({"t": "end", "id": msg["id"], "ev": "result",
-                                       "d": {"output": {"members": [{"node_id": PEER, "level": "anchor"}]},
-                                             "meta": {}}}))
-            elif msg.get("t") == "hb":
-                self.sock.send(P.pack({"t": "hb"}))
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close(0)
+    return FakeWorker(endpoint, name, caps, node_id=node_id, reply=lambda _m: (
+        "result", {"output": {"members": [{"node_id": PEER, "level": "anchor"}]}, "meta": {}}))
 
 
 def cap(name: str, trust: str = "member") -> dict:
