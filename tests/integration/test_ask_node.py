@@ -142,7 +142,13 @@ def test_ask_streams_an_answer_with_sources_that_verify_and_says_when_nothing_is
     wait_for(lambda: [t["result"] for t in node.api("/api/v1/traces?n=1&capability=llm.chat")["traces"]]
              == ["cancelled"], 30, 0.1, message="llm.chat cancelled")
     wait_for(lambda: all(w["in_flight"] == 0 for w in node.api("/api/v1/workers")["workers"]
-                         if w["program"] in ("llm", "rag")), 30, 0.1, message="llm and rag idle")
+                         if w["program"] in ("llm", "rag")), 30, 0.1,
+             message=lambda: f"llm and rag idle; workers busy: {busy(node)}; last traces: "
+                             f"{node.api('/api/v1/traces?n=6')['traces']}")
+
+
+def busy(node: Node) -> list[tuple[str, int]]:
+    return [(w["program"], w["in_flight"]) for w in node.api("/api/v1/workers")["workers"] if w["in_flight"]]
 
 
 def leave_after_first_token(node: Node, inp: dict) -> None:
