@@ -1,6 +1,7 @@
 """Who may use a node's knowledge through its peer port (issue 8), on real nodes: a stranger
 claiming the community gets nothing from embed.text, rag.*; a current member may query the
-shared corpus but never sees `personal` and may not ingest (trusted only); once revoked,
+shared corpus but never sees `personal` and may not ingest (trusted only) nor reindex
+(self only); once revoked,
 that member gets nothing either. The member's signed requests come from its own key (a
 node that was invited and joined, never run), sent through the product's PeerClient."""
 from __future__ import annotations
@@ -63,6 +64,7 @@ def test_strangers_members_and_the_revoked_at_the_knowledge_capabilities(make_no
         "rag.list_corpora": body({}, {}),
         "rag.ingest": body({"corpus": "guide"}, {"doc_cid": "blake3:" + "0" * 64}),
         "rag.ask": body({}, {"question": "where is the shelter?", "corpus": "guide"}),
+        "rag.reindex": body({"corpus": "guide"}, {}),
     }
 
     with HostilePeer(tmp_path / "stranger", community) as stranger:
@@ -80,6 +82,7 @@ def test_strangers_members_and_the_revoked_at_the_knowledge_capabilities(make_no
         personal = body({"corpus": "personal"}, {"query": "where is my insulin?"})
         assert refused(lambda: as_member.call(alice_id, alice.port, "rag.query", personal)) == "not_found"
         assert refused(lambda: as_member.call(alice_id, alice.port, "rag.ingest", calls["rag.ingest"])) == "unauthorized"
+        assert refused(lambda: as_member.call(alice_id, alice.port, "rag.reindex", calls["rag.reindex"])) == "unauthorized"
 
         done = alice.cli_json("member", "revoke", member_id, "--reason", "compromised", "--yes")
         assert done["status"] == "revoked", done

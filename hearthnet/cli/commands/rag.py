@@ -288,12 +288,18 @@ class ReindexResult:
     doc: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: self.doc.get(k) for k in ("corpus", "embedding_model", "docs", "chunks", "ms")}
+        return {k: self.doc.get(k) for k in ("corpus", "embedding_model", "previous_model", "dim", "docs", "chunks",
+                                             "from_stored_chunks", "ms", "note")}
 
     def human(self, out: Output) -> None:
         d = self.to_dict()
         out.echo(f"reindexed {d['corpus']}: {d['chunks']} chunks of {d['docs']} documents with "
                  f"{d['embedding_model']} in {(d['ms'] or 0) / 1000:.1f} s")
+        if d["from_stored_chunks"]:
+            out.echo(f"{plural(d['from_stored_chunks'], 'document')} no longer in the blob store: "
+                     "re-embedded from the stored chunks")
+        if d["note"]:
+            out.echo(f"note: {d['note']}")
 
 
 def reindex(state: "CliState", corpus: str, model: str | None, *, show: bool, out: Output) -> ReindexResult:

@@ -138,21 +138,12 @@ class IngestPipeline:
             raise HearthNetError("bad_request", f"{title}: no text to index")
         await progress({"stage": "chunking", "current": doc.pages, "total": doc.pages, "pages": doc.pages,
                         "chunks": len(chunks)})
-        vectors = await self._embed(texts, progress, trace)
-        corpus, created = await self.corpora.get_or_create(req.corpus, self.model, int(vectors.shape[1]),
-                                                           _budget_meta(self.model))
-        check_model(corpus, self.model)
-        if corpus.store.dim != vectors.shape[1]:
-            raise HearthNetError("schema_mismatch", f"{self.model} gives {vectors.shape[1]}-dim vectors; corpus "
-                                                    f"{corpus.name!r} holds {corpus.store.dim}: {reindex_hint(corpus.name)}")
+        vectors = await embed_all(self.bus, self.model, texts, progress, caller=self.node_id, trace=trace)
         await progress({"stage": "storing", "current": 0, "total": len(chunks)})
         row = DocumentRow(req.doc_cid, title, language, doc.kind, doc.pages,
                           {**(req.metadata or {}), **({"filename": blob.filename} if blob.filename else {})},
                           len(blob.data))
-        index = await corpus.ready()  # an index still loading must see these vectors in its stamp or get them here
-        async with corpus.write_lock:
-            ids = await asyncio.to_thread(corpus.store.add_document, row, chunks, vectors)
-            await asyncio.to_thread(index.add, ids, vectors)
+        corpus, created, ids = await self._store(req.corpus, row, chunks, vectors)
         if created and self.on_new_corpus is not None:
             self.on_new_corpus(corpus.name)
         if not ids:  # a concurrent ingest of the same document won
@@ -181,26 +172,27 @@ class IngestPipeline:
                        already=True)
 
     def _chunks(self, doc: Extracted, doc_cid: str, title: str) -> tuple[list[ChunkRow], list[str]]:
-        counter, budget = counter_for(self.model), budget_for(self.model)
-        rows, texts = [], []
-        for index, (unit, span) in enumerate(chunk_document(doc, budget, counter)):
-            text = unit.text[span.start:span.end]
-            rows.append(ChunkRow(chunk_id_for(doc_cid, index), index, span.page, span.start, span.end,
-                                 span.heading_path, span.tokens, text))
-            prefix = context_prefix(title, span.heading_path, counter)
-            texts.append(f"{prefix}\n{text}" if prefix else text)
-        return rows, texts
+        return chunk_rows(doc, doc_cid, title, self.model)
 
-    async def _embed(self, texts: list[str], progress: Progress, trace: str) -> np.ndarray:
-        parts, t0 = [], time.monotonic()
-        for k in range(0, len(texts), embedder.EMBED_BATCH):
-            parts.append(await embedder.embed(self.bus, self.model, texts[k:k + embedder.EMBED_BATCH],
-                                              caller=self.node_id, trace=trace))
-            done = min(len(texts), k + embedder.EMBED_BATCH)
-            rate = done / max(time.monotonic() - t0, 1e-6)
-            await progress({"stage": "embedding", "current": done, "total": len(texts),
-                            "embed_rate": round(rate, 1)})
-        return np.concatenate(parts)
+    async def _store(self, name: str, row: DocumentRow, chunks: list[ChunkRow],
+                     vectors: np.ndarray) -> tuple[Corpus, bool, list[int]]:
+        """The document into the corpus (created with this node's model if new): its
+        chunks and vectors in SQLite and the index. A corpus replaced by a reindex while
+        we waited for its lock is left for its successor."""
+        while True:
+            corpus, created = await self.corpora.get_or_create(name, self.model, int(vectors.shape[1]),
+                                                               budget_meta(self.model))
+            check_model(corpus, self.model)
+            if corpus.store.dim != vectors.shape[1]:
+                raise HearthNetError("schema_mismatch", f"{self.model} gives {vectors.shape[1]}-dim vectors; corpus "
+                                                        f"{name!r} holds {corpus.store.dim}: {reindex_hint(name)}")
+            index = await corpus.ready()  # an index still loading must see these vectors in its stamp or get them here
+            async with corpus.write_lock:
+                if corpus.retired:
+                    continue
+                ids = await asyncio.to_thread(corpus.store.add_document, row, chunks, vectors)
+                await asyncio.to_thread(index.add, ids, vectors)
+                return corpus, created, ids
 
     async def _event(self, corpus: Corpus, doc_cid: str, title: str, language: str | None, chunks: int) -> str | None:
         if corpus.name == PERSONAL:  # local only: the community never hears of it
@@ -210,6 +202,37 @@ class IngestPipeline:
         if event_id:
             await asyncio.to_thread(corpus.store.set_event_id, doc_cid, event_id)
         return event_id
+
+
+def chunk_rows(doc: Extracted, doc_cid: str, title: str, model: str) -> tuple[list[ChunkRow], list[str]]:
+    """The document's chunks sized for `model`'s window, and the texts to embed (each
+    chunk behind its title and heading path)."""
+    counter, budget = counter_for(model), budget_for(model)
+    rows, texts = [], []
+    for index, (unit, span) in enumerate(chunk_document(doc, budget, counter)):
+        text = unit.text[span.start:span.end]
+        rows.append(ChunkRow(chunk_id_for(doc_cid, index), index, span.page, span.start, span.end,
+                             span.heading_path, span.tokens, text))
+        texts.append(embed_text(title, span.heading_path, text, model))
+    return rows, texts
+
+
+def embed_text(title: str, heading_path: tuple[str, ...], text: str, model: str) -> str:
+    prefix = context_prefix(title, heading_path, counter_for(model))
+    return f"{prefix}\n{text}" if prefix else text
+
+
+async def embed_all(bus: embedder.Bus, model: str, texts: list[str], progress: Progress, *, caller: str,
+                    trace: str, stage: dict[str, Any] | None = None) -> np.ndarray:
+    """Vectors for `texts` in batches, a progress frame after each (`stage` adds keys)."""
+    parts, t0 = [], time.monotonic()
+    for k in range(0, len(texts), embedder.EMBED_BATCH):
+        parts.append(await embedder.embed(bus, model, texts[k:k + embedder.EMBED_BATCH], caller=caller, trace=trace))
+        done = min(len(texts), k + embedder.EMBED_BATCH)
+        rate = done / max(time.monotonic() - t0, 1e-6)
+        await progress({"stage": "embedding", "current": done, "total": len(texts), "embed_rate": round(rate, 1),
+                        **(stage or {})})
+    return np.concatenate(parts)
 
 
 def check_model(corpus: Corpus, model: str) -> None:
@@ -223,7 +246,7 @@ def reindex_hint(corpus: str) -> str:
     return f"run `hearthnet rag reindex --corpus {corpus}` (or query with the corpus's model)"
 
 
-def _budget_meta(model: str) -> dict[str, int]:
+def budget_meta(model: str) -> dict[str, int]:
     b = budget_for(model)
     return {"chunk_window": b.window, "chunk_target": b.target, "chunk_overlap": b.overlap}
 

@@ -10,6 +10,10 @@ answers: it finds passages; `rag.ask` (built on `retrieve`) and the UI do the ta
                                already_indexed}, meta: {corpus, ms, ingest_event_id}}
     rag.list_corpora  member   {} -> {corpora: [{name, docs, chunks, size_bytes, language_majority,
                                embedding_model, dim}]}
+    rag.reindex       self     params {corpus}; input {embedding_model?=the node's} -> a stream of `progress`
+                               {stage, current, total, chunks?, embed_rate?} ending with `done` {output: {corpus,
+                               embedding_model, dim, docs, chunks, from_stored_chunks}, meta: {ms, previous_model,
+                               note?}} (reindex.py)
 
 ONE `rag.query` descriptor lists this node's corpora in `params.corpora` (the broker
 routes a call to a node whose list holds `params.corpus`; hearthnet/broker/core.py);
@@ -28,17 +32,18 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from hearthnet.bus.service import Capability, Request, done_data
 from hearthnet.errors import HearthNetError
 from hearthnet.services.rag import embedder
 from hearthnet.services.rag.corpora import Corpora
 from hearthnet.services.rag.index import HNSW_THRESHOLD
-from hearthnet.services.rag.ingest import (EVENT_TYPE, BlobSource, IngestPipeline, IngestRequest, StoreBlobs,
-                                           check_model, reindex_hint)
+from hearthnet.services.rag.ingest import (EVENT_TYPE, BlobSource, IngestPipeline, IngestRequest, Progress,
+                                           StoreBlobs, check_model, reindex_hint)
 from hearthnet.config import embedding_model
 from hearthnet.services.rag.ask import Asker
+from hearthnet.services.rag.reindex import Reindexer, check_model_name
 from hearthnet.services.rag.retrieve import MODES, Hit, retrieve
 from hearthnet.services.rag.store import PERSONAL, check_corpus_name, filter_clause
 
@@ -49,6 +54,7 @@ QUERY_MAX_CHARS = 8192
 LEDGER_TIMEOUT_SECONDS = 10.0
 FETCH_TIMEOUT_SECONDS = 3600.0
 REPLICATE_QUEUE = 1000
+REINDEX_TIMEOUT_SECONDS = 6 * 3600  # a large corpus on a small machine: MiniLM embeds ~100 chunks/s
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class RagService:
         self.pipeline = IngestPipeline(self.corpora, blobs, bus, model=settings.embedding_model,
                                        node_id=node_id, append_event=self._append_event)
         self.pipeline.on_new_corpus = lambda _name: self._changed()
+        self.reindexer = Reindexer(self.corpora, blobs, bus, node_id=node_id)
         self.announce_changes: Callable[[], None] | None = None  # set by the worker runtime
         self._tasks: set[asyncio.Task] = set()
         self._replicate: asyncio.Queue | None = None
@@ -166,6 +173,12 @@ class RagService:
                 name="rag.list_corpora", handler=self.list_corpora, stability="beta", trust_required="member",
                 request_schema=schema({}, {}), response_schema=obj, max_concurrent=4, timeout_seconds=10,
                 idempotent=True),
+            Capability(
+                name="rag.reindex", handler=self.reindex, stability="beta", trust_required="self",
+                request_schema=schema({"corpus": text}, {"embedding_model": text}), response_schema=obj,
+                stream_schema={"type": "object", "properties": {"progress": obj, "done": obj}},
+                params={"corpora_available": sorted(self.corpora.names())},
+                max_concurrent=1, timeout_seconds=REINDEX_TIMEOUT_SECONDS),
             self.asker.capability(),
         ]
 
@@ -220,30 +233,27 @@ class RagService:
         request = IngestRequest.from_body(req.params, req.input)
         if request.corpus == PERSONAL and not self._local(req):
             raise HearthNetError("unauthorized", "the personal corpus takes documents from this node's owner only")
-        frames = self._ingest_frames(request, req.trace_id)
+        frames = _frames(lambda progress: self.pipeline.run(request, progress, trace=req.trace_id))
         return frames if req.stream else await done_data(frames)
 
-    async def _ingest_frames(self, request: IngestRequest, trace: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """`progress` frames while the pipeline runs, then `done` {output, meta}."""
-        queue: asyncio.Queue = asyncio.Queue()
+    # ------------------------------------------------------------------ rag.reindex
 
-        async def progress(data: dict[str, Any]) -> None:
-            queue.put_nowait(("progress", data))
+    async def reindex(self, req: Request) -> Any:
+        name = check_corpus_name(req.params.get("corpus"))
+        model = check_model_name(req.input.get("embedding_model") or self.settings.embedding_model)
+        self.corpora.get(name)  # not_found before the stream starts
 
-        task = asyncio.ensure_future(self.pipeline.run(request, progress, trace=trace))
+        async def job(progress: Progress) -> dict[str, Any]:
+            result = await self.reindexer.run(name, model, progress, trace=req.trace_id)
+            self._changed()  # the corpus's model in rag.query's params
+            if model != self.settings.embedding_model:
+                result["meta"]["note"] = (f"this node embeds queries with {self.settings.embedding_model!r}: set "
+                                          f"[rag] embedding_model = \"{model}\" to query {name!r} here")
+            return result
+
+        frames = _frames(job)
+        return frames if req.stream else await done_data(frames)
         task.add_done_callback(lambda _t: queue.put_nowait(None))
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                yield item
-            yield "done", task.result()  # raises the pipeline's error, which ends the stream with it
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
     # ------------------------------------------------------------------ rag.list_corpora
 
@@ -344,6 +354,30 @@ class RagService:
                 raise HearthNetError.from_wire(data if isinstance(data, dict) else {})
             if event == "done":
                 return
+
+
+async def _frames(job: Callable[[Progress], Awaitable[dict[str, Any]]]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """`progress` frames while the job runs, then `done` {output, meta}; a closed stream
+    (the caller went away) cancels the job."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def progress(data: dict[str, Any]) -> None:
+        queue.put_nowait(("progress", data))
+
+    task = asyncio.ensure_future(job(progress))
+    task.add_done_callback(lambda _t: queue.put_nowait(None))
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            yield item
+        yield "done", task.result()  # raises the job's error, which ends the stream with it
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def _query_input(inp: dict[str, Any], default_mode: str) -> tuple[str, int, str, Any, bool]:

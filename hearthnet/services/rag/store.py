@@ -90,9 +90,11 @@ def chunk_id_for(doc_cid: str, index: int) -> str:
 
 
 class CorpusStore:
-    def __init__(self, corpora_dir: Path, name: str) -> None:
+    def __init__(self, corpora_dir: Path, name: str, *, directory: Path | None = None) -> None:
+        """`directory` (default `<corpora_dir>/<name>`): where a reindex builds the
+        corpus's successor before it takes the name's place."""
         self.name = check_corpus_name(name)
-        self.dir = Path(corpora_dir) / name
+        self.dir = Path(directory) if directory is not None else Path(corpora_dir) / name
         self.path = self.dir / DB_NAME
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
@@ -164,6 +166,20 @@ class CorpusStore:
         return {"doc_cid": r[0], "title": r[1], "language": r[2], "kind": r[3], "pages": r[4],
                 "chunks": r[5], "tokens": r[6], "event_id": r[7], "metadata": json.loads(r[8])}
 
+    def documents(self) -> list[dict[str, Any]]:
+        """Every document's row, in ingest order (what a reindex rebuilds)."""
+        rows = self._read("SELECT doc_cid, title, language, kind, pages, metadata, size_bytes, event_id "
+                          "FROM documents ORDER BY ingested_at, doc_cid")
+        return [{"doc_cid": r[0], "title": r[1], "language": r[2], "kind": r[3], "pages": r[4],
+                 "metadata": json.loads(r[5]), "size_bytes": r[6], "event_id": r[7]} for r in rows]
+
+    def chunk_rows(self, doc_cid: str) -> list[ChunkRow]:
+        """A document's stored chunks, in order (a reindex whose source blob is gone
+        re-embeds these)."""
+        rows = self._read("SELECT chunk_id, chunk_index, page, char_start, char_end, heading_path, tokens, text "
+                          "FROM chunks WHERE doc_cid = ? ORDER BY chunk_index", (doc_cid,))
+        return [ChunkRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7]) for r in rows]
+
     def add_document(self, doc: DocumentRow, chunks: list[ChunkRow], vectors: np.ndarray) -> list[int]:
         """Store a document with all its chunks and vectors in one transaction; returns
         the chunks' row ids. A document already present is left as it is (idempotent)."""
@@ -196,8 +212,11 @@ class CorpusStore:
                     conn.execute("INSERT INTO chunks_fts(rowid, text, heading, title) VALUES (?,?,?,?)",
                                  (cur.lastrowid, c.text, " ".join(c.heading_path), doc.title))
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if conn.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                    raise HearthNetError("disk_full", f"cannot write {self.path}: {exc}") from None
                 raise
         return ids
 

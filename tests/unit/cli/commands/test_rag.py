@@ -158,14 +158,18 @@ def test_query_prints_ranked_chunks(runner, gateway) -> None:
 def test_reindex_follows_progress_and_reports(runner, gateway) -> None:
     seen = serve(gateway, {"rag.reindex": [
         ("progress", {"current": 50, "total": 100, "stage": "embedding"}),
-        ("done", {"output": {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "docs": 3, "chunks": 100},
-                  "meta": {"ms": 2500}})]})
+        ("done", {"output": {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "dim": 384, "docs": 3,
+                             "chunks": 100, "from_stored_chunks": 1},
+                  "meta": {"ms": 2500, "previous_model": "all-MiniLM-L6-v2", "note": "set [rag] embedding_model"}})]})
     r = invoke(runner, "rag", "reindex", "--corpus", "flood", "--embedding-model", "bge-small-en-v1.5", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "docs": 3,
-                                    "chunks": 100, "ms": 2500}
+    assert json.loads(r.stdout) == {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "dim": 384,
+                                    "previous_model": "all-MiniLM-L6-v2", "docs": 3, "chunks": 100,
+                                    "from_stored_chunks": 1, "ms": 2500, "note": "set [rag] embedding_model"}
     assert seen == [("rag.reindex", {"corpus": "flood"}, {"embedding_model": "bge-small-en-v1.5"})]
-    assert "100 chunks of 3 documents" in invoke(runner, "rag", "reindex", "--corpus", "flood").stdout
+    human = invoke(runner, "rag", "reindex", "--corpus", "flood").stdout
+    for text in ("100 chunks of 3 documents", "1 document no longer in the blob store", "note: set [rag]"):
+        assert text in human
     assert invoke(runner, "rag", "reindex", "--corpus", "BAD").exit_code == 2
 
 

@@ -16,7 +16,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.services.embedding.openai import OpenAiEmbeddingBackend
 from hearthnet.services.embedding.service import EmbeddingService
 from hearthnet.testing.tiny_gguf import write_tiny_llama_gguf
-from tests.unit.services.llm.conftest import LlamaServer, launch_llama_server
+from hearthnet.testing.llama_server import LlamaServer, launch_llama_server
 
 TEXTS = ["the first text", "a second, longer text about water and shelters", "", "x"]
 POOLING_MEAN = 1

@@ -23,6 +23,8 @@ ME = keys.generate().node_id_full
 PEER = keys.generate().node_id_full
 MODEL = "test-hash-embed"
 DIM = 64
+MODEL2, DIM2 = "test-hash-embed-small", 32  # a second model, for reindexing
+DIMS = {MODEL: DIM, MODEL2: DIM2}
 
 
 def hash_embed(text: str, dim: int = DIM) -> list[float]:
@@ -41,6 +43,8 @@ class FakeBus:
         self.embed_fail_after: int | None = None  # raise on the embed call after this many
         self.embed_missing = False
         self.ledger_down = False
+        self.embed_gate: asyncio.Event | None = None  # when set up, each embed call waits for it
+        self.embed_models: list[str] = []
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                    timeout: float | None = None, local_only: bool = False,
@@ -48,15 +52,21 @@ class FakeBus:
         if cap == "embed.text":
             if self.embed_missing:
                 raise HearthNetError("not_found", "no provider for embed.text@1.0")
-            assert body["params"]["model"] == MODEL and body["input"]["normalize"] is True
+            model = body["params"]["model"]
+            if model not in DIMS:
+                raise HearthNetError("not_found", f"no provider for embed.text@1.0 with model {model}")
+            assert body["input"]["normalize"] is True
             texts = body["input"]["texts"]
             assert 1 <= len(texts) <= 256 and all(len(t) <= 8192 for t in texts)
             self.embed_calls += 1
+            self.embed_models.append(model)
             if self.embed_fail_after is not None and self.embed_calls > self.embed_fail_after:
                 raise HearthNetError("internal_error", "the embedding worker died")
+            if self.embed_gate is not None:
+                await self.embed_gate.wait()
             await asyncio.sleep(0)
-            return {"output": {"embeddings": [hash_embed(t) for t in texts], "dim": DIM},
-                    "meta": {"model": MODEL, "ms": 1}}
+            return {"output": {"embeddings": [hash_embed(t, DIMS[model]) for t in texts], "dim": DIMS[model]},
+                    "meta": {"model": model, "ms": 1}}
         if cap == "community.log.append":
             assert node == ME and caller == ME
             if self.ledger_down:
@@ -85,6 +95,9 @@ class Harness:
         self.loop.run_until_complete(svc.start())
         self.svc = svc
         return svc
+
+    def close_service(self) -> None:
+        self.loop.run_until_complete(self.svc.stop())
 
     def _announced(self) -> None:
         self.announced += 1

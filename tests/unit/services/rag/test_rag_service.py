@@ -117,7 +117,9 @@ def test_an_interrupted_ingest_leaves_nothing_half_done_and_a_second_one_finishe
     assert _count(store, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4") == 0
 
 
-def test_a_failing_transaction_rolls_back_the_whole_document(rag, monkeypatch):
+@pytest.mark.parametrize("failure, raised", [("disk I/O error", sqlite3.OperationalError),
+                                              ("database or disk is full", HearthNetError)])
+def test_a_failing_transaction_rolls_back_the_whole_document(rag, monkeypatch, failure, raised):
     cid = rag.add(GUIDE.encode(), "guide.md")
     rag.ingest("c", rag.add(b"Some other text about radios and batteries.", "o.txt"))
     corpus = rag.svc.corpora.get("c")
@@ -127,16 +129,22 @@ def test_a_failing_transaction_rolls_back_the_whole_document(rag, monkeypatch):
         def __init__(self) -> None:
             self.n = 0
 
+        @property
+        def in_transaction(self) -> bool:
+            return real.in_transaction
+
         def execute(self, sql, *args):
             if sql.startswith("INSERT INTO chunks("):
                 self.n += 1
                 if self.n == 3:
-                    raise sqlite3.OperationalError("disk I/O error")
+                    raise sqlite3.OperationalError(failure)
             return real.execute(sql, *args)
 
     monkeypatch.setattr(corpus.store, "_w", Dying())
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(raised) as exc:
         rag.ingest("c", cid)
+    if raised is HearthNetError:  # a full disk is the contract's disk_full, not a traceback
+        assert exc.value.code == "disk_full" and "corpus.sqlite" in exc.value.message
     monkeypatch.setattr(corpus.store, "_w", real)
     store = rag.root / "embeddings" / "c"
     assert _count(store, f"SELECT count(*) FROM documents WHERE doc_cid = '{cid}'") == 0
