@@ -52,9 +52,14 @@ log = logging.getLogger("hearthnet.rag")
 DEFAULT_K, MAX_K = 5, 20  # RAG_DEFAULT_K, RAG_MAX_K
 QUERY_MAX_CHARS = 8192
 LEDGER_TIMEOUT_SECONDS = 10.0
-FETCH_TIMEOUT_SECONDS = 3600.0
 REPLICATE_QUEUE = 1000
 REINDEX_TIMEOUT_SECONDS = 6 * 3600  # a large corpus on a small machine: MiniLM embeds ~100 chunks/s
+# A member's event decides what this node fetches: one document may hold the replicator
+# (one queue) for at most this long, and one larger than this is not fetched. A fetch cut
+# short keeps its verified chunks, so a later attempt resumes it (file.get).
+REPLICATE_FETCH_SECONDS = 600.0
+REPLICATE_MAX_BYTES = 256 * 1024 * 1024
+CATCH_UP_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -253,7 +258,6 @@ class RagService:
 
         frames = _frames(job)
         return frames if req.stream else await done_data(frames)
-        task.add_done_callback(lambda _t: queue.put_nowait(None))
 
     # ------------------------------------------------------------------ rag.list_corpora
 
@@ -284,16 +288,20 @@ class RagService:
     # ------------------------------------------------------------------ auto-replication
 
     async def _follow_events(self) -> None:
-        """Every `rag.document.ingested` the ledger stores from now on (and those it held
-        at start) goes to the replicator; the subscription is renewed when it breaks."""
-        await self._catch_up()
+        """Every `rag.document.ingested` in the ledger goes to the replicator: on each
+        (re)subscription, once it is live, the events stored so far (so none stored while
+        it was down or being renewed is missed), then the live ones. An event offered
+        twice costs a look-up, not a second ingest. A full queue holds the subscription
+        up (if the ledger drops us meanwhile, the next catch-up has it all)."""
         while True:
             try:
                 async for event, data in self.bus.stream("community.log.subscribe", "1.0",
-                                                         {"params": {}, "input": {}}, caller=self.node_id,
-                                                         node=self.node_id, timeout=10 ** 7):
-                    if event == "event" and isinstance(data, dict):
-                        self._offer(data)
+                                                         {"params": {}, "input": {"event_types": [EVENT_TYPE]}},
+                                                         caller=self.node_id, node=self.node_id, timeout=10 ** 7):
+                    if event == "subscribed":
+                        await self._catch_up()
+                    elif event == "event" and isinstance(data, dict):
+                        await self._offer(data)
                     elif event in ("done", "error"):
                         break
             except HearthNetError as exc:
@@ -301,15 +309,28 @@ class RagService:
             await asyncio.sleep(5)
 
     async def _catch_up(self) -> None:
-        try:
-            out = await self._ledger("community.log.events", {"event_types": [EVENT_TYPE], "limit": 10_000})
-        except HearthNetError as exc:
-            log.info("could not read past ingest events", extra={"code": exc.code})
-            return
-        for ev in out.get("events") or []:
-            self._offer(ev)
+        """The stored events, page by page in log order. Several events can share a
+        lamport value, so a page normally starts again at its last one's value (the
+        repeats are dropped); only a page holding nothing but one value moves past it."""
+        since, seen = 0, set()
+        while True:
+            try:
+                out = await self._ledger("community.log.events", {"event_types": [EVENT_TYPE], "since_lamport": since,
+                                                                   "limit": CATCH_UP_PAGE})
+            except HearthNetError as exc:
+                log.info("could not read past ingest events", extra={"code": exc.code})
+                return
+            page = [ev for ev in out.get("events") or [] if isinstance(ev, dict)]
+            new = [ev for ev in page if ev.get("event_id") not in seen]
+            for ev in new:
+                seen.add(ev.get("event_id"))
+                await self._offer(ev)
+            last = page[-1].get("lamport") if page else None
+            if len(page) < CATCH_UP_PAGE or not isinstance(last, int):
+                return
+            since = last - 1 if last - 1 > since else last  # grows every page: the loop ends
 
-    def _offer(self, ev: dict[str, Any]) -> None:
+    async def _offer(self, ev: dict[str, Any]) -> None:
         data = ev.get("data")
         if ev.get("event_type") != EVENT_TYPE or ev.get("author") == self.node_id or not isinstance(data, dict):
             return
@@ -323,37 +344,68 @@ class RagService:
                                                                    "language": language if isinstance(language, str) else None})
         except HearthNetError:
             return  # a member's odd event: not ours to repair
-        if self._replicate is not None and not self._replicate.full():
-            self._replicate.put_nowait(request)
+        if self._replicate is not None:
+            await self._replicate.put(request)
 
     async def _replicator(self) -> None:
         assert self._replicate is not None
         while True:
             request = await self._replicate.get()
             try:
-                corpus = self.corpora.get(request.corpus) if request.corpus in self.corpora else None
-                if corpus is not None and await asyncio.to_thread(corpus.store.document, request.doc_cid):
-                    continue
-                await self._fetch(request.doc_cid)
-                async def quiet(_data: dict[str, Any]) -> None:
-                    return None
-                result = await self.pipeline.run(request, quiet)
-                log.info("document replicated", extra={"corpus": request.corpus, "doc_cid": request.doc_cid,
-                                                        "chunks": result["output"]["chunks_indexed"]})
+                await self._replicate_one(request)
             except HearthNetError as exc:
                 log.warning("could not replicate a document", extra={"corpus": request.corpus,
                                                                       "doc_cid": request.doc_cid,
                                                                       "code": exc.code, "reason": exc.message})
+            except Exception:  # noqa: BLE001 - one member's document must not end replication for all
+                log.exception("replicating a document failed", extra={"corpus": request.corpus,
+                                                                       "doc_cid": request.doc_cid})
+
+    async def _replicate_one(self, request: IngestRequest) -> None:
+        corpus = self.corpora.get(request.corpus) if request.corpus in self.corpora else None
+        if corpus is not None and await asyncio.to_thread(corpus.store.document, request.doc_cid):
+            return
+
+        async def quiet(_data: dict[str, Any]) -> None:
+            return None
+
+        await self._fetch(request.doc_cid)
+        result = await self.pipeline.run(request, quiet)
+        log.info("document replicated", extra={"corpus": request.corpus, "doc_cid": request.doc_cid,
+                                                "chunks": result["output"]["chunks_indexed"]})
 
     async def _fetch(self, cid: str) -> None:
-        """The blob into this node's store through its own file worker (file.get)."""
-        async for event, data in self.bus.stream("file.get", "1.0", {"params": {}, "input": {"cid": cid}},
-                                                 caller=self.node_id, node=self.node_id,
-                                                 timeout=FETCH_TIMEOUT_SECONDS):
-            if event == "error":
-                raise HearthNetError.from_wire(data if isinstance(data, dict) else {})
-            if event == "done":
-                return
+        """The blob into this node's store through its own file worker (file.get), within
+        REPLICATE_FETCH_SECONDS and REPLICATE_MAX_BYTES. Leaving the stream cancels the
+        call, at once (aclosing), not whenever the generator is collected."""
+        frames = self.bus.stream("file.get", "1.0", {"params": {}, "input": {"cid": cid}}, caller=self.node_id,
+                                 node=self.node_id, timeout=REPLICATE_FETCH_SECONDS)
+        try:
+            async with asyncio.timeout(REPLICATE_FETCH_SECONDS), contextlib.aclosing(frames):
+                async for event, data in frames:
+                    if event == "error":
+                        raise HearthNetError.from_wire(data if isinstance(data, dict) else {})
+                    size = _blob_size(event, data)
+                    if size is not None and size > REPLICATE_MAX_BYTES:
+                        raise HearthNetError("capacity_exceeded", f"{size} bytes: larger than the "
+                                                                  f"{REPLICATE_MAX_BYTES} bytes replication takes")
+                    if event == "done":
+                        return
+        except TimeoutError:
+            raise HearthNetError("timeout", f"not fetched within {REPLICATE_FETCH_SECONDS:g} s") from None
+
+
+def _blob_size(event: str, data: Any) -> int | None:
+    """The blob's size as a file.get frame tells it: `total` while fetching, the
+    manifest's `size_bytes` when done (also for a blob that was here already)."""
+    if not isinstance(data, dict):
+        return None
+    if event == "done":
+        manifest = data.get("manifest")
+        size = manifest.get("size_bytes") if isinstance(manifest, dict) else None
+    else:
+        size = data.get("total") if data.get("stage") == "fetching" else None
+    return size if type(size) is int else None
 
 
 async def _frames(job: Callable[[Progress], Awaitable[dict[str, Any]]]) -> AsyncIterator[tuple[str, dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """RagService through its capability handlers (spec §3.8): add -> query recovers the
 chunk, idempotent ingest, embedding via the bus, unknown corpus, `personal` never
 advertised nor answered to peers, an interrupted ingest leaves the corpus consistent and
-a second ingest finishes it, hybrid vs vector, filters, model mismatch, no embedder."""
+a second ingest finishes it, hybrid vs vector, filters, model mismatch, no embedder,
+auto-replication (hostile events do not wedge its queue; the catch-up pages the log)."""
 from __future__ import annotations
 
 import sqlite3
@@ -404,6 +405,146 @@ def test_auto_replicate_fetches_and_indexes_what_members_ingest(tmp_path):
         assert h.query("shared", "water tower hill")["output"]["chunks"][0]["metadata"]["doc_cid"] == live
     finally:
         h.close()
+
+
+class Replicating:
+    """A replicating service whose ledger holds `past` events at start and takes live ones
+    from `live`; `file.get` copies the blob from `elsewhere`, unless `behave[cid]` says
+    how to misbehave: "hang" (never a frame), "huge" (announces a blob over the cap),
+    "crash" (a non-contract exception). `left` lists the file.get streams the worker left."""
+
+    def __init__(self, tmp_path, monkeypatch, **consts) -> None:
+        import asyncio
+
+        from hearthnet.services.rag import service
+
+        for name, value in consts.items():
+            monkeypatch.setattr(service, name, value)
+        self.h = Harness(tmp_path / "h")
+        self.elsewhere = BlobStoreAt(tmp_path / "elsewhere")
+        self.past: list[dict] = []
+        self.live: asyncio.Queue = asyncio.Queue()
+        self.behave: dict[str, str] = {}
+        self.fetched: list[str] = []
+        self.left: list[str] = []
+        real_call = self.h.bus.call
+
+        async def call(cap, version, body, **kw):
+            if cap == "community.log.events":
+                inp = body["input"]
+                found = [e for e in self.past if e["lamport"] > inp.get("since_lamport", 0)]
+                return {"output": {"events": found[:inp.get("limit") or len(found)]}}
+            return await real_call(cap, version, body, **kw)
+
+        self.h.bus.call, self.h.bus.stream = call, self.stream
+
+    def start(self) -> "Replicating":
+        self.h.svc.corpora.close()
+        self.h.new_service(auto_replicate=True)
+        return self
+
+    def add(self, text: str, name: str = "doc.txt") -> str:
+        return self.elsewhere.add_bytes(text.encode(), filename=name).cid
+
+    async def stream(self, cap, version, body, **kw):
+        import asyncio
+
+        from hearthnet.services.rag.service import REPLICATE_MAX_BYTES
+
+        if cap == "community.log.subscribe":
+            assert body["input"]["event_types"] == ["rag.document.ingested"]
+            yield "subscribed", {}
+            while True:
+                yield "event", await self.live.get()
+        assert cap == "file.get" and kw["timeout"] <= 600
+        cid = body["input"]["cid"]
+        self.fetched.append(cid)
+        finished = False
+        try:
+            how = self.behave.get(cid)
+            if how == "hang":
+                await asyncio.Event().wait()
+            if how == "huge":
+                yield "progress", {"stage": "fetching", "current": 0, "total": REPLICATE_MAX_BYTES + 1}
+                await asyncio.Event().wait()
+            if how == "crash":
+                raise RuntimeError("a bug somewhere below")
+            self.h.blobs.add_bytes(self.elsewhere.read_blob_bytes(cid), filename="x.txt")
+            yield "progress", {"stage": "fetching", "current": 10, "total": 10}
+            finished = True
+            yield "done", {"manifest": {"cid": cid, "size_bytes": 10}}
+        finally:
+            if not finished:
+                self.left.append(cid)
+
+    def settle(self, pred) -> None:
+        import asyncio
+
+        async def wait() -> None:
+            for _ in range(500):
+                if pred():
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"not settled: fetched {self.fetched}, corpora {self.h.svc.corpora.names()}")
+
+        self.h.loop.run_until_complete(wait())
+
+    def docs(self, corpus: str) -> int:
+        return _count(self.h.svc.corpora.get(corpus).store.dir, "SELECT count(*) FROM documents")
+
+
+def ingested(cid: str, corpus: str, lamport: int = 1, author: str = PEER) -> dict:
+    return {"event_id": f"E{lamport}-{cid[7:15]}-{corpus}", "event_type": "rag.document.ingested", "author": author,
+            "lamport": lamport, "data": {"corpus": corpus, "doc_cid": cid, "title": "T", "language": "en", "chunks": 1}}
+
+
+def test_auto_replicate_a_hostile_event_does_not_wedge_the_queue(tmp_path, monkeypatch):
+    """A member's event naming a CID whose fetch never ends, a blob over the size cap, one
+    whose fetch breaks with a bug, or a `personal` document: each costs at most
+    REPLICATE_FETCH_SECONDS (here 0.3 s), the fetch is left (cancelled), nothing of it is
+    indexed, and the next good event still replicates. `personal` is never fetched."""
+    r = Replicating(tmp_path, monkeypatch, REPLICATE_FETCH_SECONDS=0.3).start()
+    try:
+        secret, hang, huge, crash = (r.add(f"{w} the spare key is under the flower pot.") for w in "abcd")
+        good = r.add("The water tower on the hill holds a week of drinking water.")
+        r.behave.update({hang: "hang", huge: "huge", crash: "crash"})
+        for cid, corpus in ((secret, "personal"), (hang, "shared"), (huge, "shared"), (crash, "shared"),
+                            (good, "shared")):
+            r.live.put_nowait(ingested(cid, corpus))
+        r.settle(lambda: "shared" in r.h.svc.corpora and r.docs("shared") == 1)
+        assert r.fetched == [hang, huge, crash, good] and secret not in r.fetched
+        assert r.left == [hang, huge, crash]
+        assert r.h.svc.corpora.names() == ["shared"]
+        assert r.h.query("shared", "water tower hill")["output"]["chunks"][0]["metadata"]["doc_cid"] == good
+        assert [e["data"]["doc_cid"] for e in r.h.bus.events] == [good]  # its own event, for the good one only
+        # and the replicator is still alive: the next event goes through too
+        more = r.add("Sandbags are stored in the fire station garage.")
+        r.live.put_nowait(ingested(more, "shared", 2))
+        r.settle(lambda: r.docs("shared") == 2)
+    finally:
+        r.h.close()
+
+
+def test_auto_replicate_catch_up_pages_through_the_log_and_waits_for_the_queue(tmp_path, monkeypatch):
+    """The catch-up reads the whole log in pages (events sharing a lamport value at a
+    page's edge are not skipped) and waits for room in a full queue instead of dropping
+    what does not fit; its own events are skipped."""
+    from tests.unit.services.rag.conftest import ME
+
+    lamports = [1, 2, 2, 2, 3, 4, 4, 5]
+    texts = [f"Notice {i}: the {w} is kept in the {p}." for i, (w, p) in enumerate(
+        zip("pump torch radio ladder rope blanket stove kettle".split(),
+            "shed garage cellar attic barn school church hall".split()))]
+    r = Replicating(tmp_path, monkeypatch, CATCH_UP_PAGE=3, REPLICATE_QUEUE=2)
+    try:
+        cids = [r.add(t) for t in texts]
+        mine = r.add("A document this node ingested itself.")
+        r.past[:] = [ingested(c, "shared", n) for c, n in zip(cids, lamports)] + [ingested(mine, "shared", 6, ME)]
+        r.start()
+        r.settle(lambda: "shared" in r.h.svc.corpora and r.docs("shared") == len(cids))
+        assert sorted(r.fetched) == sorted(cids) and mine not in r.fetched
+    finally:
+        r.h.close()
 
 
 def BlobStoreAt(root):
