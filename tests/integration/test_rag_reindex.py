@@ -18,12 +18,11 @@ import pytest
 from hearthnet.testing.nodes import Node
 from hearthnet.testing.pdfs import make_pdf
 from hearthnet.testing.waiting import wait_for
-from tests.integration.test_rag_node import GUIDE, add_file, call, consistency, corpus_db, ok, rag_pid
+from hearthnet.testing.knowledge import GUIDE, WORKERS, add_file, call, consistency, corpus_db, ok, rag_pid
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("hearthnet.services.embedding.minilm")
 
-WORKERS = ("broker", "gateway", "ledger", "file", "rag", "embedding")
 CORPUS = "flood-plans"
 MINILM = "all-MiniLM-L6-v2"
 

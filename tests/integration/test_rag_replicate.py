@@ -19,54 +19,24 @@ from typing import Any
 import pytest
 
 from hearthnet.blobs.cids import hash_bytes
-from hearthnet.testing.nodes import Node, join_by_invite
+from hearthnet.testing.knowledge import CORPUS, GUIDE, WORKERS, node_id, ok, start_pair
+from hearthnet.testing.knowledge import add_file as add_path
+from hearthnet.testing.nodes import Node
 from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("hearthnet.services.embedding.minilm")
 
-WORKERS = ("broker", "gateway", "ledger", "file", "rag", "embedding")
-CORPUS = "niederrhein-emergency"
 EVENT = "rag.document.ingested"
 SYNC_TIMEOUT = 180  # an event reaches the other node with a sync round; replication adds a fetch + ingest
-GUIDE = """# Flood plan for the lower town
-
-## Evacuation route
-
-When the river rises above seven metres, leave the lower town along the dyke road to the north,
-then turn east to the Lindenweg primary school. Do not drive through water on the road.
-
-## Shelter
-
-The shelter is the school gymnasium. It has camp beds, a generator and a first aid room.
-Bring your medication for a week, warm clothes and a blanket.
-
-## Radio
-
-Tune to 87.9 MHz for announcements from the fire brigade.
-"""
 SECRET = "# My diary\n\nThe spare key to the flat is under the blue flower pot.\n"
 RECIPES = "# Bob's field kitchen\n\nLentil soup for forty: ten kilos of lentils, onions and a big pot.\n"
 PUMPS = "# Pump rota\n\nThe fire brigade's portable pumps are checked every Saturday at nine.\n"
 
 
-def call(node: Node, cap: str, params: dict[str, Any], inp: dict[str, Any], timeout: float = 300) -> tuple[int, Any]:
-    return node.call(cap, {"params": params, "input": inp}, timeout=timeout)
-
-
-def ok(node: Node, cap: str, params: dict[str, Any], inp: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
-    status, body = call(node, cap, params, inp, timeout)
-    assert status == 200, body
-    return body
-
-
 def add_file(node: Node, path: Path, text: str) -> str:
     path.write_text(text)
-    return node.cli_json("file", "add", str(path))["files"][0]["cid"]
-
-
-def node_id(node: Node) -> str:
-    return node.api("/api/v1/status")["node"]["node_id"]
+    return add_path(node, path)
 
 
 def stored(node: Node) -> dict[str, dict[str, Any]]:
@@ -111,18 +81,7 @@ def log_tail(node: Node) -> str:
 
 @pytest.fixture
 def pair(make_node):
-    a, b = make_node("alice"), make_node("bob")
-    for n in (a, b):
-        n.env["HEARTHNET_FILE_MIN_FREE_BYTES"] = "0"
-    b.env["HEARTHNET_RAG_AUTO_REPLICATE"] = "true"
-    a.init()
-    a.start(wait_workers=WORKERS)
-    join_by_invite(a, b)
-    b.start(wait_workers=WORKERS)
-    for x, y in ((a, b), (b, a)):
-        r = x.cli("peer", "add", f"127.0.0.1:{y.port}")
-        assert r.returncode == 0, r.stderr + r.stdout
-    return a, b
+    return start_pair(make_node, {"HEARTHNET_RAG_AUTO_REPLICATE": "true"})
 
 
 def test_bob_replicates_what_alice_ingests_and_nothing_he_must_not(pair, tmp_path: Path) -> None:
