@@ -102,7 +102,7 @@ GOVERNANCE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("community."
 CO_SIGNED_TYPES = frozenset(t for t, fields in EVENT_TYPES.items() if "co_signers" in fields)
 # Governance types that change the community manifest (an invite does not).
 MANIFEST_TYPES = GOVERNANCE_TYPES - {"community.member.invited"}
-_NODE_ID_FIELDS = {"founder_node_id", "invitee_node_id", "target_node_id"}
+_NODE_ID_FIELDS = {"founder_node_id", "invitee_node_id", "target_node_id", "recipient"}
 MAX_FRONTIER = 100_000  # event ids in one revocation's frontier
 ADMISSION_FIELDS = ("by", "at", "signature")
 _TIME_FIELDS = {"expires_at", "delivered_at", "read_at"}
@@ -163,6 +163,8 @@ def _value_problem(event_type: str, data: Mapping[str, Any]) -> str | None:
     problem = policy_problem(data["policy"]) if "policy" in EVENT_TYPES[event_type] else None
     if problem is not None:
         return problem
+    if "target_event_id" in defined and not ULID_RE.match(data["target_event_id"]):
+        return "data.target_event_id is not an event id"
     if event_type == "market.post.expired" and data["reason"] not in MARKET_EXPIRE_REASONS:
         return f"data.reason must be one of {', '.join(MARKET_EXPIRE_REASONS)}"
     if event_type == "community.member.joined":

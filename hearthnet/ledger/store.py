@@ -48,6 +48,7 @@ from hearthnet.fsutil import fsync_dir
 from hearthnet.identity.canonical import canonical_json
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import community_policy, rfc3339, utcnow
+from hearthnet.ledger.domain import UNKNOWN_RECIPIENT, UNKNOWN_TARGET, domain_problem
 from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import (
     CO_SIGNED_TYPES,
@@ -109,10 +110,12 @@ class IngestResult:
     stored: list[dict[str, Any]] = field(default_factory=list, repr=False)  # in apply order
     purged: list[str] = field(default_factory=list, repr=False)  # stored ids this batch made invalid
 
-    def reject(self, event_id: Any, reason: str) -> None:
+    def reject(self, event_id: Any, reason: str, detail: str | None = None) -> None:
         self.rejected += 1
-        self.rejected_reasons.append({"event_id": event_id if isinstance(event_id, str) else None,
-                                      "reason": reason})
+        entry = {"event_id": event_id if isinstance(event_id, str) else None, "reason": reason}
+        if detail:
+            entry["detail"] = detail
+        self.rejected_reasons.append(entry)
 
     def to_wire(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rejected": self.rejected,
@@ -362,8 +365,13 @@ class EventLog:
             result = IngestResult()
             self._settle([ev], result, local=True)
             if result.rejected:
+                refusal = result.rejected_reasons[0]
+                if "detail" in refusal:  # a domain rule (domain.py): its own code and words
+                    code = {UNKNOWN_TARGET: "not_found", UNKNOWN_RECIPIENT: "not_found"}.get(refusal["reason"],
+                                                                                          "unauthorized")
+                    raise LedgerError(code, f"{event_type} refused: {refusal['detail']}", reason=refusal["reason"])
                 raise LedgerError("unauthorized", f"{kp.node_id_short} may not author {event_type} "
-                                                  f"in this community now ({result.rejected_reasons[0]['reason']})")
+                                                  f"in this community now ({refusal['reason']})")
         return ev
 
     def append_received(self, events: list[Any]) -> IngestResult:
@@ -391,13 +399,17 @@ class EventLog:
             before = self.view.authors() if governs else {}  # only governance changes standing
             self.view.add(batch)
             invalid = self.view.invalid
+            stored_here: dict[str, dict[str, Any]] = {}
+            lookup = lambda eid: stored_here.get(eid) or self._event(eid)  # noqa: E731
             for ev in batch:
                 reason = invalid.get(ev["event_id"]) if ev["event_type"] in GOVERNANCE_TYPES \
                     else self.view.author_problem(ev)
-                if reason is None:
+                problem = (reason, None) if reason is not None else domain_problem(ev, lookup, self.view.level_of)
+                if problem is None:
                     result.stored.append(ev)
+                    stored_here[ev["event_id"]] = ev
                 else:
-                    result.reject(ev["event_id"], reason)
+                    result.reject(ev["event_id"], *problem)
             new_ids = {ev["event_id"] for ev in batch}
             governance = [eid for eid in invalid if eid not in new_ids]
             doomed = governance + (self._lost_authority(before) if governs else [])
@@ -412,6 +424,11 @@ class EventLog:
         if doomed:  # they never had authority: not history, so not kept
             log.warning("deleted stored events the new events made invalid", extra={
                 "governance": len(governance), "other": len(doomed) - len(governance)})
+
+    def _event(self, event_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(f"{_SELECT} WHERE community_id = ? AND event_id = ?",
+                                 (self.community_id, event_id)).fetchone()
+        return _row_to_event(row) if row is not None else None
 
     def _near_enough(self, batch: list[dict[str, Any]], result: IngestResult) -> list[dict[str, Any]]:
         """Refuse events too far past our head (a bound on clock jumps, not a rule of
