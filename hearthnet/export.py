@@ -6,8 +6,11 @@ Layout (format version 1):
     node_manifest.json       a freshly built node manifest, signed by the device key
     community_manifest.json  the community manifest on disk (verbatim; absent before init)
     events.jsonl             events WE authored, (lamport, event_id) order, one envelope a line
-    chat.jsonl               our chat.message.* events (same form)
-    market.jsonl             our market.post.* events (same form)
+    chat.jsonl               our chat.message.* events (same form; bodies as the log holds them: encrypted)
+    chat_history.jsonl       our conversations DECRYPTED, one message a line, in log order:
+                             {event_id, lamport, from, to, direction, body, attachments, created_at,
+                              delivered_at, read_at, decrypted, encrypted} (messages we sent and received)
+    market.jsonl             our market.* events (same form)
     files.json               our pinned files: [{cid, name, size_bytes, advertised_event_id, advertised_at}]
     blobs.json               the files in this node's blob store:
                              [{cid, filename, size_bytes, pinned, complete}]
@@ -62,6 +65,7 @@ NODE_MANIFEST = "node_manifest.json"
 COMMUNITY_MANIFEST = "community_manifest.json"
 EVENTS = "events.jsonl"
 CHAT = "chat.jsonl"
+CHAT_HISTORY = "chat_history.jsonl"
 MARKET = "market.jsonl"
 FILES = "files.json"
 BLOBS = "blobs.json"
@@ -70,7 +74,7 @@ SETTINGS = "settings.json"
 EVENTS_DB = "events.sqlite"
 
 CHAT_PREFIX = "chat.message."
-MARKET_PREFIX = "market.post."
+MARKET_PREFIX = "market."
 # The wire envelope (spec core-events-discovery §1); `received_at` is local bookkeeping.
 ENVELOPE_FIELDS = ("schema_version", "event_id", "lamport", "wall_clock", "community_id",
                    "author", "event_type", "data", "signature")
@@ -240,11 +244,19 @@ class OwnEvents:
         streams = [self._rows(path, conn, prefix) for path, conn in self._conns]
         return heapq.merge(*streams, key=lambda e: (e["lamport"], e["event_id"]))
 
-    def _rows(self, path: Path, conn: sqlite3.Connection, prefix: str | None) -> Iterator[dict[str, Any]]:
-        sql = (f"SELECT {', '.join(ENVELOPE_FIELDS)} FROM events WHERE author = ? "
-               "ORDER BY lamport, event_id")
+    def everyones(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """Every author's envelopes whose event_type starts with `prefix` (the messages
+        we received are our data too), in (lamport, event_id) order across every log."""
+        streams = [self._rows(path, conn, prefix, anyone=True) for path, conn in self._conns]
+        return heapq.merge(*streams, key=lambda e: (e["lamport"], e["event_id"]))
+
+    def _rows(self, path: Path, conn: sqlite3.Connection, prefix: str | None,
+              anyone: bool = False) -> Iterator[dict[str, Any]]:
+        where, args = ("event_type LIKE ?", (prefix.replace("%", "") + "%",)) if anyone and prefix \
+            else ("author = ?", (self.author,))
+        sql = f"SELECT {', '.join(ENVELOPE_FIELDS)} FROM events WHERE {where} ORDER BY lamport, event_id"
         try:
-            for row in conn.execute(sql, (self.author,)):
+            for row in conn.execute(sql, args):
                 event = dict(zip(ENVELOPE_FIELDS, row))
                 if prefix is not None and not str(event["event_type"]).startswith(prefix):
                     continue
@@ -334,6 +346,19 @@ def _stopped_store_files(cfg: Config) -> list[dict[str, Any]]:
     return open_store(cfg).blobs()
 
 
+def chat_history(events: Iterable[dict[str, Any]], kp: KeyPair) -> Iterator[dict[str, Any]]:
+    """Our conversations decrypted with the device key (in memory only), as chat.history
+    shows them; a message that does not decrypt is listed with `body` null."""
+    from hearthnet.services.chat.crypto import ChatCrypto
+    from hearthnet.services.chat.view import ChatView
+
+    view = ChatView(ChatCrypto(kp))
+    for ev in events:
+        view.apply(ev)
+    for msg in view.history(limit=len(view.messages)):
+        yield msg.to_wire(kp.node_id_full)
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -365,7 +390,9 @@ def secret_forms(kp: KeyPair, token: str | None) -> list[bytes]:
     forms: list[bytes] = []
     seed = bytes(kp.signing_key)
     # the seed, NaCl's 64-byte secret key, and the PKCS#8 DER inside <DATA>/tls/server.key
-    for raw in (seed, seed + kp.public_bytes, PKCS8_ED25519_PREFIX + seed):
+    # ... and the X25519 secret chat derives from it (crypto_sign_ed25519_sk_to_curve25519)
+    x25519 = bytes(kp.signing_key.to_curve25519_private_key())
+    for raw in (seed, seed + kp.public_bytes, PKCS8_ED25519_PREFIX + seed, x25519):
         forms += [
             raw,
             base64.b64encode(raw), base64.b64encode(raw).rstrip(b"="),
@@ -540,6 +567,8 @@ def _write_zip(cfg: Config, kp: KeyPair, fh: IO[bytes], created: datetime, tick:
         plan += [
             (EVENTS, _jsonl_writer(log.events, counts, "events")),
             (CHAT, _jsonl_writer(lambda: log.events(CHAT_PREFIX), counts, "chat")),
+            (CHAT_HISTORY, _jsonl_writer(lambda: chat_history(log.everyones(CHAT_PREFIX), kp), counts,
+                                         "chat_history")),
             (MARKET, _jsonl_writer(lambda: log.events(MARKET_PREFIX), counts, "market")),
             (FILES, _bytes_writer(files_doc)),
             (BLOBS, _bytes_writer(blobs_doc)),

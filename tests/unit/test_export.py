@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS clock (community_id TEXT PRIMARY KEY, lamport INTEGER
 CID_A = "blake3:" + "a" * 64
 CID_B = "blake3:" + "b" * 64
 CID_C = "blake3:" + "c" * 64
-MEMBERS = ["node_manifest.json", "community_manifest.json", "events.jsonl", "chat.jsonl", "market.jsonl",
+MEMBERS = ["node_manifest.json", "community_manifest.json", "events.jsonl", "chat.jsonl", "chat_history.jsonl",
+           "market.jsonl",
            "files.json", "blobs.json", "settings.json", "CONTENTS.json", "CONTENTS.sig"]
 
 
@@ -218,7 +219,7 @@ def test_export_zip_is_signed_and_parseable(scenario: Scenario, tmp_path: Path) 
         assert manifest["node_id"] == scenario.kp.node_id_full and verify_payload_with_node_id(manifest, manifest["node_id"])
         assert set(manifest["hardware"]) == {"gpu", "vram_gb", "ram_gb", "cpu_cores", "disk_free_gb"}
         assert json.loads(zf.read("community_manifest.json"))["name"] == "Maple Street"
-        assert contents["counts"] == {"events": 10, "chat": 2, "market": 2, "files": 1, "blobs": 0}
+        assert contents["counts"] == {"events": 10, "chat": 2, "chat_history": 2, "market": 2, "files": 1, "blobs": 0}
     assert (out.stat().st_mode & 0o777) == 0o600
     assert export.verify_export(out).valid
 
@@ -276,7 +277,7 @@ def test_export_without_event_log_has_empty_members(tmp_path: Path) -> None:
     with zipfile.ZipFile(out) as zf:
         assert zf.read("events.jsonl") == b"" and zf.read("chat.jsonl") == b"" and zf.read("market.jsonl") == b""
         assert json.loads(zf.read("files.json")) == []
-    assert result.counts == {"events": 0, "chat": 0, "market": 0, "files": 0, "blobs": 0}
+    assert result.counts == {"events": 0, "chat": 0, "chat_history": 0, "market": 0, "files": 0, "blobs": 0}
 
 
 def test_export_of_a_log_the_test_created_itself(tmp_path: Path) -> None:
