@@ -105,6 +105,7 @@ def test_chat_direct_queued_store_and_forward_and_receipts(mesh, tmp_path):
     # --- online: direct, through the CLI (a short id resolves), receipt straight back
     sent = a.cli_json("chat", "send", short_node_id(B)[8:15], SECRET_ONLINE)
     assert sent["delivered"] == "direct" and sent["to"] == B, sent
+    assert set(sent) == {"event_id", "lamport", "delivered", "to", "to_name"}  # the --json contract
     got = wait_for(lambda: history(b, peer=A), 30, message="bob has alice's message")
     assert got[0]["body"] == SECRET_ONLINE and got[0]["decrypted"] and got[0]["direction"] == "in"
     wait_for(lambda: [m for m in history(a, peer=B) if m["delivered_at"]], 30,
@@ -137,6 +138,9 @@ def test_chat_direct_queued_store_and_forward_and_receipts(mesh, tmp_path):
     assert got[0]["body"] == SECRET_QUEUED and got[0]["decrypted"] and got[0]["from"] == A
     assert c.cli_json("chat", "unread")["unread"] == [{"peer": A, "name": "alice", "count": 1}]
     listed = c.cli_json("chat", "ls", "--peer", "alice")
+    assert set(listed) == {"messages", "marked_read"} and set(listed["messages"][0]) == {
+        "event_id", "lamport", "from", "to", "body", "attachments", "created_at", "delivered_at", "read_at",
+        "direction", "decrypted", "encrypted"}
     assert [m["body"] for m in listed["messages"]] == [SECRET_QUEUED] and listed["marked_read"] == 1
     assert c.cli_json("chat", "unread")["total"] == 0
     # carol's receipts reach bob; then carol leaves, so alice can learn them only from bob

@@ -50,7 +50,7 @@ ID_KEYS = {"node_id", "node_id_short", "id_text"}
 INIT_KEYS = {"changed", "node_id", "node_id_short", "display_name", "profile", "community_id", "community_id_short",
              "community_name", "config_path", "keys_dir", "message"}
 EXPORT_KEYS = {"path", "bytes", "node_id", "community_id", "created_at", "format_version", "counts", "files"}
-EXPORT_COUNTS = {"events", "chat", "market", "files", "blobs"}
+EXPORT_COUNTS = {"events", "chat", "chat_history", "market", "files", "blobs"}
 EXPORT_FILE_KEYS = {"name", "size", "hash"}
 VERIFY_KEYS = {"path", "valid", "node_id", "created_at", "format_version", "files", "problems"}
 VERIFY_FILE_KEYS = {"name", "size", "hash", "ok"}

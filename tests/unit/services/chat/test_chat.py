@@ -212,10 +212,10 @@ def test_delivered_receipt_is_appended_once_across_restarts() -> None:
         a = await mesh.start("a")
         A, B = mesh.ids["a"], mesh.ids["b"]
         await a.send(req("chat.send", {"recipient": B, "body": "hi"}, A))
-        b = await mesh.start("b")
+        await mesh.start("b")
         await mesh.gossip()
         await mesh.stop("b")
-        b = await mesh.start("b")
+        await mesh.start("b")
         await mesh.gossip()
         receipts = [e for e in mesh.ledgers[B].events if e["event_type"] == "chat.message.delivered"]
         assert len(receipts) == 1
@@ -280,7 +280,8 @@ def test_self_capabilities_and_the_one_peer_capability() -> None:
 def test_deliver_takes_only_the_callers_own_events_for_us() -> None:
     async def main() -> None:
         mesh = Mesh()
-        a, b = await mesh.start("a"), await mesh.start("b")
+        await mesh.start("a")
+        b = await mesh.start("b")
         A, B, C = mesh.ids["a"], mesh.ids["b"], mesh.ids["c"]
         to_c = message(mesh.kps["a"], C, "for c")
         with pytest.raises(HearthNetError) as err:  # b relaying a's event
