@@ -281,6 +281,8 @@ class ChatService:
                         break
             except HearthNetError as exc:
                 log.info("event subscription ended; renewing", extra={"code": exc.code})
+            except Exception:  # noqa: BLE001 - whatever one event did, keep following the log
+                log.exception("following the event log failed; renewing")
             await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def _catch_up(self) -> None:
