@@ -12,6 +12,10 @@ when it is re-sent), `unauthorized` (not the post's author nor a moderator; a re
 from the message's recipient), `unknown_recipient` (a message to a node that is not a
 current member, or to its own author).
 
+Emergency alerts (issue 10): issued only by trusted or anchor members; an Update or
+Cancel must reference alerts in the log; an acknowledgement must point at an alert (any
+member may acknowledge).
+
 Moderators are trusted or anchor members at the time the event is judged. The spec's
 M06 lets them expire only `stale` posts; CONTRACT §7.2 lets them expire for any reason
 but `user_request`, which is what a board moderator needs ("fulfilled", "withdrawn" spam).
@@ -30,7 +34,9 @@ Lookup = Callable[[str], Event | None]  # an event of this log (or of the batch 
 LevelOf = Callable[[str], str | None]  # a current member's level, None for anyone else
 
 DOMAIN_TYPES = frozenset({"market.post.updated", "market.post.expired", "chat.message.sent",
-                          "chat.message.delivered", "chat.message.read"})
+                          "chat.message.delivered", "chat.message.read", "emergency.alert.issued",
+                          "emergency.alert.acknowledged"})
+ALERT = "emergency.alert.issued"
 
 
 def domain_problem(ev: Event, lookup: Lookup, level_of: LevelOf) -> tuple[str, str] | None:
@@ -42,7 +48,23 @@ def domain_problem(ev: Event, lookup: Lookup, level_of: LevelOf) -> tuple[str, s
         return _recipient_problem(ev, level_of)
     if kind.startswith("market."):
         return _post_problem(ev, lookup, level_of)
+    if kind == ALERT:
+        return _alert_problem(ev, lookup, level_of)
+    if kind == "emergency.alert.acknowledged":
+        if _target(ev, lookup, ALERT) is None:
+            return UNKNOWN_TARGET, "an acknowledgement of no alert in this log"
+        return None
     return _receipt_problem(ev, lookup)
+
+
+def _alert_problem(ev: Event, lookup: Lookup, level_of: LevelOf) -> tuple[str, str] | None:
+    if level_of(ev["author"]) not in MODERATOR_LEVELS:
+        return UNAUTHORIZED, "only a trusted or anchor member may issue an emergency alert"
+    for ref in ev["data"]["references"]:
+        target = lookup(ref)
+        if target is None or target["event_type"] != ALERT:
+            return UNKNOWN_TARGET, f"references {ref}, which is no alert in this log"
+    return None
 
 
 def _target(ev: Event, lookup: Lookup, kind: str) -> Event | None:

@@ -95,7 +95,26 @@ EVENT_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "file.cid.unpinned": {"cid": (_S,)},
     "rag.document.ingested": {"corpus": (_S,), "doc_cid": (_S,), "title": (_S,),
                               "language": (_S, _N), "chunks": (_I,)},
+    # Emergency alerts (issue 10), modelled on the Common Alerting Protocol 1.2: the
+    # author is CAP's sender, wall_clock its `sent`; only trusted/anchor members issue
+    # them (domain.py). An Update or Cancel names the alerts it replaces in `references`.
+    "emergency.alert.issued": {"identifier": (_S,), "status": (_S,), "msg_type": (_S,), "urgency": (_S,),
+                               "severity": (_S,), "certainty": (_S,), "headline": (_S,), "description": (_S,),
+                               "instruction": (_S,), "area": (_S,), "expires": (_S,), "references": (_L,)},
+    "emergency.alert.acknowledged": {"target_event_id": (_S,), "status": (_S,), "note": (_S,)},
 }
+# CAP 1.2 value sets (the spec's names, snake_case keys), and the acknowledgement statuses.
+ALERT_ENUMS = {
+    "status": ("Actual", "Exercise", "Test"),
+    "msg_type": ("Alert", "Update", "Cancel"),
+    "urgency": ("Immediate", "Expected", "Future", "Past", "Unknown"),
+    "severity": ("Extreme", "Severe", "Moderate", "Minor", "Unknown"),
+    "certainty": ("Observed", "Likely", "Possible", "Unlikely", "Unknown"),
+}
+ACK_STATUSES = ("ok", "need_help", "other")
+ALERT_TEXT_MAX = {"identifier": 128, "headline": 160, "description": 4096, "instruction": 4096, "area": 512,
+                  "note": 1024}
+ALERT_REFERENCES_MAX = 32
 RESERVED_TYPES = frozenset({"federation.peer.added", "federation.peer.removed"})
 # Types the community view materialises (membership, invites, policy).
 GOVERNANCE_TYPES = frozenset(t for t in EVENT_TYPES if t.startswith("community."))
@@ -105,7 +124,7 @@ MANIFEST_TYPES = GOVERNANCE_TYPES - {"community.member.invited"}
 _NODE_ID_FIELDS = {"founder_node_id", "invitee_node_id", "target_node_id", "recipient"}
 MAX_FRONTIER = 100_000  # event ids in one revocation's frontier
 ADMISSION_FIELDS = ("by", "at", "signature")
-_TIME_FIELDS = {"expires_at", "delivered_at", "read_at"}
+_TIME_FIELDS = {"expires_at", "delivered_at", "read_at", "expires"}
 
 
 # --------------------------------------------------------------------------- shape
@@ -167,10 +186,34 @@ def _value_problem(event_type: str, data: Mapping[str, Any]) -> str | None:
         return "data.target_event_id is not an event id"
     if event_type == "market.post.expired" and data["reason"] not in MARKET_EXPIRE_REASONS:
         return f"data.reason must be one of {', '.join(MARKET_EXPIRE_REASONS)}"
+    if event_type.startswith("emergency.alert."):
+        return alert_problem(event_type, data)
     if event_type == "community.member.joined":
         return admission_problem(data["admission"])
     if event_type in ("community.member.revoked", "community.member.demoted"):
         return frontier_problem(data["frontier"])
+    return None
+
+
+def alert_problem(event_type: str, data: Mapping[str, Any]) -> str | None:
+    """CAP's value sets, a headline, bounded texts, references that are event ids."""
+    for name, limit in ALERT_TEXT_MAX.items():
+        if name in data and isinstance(data[name], str) and len(data[name]) > limit:
+            return f"data.{name} is longer than {limit} characters"
+    if event_type == "emergency.alert.acknowledged":
+        if data["status"] not in ACK_STATUSES:
+            return f"data.status must be one of {', '.join(ACK_STATUSES)}"
+        return None
+    for name, allowed in ALERT_ENUMS.items():
+        if data[name] not in allowed:
+            return f"data.{name} must be one of {', '.join(allowed)}"
+    if not data["headline"].strip():
+        return "data.headline must not be empty"
+    refs = data["references"]
+    if len(refs) > ALERT_REFERENCES_MAX or not all(isinstance(r, str) and ULID_RE.match(r) for r in refs):
+        return f"data.references must be at most {ALERT_REFERENCES_MAX} event ids"
+    if (data["msg_type"] != "Alert") != bool(refs):
+        return "data.references must name the alerts an Update or Cancel replaces (and only then)"
     return None
 
 

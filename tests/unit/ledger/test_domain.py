@@ -108,3 +108,31 @@ def test_local_appends_get_contract_codes(community):
         community.log.append_local(community.root, "chat.message.sent", {
             "client_id": "m", "recipient": "bob", "body": "x", "attachments": []})
     assert exc.value.code == "bad_request"
+
+
+def alert(n: int = 0, msg_type: str = "Alert", references: list[str] | None = None) -> dict:
+    return {"identifier": f"a{n}", "status": "Actual", "msg_type": msg_type, "urgency": "Immediate",
+            "severity": "Severe", "certainty": "Observed", "headline": "River above 7 m", "description": "",
+            "instruction": "Leave by the dyke road", "area": "Lower town", "expires": "2026-12-01T10:00:00Z",
+            "references": references or []}
+
+
+def test_alerts_come_from_trusted_members_and_acknowledgements_point_at_alerts(community):
+    alice, mod = community.add_member("alice"), community.add_member("mod", level="trusted")
+    forged = refused(community, community.event(alice, "emergency.alert.issued", alert()))
+    assert forged["reason"] == "unauthorized" and "trusted" in forged["detail"]
+    issued = community.event(mod, "emergency.alert.issued", alert())
+    accepted(community, issued)
+    # an update must replace an alert of this log
+    post = community.event(alice, "market.post.created", post_data())
+    accepted(community, post)
+    assert refused(community, community.event(mod, "emergency.alert.issued",
+                                              alert(1, "Update", [post["event_id"]])))["reason"] == "unknown_target"
+    accepted(community, community.event(mod, "emergency.alert.issued", alert(2, "Cancel", [issued["event_id"]])))
+    ack = lambda target: community.event(alice, "emergency.alert.acknowledged", {  # noqa: E731
+        "target_event_id": target, "status": "ok", "note": ""})
+    assert refused(community, ack(post["event_id"]))["reason"] == "unknown_target"
+    accepted(community, ack(issued["event_id"]))
+    with pytest.raises(LedgerError) as exc:  # this node's own member may not issue one either
+        community.log.append_local(alice, "emergency.alert.issued", alert(3))
+    assert exc.value.code == "unauthorized"
