@@ -73,6 +73,8 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
         progs.append(Program("embedding"))
     if cfg.rag.enabled and knowledge_installed():
         progs.append(Program("rag"))
+    if cfg.market.enabled:
+        progs.append(Program("market"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "file": "hearthnet.cli.commands.file",
     "rag": "hearthnet.cli.commands.rag",
     "ask": "hearthnet.cli.commands.ask",
+    "market": "hearthnet.cli.commands.market",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
     "version": "hearthnet.cli.commands.version",
