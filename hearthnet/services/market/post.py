@@ -127,9 +127,14 @@ class Post:
     expiry_reason: str | None = None
     expired_by: str | None = None
     content: str = field(default="", compare=False)
+    title_lower: str = field(default="", compare=False, repr=False)  # what substring search reads
+    rest_lower: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.content = content_hash(self.title, self.body)
+        self.title_lower = self.title.lower()
+        self.rest_lower = " ".join((self.body, self.category, *self.tags)).lower()
+        self._times = (rfc3339(self.created_at), rfc3339(self.expires_at))  # formatted once, listed often
 
     @property
     def expires_at(self) -> datetime:
@@ -155,7 +160,7 @@ class Post:
         return {"event_id": self.event_id, "lamport": self.lamport, "author": self.author,
                 "category": self.category, "title": self.title, "body": self.body,
                 "location": self.location, "tags": list(self.tags), "quantity": self.quantity,
-                "created_at": rfc3339(self.created_at), "expires_at": rfc3339(self.expires_at),
+                "created_at": self._times[0], "expires_at": self._times[1],
                 "status": self.status(now), "expiry_reason": self.expiry_reason,
                 "expired_via_event_id": self.expired_via_event_id, "changed_lamport": self.changed_lamport}
 

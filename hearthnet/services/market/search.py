@@ -15,6 +15,7 @@ posts scoring 0 are left out.
 """
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -50,26 +51,25 @@ class VectorCache:
             self._items.popitem(last=False)
 
 
-def cache_key(model: str, post: Post) -> tuple[str, str, str]:
-    return model, post.event_id, post.content
-
-
 class Matrix:
-    """The stacked vectors of one list of posts, kept while that list and the model stay
-    the same (a search then costs one matrix-vector product)."""
+    """The stacked vectors of one list of cache keys, kept while that list stays the same
+    object (the service keys the view's cached active list once), so a repeated search
+    costs one matrix-vector product."""
 
     def __init__(self) -> None:
-        self._keys: list[tuple[str, str, str]] | None = None
-        self._matrix: Any = None
+        self.keys: list[tuple[str, str, str]] | None = None
+        self.matrix: Any = None
 
-    def for_keys(self, keys: list[tuple[str, str, str]], cache: VectorCache) -> "np.ndarray":
+    def covers(self, keys: list[tuple[str, str, str]]) -> bool:
+        return keys is self.keys
+
+    def build(self, keys: list[tuple[str, str, str]], cache: VectorCache) -> "np.ndarray":
         import numpy as np
 
-        if keys != self._keys:
-            rows = [cache.get(k) for k in keys]
-            self._matrix = np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
-            self._keys = keys
-        return self._matrix
+        rows = [cache.get(k) for k in keys]
+        self.matrix = np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
+        self.keys = keys
+        return self.matrix
 
 
 def semantic_rank(posts: Sequence[Post], matrix: "np.ndarray", query: "np.ndarray", k: int) -> list[tuple[Post, float]]:
@@ -90,10 +90,13 @@ def substring_rank(posts: Sequence[Post], query: str, k: int) -> list[tuple[Post
         return []
     scored = []
     for order, post in enumerate(posts):
-        title = post.title.lower()
-        rest = " ".join((post.body, post.category, *post.tags)).lower()
-        hits = sum(1.0 if w in title else 0.6 if w in rest else 0.0 for w in words)
+        title, rest, hits = post.title_lower, post.rest_lower, 0.0
+        for w in words:
+            if w in title:
+                hits += 1.0
+            elif w in rest:
+                hits += 0.6
         if hits:
             scored.append((-hits / len(words), order, post))
-    scored.sort(key=lambda s: (s[0], s[1]))  # best first; ties newest first (posts come newest first)
-    return [(post, round(-neg, 4)) for neg, _order, post in scored[:k]]
+    # best first; ties newest first (posts come newest first; `order` is unique, so posts are never compared)
+    return [(post, round(-neg, 4)) for neg, _order, post in heapq.nsmallest(k, scored)]

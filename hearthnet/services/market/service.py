@@ -36,8 +36,7 @@ from hearthnet.ledger.events import MARKET_EXPIRE_REASONS, ULID_RE
 from hearthnet.services.market.follow import LogFollower
 from hearthnet.services.market.post import (CATEGORIES, MAX_CLIENT_ID, STATUS_FILTERS, post_problem, tags_problem,
                                             ttl_problem)
-from hearthnet.services.market.search import (EMBED_BATCH, Matrix, VectorCache, cache_key, semantic_rank,
-                                              substring_rank)
+from hearthnet.services.market.search import EMBED_BATCH, Matrix, VectorCache, semantic_rank, substring_rank
 from hearthnet.services.market.view import CREATED, EVENT_TYPES, EXPIRED, MarketView
 
 log = logging.getLogger("hearthnet.market")
@@ -50,6 +49,7 @@ MODERATORS = ("trusted", "anchor")
 READY_WAIT_SECONDS = 5.0
 SWEEP_BATCH = 500  # expiries one sweep appends at most
 SEARCH_MARGIN_SECONDS = 1.0  # of the search deadline kept for ranking and the answer
+MODEL_CACHE_SECONDS = 5.0  # who serves embed.text is asked of the broker at most this often
 REVOKED = "community.member.revoked"
 
 
@@ -101,6 +101,8 @@ class MarketService:
         self._lock = asyncio.Lock()  # one own append at a time: client_id dedup has no race
         self._own: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._tasks: set[asyncio.Task] = set()
+        self._keyed: tuple[list[Any], str, list[tuple[str, str, str]]] | None = None
+        self._model_choice: tuple[float, str | None, str] | None = None  # (monotonic time, model, reason)
 
     @classmethod
     def from_config(cls, cfg: Any) -> "MarketService":
@@ -254,33 +256,68 @@ class MarketService:
         meta.update(model=model, search_reason=reason)
         deadline = (req.deadline or time.monotonic() + 10.0) - SEARCH_MARGIN_SECONDS
         qvec = (await self._embed(model, [query], deadline))[0]
-        missing = [p for p in posts if self.cache.get(cache_key(model, p)) is None]
+        keys = self._keys_for(model, posts)
+        if self.matrix.covers(keys):  # every post embedded, nothing changed since
+            meta.update(embedded=0, not_embedded=0)
+            usable, matrix = posts, self.matrix.matrix
+        else:
+            done = await self._embed_missing(model, posts, keys, deadline)
+            have = [i for i, key in enumerate(keys) if self.cache.get(key) is not None]
+            meta.update(embedded=done, not_embedded=len(posts) - len(have))
+            if len(have) == len(posts):
+                usable, matrix = posts, self.matrix.build(keys, self.cache)
+            else:  # a partial matrix is not kept: the next search tries the rest again
+                usable, matrix = [posts[i] for i in have], Matrix().build([keys[i] for i in have], self.cache)
+        if usable and matrix.shape[1] != qvec.shape[0]:
+            self.matrix = Matrix()
+            raise _Fallback(f"{model} answered {qvec.shape[0]}-dim vectors, the cached ones have {matrix.shape[1]}")
+        return semantic_rank(usable, matrix, qvec, k)
+
+    def _keys_for(self, model: str, posts: list[Any]) -> list[tuple[str, str, str]]:
+        """Cache keys of `posts`, made once per list: the view hands out the same active
+        list until it changes, so an unchanged board reuses keys and matrix."""
+        keyed = self._keyed
+        if keyed is not None and keyed[0] is posts and keyed[1] == model:
+            return keyed[2]
+        keys = [(model, p.event_id, p.content) for p in posts]
+        self._keyed = (posts, model, keys)
+        return keys
+
+    async def _embed_missing(self, model: str, posts: list[Any], keys: list[tuple[str, str, str]],
+                             deadline: float) -> int:
+        """Embed the posts the cache lacks, batch by batch, until the deadline; how many."""
+        missing = [i for i, key in enumerate(keys) if self.cache.get(key) is None]
         done = 0
-        for i in range(0, len(missing), EMBED_BATCH):
+        for start in range(0, len(missing), EMBED_BATCH):
             if time.monotonic() >= deadline:
                 break
-            batch = missing[i:i + EMBED_BATCH]
+            batch = missing[start:start + EMBED_BATCH]
             try:
-                vectors = await self._embed(model, [p.text for p in batch], deadline)
+                vectors = await self._embed(model, [posts[i].text for i in batch], deadline)
             except _Fallback:
                 if done == 0 and len(missing) == len(posts):
                     raise
                 break  # rank what we have
-            for post, vec in zip(batch, vectors):
-                self.cache.put(cache_key(model, post), vec)
+            for i, vec in zip(batch, vectors):
+                self.cache.put(keys[i], vec)
             done += len(batch)
-        keys = [cache_key(model, p) for p in posts]
-        have = [(p, key) for p, key in zip(posts, keys) if self.cache.get(key) is not None]
-        meta.update(embedded=done, not_embedded=len(posts) - len(have))
-        usable = [p for p, _ in have]
-        matrix = self.matrix.for_keys([key for _, key in have], self.cache)
-        if usable and matrix.shape[1] != qvec.shape[0]:
-            raise _Fallback(f"{model} gave vectors of another width than the cached ones")
-        return semantic_rank(usable, matrix, qvec, k)
+        return done
 
     async def _model(self) -> tuple[str, str]:
         """The model to search with and why: this node's configured one when some node
-        serves it, else one a node serves (local ones first)."""
+        serves it, else one a node serves (local ones first). Kept MODEL_CACHE_SECONDS."""
+        choice = self._model_choice
+        if choice is None or time.monotonic() - choice[0] >= MODEL_CACHE_SECONDS:
+            try:
+                model, reason = await self._ask_model()
+            except _Fallback as why:
+                model, reason = None, str(why)
+            choice = self._model_choice = (time.monotonic(), model, reason)
+        if choice[1] is None:
+            raise _Fallback(choice[2])
+        return choice[1], choice[2]
+
+    async def _ask_model(self) -> tuple[str, str]:
         try:
             caps = (await self.bus.admin("caps")).get("capabilities") or []
         except HearthNetError as exc:
@@ -308,8 +345,10 @@ class MarketService:
         try:
             return await asyncio.wait_for(embedder.embed(self.bus, model, texts, caller=self.node_id), left)
         except asyncio.TimeoutError:
+            self._model_choice = None  # ask the broker again next time
             raise _Fallback(f"embed.text ({model}) did not answer in time") from None
         except HearthNetError as exc:
+            self._model_choice = None
             raise _Fallback(f"embed.text ({model}) failed: {exc.code}") from None
 
     # ------------------------------------------------------------------ market.post
