@@ -46,6 +46,8 @@ class LogFollower:
                 await self._one_subscription()
             except HearthNetError as exc:
                 log.info("event subscription ended; renewing", extra={"code": exc.code, "reason": exc.message})
+            except Exception:  # noqa: BLE001 - a bug with one event must not stop the board for good
+                log.exception("following the event log failed; renewing")
             await asyncio.sleep(RENEW_SECONDS)
 
     async def _one_subscription(self) -> None:
