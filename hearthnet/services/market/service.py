@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -248,10 +249,8 @@ class MarketService:
 
     async def _semantic(self, query: str, posts: list[Any], k: int, req: Request,
                         meta: dict[str, Any]) -> list[tuple[Any, float]]:
-        try:
-            import numpy  # noqa: F401
-        except ImportError:
-            raise _Fallback("numpy is not installed on this node (pip install 'hearthnet[knowledge]')") from None
+        if importlib.util.find_spec("numpy") is None:
+            raise _Fallback("numpy is not installed on this node (pip install 'hearthnet[knowledge]')")
         model, reason = await self._model()
         meta.update(model=model, search_reason=reason)
         deadline = (req.deadline or time.monotonic() + 10.0) - SEARCH_MARGIN_SECONDS
