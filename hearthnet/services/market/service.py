@@ -144,7 +144,7 @@ class MarketService:
     def health(self) -> dict[str, Any]:
         if not self.ready.is_set():
             return {"note": "reading the event log"}
-        return {"note": f"{len(self.view.active())} active posts, {len(self.view)} in all"}
+        return {"note": f"posts: {len(self.view.active())} active, {len(self.view)} in all"}
 
     # ------------------------------------------------------------------ following the ledger
 
@@ -167,6 +167,8 @@ class MarketService:
             self.view.apply(ev)
 
     async def _wait_ready(self) -> None:
+        if self.ready.is_set():
+            return
         try:
             await asyncio.wait_for(self.ready.wait(), READY_WAIT_SECONDS)
         except asyncio.TimeoutError:
@@ -242,7 +244,7 @@ class MarketService:
         except _Fallback as why:
             ranked = substring_rank(posts, query, k)
             meta.update(search_mode="substring", search_reason=str(why))
-            log.info("market search by substring", extra={"reason": str(why)})
+            log.debug("market search by substring", extra={"reason": str(why)})
         out = [{**p.to_wire(now), "score": round(score, 4)} for p, score in ranked]
         meta["ms"] = _ms(t0)
         return {"output": {"posts": out, "max_lamport": self.view.max_lamport()}, "meta": meta}
@@ -342,8 +344,9 @@ class MarketService:
         if left <= 0:
             raise _Fallback("no time left to embed the query")
         try:
-            return await asyncio.wait_for(embedder.embed(self.bus, model, texts, caller=self.node_id), left)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(left):
+                return await embedder.embed(self.bus, model, texts, caller=self.node_id)
+        except TimeoutError:
             self._model_choice = None  # ask the broker again next time
             raise _Fallback(f"embed.text ({model}) did not answer in time") from None
         except HearthNetError as exc:
