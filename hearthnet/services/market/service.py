@@ -50,6 +50,7 @@ MODERATORS = ("trusted", "anchor")
 READY_WAIT_SECONDS = 5.0
 SWEEP_BATCH = 500  # expiries one sweep appends at most
 SEARCH_MARGIN_SECONDS = 1.0  # of the search deadline kept for ranking and the answer
+WARM_SECONDS = 600.0  # the background filler of the search cache stops after this long
 MODEL_CACHE_SECONDS = 5.0  # who serves embed.text is asked of the broker at most this often
 REVOKED = "community.member.revoked"
 
@@ -102,7 +103,8 @@ class MarketService:
         self._lock = asyncio.Lock()  # one own append at a time: client_id dedup has no race
         self._own: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._tasks: set[asyncio.Task] = set()
-        self._keyed: tuple[list[Any], str, list[tuple[str, str, str]]] | None = None
+        self._keyed: tuple[list[Any], str, list[Any], list[tuple[str, str, str]]] | None = None
+        self._warming: asyncio.Future | None = None  # the background filler of the vector cache
         self._model_choice: tuple[float, str | None, str] | None = None  # (monotonic time, model, reason)
 
     @classmethod
@@ -257,32 +259,53 @@ class MarketService:
         meta.update(model=model, search_reason=reason)
         deadline = (req.deadline or time.monotonic() + 10.0) - SEARCH_MARGIN_SECONDS
         qvec = (await self._embed(model, [query], deadline))[0]
-        keys = self._keys_for(model, posts)
-        if self.matrix.covers(keys):  # every post embedded, nothing changed since
-            meta.update(embedded=0, not_embedded=0)
-            usable, matrix = posts, self.matrix.matrix
+        candidates, keys = self._keys_for(model, posts)
+        if self.matrix.covers(keys):  # every candidate embedded, nothing changed since
+            usable, matrix = candidates, self.matrix.matrix
+            meta.update(embedded=0, not_embedded=len(posts) - len(candidates))
         else:
-            done = await self._embed_missing(model, posts, keys, deadline)
+            done = await self._embed_missing(model, candidates, keys, deadline)
             have = [i for i, key in enumerate(keys) if self.cache.get(key) is not None]
             meta.update(embedded=done, not_embedded=len(posts) - len(have))
-            if len(have) == len(posts):
-                usable, matrix = posts, self.matrix.build(keys, self.cache)
-            else:  # a partial matrix is not kept: the next search tries the rest again
-                usable, matrix = [posts[i] for i in have], Matrix().build([keys[i] for i in have], self.cache)
+            if len(have) == len(candidates):
+                usable, matrix = candidates, self.matrix.build(keys, self.cache)
+            else:  # a partial matrix is not kept; the rest is embedded in the background
+                usable, matrix = [candidates[i] for i in have], Matrix().build([keys[i] for i in have], self.cache)
+                self._warm_later(model, candidates, keys)
         if usable and matrix.shape[1] != qvec.shape[0]:
             self.matrix = Matrix()
             raise _Fallback(f"{model} answered {qvec.shape[0]}-dim vectors, the cached ones have {matrix.shape[1]}")
         return semantic_rank(usable, matrix, qvec, k)
 
-    def _keys_for(self, model: str, posts: list[Any]) -> list[tuple[str, str, str]]:
-        """Cache keys of `posts`, made once per list: the view hands out the same active
-        list until it changes, so an unchanged board reuses keys and matrix."""
+    def _keys_for(self, model: str, posts: list[Any]) -> tuple[list[Any], list[tuple[str, str, str]]]:
+        """The posts semantic search ranks — the newest `search_cache_entries` active ones,
+        so a board larger than the cache does not evict what the next search needs — and
+        their cache keys; made once per list (the view hands out the same active list until
+        it changes), so an unchanged board reuses keys and matrix."""
         keyed = self._keyed
         if keyed is not None and keyed[0] is posts and keyed[1] == model:
-            return keyed[2]
-        keys = [(model, p.event_id, p.content) for p in posts]
-        self._keyed = (posts, model, keys)
-        return keys
+            return keyed[2], keyed[3]
+        candidates = posts if len(posts) <= self.cache.capacity else posts[:self.cache.capacity]
+        keys = [(model, p.event_id, p.content) for p in candidates]
+        self._keyed = (posts, model, candidates, keys)
+        return candidates, keys
+
+    def _warm_later(self, model: str, posts: list[Any], keys: list[tuple[str, str, str]]) -> None:
+        """Embed the rest of the board after the answer (one filler at a time), so the
+        next searches find it in the cache."""
+        if self._warming is not None and not self._warming.done():
+            return
+
+        async def fill() -> None:
+            try:
+                done = await self._embed_missing(model, posts, keys, time.monotonic() + WARM_SECONDS)
+                log.info("market search cache filled", extra={"embedded": done, "model": model})
+            except _Fallback as why:
+                log.info("market search cache not filled", extra={"reason": str(why)})
+
+        self._warming = asyncio.ensure_future(fill())
+        self._tasks.add(self._warming)
+        self._warming.add_done_callback(self._tasks.discard)
 
     async def _embed_missing(self, model: str, posts: list[Any], keys: list[tuple[str, str, str]],
                              deadline: float) -> int:

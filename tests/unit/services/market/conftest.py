@@ -40,6 +40,8 @@ class LedgerBus:
         self.embedding = False
         self.embed_fail: str | None = None
         self.embedded_texts = 0
+        self.embed_hang_after: int | None = None  # embed.text calls after this many hang
+        self.embed_calls = 0
 
     async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                    timeout: float | None = None, local_only: bool = False, node: str | None = None) -> dict[str, Any]:
@@ -56,6 +58,9 @@ class LedgerBus:
             if self.embed_fail:
                 raise HearthNetError(self.embed_fail, "embedding failed")
             assert body["params"]["model"] == MODEL and 1 <= len(inp["texts"]) <= 256
+            self.embed_calls += 1
+            if self.embed_hang_after is not None and self.embed_calls > self.embed_hang_after:
+                await asyncio.Event().wait()
             self.embedded_texts += len(inp["texts"])
             return {"output": {"embeddings": [hash_embed(t) for t in inp["texts"]], "dim": DIM}}
         raise HearthNetError("not_found", f"no provider for {cap}")

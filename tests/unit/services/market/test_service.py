@@ -5,6 +5,7 @@ fake embedder with a vector cache; substring when nobody embeds or embedding fai
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -212,6 +213,43 @@ def test_semantic_search_ranks_by_meaning_and_caches_vectors(market):
     market.post(4, title="Torch batteries", body="AA batteries")
     market.call("market.search", {"query": "batteries"})
     assert market.bus.embedded_texts == before + 1 + 2  # the query and the one new post
+
+
+def test_a_board_larger_than_the_cache_ranks_its_newest_posts(make_market):
+    m = make_market(cache_entries=2)
+    seed_board(m)  # 3 posts; the oldest is the generator
+    m.bus.embedding = True
+    out = m.call("market.search", {"query": "generator power"})
+    assert out["meta"]["not_embedded"] == 1 and out["meta"]["embedded"] == 2
+    assert "Generator for the street" not in [p["title"] for p in out["output"]["posts"]]
+    again = m.call("market.search", {"query": "bread"})  # the cache holds both: nothing evicted, nothing embedded
+    assert again["meta"]["embedded"] == 0 and again["meta"]["not_embedded"] == 1
+
+
+def test_a_search_out_of_time_ranks_what_it_has_and_the_rest_fills_in_the_background(market, monkeypatch):
+    import hearthnet.services.market.service as service
+    from hearthnet.bus.service import Request
+
+    monkeypatch.setattr(service, "EMBED_BATCH", 1)
+    seed_board(market)
+    market.bus.embedding, market.bus.embed_hang_after = True, 2  # the query and one post, then it hangs
+    handler = market.svc.search
+
+    def req(seconds: float) -> Request:
+        return Request("market.search", "1.0", {"params": {}, "input": {"query": "bread"}}, caller=market.node_id,
+                       deadline=time.monotonic() + seconds)
+
+    async def searches():
+        first = await handler(req(service.SEARCH_MARGIN_SECONDS + 0.5))  # runs out of time on the 2nd post
+        market.bus.embed_hang_after = None
+        await market.svc._warming
+        return first, await handler(req(10))
+
+    first, second = asyncio.run(searches())
+    assert first["meta"]["search_mode"] == "semantic"
+    assert (first["meta"]["embedded"], first["meta"]["not_embedded"]) == (1, 2)
+    assert second["meta"]["embedded"] == 0 and second["meta"]["not_embedded"] == 0
+    assert second["output"]["posts"][0]["title"] == "Fresh bread"
 
 
 def test_substring_when_no_node_embeds(market):
