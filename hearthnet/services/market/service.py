@@ -402,7 +402,8 @@ class MarketService:
             post = self._resolve(ref)
             if post.expiry_reason is not None and post.expiry_reason != "stale":
                 expiry = self.view.expiry_of(post.event_id)
-                return _written(*expiry, deduplicated=False, already_expired=post.expiry_reason)
+                return _written(*expiry, deduplicated=False, already_expired=post.expiry_reason,
+                                post_event_id=post.event_id)
             self._may_expire(post, reason)
             ev = await self._append(EXPIRED, {"client_id": client_id, "target_event_id": post.event_id,
                                               "reason": reason})
