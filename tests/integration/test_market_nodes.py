@@ -97,6 +97,10 @@ def test_a_member_may_not_expire_anothers_post(board):
     r = b.cli("market", "done", post_id, "--json")
     assert r.returncode == 4, r.stdout + r.stderr
     assert '"unauthorized"' in r.stdout
+    # past the worker's early check, B's own ledger refuses it too
+    code, body = b.call("community.log.append", {"params": {}, "input": {"event_type": "market.post.expired", "data": {
+        "client_id": "not-mine", "target_event_id": post_id, "reason": "fulfilled"}}})
+    assert code == 401 and body["error"] == "unauthorized" and "trusted" in body["message"], body
     assert listed(b)[post_id]["status"] == "active"
 
 
