@@ -164,6 +164,8 @@ class MarketConfig:
     enabled: bool = True
     default_ttl_seconds: int = 604800
     max_ttl_seconds: int = 2592000
+    search_cache_entries: int = 5000  # post vectors market.search keeps (LRU)
+    sweep_seconds: float = 60.0  # the stale sweeper's period (trusted/anchor nodes only)
 
 
 @dataclass(frozen=True)
@@ -650,6 +652,9 @@ def _problems(cfg: Config) -> list[str]:
             f"market.default_ttl_seconds: {m.default_ttl_seconds} must be > 0 and "
             f"<= market.max_ttl_seconds ({m.max_ttl_seconds})"
         )
+    if m.search_cache_entries < 1 or not m.sweep_seconds > 0:
+        p.append(f"market.search_cache_entries ({m.search_cache_entries}) and market.sweep_seconds "
+                 f"({m.sweep_seconds}) must be positive")
     for i, backend in enumerate(cfg.llm.backends):
         _check_backend(p, i, backend)
     return p

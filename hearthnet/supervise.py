@@ -75,6 +75,8 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
         progs.append(Program("rag"))
     if cfg.chat.enabled:
         progs.append(Program("chat"))
+    if cfg.market.enabled:
+        progs.append(Program("market"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs

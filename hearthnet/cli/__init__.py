@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "rag": "hearthnet.cli.commands.rag",
     "ask": "hearthnet.cli.commands.ask",
     "chat": "hearthnet.cli.commands.chat",
+    "market": "hearthnet.cli.commands.market",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
     "version": "hearthnet.cli.commands.version",
