@@ -20,9 +20,11 @@ CORE = ("broker", "gateway", "ledger")
 
 
 def chat(node: Node, body: str) -> str:
+    """An event of this node's (a market post: no rule ties it to another event)."""
     status, reply = node.call("community.log.append", {"params": {}, "input": {
-        "event_type": "chat.message.sent",
-        "data": {"client_id": os.urandom(4).hex(), "recipient": "all", "body": body, "attachments": []}}})
+        "event_type": "market.post.created",
+        "data": {"client_id": os.urandom(4).hex(), "category": "info", "title": body[:80], "body": body,
+                 "location": None, "tags": [], "ttl_seconds": 3600}}})
     assert status == 200, reply
     return reply["output"]["event"]["event_id"]
 

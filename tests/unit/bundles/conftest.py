@@ -38,7 +38,8 @@ class FakeNode:
     def append(self, body: str, lamport: int | None = None) -> dict[str, Any]:
         lamport = lamport or max([e["lamport"] for e in self.events.values()] or [0]) + 1
         ev = build_event(self.kp, self.community_id, lamport, "chat.message.sent",
-                         {"client_id": os.urandom(4).hex(), "recipient": "all", "body": body, "attachments": []})
+                         {"client_id": os.urandom(4).hex(), "recipient": self.community_id, "body": body,
+                          "attachments": []})
         self.events[ev["event_id"]] = ev
         return ev
 
