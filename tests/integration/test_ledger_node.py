@@ -152,7 +152,7 @@ def test_damaged_event_log_makes_the_ledger_fatal_and_stays_untouched(make_node)
         fh.write(os.urandom(64))
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     node.start(wait_workers=("broker", "gateway"))
-    worker = wait_for(lambda: (w := ledger(node))["state"] == "FATAL" and w, 40, message="the ledger FATAL")
+    worker = wait_for(lambda: (w := ledger(node))["state"] == "FATAL" and w, 120, message="the ledger FATAL")
     assert not worker["healthy"]
     assert any(str(db) in line for line in worker["log_tail"]), worker["log_tail"]
     log_lines = (node.log_dir / "ledger.log").read_text().splitlines()
