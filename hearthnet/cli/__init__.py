@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "ask": "hearthnet.cli.commands.ask",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
+    "watch": "hearthnet.cli.commands.watch",
     "version": "hearthnet.cli.commands.version",
     "completion": "hearthnet.cli.commands.completion",
 }

@@ -98,13 +98,14 @@ class LiveStream:
     writer from the queue to the socket (with heartbeats)."""
 
     def __init__(self, gw: Any, request: web.Request, wanted: list[T.Topic], start: int,
-                 authors: "OrderedDict[str, str]", queue_size: int = LIVE_QUEUE,
-                 heartbeat: float = HEARTBEAT_SECONDS) -> None:
+                 authors: "OrderedDict[str, str]", queue_size: int | None = None,
+                 heartbeat: float | None = None) -> None:
         self.gw, self.request, self.wanted = gw, request, wanted
         self.last = start  # the token of the last frame written
         self.authors = authors
-        self.queue_size, self.heartbeat = queue_size, heartbeat
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size + 1)  # +1: the end mark
+        self.queue_size = queue_size or LIVE_QUEUE
+        self.heartbeat = heartbeat or HEARTBEAT_SECONDS
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=self.queue_size + 1)  # +1: the end mark
 
     async def run(self, frames: AsyncIterator[tuple[str, Any]]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
