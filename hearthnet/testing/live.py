@@ -30,13 +30,19 @@ class Frame:
 
 class Feed:
     def __init__(self, node: Any, topics: list[str], last_event_id: str | None = None,
-                 since: str | None = None) -> None:
+                 since: str | None = None, *, ledger_input: dict[str, Any] | None = None) -> None:
+        """GET /api/v1/subscribe; or, with `ledger_input`, the bare ledger subscription
+        (POST /bus/v1/call community.log.subscribe as SSE: the baseline of bench/live.py)."""
         query = [("topic", t) for t in topics] + ([("since", since)] if since is not None else [])
         headers = {"Authorization": f"Bearer {node.token()}", "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
         self.conn = UnixHTTPConnection(str(node.api_socket), timeout=30)
-        self.conn.request("GET", f"/api/v1/subscribe?{urllib.parse.urlencode(query)}", headers=headers)
+        if ledger_input is None:
+            self.conn.request("GET", f"/api/v1/subscribe?{urllib.parse.urlencode(query)}", headers=headers)
+        else:
+            headers.update({"X-HearthNet-Capability": "community.log.subscribe", "Content-Type": "application/json"})
+            self.conn.request("POST", "/bus/v1/call", json.dumps({"params": {}, "input": ledger_input}), headers)
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
         self.frames: queue.Queue = queue.Queue()
