@@ -66,13 +66,15 @@ class Mesh:
 
     async def _gossip(self) -> None:
         """A new event in our log (ours, or one a peer gave us) → a round with every
-        peer soon; rounds between equal logs stop after one request (id digest)."""
+        peer soon; rounds between equal logs stop after one request (id digest). A
+        renewed subscription (the ledger restarted) also gets a round: an event stored
+        before we were subscribed again would otherwise wait for the 300 s loop."""
         while True:
             frames = self.bus.stream("community.log.subscribe", "1.0", {"params": {}, "input": {}},
                                      timeout=365 * 86400)
             async with contextlib.aclosing(frames):
                 async for event, _data in frames:
-                    if event == "event" and self.peers:
+                    if event in ("event", "subscribed") and self.peers:
                         self._schedule_gossip()
             await asyncio.sleep(WATCH_RETRY_SECONDS)
 
