@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from hearthnet.discovery.cache import PEERS_FILE
 from hearthnet.testing.live import Feed
 from hearthnet.testing.nodes import Node, join_by_invite
 from hearthnet.testing.waiting import wait_for
@@ -148,6 +149,31 @@ def test_an_event_appended_on_one_node_reaches_a_subscriber_on_its_peer(make_nod
     finally:
         on_b.close()
         receipts_on_a.close()
+
+
+def test_an_event_is_relayed_to_a_node_that_only_hears_the_middle_one(make_node) -> None:
+    """A and C are not peers; B peers both. An event appended on A reaches C's
+    subscriber through B's gossip (B re-gossips what it received)."""
+    a, b, c = make_node("alice"), make_node("bob"), make_node("carol")
+    a.init()
+    a.start(wait_workers=MESH)
+    b_id, c_id = join_by_invite(a, b), join_by_invite(a, c)
+    (c.root / "data" / "hearthnet" / PEERS_FILE).unlink()  # redeeming left A in C's peer cache
+    b.start(wait_workers=MESH)
+    c.start(wait_workers=MESH)
+    a_id = a.api("/api/v1/status")["node"]["node_id"]
+    for x, y in ((a, b), (b, a), (b, c), (c, b)):
+        peer_add(x, y)
+    for n, want in ((a, {b_id}), (b, {a_id, c_id}), (c, {b_id})):
+        wait_for(lambda n=n, want=want: peers_of(n) == want, 30, message=f"{n.name} sees {len(want)} peer(s)")
+    on_c = Feed(c, ["marketplace.post.created"])
+    try:
+        on_c.next()
+        p = post(a, 1)
+        got = on_c.next(timeout=60)
+        assert (got.event, got.data) == ("marketplace.post.created", p)
+    finally:
+        on_c.close()
 
 
 class Watch:
