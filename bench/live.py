@@ -1,6 +1,6 @@
 """Live updates: from `community.log.append` returning to the SSE frame arriving.
 
-    .venv/bin/python bench/live.py [--events 100] [--interval 0.3]
+    .venv/bin/python bench/live.py [--events 100] [--interval 0.3] [--relay]
 
 Starts two real nodes in throw-away XDG homes, joined by invite and peer-added over
 loopback HTTPS (discovery multicast off), and three readers that see every append on A:
@@ -17,6 +17,8 @@ Each of `--events` appends (a market.post.created through A's local API, one eve
 answers), and from the append's request. Prints p50/p99 per reader, the
 ratio live A / raw, the append round trip itself, and whether the issue's target holds:
 SSE subscribers see events within a second of the append (p99 < 1 s on both nodes).
+`--relay` adds node C, peered with B only: its subscriber gets each event after two
+gossip hops (A → B → C).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hearthnet.discovery.cache import PEERS_FILE
 from hearthnet.testing.live import Feed
 from hearthnet.testing.nodes import Node, join_by_invite
 from hearthnet.testing.waiting import wait_for
@@ -50,20 +53,27 @@ def post_body(n: int) -> dict[str, Any]:
         "location": None, "tags": ["power"], "ttl_seconds": 3600}}}
 
 
-def start_pair(root: Path) -> tuple[Node, Node]:
+def start_nodes(root: Path, relay: bool) -> list[Node]:
+    """A and B peered; with `relay`, C peered with B only (its peer cache forgets A)."""
     a, b = Node(root / "a", "alice"), Node(root / "b", "bob")
+    nodes = [a, b] + ([Node(root / "c", "carol")] if relay else [])
     a.init()
     a.start(wait_workers=MESH)
-    b_id = join_by_invite(a, b)
-    b.start(wait_workers=MESH)
-    a_id = a.api("/api/v1/status")["node"]["node_id"]
-    for x, y in ((a, b), (b, a)):
+    ids = {a.name: a.api("/api/v1/status")["node"]["node_id"]}
+    for n in nodes[1:]:
+        ids[n.name] = join_by_invite(a, n)
+    if relay:
+        (nodes[2].root / "data" / "hearthnet" / PEERS_FILE).unlink()
+    links = [(a, b), (b, a)] + ([(b, nodes[2]), (nodes[2], b)] if relay else [])
+    for n in nodes[1:]:
+        n.start(wait_workers=MESH)
+    for x, y in links:
         r = x.cli("peer", "add", f"127.0.0.1:{y.port}")
         assert r.returncode == 0, r.stderr
-    for x, other in ((a, b_id), (b, a_id)):
-        wait_for(lambda x=x, other=other: other in {p["node_id"] for p in x.api("/api/v1/status")["peers"]},
-                 60, message=f"{x.name} sees its peer")
-    return a, b
+    for x, y in links:
+        wait_for(lambda x=x, y=y: ids[y.name] in {p["node_id"] for p in x.api("/api/v1/status")["peers"]},
+                 60, message=f"{x.name} sees {y.name}")
+    return nodes
 
 
 def until(feed: Feed, event_id: str, timeout: float = 30) -> float:
@@ -74,15 +84,18 @@ def until(feed: Feed, event_id: str, timeout: float = 30) -> float:
             return f.at
 
 
-def measure(a: Node, b: Node, events: int, interval: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def measure(nodes: list[Node], events: int, interval: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """ms per reader from the append's reply (clamped at 0) and from its request."""
-    raw = Feed(a, [], ledger_input={"event_types": ["market.post.created"]})
-    live_a, live_b = Feed(a, [TOPIC]), Feed(b, [TOPIC])
-    for feed in (raw, live_a, live_b):
+    a = nodes[0]
+    feeds = {"raw": Feed(a, [], ledger_input={"event_types": ["market.post.created"]}),
+             "live A": Feed(a, [TOPIC]), "live B": Feed(nodes[1], [TOPIC])}
+    if len(nodes) > 2:
+        feeds["live C"] = Feed(nodes[2], [TOPIC])
+    for feed in feeds.values():
         assert feed.status == 200, feed.status
         feed.next()  # subscribed
-    out: dict[str, list[float]] = {"append": [], "raw": [], "live A": [], "live B": []}
-    sent: dict[str, list[float]] = {"append": out["append"], "raw": [], "live A": [], "live B": []}
+    out: dict[str, list[float]] = {"append": [], **{k: [] for k in feeds}}
+    sent: dict[str, list[float]] = {"append": out["append"], **{k: [] for k in feeds}}
     try:
         for n in range(events):
             t0 = time.perf_counter()
@@ -91,13 +104,13 @@ def measure(a: Node, b: Node, events: int, interval: float) -> tuple[dict[str, l
             assert status == 200, body
             eid = body["output"]["event"]["event_id"]
             out["append"].append((t1 - t0) * 1000)
-            for name, feed in (("raw", raw), ("live A", live_a), ("live B", live_b)):
+            for name, feed in feeds.items():
                 at = until(feed, eid)
                 out[name].append(max(0.0, at - t1) * 1000)
                 sent[name].append((at - t0) * 1000)
             time.sleep(max(0.0, interval - (time.perf_counter() - t0)))
     finally:
-        for feed in (raw, live_a, live_b):
+        for feed in feeds.values():
             feed.close()
     return out, sent
 
@@ -106,22 +119,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100)
     ap.add_argument("--interval", type=float, default=0.3, help="seconds between appends")
+    ap.add_argument("--relay", action="store_true", help="add node C, peered with B only (two gossip hops)")
     args = ap.parse_args()
     console = Console(width=132)
     with tempfile.TemporaryDirectory(prefix="hn-bench-live-") as tmp:
-        a, b = start_pair(Path(tmp))
+        nodes: list[Node] = []
         try:
-            console.print(f"two nodes up; {args.events} appends on A, one every {args.interval} s …")
-            out, sent = measure(a, b, args.events, args.interval)
+            nodes = start_nodes(Path(tmp), args.relay)
+            console.print(f"{len(nodes)} nodes up; {args.events} appends on A, one every {args.interval} s …")
+            out, sent = measure(nodes, args.events, args.interval)
         finally:
-            a.cleanup()
-            b.cleanup()
+            for n in nodes:
+                n.cleanup()
     table = Table(title=f"live updates, {args.events} events")
     for col in ("path", "p50 ms", "p99 ms", "max ms", "from request p50", "p99"):
         table.add_column(col, justify="right" if col != "path" else "left")
     labels = {"append": "append round trip (local API)", "raw": "raw ledger stream on A (baseline)",
-              "live A": "/api/v1/subscribe on A", "live B": "/api/v1/subscribe on B (gossip)"}
+              "live A": "/api/v1/subscribe on A", "live B": "/api/v1/subscribe on B (gossip)",
+              "live C": "/api/v1/subscribe on C (via B only)"}
     for key, label in labels.items():
+        if key not in out:
+            continue
         v = out[key]
         w = sent[key]
         table.add_row(label, f"{statistics.median(v):.2f}", f"{pct(v, 0.99):.2f}", f"{max(v):.2f}",
@@ -132,7 +150,10 @@ def main() -> None:
                   f"frames before the append's reply: raw {out['raw'].count(0.0)}, live A {out['live A'].count(0.0)} "
                   f"of {len(out['raw'])}")
     ok = pct(out["live A"], 0.99) < 1000 and pct(out["live B"], 0.99) < 1000
-    console.print(f"within a second of the append (p99 < 1 s on both nodes): {'[green]yes' if ok else '[red]no'}")
+    console.print(f"within a second of the append (p99 < 1 s on A and its peer B): {'[green]yes' if ok else '[red]no'}")
+    if "live C" in out:
+        c_ok = pct(out["live C"], 0.99) < 1000
+        console.print(f"on C, two hops away: {'[green]yes' if c_ok else '[yellow]no'} (p99 {pct(out['live C'], 0.99):.0f} ms)")
     sys.exit(0)
 
 

@@ -1,5 +1,6 @@
-"""The gossip hint: a round with every peer shortly after the log gains an event, and
-after the ledger subscription is renewed (events stored while it was down)."""
+"""The gossip hint: a round with every peer as soon as the log gains an event after a
+quiet spell, at most one round per window for a burst, and a round after the ledger
+subscription is renewed (events stored while it was down)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,16 +10,19 @@ from hearthnet.gateway import mesh as M
 
 
 class FakeBus:
+    """Each stream() plays the next script, then (the last one) stays open."""
+
     def __init__(self, scripts: list[list[tuple[str, Any]]]) -> None:
         self.scripts = scripts
+        self.feed: asyncio.Queue = asyncio.Queue()
 
     async def stream(self, cap: str, *a: Any, **kw: Any) -> AsyncIterator[tuple[str, Any]]:
         assert cap == "community.log.subscribe"
-        frames = self.scripts.pop(0) if self.scripts else []
-        for f in frames:
+        for f in self.scripts.pop(0):
             yield f
         if not self.scripts:
-            await asyncio.sleep(3600)
+            while True:
+                yield await self.feed.get()
 
 
 class FakeMembers:
@@ -26,28 +30,51 @@ class FakeMembers:
         pass
 
 
-def test_a_renewed_subscription_and_each_new_event_trigger_a_round(monkeypatch) -> None:
-    monkeypatch.setattr(M, "GOSSIP_DELAY_SECONDS", 0.01)
-    monkeypatch.setattr(M, "WATCH_RETRY_SECONDS", 0.05)  # the first round is due before the renewal
+def mesh_with(bus: FakeBus, rounds: list[str]) -> M.Mesh:
+    mesh = M.Mesh(bus, None, "c", "inproc://x", FakeMembers())
+    mesh.peers = {"peer-b": {}}
+    mesh.sync_soon = rounds.append  # type: ignore[method-assign]
+    return mesh
 
-    async def main() -> list[str]:
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_lone_event_goes_at_once_and_a_burst_waits_for_the_window(monkeypatch) -> None:
+    monkeypatch.setattr(M, "GOSSIP_DELAY_SECONDS", 0.2)
+
+    async def main() -> None:
         rounds: list[str] = []
-        # 1st subscription: one event, then the ledger goes away; 2nd: only `subscribed`.
-        bus = FakeBus([[("subscribed", {}), ("event", {"event_id": "e1"})], [("subscribed", {})]])
-        mesh = M.Mesh(bus, None, "c", "inproc://x", FakeMembers())
-        mesh.peers = {"peer-b": {}}
-        mesh._gossip_due = None
-        mesh.sync_soon = rounds.append  # type: ignore[method-assign]
-        task = asyncio.ensure_future(mesh._gossip())
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if len(rounds) >= 2 and not bus.scripts:
-                break
-        await asyncio.sleep(0.05)
+        bus = FakeBus([[]])
+        task = asyncio.ensure_future(mesh_with(bus, rounds)._gossip())
+        await settle()
+        bus.feed.put_nowait(("event", {"event_id": "e1"}))
+        await settle()
+        assert rounds == ["peer-b"]  # no delay: a relay hop does not wait
+        for n in (2, 3, 4):
+            bus.feed.put_nowait(("event", {"event_id": f"e{n}"}))
+        await settle()
+        assert rounds == ["peer-b"]  # the burst waits for the window ...
+        await asyncio.sleep(0.3)
+        assert rounds == ["peer-b", "peer-b"]  # ... and goes in one round
         task.cancel()
-        return rounds
 
-    rounds = asyncio.run(main())
-    # first subscription: `subscribed` + the event fall in one gossip window -> one round;
-    # the renewed subscription -> another round
-    assert rounds == ["peer-b", "peer-b"]
+    asyncio.run(main())
+
+
+def test_a_renewed_subscription_triggers_a_round(monkeypatch) -> None:
+    monkeypatch.setattr(M, "GOSSIP_DELAY_SECONDS", 0.0)
+    monkeypatch.setattr(M, "WATCH_RETRY_SECONDS", 0.01)
+
+    async def main() -> None:
+        rounds: list[str] = []
+        # The ledger ends the first subscription; the second only says `subscribed`.
+        bus = FakeBus([[], [("subscribed", {})]])
+        task = asyncio.ensure_future(mesh_with(bus, rounds)._gossip())
+        await asyncio.sleep(0.1)
+        assert rounds == ["peer-b"]
+        task.cancel()
+
+    asyncio.run(main())
