@@ -77,9 +77,10 @@ def human_line(frame: "LiveFrame", names: dict[str, str]) -> str:
 
 
 def display_names(api: "LocalApi") -> dict[str, str]:
-    """node id -> display name from the membership view (one call; {} when it fails)."""
+    """node id -> display name from the governance worker's member list (one call at
+    start; {} when it fails: short ids are shown instead)."""
     try:
-        members = api.output("community.members.get", {}).get("members") or []
+        members = api.output("community.members.list", {}).get("members") or []
     except HearthNetError:
         return {}
     return {m["node_id"]: str(m["display_name"]) for m in members
