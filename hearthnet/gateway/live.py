@@ -20,11 +20,13 @@ event with a seq past the token comes exactly once, in this node's storage order
     event: error                      last frame when the stream ends on our side
     data: {"error": code, "message": …, "resume": "<last token sent>"}
 
-Bounds: frames wait for the client in a queue of LIVE_QUEUE; a client that lets it fill
-up gets the error frame `capacity_exceeded` and the stream ends (it resumes with
-Last-Event-ID and gets what it missed from the log), so a slow reader costs the gateway
-at most that queue, and a reader that takes nothing for the bus's stall timeout has its
-connection aborted.
+Bounds: frames wait for the client in a queue of LIVE_QUEUE in the gateway; when it is
+full the gateway stops reading the ledger's stream, so a slow reader costs the gateway at
+most that queue (plus the bus's stream window). A catch-up then simply goes at the
+client's pace; live events wait in the ledger's backlog for this subscriber (10 000),
+and a client that falls further behind gets the error frame `capacity_exceeded` (it
+resumes with Last-Event-ID and gets what it missed from the log). A reader that takes
+nothing for the bus's stall timeout has its connection aborted.
 """
 from __future__ import annotations
 
@@ -105,7 +107,7 @@ class LiveStream:
         self.authors = authors
         self.queue_size = queue_size or LIVE_QUEUE
         self.heartbeat = heartbeat or HEARTBEAT_SECONDS
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=self.queue_size + 1)  # +1: the end mark
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=self.queue_size)
 
     async def run(self, frames: AsyncIterator[tuple[str, Any]]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -152,8 +154,12 @@ class LiveStream:
             return False
 
     async def _pump(self, frames: AsyncIterator[tuple[str, Any]]) -> None:
-        """Ledger frames → matching (topic, seq, envelope) in the queue; the end mark
-        when the subscription ends or the client let the queue fill up."""
+        """Ledger frames → matching (topic, seq, envelope) in the queue, then the end
+        mark when the subscription ends. A full queue stops the pump, which holds the
+        ledger's stream back (the bus's credit window): stored events (a catch-up) are
+        then read no faster than the client takes them, and live ones wait in the
+        ledger's per-subscriber backlog, whose overflow ends the subscription with
+        `capacity_exceeded` — the error frame this client gets."""
         end: dict[str, Any]
         try:
             async for name, data in frames:
@@ -162,14 +168,10 @@ class LiveStream:
                     break
                 if name != "event" or not isinstance(data, dict):
                     continue
-                if self.queue.qsize() >= self.queue_size:
-                    end = {"error": "capacity_exceeded",
-                           "message": "this client fell too far behind; reconnect with Last-Event-ID"}
-                    break
                 seq, ev = data.get("seq"), data.get("event")
                 topic = await self._topic(ev) if isinstance(ev, dict) else None
                 if topic is not None and isinstance(seq, int):
-                    self.queue.put_nowait((topic, seq, ev))
+                    await self.queue.put((topic, seq, ev))  # full: hold the ledger back
             else:
                 end = {"error": "unavailable", "message": "the ledger ended the subscription; reconnect"}
         except HearthNetError as exc:
@@ -177,7 +179,7 @@ class LiveStream:
         except Exception:  # noqa: BLE001 - the client gets an error frame and resumes
             log.exception("live subscription failed")
             end = {"error": "internal_error", "message": "the live feed failed; reconnect"}
-        self.queue.put_nowait(("end", end))
+        await self.queue.put(("end", end))
 
     async def _topic(self, ev: dict[str, Any]) -> str | None:
         target = T.receipt_target(ev)

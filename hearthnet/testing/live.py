@@ -30,9 +30,12 @@ class Frame:
 
 class Feed:
     def __init__(self, node: Any, topics: list[str], last_event_id: str | None = None,
-                 since: str | None = None, *, ledger_input: dict[str, Any] | None = None) -> None:
+                 since: str | None = None, *, ledger_input: dict[str, Any] | None = None,
+                 read_after: float = 0.0) -> None:
         """GET /api/v1/subscribe; or, with `ledger_input`, the bare ledger subscription
-        (POST /bus/v1/call community.log.subscribe as SSE: the baseline of bench/live.py)."""
+        (POST /bus/v1/call community.log.subscribe as SSE: the baseline of bench/live.py).
+        `read_after`: seconds to leave the stream unread first (a client that falls behind)."""
+        self.read_after = read_after
         query = [("topic", t) for t in topics] + ([("since", since)] if since is not None else [])
         headers = {"Authorization": f"Bearer {node.token()}", "Accept": "text/event-stream"}
         if last_event_id is not None:
@@ -52,6 +55,7 @@ class Feed:
             threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        time.sleep(self.read_after)
         block: dict[str, str] = {}
         try:
             while True:

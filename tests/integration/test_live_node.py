@@ -14,7 +14,8 @@ import pytest
 
 from hearthnet.discovery.cache import PEERS_FILE
 from hearthnet.testing.live import Feed
-from hearthnet.testing.nodes import Node, join_by_invite
+from hearthnet.ledger.events import build_event
+from hearthnet.testing.nodes import Node, join_by_invite, key_of
 from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -91,6 +92,26 @@ def test_reconnecting_with_last_event_id_gives_exactly_the_missed_events(node: N
     finally:
         again.close()
         by_query.close()
+
+
+def test_a_replay_longer_than_the_gateway_queue_reaches_a_client_that_fell_behind(node: Node) -> None:
+    """1 500 stored events (more than the gateway's queue of 1 000 and the socket's
+    buffers) replayed with since=0 to a client that reads nothing for a while: the
+    gateway holds the ledger back instead of dropping the client; every event comes once."""
+    kp = key_of(node)
+    cid = node.api("/api/v1/status")["community"]["community_id"]
+    events = [build_event(kp, cid, 10 + n, "market.post.created", post_data(n)) for n in range(1500)]
+    status, body = node.call("community.log.ingest", {"input": {"events": events}}, timeout=120)
+    assert status == 200 and body["output"]["accepted"] == 1500, body
+    feed = Feed(node, ["marketplace.post.created"], since="0", read_after=3.0)
+    try:
+        assert feed.next().event == "subscribed"
+        got = feed.take(1500)
+        assert [f.event_id for f in got] == [e["event_id"] for e in events]
+        live = post(node, 2000)
+        assert feed.next().event_id == live["event_id"]
+    finally:
+        feed.close()
 
 
 def test_bad_input_is_bad_request_and_only_the_owner_may_subscribe(node: Node) -> None:
