@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hearthnet.errors import HearthNetError, NodeNotRunning
 
@@ -46,6 +46,17 @@ _CODE_FOR_STATUS = {
 }
 
 Frame = tuple[str, dict[str, Any]]
+LIVE_READ_TIMEOUT_SECONDS = 45.0  # 3 missed keep-alives (15 s): the link is dead
+
+
+class LiveFrame(NamedTuple):
+    """One frame of GET /api/v1/subscribe: `topic` is the SSE event (or `subscribed`),
+    `token` its resume token (SSE id), `data` the signed event envelope (for
+    `subscribed`: {topics, resume})."""
+
+    topic: str
+    token: str | None
+    data: dict[str, Any]
 
 
 class LocalApi:
@@ -196,6 +207,31 @@ class LocalApi:
         finally:
             if not handed_off:
                 conn.close()
+
+    def subscribe(self, topics: list[str], since: str | None = None, *,
+                  read_timeout: float = LIVE_READ_TIMEOUT_SECONDS) -> Iterator[LiveFrame]:
+        """GET /api/v1/subscribe (README "Live updates"): frames as they arrive, first
+        `subscribed`. Resumes after `since` (a token from an earlier frame). Ends by
+        raising: the server's `error` frame as its HearthNetError (details: `resume`),
+        `connection_lost` when the node hangs up, `timeout` when even keep-alives stop."""
+        import urllib.parse
+
+        token = self.token()
+        query = urllib.parse.urlencode([("topic", t) for t in topics])
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if since is not None:
+            headers["Last-Event-ID"] = str(since)
+        conn = self._connect(self.get_timeout)
+        try:
+            resp = self._send(conn, "GET", f"/api/v1/subscribe?{query}", None, headers)
+            if resp.status >= 400:
+                raise _error_from(resp.status, resp.reason, self._read(resp))
+            assert conn.sock is not None
+            conn.sock.settimeout(read_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return _live_frames(resp, conn, self.base_url)
 
     def token(self) -> str:
         if self._token is None:
@@ -367,3 +403,43 @@ def _frame_data(name: str, text: str) -> dict[str, Any]:
     except ValueError:
         raise HearthNetError("bad_response", f"a `{name}` frame carried invalid JSON: {text[:200]}") from None
     return data if isinstance(data, dict) else {"value": data}
+
+
+def _live_frames(resp: "http.client.HTTPResponse", conn: "http.client.HTTPConnection",
+                 where: str) -> Iterator[LiveFrame]:
+    """SSE with ids: `event:`/`id:`/`data:` blocks; `:` comments are keep-alives."""
+    import http.client
+
+    event, token, data_lines = None, None, []
+    try:
+        while True:
+            try:
+                raw = resp.readline()
+            except TimeoutError:
+                raise HearthNetError("timeout", f"the live feed of {where} went silent") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise HearthNetError("connection_lost", f"the live feed broke off ({_reason(exc)})") from None
+            if not raw:
+                raise HearthNetError("connection_lost", f"the node on {where} ended the live feed")
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line:
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    event = value
+                elif name == "id":
+                    token = value
+                elif name == "data":
+                    data_lines.append(value)
+                continue
+            if not data_lines:
+                event, token = None, None
+                continue
+            name, doc = event or "message", _frame_data(event or "message", "\n".join(data_lines))
+            frame, event, token, data_lines = LiveFrame(name, token, doc), None, None, []
+            if name == "error":
+                raise HearthNetError.from_wire(doc if "error" in doc else {"error": "internal_error", **doc})
+            yield frame
+    finally:
+        resp.close()
+        conn.close()

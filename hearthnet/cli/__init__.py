@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "market": "hearthnet.cli.commands.market",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
+    "watch": "hearthnet.cli.commands.watch",
     "version": "hearthnet.cli.commands.version",
     "completion": "hearthnet.cli.commands.completion",
 }

@@ -368,6 +368,9 @@ def build_local_app(gw: Gateway) -> web.Application:
     app.router.add_get("/api/v1/capabilities", gw.capabilities)
     app.router.add_get("/api/v1/traces", gw.traces)
     app.router.add_get("/api/v1/logs", gw.logs)
+    from hearthnet.gateway import live
+
+    live.install(app, gw)  # GET /api/v1/subscribe: live updates (SSE), owner only
     return app
 
 

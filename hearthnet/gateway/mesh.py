@@ -20,7 +20,7 @@ from hearthnet.sync import SYNC_INTERVAL_SECONDS, Ledger, SyncResult, sync_with
 
 log = logging.getLogger("hearthnet.gateway.mesh")
 WATCH_RETRY_SECONDS = 2.0
-GOSSIP_DELAY_SECONDS = 0.5  # gather a burst of new events into one round per peer
+GOSSIP_DELAY_SECONDS = 0.5  # at most one gossip round per peer this often (a burst goes in one)
 
 
 class Mesh:
@@ -38,12 +38,13 @@ class Mesh:
         self._tasks: list[asyncio.Task] = []
         self._syncing: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
+        self._gossip_due: asyncio.TimerHandle | None = None
+        self._last_gossip = float("-inf")  # loop time of the last gossip round
 
     def start(self) -> None:
         self.members.on_change(self._membership_changed)
         self._tasks = [asyncio.ensure_future(self._watch()), asyncio.ensure_future(self._sync_loop()),
                        asyncio.ensure_future(self._gossip())]
-        self._gossip_due: asyncio.TimerHandle | None = None
 
     async def close(self) -> None:
         for task in self._tasks + list(self._syncing.values()):
@@ -66,23 +67,35 @@ class Mesh:
 
     async def _gossip(self) -> None:
         """A new event in our log (ours, or one a peer gave us) → a round with every
-        peer soon; rounds between equal logs stop after one request (id digest)."""
+        peer soon; rounds between equal logs stop after one request (id digest). A
+        renewed subscription (the ledger restarted) also gets a round: an event stored
+        before we were subscribed again would otherwise wait for the 300 s loop."""
         while True:
             frames = self.bus.stream("community.log.subscribe", "1.0", {"params": {}, "input": {}},
                                      timeout=365 * 86400)
             async with contextlib.aclosing(frames):
                 async for event, _data in frames:
-                    if event == "event" and self.peers:
+                    if event in ("event", "subscribed") and self.peers:
                         self._schedule_gossip()
             await asyncio.sleep(WATCH_RETRY_SECONDS)
 
     def _schedule_gossip(self) -> None:
-        if self._gossip_due is None:
-            loop = asyncio.get_running_loop()
-            self._gossip_due = loop.call_later(GOSSIP_DELAY_SECONDS, self._gossip_now)
+        """At most one gossip round per GOSSIP_DELAY_SECONDS: at once when the last one is
+        that long ago (a lone event, or one a peer just gave us, travels on without
+        waiting: each hop of a relay A → B → C used to add the full delay), else one
+        round when the window ends, for the whole burst."""
+        if self._gossip_due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_gossip + GOSSIP_DELAY_SECONDS - loop.time()
+        if wait <= 0:
+            self._gossip_now()
+        else:
+            self._gossip_due = loop.call_later(wait, self._gossip_now)
 
     def _gossip_now(self) -> None:
         self._gossip_due = None
+        self._last_gossip = asyncio.get_running_loop().time()
         for node in list(self.peers):
             self.sync_soon(node)
 

@@ -29,6 +29,13 @@ transaction as the insert: they never had authority, and keeping them would leav
 with different event sets. No tombstones: a deleted event that is re-sent is judged again
 like any other (and refused while the rules still say so).
 
+Storage order (`seq`): each stored event gets a local sequence number, the row's rowid,
+assigned explicitly as one past the highest ever given out on this node (kept in table
+`event_seq`, written in the same transaction as the inserts). So a seq is never reused,
+not even after rule-5 deletions removed the newest rows and the ledger restarted: live
+subscribers resume by it (`events_after`). Lamport order is not arrival order (a
+received event may carry a lower lamport than one already stored); seq is.
+
 Threading: one sqlite3 connection, guarded by a lock. The ledger worker calls every
 method from one dedicated thread; the lock keeps other callers (tests, tools) safe.
 """
@@ -94,10 +101,14 @@ CREATE TABLE clock (
 EVENT_COLUMNS = ("event_id", "community_id", "schema_version", "lamport", "wall_clock", "author",
                  "event_type", "data", "signature", "received_at")
 CLOCK_COLUMNS = ("community_id", "lamport")
+# Not part of SCHEMA's checked tables: created at open when missing (logs older than it).
+SEQ_TABLE = "CREATE TABLE IF NOT EXISTS event_seq (community_id TEXT PRIMARY KEY, last INTEGER NOT NULL)"
 INDEXES = ("events_by_lamport", "events_by_type")
-_SELECT = ("SELECT schema_version, event_id, lamport, wall_clock, community_id, author, "
-           "event_type, data, signature FROM events")
-_INSERT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+_FIELDS = "schema_version, event_id, lamport, wall_clock, community_id, author, event_type, data, signature"
+_SELECT = f"SELECT {_FIELDS} FROM events"
+_SELECT_SEQ = f"SELECT rowid, {_FIELDS} FROM events"
+_INSERT = (f"INSERT INTO events (rowid, {', '.join(EVENT_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 1))})")
 
 
 @dataclass
@@ -108,6 +119,7 @@ class IngestResult:
     new_head_lamport: int = 0
     duplicates: int = 0
     stored: list[dict[str, Any]] = field(default_factory=list, repr=False)  # in apply order
+    seqs: list[int] = field(default_factory=list, repr=False)  # the local seq of each stored event
     purged: list[str] = field(default_factory=list, repr=False)  # stored ids this batch made invalid
 
     def reject(self, event_id: Any, reason: str, detail: str | None = None) -> None:
@@ -249,6 +261,7 @@ class EventLog:
         self._conn = _connect(self.path)
         try:
             self._clock = self._read_clock()
+            self._seq = self._open_seq()
             self._head = self._query_one("SELECT COALESCE(MAX(lamport), 0) FROM events WHERE community_id = ?")
             self._rebuild_view()
             self._purge_at_open()
@@ -278,6 +291,28 @@ class EventLog:
     @property
     def clock(self) -> int:
         return self._clock
+
+    @property
+    def seq(self) -> int:
+        """The highest seq given out on this node (0 for an empty log)."""
+        return self._seq
+
+    def events_after(self, after_seq: int, event_types: Iterable[str] | None = None,
+                     limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        """(seq, event) of the stored events with seq > `after_seq`, in storage order."""
+        sql = [_SELECT_SEQ, "WHERE community_id = ? AND rowid > ?"]
+        args: list[Any] = [self.community_id, after_seq]
+        if event_types is not None:
+            types = list(event_types)
+            sql.append(f"AND event_type IN ({', '.join('?' * len(types))})")
+            args += types
+        sql.append("ORDER BY rowid")
+        if limit is not None:
+            sql.append("LIMIT ?")
+            args.append(limit)
+        with self._lock:
+            rows = self._conn.execute(" ".join(sql), args).fetchall()
+        return [(r[0], _row_to_event(r[1:])) for r in rows]
 
     def count(self) -> int:
         with self._lock:
@@ -414,7 +449,7 @@ class EventLog:
             governance = [eid for eid in invalid if eid not in new_ids]
             doomed = governance + (self._lost_authority(before) if governs else [])
             if result.stored or doomed:
-                self._write(result.stored, self._next_clock(result.stored, local), doomed)
+                result.seqs = self._write(result.stored, self._next_clock(result.stored, local), doomed)
                 result.purged = doomed
             self.view.forget(list(invalid))
         except BaseException:
@@ -514,14 +549,21 @@ class EventLog:
             found.update(r[0] for r in rows)
         return found
 
-    def _write(self, events: list[dict[str, Any]], clock: int, doomed: list[str] = ()) -> None:
-        """Insert `events`, delete the events `doomed` and set the clock in one transaction."""
+    def _write(self, events: list[dict[str, Any]], clock: int, doomed: list[str] = ()) -> list[int]:
+        """Insert `events`, delete the events `doomed` and set the clock in one
+        transaction; returns the seq of each inserted event."""
         received_at = rfc3339(utcnow())
-        rows = [_event_row(ev, received_at) for ev in events]
+        seqs = list(range(self._seq + 1, self._seq + 1 + len(events)))
+        rows = [(seq, *_event_row(ev, received_at)) for seq, ev in zip(seqs, events)]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(_INSERT, rows)
+                if seqs:
+                    self._conn.execute(
+                        "INSERT INTO event_seq (community_id, last) VALUES (?, ?) "
+                        "ON CONFLICT (community_id) DO UPDATE SET last = excluded.last",
+                        (self.community_id, seqs[-1]))
                 for chunk in _chunks(list(doomed)):
                     self._conn.execute(f"DELETE FROM events WHERE community_id = ? AND event_id IN "
                                        f"({', '.join('?' * len(chunk))})", (self.community_id, *chunk))
@@ -537,10 +579,12 @@ class EventLog:
         except sqlite3.DatabaseError as exc:
             raise self._storage_error(exc) from exc
         self._clock = clock
+        self._seq = seqs[-1] if seqs else self._seq
         if doomed:
             self._head = self._query_one("SELECT COALESCE(MAX(lamport), 0) FROM events WHERE community_id = ?")
         elif events:
             self._head = max(self._head, max(ev["lamport"] for ev in events))
+        return seqs
 
     def _storage_error(self, exc: sqlite3.DatabaseError) -> LedgerError:
         text = str(exc)
@@ -592,6 +636,14 @@ class EventLog:
 
     def _query_one(self, sql: str) -> int:
         return int(self._conn.execute(sql, (self.community_id,)).fetchone()[0])
+
+    def _open_seq(self) -> int:
+        """The seq high-water mark: the stored one, or the highest rowid (a log written
+        before seqs were kept, whose rowids already follow insertion order)."""
+        self._conn.execute(SEQ_TABLE)
+        row = self._conn.execute("SELECT last FROM event_seq WHERE community_id = ?", (self.community_id,)).fetchone()
+        top = self._conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(top))
 
     def _read_clock(self) -> int:
         row = self._conn.execute("SELECT lamport FROM clock WHERE community_id = ?", (self.community_id,)).fetchone()

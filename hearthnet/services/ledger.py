@@ -10,11 +10,16 @@ Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "
     community.log.heads      {}                              -> {community_id, head, heads_by_type, count, digest}
     community.log.ids        {since_lamport}                 -> {ids}
     community.log.events     {since_lamport?, ids?, event_types?, author?, limit?} -> {events}
+                             {after_seq, event_types?, limit?} -> {events, seqs}: in storage
+                             order on this node (seq, see store.py), for resuming live feeds
     community.log.frontier   {target_node_id}                -> {frontier}  the `frontier` a revocation
                              of that node built now must carry (views.py R1)
-    community.log.subscribe  {event_types?}  stream: ("subscribed", {community_id, head}) once the
+    community.log.subscribe  {event_types?}  stream: ("subscribed", {community_id, head, seq}) once the
                              subscription is live, then ("event", envelope) for every event stored
                              after it (local or received), until the caller leaves
+                             {event_types?, with_seq: true, after_seq?}: frames ("event", {seq, event});
+                             with after_seq first every stored event with a larger seq, then the
+                             live ones, each once (without it: from `subscribed.seq` on)
     community.manifest.get   {}                              -> {manifest}
     community.members.get    {}                              -> {members, revoked, head_lamport}
 
@@ -46,6 +51,7 @@ log = logging.getLogger("hearthnet.ledger")
 T = TypeVar("T")
 
 SUBSCRIBER_BACKLOG = 10_000  # events queued for one slow subscriber before it is dropped
+CATCH_UP_PAGE = 500  # stored events read per page when a subscription resumes after a seq
 SNAPSHOT_EVERY_SECONDS = 24 * 3600
 SNAPSHOT_CHECK_SECONDS = 3600
 EVENTS_FILE = "events.sqlite"
@@ -76,13 +82,13 @@ class Fanout:
     def remove(self, q: asyncio.Queue) -> None:
         self.queues.discard(q)
 
-    def publish(self, ev: dict[str, Any]) -> None:
+    def publish(self, seq: int, ev: dict[str, Any]) -> None:
         for q in list(self.queues):
             if q.qsize() >= self.backlog:
                 self.queues.discard(q)
                 q.put_nowait(None)  # cut-off mark
             else:
-                q.put_nowait(ev)
+                q.put_nowait((seq, ev))
 
 
 class LedgerService:
@@ -167,10 +173,11 @@ class LedgerService:
             cap("community.log.frontier", self.frontier,
                 _schema(target_node_id={"type": "string"}, action={"type": "string", "enum": ["revoke", "demote"]})),
             cap("community.log.events", self.events,
-                _schema(since_lamport=_INT, ids=_STRS, event_types=_STRS, author={"type": "string"},
+                _schema(since_lamport=_INT, after_seq=_INT, ids=_STRS, event_types=_STRS, author={"type": "string"},
                         limit={"type": "integer", "minimum": 1}), timeout=60),
             # A subscription lasts until the caller leaves; the deadline only bounds a forgotten one.
-            cap("community.log.subscribe", self.subscribe, _schema(event_types=_STRS),
+            cap("community.log.subscribe", self.subscribe,
+                _schema(event_types=_STRS, after_seq=_INT, with_seq={"type": "boolean"}),
                 timeout=24 * 3600, idempotent=False, stream=_OBJ),
             cap("community.manifest.get", self.manifest_get, _schema(), timeout=10),
             cap("community.members.get", self.members_get, _schema(), timeout=10),
@@ -183,9 +190,13 @@ class LedgerService:
         if event_type not in EVENT_TYPES:
             raise HearthNetError("bad_request", f"unknown event type {event_type!r}")
         t0 = time.perf_counter()
-        ev = await self._db(self.log.append_local, self.kp, event_type, data)
-        await self._after_stored([ev])
+        ev, seq = await self._db(self._append_local, event_type, data)
+        await self._after_stored([ev], [seq])
         return {"output": {"event": ev}, "meta": {"lamport": ev["lamport"], "ms": _ms(t0)}}
+
+    def _append_local(self, event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        ev = self.log.append_local(self.kp, event_type, data)
+        return ev, self.log.seq  # one insert: the high-water mark is its seq (db thread only)
 
     async def ingest(self, req: Request) -> dict[str, Any]:
         events = req.input.get("events")
@@ -193,7 +204,7 @@ class LedgerService:
             raise HearthNetError("bad_request", "input.events must be a list of events")
         t0 = time.perf_counter()
         result = await self._db(self.log.append_received, events)
-        await self._after_stored(result.stored, purged=bool(result.purged))
+        await self._after_stored(result.stored, result.seqs, purged=bool(result.purged))
         if result.rejected:
             log.warning("rejected received events", extra={"rejected": result.rejected,
                                                            "reasons": result.rejected_reasons[:5]})
@@ -229,6 +240,11 @@ class LedgerService:
         author = inp.get("author")
         if author is not None and not isinstance(author, str):
             raise HearthNetError("bad_request", "input.author must be a full node id")
+        after = _int_input(req, "after_seq", None)
+        if after is not None:  # storage order, for live feeds that resume
+            rows = await self._db(self.log.events_after, after, _str_list(inp, "event_types"), limit)
+            return {"output": {"events": [ev for _, ev in rows], "seqs": [seq for seq, _ in rows]},
+                    "meta": {"count": len(rows)}}
         found = await self._db(self.log.events, _int_input(req, "since_lamport", 0),
                                _str_list(inp, "ids"), _str_list(inp, "event_types"), author, limit)
         return {"output": {"events": found}, "meta": {"count": len(found)}}
@@ -238,18 +254,61 @@ class LedgerService:
             raise HearthNetError("bad_request", "community.log.subscribe is a stream: call it with "
                                                 "Accept: text/event-stream (or --stream)")
         types = _str_list(req.input, "event_types")
-        return self._subscription(set(types) if types is not None else None)
+        after = _int_input(req, "after_seq", None)
+        with_seq = req.input.get("with_seq", after is not None)
+        if not isinstance(with_seq, bool) or (after is not None and not with_seq):
+            raise HearthNetError("bad_request", "input.with_seq must be true or false (true with after_seq)")
+        if not with_seq:
+            return self._subscription(set(types) if types is not None else None)
+        return self._seq_subscription(set(types) if types is not None else None, after)
 
     async def _subscription(self, types: set[str] | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         queue = self.fanout.add()  # live before the first frame, so nothing after it is missed
         try:
-            yield "subscribed", {"community_id": self.log.community_id, "head": self.log.head()}
+            yield "subscribed", {"community_id": self.log.community_id, "head": self.log.head(),
+                                 "seq": self.log.seq}
             while True:
-                ev = await queue.get()
-                if ev is None:
+                item = await queue.get()
+                if item is None:
                     raise HearthNetError("capacity_exceeded", "subscriber fell too far behind; subscribe again")
-                if types is None or ev["event_type"] in types:
-                    yield "event", ev
+                if types is None or item[1]["event_type"] in types:
+                    yield "event", item[1]
+        finally:
+            self.fanout.remove(queue)
+
+    async def _seq_subscription(self, types: set[str] | None,
+                                after: int | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Frames {seq, event}: every event stored with a seq past `after` (default: the
+        high-water mark when the subscription went live), each once. The queue is live
+        before the catch-up reads, so an event stored meanwhile is in one or both; the
+        live ones at or below the last seq read are dropped. Events reach the queue in
+        seq order (the db thread stores them one transaction after another and each
+        caller publishes first thing when its write returns), so seqs only grow."""
+        queue = self.fanout.add()
+        try:
+            top = await self._db(lambda: self.log.seq)
+            # A token past our high-water mark (one of another log, or of a log restored
+            # from an older backup) counts from now: nothing past it was ever given out.
+            after = top if after is None else min(after, top)
+            yield "subscribed", {"community_id": self.log.community_id, "head": self.log.head(),
+                                 "seq": after}
+            last = after
+            while True:  # catch-up, page by page in storage order
+                page = await self._db(self.log.events_after, last, types, CATCH_UP_PAGE)
+                for seq, ev in page:
+                    yield "event", {"seq": seq, "event": ev}
+                    last = seq
+                if len(page) < CATCH_UP_PAGE:
+                    break
+            while True:
+                item = await queue.get()
+                if item is None:
+                    raise HearthNetError("capacity_exceeded", "subscriber fell too far behind; "
+                                                              "subscribe again with after_seq")
+                seq, ev = item
+                if seq > last and (types is None or ev["event_type"] in types):
+                    yield "event", {"seq": seq, "event": ev}
+                    last = seq
         finally:
             self.fanout.remove(queue)
 
@@ -268,9 +327,10 @@ class LedgerService:
 
     # ------------------------------------------------------------------ after a write
 
-    async def _after_stored(self, events: list[dict[str, Any]], *, purged: bool = False) -> None:
-        for ev in events:
-            self.fanout.publish(ev)
+    async def _after_stored(self, events: list[dict[str, Any]], seqs: list[int], *,
+                            purged: bool = False) -> None:
+        for seq, ev in zip(seqs, events):
+            self.fanout.publish(seq, ev)
         if purged or any(ev["event_type"] in MANIFEST_TYPES for ev in events):
             await self._db(self._rewrite_manifest)
 

@@ -164,11 +164,11 @@ def test_a_slow_subscriber_is_cut_off_not_buffered_forever() -> None:
         fan = Fanout(backlog=3)
         slow, fast = fan.add(), fan.add()
         for n in range(5):
-            fan.publish({"n": n})
+            fan.publish(n + 1, {"n": n})
             while not fast.empty():
                 fast.get_nowait()
         assert slow not in fan.queues and fast in fan.queues
-        assert [slow.get_nowait() for _ in range(4)] == [{"n": 0}, {"n": 1}, {"n": 2}, None]
+        assert [slow.get_nowait() for _ in range(4)] == [(1, {"n": 0}), (2, {"n": 1}), (3, {"n": 2}), None]
 
     asyncio.run(body())
 
