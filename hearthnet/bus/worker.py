@@ -167,3 +167,22 @@ class WorkerRuntime:
 
 def run_service(service: Service, endpoint: str, worker_name: str) -> None:
     asyncio.run(WorkerRuntime(service, endpoint, worker_name).run())
+
+
+def serve_from_config(component: str, build: Any) -> None:
+    """A service worker's whole main(): config and logging (start_process), the service
+    built from the config by `build(cfg)`, then served until stopped. A HearthNetError
+    while building (no key, no community, a store it cannot open) is one plain log line
+    and exit 1, so supervisord marks the program FATAL instead of looping."""
+    import sys
+
+    from hearthnet.errors import HearthNetError
+    from hearthnet.process import start_process
+
+    cfg, log, name = start_process(component)
+    try:
+        service = build(cfg)
+    except HearthNetError as exc:
+        log.error(exc.message, extra={"code": exc.code})
+        sys.exit(1)
+    run_service(service, cfg.paths.broker_workers_endpoint, name)

@@ -151,6 +151,20 @@ class Node:
                                     {"X-HearthNet-Capability": cap}, timeout=timeout)
         return status, json.loads(data)
 
+    # ---- the mesh ------------------------------------------------------------------------
+
+    def peer_add(self, other: Any) -> None:
+        """`hearthnet peer add` of another node (anything with a loopback `port`)."""
+        r = self.cli("peer", "add", f"127.0.0.1:{other.port}")
+        assert r.returncode == 0, r.stderr + r.stdout
+
+    def peers(self) -> set[str]:
+        """The verified peers `status` lists (empty while the node is not answering)."""
+        try:
+            return {p["node_id"] for p in self.api("/api/v1/status").get("peers", [])}
+        except (OSError, ValueError):
+            return set()
+
     def _remember_pids(self) -> None:
         if self.proc is None:
             return

@@ -21,7 +21,7 @@ from hearthnet.testing.nodes import Node, free_port, join_by_invite
 from hearthnet.transport import signing
 from hearthnet.transport.tls import ensure_tls_identity, manifest_tls_fields, server_ssl_context
 from hearthnet.testing.waiting import wait_for
-from tests.integration.test_three_nodes import append, has_event, peer_add, peers_of
+from tests.integration.test_three_nodes import append, has_event
 
 pytestmark = pytest.mark.integration
 
@@ -115,11 +115,11 @@ def test_bad_peers_are_dropped_and_the_mesh_goes_on(make_node):
         last = _peer(a, hostile[1].node_id)["last_sync"]
         assert not last["ok"] and last["error"].startswith("bad_response"), last
         # After both hostile peers, a good one is still added and synced with.
-        peer_add(a, b)
-        peer_add(b, a)
+        a.peer_add(b)
+        b.peer_add(a)
         ids = {n: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b)}
-        wait_for(lambda: ids[b] in peers_of(a), timeout=60, message="alice to add bob")
-        assert hostile[0].node_id not in peers_of(a)  # its manifest is refused (bad_manifest)
+        wait_for(lambda: ids[b] in a.peers(), timeout=60, message="alice to add bob")
+        assert hostile[0].node_id not in a.peers()  # its manifest is refused (bad_manifest)
         event_id = append(a, "c")
         wait_for(lambda: has_event(b, event_id), timeout=60, message="alice's news to reach bob")
         workers = a.api("/api/v1/workers")["workers"]

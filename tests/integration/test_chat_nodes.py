@@ -48,11 +48,6 @@ def log_events(node: Node, **inp: Any) -> list[dict[str, Any]]:
     return output(node, "community.log.events", inp)["events"]
 
 
-def peer_add(node: Node, other: Node) -> None:
-    r = node.cli("peer", "add", f"127.0.0.1:{other.port}")
-    assert r.returncode == 0, r.stderr + r.stdout
-
-
 def serves_deliver(node: Node, other_id: str) -> bool:
     try:
         caps = node.api("/api/v1/capabilities")["capabilities"]
@@ -92,7 +87,7 @@ def mesh(make_node):
     b.start(wait_workers=WORKERS)
     c.start(wait_workers=WORKERS)
     for x, y in ((a, b), (b, a), (a, c), (c, a), (b, c), (c, b)):
-        peer_add(x, y)
+        x.peer_add(y)
     ids = {n.name: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b, c)}
     return a, b, c, ids
 

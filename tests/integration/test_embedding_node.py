@@ -27,11 +27,6 @@ def embed_body(texts, model=MODEL, **inp):
     return {"params": {"model": model}, "input": {"texts": texts, **inp}}
 
 
-def peer_add(node, other) -> None:
-    r = node.cli("peer", "add", f"127.0.0.1:{other.port}")
-    assert r.returncode == 0, r.stderr + r.stdout
-
-
 def providers(node, name: str) -> list[dict]:
     return [c for c in node.api("/api/v1/capabilities")["capabilities"] if c["name"] == name]
 
@@ -93,8 +88,8 @@ def test_embed_text_local_errors_and_remote_fallback(pair):
     assert any("embeddings unavailable" in n and "lacks model.safetensors" in n for n in status_b["notes"])
     doctor = b.cli("doctor", "--check", "embedding_available", "--json")
     assert "lacks model.safetensors" in doctor.stdout, doctor.stdout + doctor.stderr
-    peer_add(a, b)
-    peer_add(b, a)
+    a.peer_add(b)
+    b.peer_add(a)
     a_id = a.api("/api/v1/status")["node"]["node_id"]
     wait_for(lambda: any(c["node_id"] == a_id and not c["local"] for c in providers(b, "embed.text")),
              60, message="embed.text of a in b's registry")

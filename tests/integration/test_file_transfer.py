@@ -37,11 +37,6 @@ def node_id(node: Node) -> str:
     return node.api("/api/v1/status")["node"]["node_id"]
 
 
-def peer_add(x: Node, y: Node | FakeHolder) -> None:
-    r = x.cli("peer", "add", f"127.0.0.1:{y.port}")
-    assert r.returncode == 0, r.stderr + r.stdout
-
-
 def routes_to(node: Node, cap: str, *remote: str) -> bool:
     """`node`'s broker offers `cap` from every node in `remote`."""
     have = {c["node_id"] for c in node.api("/api/v1/capabilities")["capabilities"]
@@ -84,10 +79,10 @@ def test_three_sources_one_serving_corrupt_chunks(make_node, tmp_path: Path) -> 
     src = tmp_path / "shelter-list.pdf"
     src.write_bytes(data)
     with FakeHolder(tmp_path / "h", community, key_of(h_node), data, filename=src.name) as h:
-        peer_add(b, a)  # bob learns of carol's join from alice
+        b.peer_add(a)  # bob learns of carol's join from alice
         wait_until_member(b, key_of(c))
         for y in (a, b, h):
-            peer_add(c, y)
+            c.peer_add(y)
         cids = {n.cli_json("file", "add", str(src))["files"][0]["cid"] for n in (a, b)}
         assert cids == {h.cid}
         wait_for(lambda: routes_to(c, "file.read", community, b_id, h_id) and routes_to(c, "file.list", h_id),
@@ -124,7 +119,7 @@ def pair(tmp_path_factory) -> Any:
         join_by_invite(a, b)
         b.start(wait_workers=CORE)
         for x, y in ((a, b), (b, a)):
-            peer_add(x, y)
+            x.peer_add(y)
         ids = node_id(a), node_id(b)
         wait_for(lambda: routes_to(b, "file.read", ids[0]) and routes_to(a, "file.read", ids[1]),
                  timeout=60, interval=0.3, message="alice and bob to route file.read to each other")

@@ -129,18 +129,6 @@ def test_bad_input_is_bad_request_and_only_the_owner_may_subscribe(node: Node) -
     assert status == 404 and json.loads(body)["error"] == "not_found"
 
 
-def peer_add(node: Node, other: Node) -> None:
-    r = node.cli("peer", "add", f"127.0.0.1:{other.port}")
-    assert r.returncode == 0, r.stderr + r.stdout
-
-
-def peers_of(node: Node) -> set[str]:
-    try:
-        return {p["node_id"] for p in node.api("/api/v1/status").get("peers", [])}
-    except (OSError, ValueError):
-        return set()
-
-
 def test_an_event_appended_on_one_node_reaches_a_subscriber_on_its_peer(make_node) -> None:
     a, b = make_node("alice"), make_node("bob")
     a.init()
@@ -148,10 +136,10 @@ def test_an_event_appended_on_one_node_reaches_a_subscriber_on_its_peer(make_nod
     b_id = join_by_invite(a, b)
     b.start(wait_workers=MESH)
     a_id = a.api("/api/v1/status")["node"]["node_id"]
-    peer_add(a, b)
-    peer_add(b, a)
+    a.peer_add(b)
+    b.peer_add(a)
     for n, other in ((a, b_id), (b, a_id)):
-        wait_for(lambda n=n, other=other: other in peers_of(n), 30, message=f"{n.name} sees its peer")
+        wait_for(lambda n=n, other=other: other in n.peers(), 30, message=f"{n.name} sees its peer")
     on_b = Feed(b, ["marketplace.post.created", f"chat.message.{b_id}"])
     receipts_on_a = Feed(a, [f"chat.receipt.{a_id}"])
     try:
@@ -184,9 +172,9 @@ def test_an_event_is_relayed_to_a_node_that_only_hears_the_middle_one(make_node)
     c.start(wait_workers=MESH)
     a_id = a.api("/api/v1/status")["node"]["node_id"]
     for x, y in ((a, b), (b, a), (b, c), (c, b)):
-        peer_add(x, y)
+        x.peer_add(y)
     for n, want in ((a, {b_id}), (b, {a_id, c_id}), (c, {b_id})):
-        wait_for(lambda n=n, want=want: peers_of(n) == want, 30, message=f"{n.name} sees {len(want)} peer(s)")
+        wait_for(lambda n=n, want=want: n.peers() == want, 30, message=f"{n.name} sees {len(want)} peer(s)")
     on_c = Feed(c, ["marketplace.post.created"])
     try:
         on_c.next()

@@ -22,18 +22,6 @@ CORE = ("broker", "gateway", "ledger", "discovery", "market")
 NO_EMBEDDING = {"HEARTHNET_EMBEDDING_ENABLED": "false"}
 
 
-def peer_add(node: Node, other: Node) -> None:
-    r = node.cli("peer", "add", f"127.0.0.1:{other.port}")
-    assert r.returncode == 0, r.stderr + r.stdout
-
-
-def peers_of(node: Node) -> set[str]:
-    try:
-        return {p["node_id"] for p in node.api("/api/v1/status").get("peers", [])}
-    except (OSError, ValueError):
-        return set()
-
-
 def listed(node: Node, status: str = "all") -> dict[str, dict]:
     code, body = node.call("market.list", {"params": {}, "input": {"status": status, "limit": 500}})
     return {p["event_id"]: p for p in body["output"]["posts"]} if code == 200 else {}
@@ -59,9 +47,9 @@ def board(tmp_path_factory):
             newcomer.env.update(NO_EMBEDDING)
             newcomer.start(wait_workers=CORE)
         for x, y in ((a, b), (b, a), (a, c), (c, a), (b, c), (c, b)):
-            peer_add(x, y)
+            x.peer_add(y)
         for n in nodes:
-            wait_for(lambda n=n: len(peers_of(n)) == 2, 60, message=f"{n.name} sees both peers")
+            wait_for(lambda n=n: len(n.peers()) == 2, 60, message=f"{n.name} sees both peers")
         yield a, b, c, embedding
     finally:
         for n in nodes:
@@ -143,7 +131,7 @@ def test_search_semantic_with_an_embedder_in_the_mesh_then_substring_without(boa
         a.stop()
         a.env.update(NO_EMBEDDING)
         a.start(wait_workers=CORE)
-        peer_add(c, a)  # carol fetches alice's new manifest now, not at her next refresh
+        c.peer_add(a)  # carol fetches alice's new manifest now, not at her next refresh
         wait_for(lambda: embedders(c) == [], 90, message="no embed.text left in carol's mesh")
     words = c.cli_json("market", "search", "generator fridge")
     assert words["search_mode"] == "substring" and "no node in the mesh serves embed.text" in words["search_reason"]

@@ -3,8 +3,6 @@ meet by invite + `peer add`): remote LLM calls, events crossing the mesh, a kill
 catching up, and a partition healed by a sync round."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 
 import pytest
@@ -16,11 +14,6 @@ pytestmark = pytest.mark.integration
 
 CHAT = {"params": {}, "input": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
                                 "stream": False}}
-
-
-def peer_add(node, other) -> None:
-    r = node.cli("peer", "add", f"127.0.0.1:{other.port}")
-    assert r.returncode == 0, r.stderr + r.stdout
 
 
 def append(node, cid_hex: str) -> str:
@@ -40,13 +33,6 @@ def has_event(node, event_id: str) -> bool:
     return bool(out.get("output", {}).get("events"))
 
 
-def peers_of(node) -> set[str]:
-    try:
-        return {p["node_id"] for p in node.api("/api/v1/status").get("peers", [])}
-    except (OSError, ValueError):
-        return set()
-
-
 @pytest.fixture
 def mesh(make_node, tiny_gguf):
     a, b, c = make_node("alice"), make_node("bob"), make_node("carol")
@@ -58,10 +44,10 @@ def mesh(make_node, tiny_gguf):
     b.start(wait_workers=("broker", "gateway", "ledger", "discovery", "llm"))
     c.start(wait_workers=("broker", "gateway", "ledger", "discovery"))
     for x, y in ((a, b), (b, a), (a, c), (c, a), (b, c), (c, b)):
-        peer_add(x, y)
+        x.peer_add(y)
     ids = {n: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b, c)}
     for n in (a, b, c):
-        wait_for(lambda n=n: len(peers_of(n)) == 2, 30, message=f"{n.name} sees both peers")
+        wait_for(lambda n=n: len(n.peers()) == 2, 30, message=f"{n.name} sees both peers")
     return a, b, c, ids
 
 
