@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hearthnet.identity import keys
+from hearthnet.testing.waiting import wait_for
 from tests.unit.test_export import signed_event, stored_events, write_events
 
 pytestmark = pytest.mark.integration
@@ -43,12 +44,17 @@ def test_export_while_running_then_erase_stops_and_wipes(make_node, tmp_path: Pa
     info, authored = seed_events(node)
     node.start()
     assert len(node.seen_pids) >= 4  # hearthnet run, supervisord, broker, gateway (+ llm)
+    # the chat worker acknowledges the neighbour's message: one more event of ours
+    db = node.root / "data" / "hearthnet" / "communities" / info["community_id"] / "events.sqlite"
+    ours = lambda: [e["event_type"] for e in stored_events(db, info["node_id"])]  # noqa: E731
+    wait_for(lambda: "chat.message.delivered" in ours(), 60, message="the delivered receipt")
+    authored += 1
 
     out = tmp_path / "alice.zip"
     made = node.cli("export", "--out", str(out), "--json")
     assert made.returncode == 0, made.stderr
     doc = json.loads(made.stdout)
-    assert doc["counts"] == {"events": authored, "chat": 1, "market": 0, "files": 0, "blobs": 0}
+    assert doc["counts"] == {"events": authored, "chat": 2, "chat_history": 2, "market": 0, "files": 0, "blobs": 0}
     assert doc["node_id"] == info["node_id"]
     checked = node.cli("export", "--verify", str(out))
     assert checked.returncode == 0, checked.stdout + checked.stderr
