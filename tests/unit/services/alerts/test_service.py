@@ -49,7 +49,7 @@ def test_send_with_defaults_and_list(anchor, community):
     ({"headline": "   "}, "headline is required"),
     ({"description": "x"}, "headline is required"),
     ({"headline": "x" * 161}, "limit is 160"),
-    ({"headline": "h", "note": 1, "severity": "Catastrophic"}, "severity must be one of"),
+    ({"headline": "h", "severity": "Catastrophic"}, "severity must be one of"),
     ({"headline": "h", "status": "Real"}, "status must be one of"),
     ({"headline": "h", "expires_in_seconds": 0}, "expires_in_seconds"),
     ({"headline": "h", "expires_in_seconds": 7 * 86400 + 1}, "expires_in_seconds"),
