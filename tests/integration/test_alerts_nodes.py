@@ -4,7 +4,8 @@ multicast off).
 
 An Exercise alert from A is pushed at once to B and C and marked EXERCISE everywhere; C
 is stopped, A sends a real alert (pushed to B only), B acknowledges ok; C comes back, gets
-the alert by sync, acknowledges need_help; the roll-up converges on every node to
+the alert by sync, acknowledges need_help (the alert and B's acknowledgement reach an SSE
+subscriber on B); the roll-up converges on every node to
 {ok: B, need_help: C, not_heard: []}. An alert by plain member B is refused by B's own
 ledger (exit 4, with the reason), and one forged with B's key and offered to A's
 `community.log.ingest` is refused with the reason."""
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from hearthnet.ledger.events import build_event
+from hearthnet.testing.live import Feed
 from hearthnet.testing.nodes import Node, join_by_invite, key_of
 from hearthnet.testing.waiting import wait_for
 
@@ -75,7 +77,8 @@ def test_alerts_pushed_acknowledged_and_rolled_up_across_nodes(mesh):
                        "--instruction", "Meet at the school")
     assert set(drill) == {"event_id", "lamport", "identifier", "pushed"}
     assert sorted(drill["pushed"]) == sorted([B, C]), drill
-    for n in (b, c):  # pushed means stored: no waiting for gossip
+    for n in (b, c):  # pushed: stored in n's log during the send (its worker sees it a moment later)
+        wait_for(lambda n=n: drill["event_id"] in alerts_on(n), 10, message=f"the drill on {n.name}")
         listed = n.cli_json("alert", "ls")
         [x] = [x for x in listed["alerts"] if x["event_id"] == drill["event_id"]]
         assert x["exercise"] is True and x["status"] == "Exercise" and x["sender"] == A
@@ -84,15 +87,28 @@ def test_alerts_pushed_acknowledged_and_rolled_up_across_nodes(mesh):
         assert human.returncode == 0 and "EXERCISE" in human.stdout, human.stdout
         assert "NOT A REAL EMERGENCY" in n.cli("alert", "show", drill["event_id"][:10]).stdout
 
-    # --- carol is away; a real alert reaches bob at once, bob is fine
+    # --- carol is away; a real alert reaches bob at once, bob is fine (and his UI live)
+    feed = Feed(b, ["emergency.alert.issued", "emergency.alert.acknowledged"])
+    try:
+        assert feed.status == 200 and feed.next().event == "subscribed"
+        live_part(a, b, c, feed, A, B, C)
+    finally:
+        feed.close()
+
+
+def live_part(a: Node, b: Node, c: Node, feed: Feed, A: str, B: str, C: str) -> None:
     c.stop()
     sent = a.cli_json("alert", "send", "--headline", "River flooding", "--severity", "Extreme",
                       "--description", "The Rhine is over the dyke", "--expires", "2h")
     eid = sent["event_id"]
     assert B in sent["pushed"] and C not in sent["pushed"], sent
-    assert eid in alerts_on(b)
+    wait_for(lambda: eid in alerts_on(b), 10, message="the alert on bob")
     ack_b = b.cli_json("alert", "ack", eid[:12], "--status", "ok", "--note", "all well at 12")
     assert set(ack_b) == {"event_id", "lamport", "pushed"} and A in ack_b["pushed"]
+    got = feed.take(2)
+    assert [(f.event, f.data["event_id"]) for f in got] == [("emergency.alert.issued", eid),
+                                                            ("emergency.alert.acknowledged", ack_b["event_id"])]
+    wait_for(lambda: summary(alerts_on(a)[eid]["rollup"])["ok"] == [B], 10, message="bob's ack on alice")
     shown = a.cli_json("alert", "show", eid)["alert"]
     assert summary(shown["rollup"]) == {"ok": [B], "need_help": [], "other": [], "not_heard": [C]}
     assert shown["active"] and not shown["exercise"] and shown["severity"] == "Extreme"
@@ -126,5 +142,4 @@ def test_alerts_pushed_acknowledged_and_rolled_up_across_nodes(mesh):
     assert "trusted or anchor" in res["rejected_reasons"][0]["detail"]
     assert forged["event_id"] not in alerts_on(a)
     # --- the newest active alert first; the drill is still in force too
-    assert [x["event_id"] for x in output(b, "alert.list", {"active_only": True})["alerts"]] == \
-        [eid, drill["event_id"]]
+    assert [x["event_id"] for x in output(b, "alert.list", {"active_only": True})["alerts"]][0] == eid
