@@ -175,6 +175,11 @@ class ChatConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    enabled: bool = True  # the alerts worker (signed emergency alerts, issue 10)
+
+
+@dataclass(frozen=True)
 class EmergencyConfig:
     probe_targets: tuple[str, ...] = ("1.1.1.1", "8.8.8.8", "cloudflare.com", "quad9.net")
 
@@ -214,6 +219,7 @@ class Config:
     file: FileConfig = field(default_factory=FileConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     emergency: EmergencyConfig = field(default_factory=EmergencyConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
@@ -259,7 +265,7 @@ api_key_env = "OPENAI_API_KEY"          # NAME of the env var holding the key (o
 CONFIG_HEADER = """\
 # HearthNet node configuration.
 # Sections: [node] [identity] [community] [transport] [discovery] [bus] [llm]
-#   ([[llm.backends]] entries) [embedding] [rag] [file] [market] [chat] [emergency]
+#   ([[llm.backends]] entries) [embedding] [rag] [file] [market] [chat] [alerts] [emergency]
 #   [ui] [observability] [workers]
 # Path values "" mean the default location (XDG data/cache/state directories).
 # "${VAR}" inside a string is replaced by the environment variable VAR when loading.

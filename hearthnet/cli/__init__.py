@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "ask": "hearthnet.cli.commands.ask",
     "chat": "hearthnet.cli.commands.chat",
     "market": "hearthnet.cli.commands.market",
+    "alert": "hearthnet.cli.commands.alert",
     "peer": "hearthnet.cli.commands.peer",
     "service": "hearthnet.cli.commands.service",
     "watch": "hearthnet.cli.commands.watch",

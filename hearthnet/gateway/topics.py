@@ -6,6 +6,8 @@ A topic names a set of stored ledger events:
     marketplace.post.created       market.post.created   (the spec's topic names carry
     marketplace.post.updated       market.post.updated    `marketplace.`, the ledger's
     marketplace.post.expired       market.post.expired    event types `market.`)
+    emergency.alert.issued         emergency.alert.issued (every alert, Update, Cancel)
+    emergency.alert.acknowledged   emergency.alert.acknowledged
     chat.message.<full node id>    chat.message.sent whose data.recipient is that node
     chat.receipt.<full node id>    chat.message.delivered|read of a message that node sent
 
@@ -26,7 +28,10 @@ from hearthnet.errors import HearthNetError
 ALL = "community.event"
 MARKET_TOPICS = {"marketplace.post.created": "market.post.created",
                  "marketplace.post.updated": "market.post.updated",
-                 "marketplace.post.expired": "market.post.expired"}
+                 "marketplace.post.expired": "market.post.expired",
+                 # emergency alerts (issue 10): the topic is the ledger's event type
+                 "emergency.alert.issued": "emergency.alert.issued",
+                 "emergency.alert.acknowledged": "emergency.alert.acknowledged"}
 MESSAGE_PREFIX = "chat.message."
 RECEIPT_PREFIX = "chat.receipt."
 MESSAGE_TYPE = "chat.message.sent"

@@ -21,7 +21,7 @@ def test_full_init_then_run_then_status(make_node):
     node.init()
     embedding = ("embedding",) if minilm_unavailable() is None else ()  # on by default when it can run
     rag = ("rag",) if knowledge_installed() else ()  # on by default with the knowledge extra
-    node.start(wait_workers=("broker", "gateway", "ledger", "llm", "market", "chat") + embedding + rag)
+    node.start(wait_workers=("broker", "gateway", "ledger", "llm", "market", "chat", "alerts") + embedding + rag)
     r = node.cli("status", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -32,7 +32,7 @@ def test_full_init_then_run_then_status(make_node):
     states = {w["program"]: w["state"] for w in status["workers"]}
     assert states == {"broker": "RUNNING", "gateway": "RUNNING", "ledger": "RUNNING",
                       "governance": "RUNNING", "file": "RUNNING", "discovery": "RUNNING", "llm": "RUNNING",
-                      "market": "RUNNING", "chat": "RUNNING", **{name: "RUNNING" for name in embedding + rag}}
+                      "market": "RUNNING", "chat": "RUNNING", "alerts": "RUNNING", **{name: "RUNNING" for name in embedding + rag}}
     assert any("no backend configured" in n for n in status["notes"])
     human = node.cli("status")
     assert human.returncode == 0
