@@ -77,6 +77,8 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
         progs.append(Program("chat"))
     if cfg.market.enabled:
         progs.append(Program("market"))
+    if cfg.emergency.enabled:
+        progs.append(Program("emergency"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs
