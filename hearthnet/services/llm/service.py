@@ -500,6 +500,7 @@ class LlmService:
     async def stop(self) -> None:
         if self._follow is not None:
             self._follow.cancel()
+            await self.mode_bus.close()
         for backend in self._backends:
             try:
                 await backend.close()
