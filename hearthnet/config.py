@@ -181,6 +181,9 @@ class AlertsConfig:
 
 @dataclass(frozen=True)
 class EmergencyConfig:
+    enabled: bool = True
+    # Kind-prefixed targets (dns:IP[:PORT], http204:URL, https:URL, route:default, peers:any|N);
+    # unprefixed keep the spec's meaning: an IP -> DNS query, a name -> HTTPS HEAD.
     probe_targets: tuple[str, ...] = ("1.1.1.1", "8.8.8.8", "cloudflare.com", "quad9.net")
 
 
@@ -663,7 +666,18 @@ def _problems(cfg: Config) -> list[str]:
                  f"({m.sweep_seconds}) must be positive")
     for i, backend in enumerate(cfg.llm.backends):
         _check_backend(p, i, backend)
+    _check_probe_targets(p, cfg.emergency.probe_targets)
     return p
+
+
+def _check_probe_targets(p: list[str], targets: tuple[str, ...]) -> None:
+    from hearthnet.emergency.probes import parse_target
+
+    for t in targets:
+        try:
+            parse_target(t)
+        except ValueError as exc:
+            p.append(f"emergency.probe_targets: {exc}")
 
 
 def validate(cfg: Config) -> None:

@@ -32,3 +32,15 @@ STREAM_STALL_TIMEOUT_SECONDS = 60.0
 # RAG corpus names (spec svc-llm-embed-rag §3.1): one rule for the rag worker, `rag.ask`,
 # the CLI and config, kept here so checking a name never imports the worker's numpy.
 CORPUS_NAME_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+
+# Emergency detector (spec svc-emergency-ui §1.4; README "Emergency detector"). Fixed here,
+# not config (interop); only the probe targets are configurable.
+EMERGENCY_PROBE_INTERVAL_ONLINE = 10.0  # seconds between probe rounds while online
+EMERGENCY_PROBE_INTERVAL_OFFLINE = 2.0  # ... while degraded or offline
+EMERGENCY_PROBE_TIMEOUT_SECONDS = 2.0  # one probe; a hanging target is cancelled here
+EMERGENCY_TRANSITION_DEBOUNCE_SECONDS = 30.0  # >=2 failing this long -> offline
+EMERGENCY_RECOVERY_SECONDS = 10.0  # all passing this long -> online
+EMERGENCY_FLAP_WINDOW_SECONDS = 60.0  # more than EMERGENCY_FLAP_MAX_TRANSITIONS in this window
+EMERGENCY_FLAP_MAX_TRANSITIONS = 3  # ... holds the more pessimistic state until it has passed
+SYNC_INTERVAL_OFFLINE_SECONDS = 30.0  # gossip sync period while this node is offline (300 s online)
+FILE_BIG_TRANSFER_BYTES = 16 * 1024 * 1024  # offline: transfers above this yield to small ones

@@ -489,3 +489,110 @@ def check_recent_error_rate(ctx: DoctorContext) -> CheckResult:
         return CheckResult("recent_error_rate", True, detail)
 
     return _node_check("recent_error_rate", ctx, body)
+
+
+# ----------------------------------------------------------------------------- network (issue 10)
+# Bind/join only: these never send a packet (joining a group is the kernel's business).
+
+MDNS_GROUP, MDNS_PORT = "224.0.0.251", 5353
+CLOCK_SKEW_WARN_SECONDS = 60.0
+CLOCK_PEERS = 3  # peers asked at most
+CLOCK_TIMEOUT_SECONDS = 2.0
+
+
+def _join_check(name: str, cfg: "Config", group: str, port: int) -> CheckResult:
+    """Open the discovery listen socket (bound to the group, joined on each configured
+    interface) and close it again."""
+    from hearthnet.discovery.interfaces import select
+    from hearthnet.discovery.udp import open_listen_socket
+
+    sel = select(cfg.discovery.interfaces)
+    if not sel.addrs:
+        missing = f" (not found: {', '.join(sel.missing)})" if sel.missing else ""
+        return CheckResult(name, False, f"no IPv4 interface to join {group} on{missing}",
+                           "connect to a network, or fix discovery.interfaces in config.toml", warning=True)
+    failed = []
+    for iface in sel.addrs:
+        try:
+            open_listen_socket(group, port, iface).close()
+        except Exception as exc:  # noqa: BLE001 - DiscoveryError or OSError: both are the finding
+            failed.append(f"{iface.name} ({iface.ip}): {getattr(exc, 'message', None) or exc}")
+    if failed:
+        return CheckResult(name, False, f"cannot join {group}:{port} on " + "; ".join(failed),
+                           "check the firewall and that no program holds the port without SO_REUSEPORT; "
+                           "or set discovery.interfaces (peers can still be added by hand)", warning=True)
+    return CheckResult(name, True, f"can join {group}:{port} on {sel.describe()}")
+
+
+@register("mdns_socket")
+def check_mdns_socket(ctx: DoctorContext) -> CheckResult:
+    if not ctx.cfg.discovery.mdns_enabled:
+        return CheckResult("mdns_socket", None, "skipped: discovery.mdns_enabled is false")
+    return _join_check("mdns_socket", ctx.cfg, MDNS_GROUP, MDNS_PORT)
+
+
+@register("udp_multicast")
+def check_udp_multicast(ctx: DoctorContext) -> CheckResult:
+    d = ctx.cfg.discovery
+    if not d.udp_enabled:
+        return CheckResult("udp_multicast", None, "skipped: discovery.udp_enabled is false")
+    return _join_check("udp_multicast", ctx.cfg, d.udp_multicast_group, d.udp_port)
+
+
+def peer_date_skew(url: str, timeout: float = CLOCK_TIMEOUT_SECONDS) -> float:
+    """Local clock minus the `Date` header of any answer from `url` (seconds); never
+    changes the clock. TLS is not verified: only the header is read."""
+    import email.utils
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout, context=ctx) as r:
+            date = r.headers.get("Date")
+    except urllib.error.HTTPError as exc:  # an error answer still carries the peer's Date
+        date = exc.headers.get("Date")
+    if not date:
+        raise ValueError("no Date header")
+    return time.time() - email.utils.parsedate_to_datetime(date).timestamp()
+
+
+def _peer_url(endpoint: Any) -> str | None:
+    if isinstance(endpoint, dict):
+        endpoint = endpoint.get("url") or (f"{endpoint.get('host')}:{endpoint.get('port')}" if endpoint.get("host") else None)
+    if not isinstance(endpoint, str) or not endpoint:
+        return None
+    return endpoint if "://" in endpoint else f"https://{endpoint}/"
+
+
+@register("clock_sanity")
+def check_clock_sanity(ctx: DoctorContext) -> CheckResult:
+    def body() -> CheckResult:
+        peers = [p for p in ctx.get("/api/v1/status").get("peers") or [] if isinstance(p, dict)]
+        urls = [u for u in (_peer_url(p.get("endpoint")) for p in peers) if u][:CLOCK_PEERS]
+        if not urls:
+            return CheckResult("clock_sanity", None, "skipped: no peer to compare the clock with")
+        return clock_result(urls)
+
+    return _node_check("clock_sanity", ctx, body)
+
+
+def clock_result(urls: list[str]) -> CheckResult:
+    skews, errors = [], []
+    for url in urls:
+        try:
+            skews.append(peer_date_skew(url))
+        except Exception as exc:  # noqa: BLE001 - an unreachable peer is no verdict on our clock
+            errors.append(f"{url}: {exc}")
+    if not skews:
+        return CheckResult("clock_sanity", None, "skipped: no peer answered (" + "; ".join(errors) + ")")
+    worst = max(skews, key=abs)
+    detail = f"off by {worst:+.0f} s from {len(skews)} peer(s) (their Date header; never corrected)"
+    if abs(worst) > CLOCK_SKEW_WARN_SECONDS:
+        return CheckResult("clock_sanity", False, detail,
+                           "set this machine's clock (NTP, `timedatectl set-ntp true`); signatures and "
+                           "expiries compare times", warning=True)
+    return CheckResult("clock_sanity", True, detail)

@@ -79,6 +79,8 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
         progs.append(Program("market"))
     if cfg.alerts.enabled:
         progs.append(Program("alerts"))
+    if cfg.emergency.enabled:
+        progs.append(Program("emergency"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
     return progs

@@ -209,6 +209,7 @@ class Gateway:
             "discovery": await self._discovery_view(),
             "event_log": await self._event_head(),
             "blob_store": await self._blob_store(),
+            "emergency": await introspect.emergency_view(self.bus, self.kp.node_id_full, self.mesh),
         })
 
     async def _discovery_view(self) -> dict[str, Any] | None:

@@ -95,3 +95,18 @@ def capability_entries(caps: list[dict[str, Any]], node_id: str) -> list[dict[st
 
 def uptime(started: float) -> int:
     return int(time.monotonic() - started)
+
+
+async def emergency_view(bus: BusClient, node_id: str, mesh: Any = None) -> dict[str, Any] | None:
+    """This node's detector (`emergency.status`, never a peer's), plus what the gateway
+    applies itself (the sync interval), so `status` shows the mode and its effects.
+    None while the emergency worker is not running."""
+    try:
+        out = await bus.call("emergency.status", "1.0", {"params": {}, "input": {}},
+                             caller=node_id, timeout=2, local_only=True)
+    except HearthNetError:
+        return None
+    doc = out.get("output") or None
+    if doc is not None and mesh is not None:
+        doc["applied"] = {"sync_interval_seconds": mesh.sync_interval()}
+    return doc

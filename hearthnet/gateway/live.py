@@ -15,6 +15,10 @@ event with a seq past the token comes exactly once, in this node's storage order
     id: <seq>                         its resume token
     data: <the signed event envelope>
 
+    event: emergency.mode             (topic emergency.mode: local, no id:) the detector's state
+    data: {"mode", "online", "since", ...}   first the current one, then each change of mode;
+                                      {"mode": null, "online": null} while no detector runs
+
     : keep-alive                      every HEARTBEAT_SECONDS of silence
 
     event: error                      last frame when the stream ends on our side
@@ -114,6 +118,7 @@ class LiveStream:
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(self.request)
         pump = asyncio.ensure_future(self._pump(frames))
+        modes = asyncio.ensure_future(self._mode_pump()) if any(t.local for t in self.wanted) else None
         try:
             hello = {"topics": [t.name for t in self.wanted], "resume": str(self.last)}
             if await self._write(resp, f"retry: {RETRY_MS}\n".encode() + frame("subscribed", hello, self.last)):
@@ -121,9 +126,11 @@ class LiveStream:
         except ConnectionError:
             log.debug("live client went away")
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for task in (pump, modes):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         return resp
 
     async def _write_loop(self, resp: web.StreamResponse) -> None:
@@ -141,7 +148,8 @@ class LiveStream:
             topic, seq, ev = item
             if not await self._write(resp, frame(topic, ev, seq)):
                 return
-            self.last = seq
+            if seq is not None:  # local frames carry no resume token
+                self.last = seq
 
     async def _write(self, resp: web.StreamResponse, chunk: bytes) -> bool:
         """False (connection aborted) when the client took nothing for the stall timeout."""
@@ -180,6 +188,16 @@ class LiveStream:
             log.exception("live subscription failed")
             end = {"error": "internal_error", "message": "the live feed failed; reconnect"}
         await self.queue.put(("end", end))
+
+    async def _mode_pump(self) -> None:
+        """The local topic emergency.mode: this node's detector (`emergency.watch`, a
+        self capability), never the ledger and never a peer."""
+        from hearthnet.emergency.follow import follow_mode
+
+        async def put(mode: str | None, state: dict[str, Any]) -> None:
+            await self.queue.put((T.MODE, None, dict(state, mode=mode, online=None if mode is None else mode == "online")))
+
+        await follow_mode(self.gw.bus, put, caller=self.gw.kp.node_id_full)
 
     async def _topic(self, ev: dict[str, Any]) -> str | None:
         target = T.receipt_target(ev)

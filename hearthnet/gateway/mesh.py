@@ -1,6 +1,6 @@
 """The gateway's side of the mesh: follow the discovery worker's peer events, keep one
 remote provider per verified peer in the broker (peers.py), and run gossip sync rounds
-with each peer every SYNC_INTERVAL_SECONDS, as soon as it is found, and shortly after
+with each peer every SYNC_INTERVAL_SECONDS (30 s while this node is offline), as soon as it is found, and shortly after
 our log gains an event (so news spreads in seconds, not minutes; sync.py).
 
 Only current members get in (issue 6): a peer the discovery worker reports is checked
@@ -14,9 +14,11 @@ import contextlib
 import logging
 from typing import Any
 
+from hearthnet.emergency.effects import sync_interval
+from hearthnet.emergency.follow import follow_mode
 from hearthnet.gateway.peers import PeerProxies
 from hearthnet.membership import Membership
-from hearthnet.sync import SYNC_INTERVAL_SECONDS, Ledger, SyncResult, sync_with
+from hearthnet.sync import Ledger, SyncResult, sync_with
 
 log = logging.getLogger("hearthnet.gateway.mesh")
 WATCH_RETRY_SECONDS = 2.0
@@ -40,11 +42,22 @@ class Mesh:
         self._again: set[str] = set()
         self._gossip_due: asyncio.TimerHandle | None = None
         self._last_gossip = float("-inf")  # loop time of the last gossip round
+        self.mode: str | None = None  # this node's emergency mode (None: no detector)
+        self._mode_changed = asyncio.Event()
 
     def start(self) -> None:
         self.members.on_change(self._membership_changed)
         self._tasks = [asyncio.ensure_future(self._watch()), asyncio.ensure_future(self._sync_loop()),
-                       asyncio.ensure_future(self._gossip())]
+                       asyncio.ensure_future(self._gossip()), asyncio.ensure_future(follow_mode(self.bus, self.set_mode))]
+
+    def set_mode(self, mode: str | None, state: Any = None) -> None:
+        """Offline: the sync loop runs every 30 s instead of 300 s (README "Emergency detector")."""
+        if mode != self.mode:
+            self.mode = mode
+            self._mode_changed.set()
+
+    def sync_interval(self) -> float:
+        return sync_interval(self.mode)
 
     async def close(self) -> None:
         for task in self._tasks + list(self._syncing.values()):
@@ -182,8 +195,17 @@ class Mesh:
         return [await self.sync_one(node) for node in list(self.peers) if node in self.peers]
 
     async def _sync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
-            await asyncio.sleep(SYNC_INTERVAL_SECONDS)
+            # A mode change wakes the loop, so a shorter interval applies at once.
+            due = last + self.sync_interval()
+            self._mode_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._mode_changed.wait(), max(0.0, due - loop.time()))
+            if loop.time() < due:
+                continue
+            last = loop.time()
             try:
                 await self.sync_all()
             except asyncio.CancelledError:

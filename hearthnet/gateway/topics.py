@@ -11,6 +11,11 @@ A topic names a set of stored ledger events:
     chat.message.<full node id>    chat.message.sent whose data.recipient is that node
     chat.receipt.<full node id>    chat.message.delivered|read of a message that node sent
 
+and one local topic that is no ledger event and never goes on the wire (issue 10):
+
+    emergency.mode                 this node's emergency detector: the current state, then each
+                                   change of mode (fed from `emergency.watch`, live.py; no id:)
+
 A resume token is the decimal `seq` of the last event a client got: its place in this
 node's storage order (hearthnet/ledger/store.py), not a lamport. Tokens mean nothing on
 another node.
@@ -26,6 +31,7 @@ from typing import Any, Iterable, Mapping
 from hearthnet.errors import HearthNetError
 
 ALL = "community.event"
+MODE = "emergency.mode"  # local: fed by the emergency detector, not by the ledger
 MARKET_TOPICS = {"marketplace.post.created": "market.post.created",
                  "marketplace.post.updated": "market.post.updated",
                  "marketplace.post.expired": "market.post.expired",
@@ -45,6 +51,7 @@ class Topic:
     name: str  # as the client wrote it (the SSE `event:` of its frames)
     event_types: frozenset[str] | None  # None: every type
     node: str | None = None  # chat topics: the recipient / the sender of the receipted message
+    local: bool = False  # emergency.mode: matches no ledger event (event_types is empty)
 
     @property
     def needs_target_author(self) -> bool:
@@ -59,12 +66,14 @@ def parse_topic(raw: Any) -> Topic:
         return Topic(raw, None)
     if raw in MARKET_TOPICS:
         return Topic(raw, frozenset({MARKET_TOPICS[raw]}))
+    if raw == MODE:
+        return Topic(raw, frozenset(), local=True)
     for prefix, types in ((MESSAGE_PREFIX, (MESSAGE_TYPE,)), (RECEIPT_PREFIX, RECEIPT_TYPES)):
         if raw.startswith(prefix):
             return Topic(raw, frozenset(types), _node_id(raw[len(prefix):], raw))
     raise HearthNetError("bad_request", f"unknown topic {raw[:100]!r}; use {ALL}, "
-                                        f"{', '.join(MARKET_TOPICS)}, {MESSAGE_PREFIX}<node id> "
-                                        f"or {RECEIPT_PREFIX}<node id>")
+                                        f"{', '.join(MARKET_TOPICS)}, {MESSAGE_PREFIX}<node id>, "
+                                        f"{RECEIPT_PREFIX}<node id> or {MODE}")
 
 
 def parse_topics(raws: Iterable[Any]) -> list[Topic]:

@@ -95,6 +95,15 @@ class DiscoveryService:
         self.registry.subscribe(self._on_peer_event)
         self._start_task = asyncio.ensure_future(self._start_discovery())
         self._caps_task = asyncio.ensure_future(self._refresh_caps())
+        self._mode_task = asyncio.ensure_future(self._follow_mode())
+
+    async def _follow_mode(self) -> None:
+        """Emergency mode offline: announce at the active rate, prune dead peers after 30 s
+        (spec svc-emergency-ui §1.6; the discovery hook is `Discovery.set_offline`)."""
+        from hearthnet.emergency.follow import follow_mode
+
+        await follow_mode(self.bus, lambda mode, state: self.discovery.set_offline(mode == "offline"),
+                          caller=self.kp.node_id_full)
 
     async def _start_discovery(self) -> None:
         """Announce only an endpoint that answers. supervisord starts the gateway just
@@ -124,7 +133,7 @@ class DiscoveryService:
                     host, port, GATEWAY_WAIT_SECONDS)
 
     async def stop(self) -> None:
-        for task in (self._start_task, self._caps_task):
+        for task in (self._start_task, self._caps_task, getattr(self, "_mode_task", None)):
             if task is not None:
                 task.cancel()
         if self._start_task is not None:

@@ -47,6 +47,9 @@ class Node:
             # interfaces; nodes meet through `peer add`/invites (netns tests turn it on).
             "HEARTHNET_DISCOVERY_MDNS_ENABLED": "false",
             "HEARTHNET_DISCOVERY_UDP_ENABLED": "false",
+            # ... and the emergency detector probes nothing outside (no targets: online);
+            # tests that probe point it at servers of their own.
+            "HEARTHNET_EMERGENCY_PROBE_TARGETS": "",
         })
         self.proc: subprocess.Popen | None = None
         self.seen_pids: set[int] = set()

@@ -19,13 +19,17 @@ import pytest
 from hearthnet.testing.nodes import Node
 
 pytestmark = pytest.mark.integration
-CORE = ("broker", "gateway", "ledger", "discovery", "echo", "file")
+CORE = ("broker", "gateway", "ledger", "discovery", "echo", "file", "emergency")
 
 # ---- the pinned keys ------------------------------------------------------------------
 
 STATUS_KEYS = {"node", "community", "workers", "capabilities", "in_flight", "notes", "peers", "discovery",
-               "event_log", "blob_store"}
-BLOB_STORE_KEYS = {"blobs", "complete", "pinned", "store_bytes", "capacity_bytes", "free_bytes", "fraction"}
+               "event_log", "blob_store", "emergency"}
+BLOB_STORE_KEYS = {"blobs", "complete", "pinned", "store_bytes", "capacity_bytes", "free_bytes", "fraction",
+                   "transfers"}
+EMERGENCY_KEYS = {"mode", "since", "last_probe", "interval_seconds", "flap_hold", "probes", "peers_reachable",
+                  "effects", "applied"}
+EMERGENCY_EFFECT_KEYS = {"llm_internet_backends", "sync_interval_seconds", "big_file_transfers", "big_file_bytes"}
 NODE_KEYS = {"node_id", "node_id_short", "display_name", "profile", "version", "contract_version", "uptime_seconds",
              "config_file"}
 COMMUNITY_KEYS = {"community_id", "name", "member_count"}
@@ -155,6 +159,8 @@ def test_status(runs: dict[str, Run]) -> None:
     assert all(set(m) == MECHANISM_KEYS for m in doc["discovery"]["mechanisms"].values())
     assert set(doc["event_log"]) == EVENT_LOG_KEYS
     assert set(doc["blob_store"]) == BLOB_STORE_KEYS
+    assert set(doc["emergency"]) == EMERGENCY_KEYS
+    assert set(doc["emergency"]["effects"]) == EMERGENCY_EFFECT_KEYS
 
 
 def test_file_commands(runs: dict[str, Run]) -> None:

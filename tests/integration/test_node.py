@@ -21,7 +21,8 @@ def test_full_init_then_run_then_status(make_node):
     node.init()
     embedding = ("embedding",) if minilm_unavailable() is None else ()  # on by default when it can run
     rag = ("rag",) if knowledge_installed() else ()  # on by default with the knowledge extra
-    node.start(wait_workers=("broker", "gateway", "ledger", "llm", "market", "chat", "alerts") + embedding + rag)
+    node.start(wait_workers=("broker", "gateway", "ledger", "llm", "market", "chat", "alerts", "emergency")
+               + embedding + rag)
     r = node.cli("status", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -32,11 +33,16 @@ def test_full_init_then_run_then_status(make_node):
     states = {w["program"]: w["state"] for w in status["workers"]}
     assert states == {"broker": "RUNNING", "gateway": "RUNNING", "ledger": "RUNNING",
                       "governance": "RUNNING", "file": "RUNNING", "discovery": "RUNNING", "llm": "RUNNING",
-                      "market": "RUNNING", "chat": "RUNNING", "alerts": "RUNNING", **{name: "RUNNING" for name in embedding + rag}}
+                      "market": "RUNNING", "chat": "RUNNING", "alerts": "RUNNING", "emergency": "RUNNING",
+                      **{name: "RUNNING" for name in embedding + rag}}
     assert any("no backend configured" in n for n in status["notes"])
+    em = wait_for(lambda: json.loads(node.cli("status", "--json").stdout).get("emergency"), timeout=30,
+                  message="the emergency worker in status")
+    assert em["mode"] == "online" and em["probes"] == []  # test nodes probe nothing outside
     human = node.cli("status")
     assert human.returncode == 0
     assert "llm_00" in human.stdout and "no backend configured" in human.stdout
+    assert "Internet" in human.stdout and "online" in human.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

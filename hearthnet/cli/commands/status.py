@@ -49,6 +49,8 @@ class StatusResult:
             out.print(out.text("Event log  ", "bold"),
                       out.text(f"head {log_head.get('head')}  {log_head.get('count')} event(s)"))
         _blob_store(out, self.doc.get("blob_store"))
+        if "emergency" in self.doc:
+            _emergency(out, self.doc["emergency"])
         out.echo()
         _workers_table(out, self.doc.get("workers") or [])
         if "peers" in self.doc:
@@ -80,6 +82,27 @@ class StatusResult:
                 out.print(f"    add a backend to {self.config_file or 'config.toml'}, for example:")
                 for line in (self.backend_snippet or LLM_BACKEND_SNIPPET).rstrip().splitlines():
                     out.print(out.text(f"      {line}", "dim"))
+
+
+def _emergency(out: Output, em: dict[str, Any] | None) -> None:
+    """The detector's mode, since when, and what it changes (README "Emergency detector")."""
+    if not em:
+        out.print(out.text("Internet   ", "bold"), out.text("unknown (the emergency worker is not running)", "dim"))
+        return
+    mode = str(em.get("mode"))
+    style = {"online": "green", "degraded": "yellow", "offline": "red"}.get(mode, "")
+    fx, applied = em.get("effects") or {}, em.get("applied") or {}
+    failing = [p.get("target") for p in em.get("probes") or [] if not p.get("ok") and p.get("deciding")]
+    peers = em.get("peers_reachable")
+    out.print(out.text("Internet   ", "bold"), out.text(mode, style),
+              out.text(f"  since {em.get('since')}" + ("  (flap hold)" if em.get("flap_hold") else "")
+                       + (f"  failing: {', '.join(map(str, failing))}" if failing else "")
+                       + f"  peers reachable: {peers if peers is not None else '?'}", "dim"))
+    if mode == "offline":
+        sync = applied.get("sync_interval_seconds", fx.get("sync_interval_seconds"))
+        out.print(out.text("  outage   ", "bold"), out.text(
+            f"sync every {sync:g} s; LLM internet backends {fx.get('llm_internet_backends')}; "
+            f"file transfers over {int(fx.get('big_file_bytes') or 0) >> 20} MiB yield to small ones", "yellow"))
 
 
 def _blob_store(out: Output, store: dict[str, Any] | None) -> None:

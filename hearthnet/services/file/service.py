@@ -16,7 +16,8 @@ Capabilities (all @1.0; bodies {"params": {}, "input": {...}}):
     file.ls         self     {} -> {files, usage}
     file.pin/unpin  self     {cid} -> {cid, pinned}
     file.gc         self     {} -> {freed_bytes, evicted}
-    file.status     self     {} -> {blobs, complete, pinned, store_bytes, capacity_bytes, free_bytes, fraction}
+    file.status     self     {} -> {blobs, complete, pinned, store_bytes, capacity_bytes, free_bytes, fraction,
+                                   transfers: {big_file_bytes, yielding, small_streams, big_chunk_waits}}
     file.verify     self     {sample?} -> {checked, bad, corrupt}: a random sample of chunks re-hashed
     file.import     self     {manifest, parts} -> stream progress, done {cid, added}
 
@@ -170,8 +171,13 @@ def _ms(t0: float) -> int:
 class FileService:
     name = "file"
 
-    def __init__(self, store: BlobStore, node_id: str, bus: Bus) -> None:
+    def __init__(self, store: BlobStore, node_id: str, bus: Bus, follow_mode: bool = False) -> None:
+        from hearthnet.services.file.yielding import TransferGate
+
         self.store = store
+        self.gate = TransferGate()  # offline: big transfers yield to small ones (yielding.py)
+        self._follow_mode = follow_mode
+        self._follow: asyncio.Task | None = None
         self.node_id = node_id
         self.bus = bus
         self.holders = HolderIndex()
@@ -197,7 +203,8 @@ class FileService:
         except OSError as exc:  # e.g. blobs_dir on a read-only or missing mount
             raise HearthNetError("internal_error", f"cannot open the blob store {cfg.file.blobs_dir}: "
                                                    f"{exc.strerror or exc}") from None
-        return cls(store, kp.node_id_full, BusClient(cfg.paths.broker_clients_endpoint))
+        return cls(store, kp.node_id_full, BusClient(cfg.paths.broker_clients_endpoint),
+                   follow_mode=cfg.emergency.enabled)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -208,10 +215,15 @@ class FileService:
         # Counting a large store takes a while: the worker announces itself at once and
         # the capabilities that need the count wait for it.
         self._scan = asyncio.ensure_future(self._initial_scan())
+        if self._follow_mode:
+            from hearthnet.emergency.follow import follow_mode
+
+            self._follow = asyncio.ensure_future(follow_mode(self.bus, self.gate.set_mode, caller=self.node_id))
 
     async def stop(self) -> None:
-        if self._scan is not None:
-            self._scan.cancel()
+        for task in (self._scan, self._follow):
+            if task is not None:
+                task.cancel()
         for task in list(self._telling):
             task.cancel()
         close = getattr(self.bus, "close", None)
@@ -411,8 +423,10 @@ class FileService:
         if not with_chunks:
             del wire["chunks"]
         yield "manifest", wire
-        for i in wanted:  # one chunk at a time: the stream's flow control paces the reads
-            yield "chunk", await asyncio.to_thread(self._chunk_frame, manifest, i)
+        async with self.gate.serving(manifest.size_bytes):
+            for i in wanted:  # one chunk at a time: the stream's flow control paces the reads
+                await self.gate.pace(manifest.size_bytes)  # offline: big files yield to small ones
+                yield "chunk", await asyncio.to_thread(self._chunk_frame, manifest, i)
         yield "done", {"chunks": len(wanted), "ms": _ms(t0)}
 
     def _chunk_frame(self, manifest: BlobManifest, i: int) -> dict[str, Any]:
@@ -751,7 +765,8 @@ class FileService:
         u = await asyncio.to_thread(self.store.usage)
         return {"output": {"blobs": count, "complete": len(self.complete), "pinned": len(self.store.pinned()),
                            "store_bytes": u.store_bytes, "capacity_bytes": u.capacity_bytes,
-                           "free_bytes": u.free_bytes, "fraction": round(u.fraction, 4)}, "meta": {}}
+                           "free_bytes": u.free_bytes, "fraction": round(u.fraction, 4),
+                           "transfers": self.gate.status()}, "meta": {}}
 
     async def verify(self, req: Request) -> dict[str, Any]:
         sample = req.input.get("sample", VERIFY_DEFAULT)

@@ -10,6 +10,12 @@ primary model's `quant`, `ctx`, `backend`, `modalities`, and `requires_internet`
 only when every catalogued model needs the internet (so an offline node does not drop a
 descriptor that still has local models).
 
+Outage-aware (issue 10; README "Emergency detector"): with a `mode_bus`, the service
+follows this node's emergency mode (`emergency.watch`). While the node is offline every
+model with `requires_internet` leaves the catalogue: routing never picks one (the primary
+becomes the first local/LAN model) and the descriptors are announced again without them
+(none at all when no local model is left); back online they are restored and announced.
+
 Config is duck-typed: `llm_config.backends` is an iterable of objects (or dicts) with
 `name` ("llama_cpp" | "openai" | "lmstudio" | "ollama"), `url`, `model`, `model_path`,
 `api_key_env`, `ctx`, `max_concurrent`, `models` (all optional but `name`).
@@ -365,7 +371,7 @@ class LlmService:
     version = "1.0"
 
     def __init__(self, llm_config: Any = None, *, backends: Sequence[LlmBackend] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, mode_bus: Any = None) -> None:
         """`threads`: llama.cpp threads per in-process model; replicas share the cores, and
         ggml's spinning threads collapse when oversubscribed."""
         self._backends: list[LlmBackend] = list(backends or [])
@@ -383,6 +389,24 @@ class LlmService:
         self._served = 0
         self._errors = 0
         self._dup_warned: set[str] = set()
+        self.mode_bus = mode_bus  # a BusClient to follow emergency.watch (None: always online)
+        self.offline = False  # internet-only models withdrawn (this node's emergency mode)
+        self.announce_changes: Any = None  # set by the worker runtime
+        self._follow: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ emergency mode
+    def set_mode(self, mode: str | None, state: Any = None) -> None:
+        """Offline: withdraw internet-only models; otherwise offer them again."""
+        from hearthnet.emergency.effects import internet_backends_offered
+
+        offline = not internet_backends_offered(mode)
+        if offline == self.offline:
+            return
+        self.offline = offline
+        withdrawn = [m.name for b in self._backends for m in b.models if m.requires_internet]
+        log.warning("llm: %s internet-only models %s", "withdrawing" if offline else "restoring", withdrawn)
+        if self.announce_changes is not None:
+            self.announce_changes()
 
     # ------------------------------------------------------------------ catalogue
     @property
@@ -394,6 +418,8 @@ class LlmService:
         out: list[tuple[dict[str, Any], LlmBackend]] = []
         for backend in self._backends:
             for m in backend.models:
+                if self.offline and m.requires_internet:
+                    continue
                 if m.name in seen:
                     if m.name not in self._dup_warned:
                         self._dup_warned.add(m.name)
@@ -428,7 +454,7 @@ class LlmService:
         }
 
     def capabilities(self) -> list[Capability]:
-        if not self._backends:
+        if not self._backends or not self._catalogue():
             return []
         params = self._params()
         max_concurrent = sum(max(1, b.max_concurrent()) for b in self._backends)
@@ -455,6 +481,11 @@ class LlmService:
     async def start(self) -> None:
         """Warm the first backend. If it cannot load, it is dropped (recorded for
         health()) and the next one is tried, so the descriptors only list working models."""
+        if self.mode_bus is not None:
+            from hearthnet.emergency.follow import follow_mode
+
+            await self.mode_bus.start()
+            self._follow = asyncio.ensure_future(follow_mode(self.mode_bus, self.set_mode))
         while self._backends:
             first = self._backends[0]
             try:
@@ -467,6 +498,9 @@ class LlmService:
                 await first.close()
 
     async def stop(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+            await self.mode_bus.close()
         for backend in self._backends:
             try:
                 await backend.close()
@@ -487,10 +521,16 @@ class LlmService:
                       "llm: no backend configured — every backend failed:\n" + reasons
                       + "fix it or add one to config.toml:\n")
             out["note"] = prefix + LLM_BACKEND_SNIPPET
+        elif not self._catalogue():
+            out["note"] = "llm: offline — every configured model needs the internet; none offered"
+            out["offline_withdrawn"] = True
         else:
             out["primary_model"] = self._catalogue()[0][0]["name"]
+            out["offline_withdrawn"] = self.offline
+            if self.offline:
+                out["note"] = "llm: offline — internet-only models withdrawn"
             if self._skipped:
-                out["note"] = "llm: skipped " + "; ".join(
+                out["note"] = (out.get("note", "") + "; " if out.get("note") else "") + "llm: skipped " + "; ".join(
                     f"{s['backend']} ({s['error']})" for s in self._skipped)
         return out
 

@@ -59,6 +59,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("HEARTHNET_RUN_DIR", str(e.run))
     # Never collide with a real node on this host.
     monkeypatch.setenv("HEARTHNET_TRANSPORT_PORT", str(free_port()))
+    # Network rule: doctor's mdns_socket/udp_multicast join groups on loopback only.
+    monkeypatch.setenv("HEARTHNET_DISCOVERY_INTERFACES", "lo")
     return e
 
 

@@ -515,7 +515,9 @@ def test_status_counts_the_store(h: Harness) -> None:
     h.store.pin(a.cid)
     h.call("file.put", {"manifest": wire_manifest(data_of(10))})  # incomplete
     out = h.call("file.status", {})
-    assert set(out) == {"blobs", "complete", "pinned", "store_bytes", "capacity_bytes", "free_bytes", "fraction"}
+    assert set(out) == {"blobs", "complete", "pinned", "store_bytes", "capacity_bytes", "free_bytes", "fraction",
+                        "transfers"}
+    assert out["transfers"]["yielding"] is False  # no detector: online behaviour
     assert (out["blobs"], out["complete"], out["pinned"]) == (2, 1, 1)
     assert out["store_bytes"] == h.store.store_bytes() > 0
     h.call("file.put", {"manifest": wire_manifest(b"second")})  # a change is counted at once

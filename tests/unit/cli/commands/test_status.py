@@ -105,3 +105,32 @@ def test_status_shows_the_blob_store(runner, gateway):
     assert result.exit_code == 0, result.output
     assert "Blob store" in result.stdout and "12 file(s), 1.2 GB" in result.stdout
     assert "(3 pinned, 1 incomplete)" in result.stdout and "80.0 GB free of 250.0 GB (68 % used)" in result.stdout
+
+
+def _human(doc: dict) -> str:
+    import io
+
+    from hearthnet.cli.commands.status import StatusResult
+    from hearthnet.cli.render import Output
+
+    buf = io.StringIO()
+    StatusResult(doc).human(Output(out=buf, err=io.StringIO()))
+    return buf.getvalue()
+
+
+def test_status_shows_the_emergency_mode_and_its_effects():
+    from tests.unit.cli.conftest import status_doc
+
+    from hearthnet.emergency.effects import effects
+
+    doc = status_doc([worker("broker")], [])
+    doc["emergency"] = {"mode": "offline", "since": "2026-12-01T12:00:00.000Z", "flap_hold": False,
+                        "peers_reachable": 2, "effects": effects("offline"), "applied": {"sync_interval_seconds": 30.0},
+                        "probes": [{"target": "1.1.1.1", "kind": "dns", "ok": False, "ms": 2000, "error": "timeout",
+                                    "deciding": True}]}
+    out = _human(doc)
+    for text in ("offline", "since 2026-12-01T12:00:00.000Z", "failing: 1.1.1.1", "peers reachable: 2",
+                 "sync every 30 s", "LLM internet backends withdrawn", "16 MiB yield"):
+        assert text in out, text
+    doc["emergency"] = None
+    assert "emergency worker is not running" in _human(doc)
