@@ -79,7 +79,16 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
         progs.append(Program("market"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
+    if cfg.ui.enabled and not no_ui and ui_installed():
+        progs.append(Program("ui"))
     return progs
+
+
+def ui_installed() -> bool:
+    """The `ui` extra (gradio): a node without it runs headless rather than a FATAL ui."""
+    import importlib.util
+
+    return importlib.util.find_spec("gradio") is not None
 
 
 def knowledge_installed() -> bool:
