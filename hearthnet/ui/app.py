@@ -41,21 +41,28 @@ def build_app(client: UiClient, cfg: "Config", work_dir: Path, pairing_note: str
         with gr.Tabs(elem_id="hn-tabs"):
             with gr.Tab("Ask", id="ask"):
                 ask.build(client)
-            with gr.Tab("Chat", id="chat"):
-                chat.build(client)
-            with gr.Tab("Market", id="market"):
-                market.build(client)
-            with gr.Tab("Files", id="files"):
-                files.build(client, work_dir)
-            with gr.Tab("Emergency", id="emergency"):
-                emergency.build(client)
-            with gr.Tab("Mesh", id="mesh"):
-                mesh.build(client)
+            with gr.Tab("Chat", id="chat") as t:
+                wire(app, t, chat.build(client))
+            with gr.Tab("Market", id="market") as t:
+                wire(app, t, market.build(client))
+            with gr.Tab("Files", id="files") as t:
+                wire(app, t, files.build(client, work_dir))
+            with gr.Tab("Emergency", id="emergency") as t:
+                wire(app, t, emergency.build(client))
+            with gr.Tab("Mesh", id="mesh") as t:
+                wire(app, t, mesh.build(client))
             with gr.Tab("Settings", id="settings"):
                 settings.build(client, cfg, work_dir, pairing_note)
         app.load(lambda: render_header(client, cfg), None, [header])
         gr.on([gr.Timer(10).tick], lambda: render_header(client, cfg), None, [header])
     return app
+
+
+def wire(app: gr.Blocks, tab: gr.Tab, loader: Any) -> None:
+    """Fill a tab when the page loads and each time it is selected."""
+    fn, inputs, outputs = loader
+    app.load(fn, inputs, outputs)
+    tab.select(fn, inputs, outputs)
 
 
 def render_header(client: UiClient, cfg: "Config") -> str:
@@ -64,7 +71,7 @@ def render_header(client: UiClient, cfg: "Config") -> str:
     try:
         st = client.status()
     except UiError as exc:
-        return f"<h1>HearthNet</h1><p>⚠️ {esc(exc.message)}</p>"
+        return f"<h1>HearthNet</h1><p>Problem: {esc(exc.message)}</p>"
     community = (st.get("community") or {}).get("name") or ""
     peers = len(st.get("peers") or [])
     mode = ""
@@ -73,10 +80,11 @@ def render_header(client: UiClient, cfg: "Config") -> str:
             mode = str(client.call("emergency.status").get("mode") or "")
         except UiError:
             mode = ""
-    pill = {"offline": "🔴 offline — local services active", "degraded": "🟠 limited connection",
-            "online": "🟢 online"}.get(mode, "🟢 node running")
+    pill = {"offline": "OFFLINE — local services active", "degraded": "limited connection",
+            "online": "online"}.get(mode, "node running")
     name = cfg.node.display_name or (st.get("node") or {}).get("display_name") or ""
-    return (f"<h1>HearthNet · {esc(community)}</h1><p>{esc(name)} · {esc(pill)} · "
+    return (f"<h1>HearthNet · {esc(community)}</h1><p>{esc(name)} · <b class=\"hn-mode-{esc(mode or 'up')}\">"
+            f"{esc(pill)}</b> · "
             f"{peers} peer{'s' if peers != 1 else ''} reachable</p>")
 
 

@@ -20,6 +20,9 @@ CSS = """
 .hn-badge { background: var(--hn-accent); color: white; border-radius: 999px; padding: 0 0.5rem;
   font-size: 0.8rem; }
 .hn-exercise { background: var(--hn-accent-3); color: white; padding: 0 0.4rem; border-radius: 4px; }
+.hn-mode-offline { color: var(--hn-error); } .hn-mode-degraded { color: var(--hn-warn); }
+.hn-mode-online, .hn-mode-up { color: var(--hn-ok); }
+.hn-msg { border-bottom: 1px solid #eee; padding: 0.3rem 0; }
 .hn-topology svg { max-width: 100%; height: auto; }
 @media (max-width: 640px) { .gradio-container { padding: 0.25rem !important; }
   .hn-table { font-size: 0.8rem; } }

@@ -99,3 +99,88 @@ def test_every_tab_loads_with_no_request_leaving_the_machine(make_ui_node, brows
     assert_offline_clean(reqs)
     assert_offline_clean(phone_reqs)
     assert "Traceback" not in page.content()
+
+
+@pytest.fixture
+def pair(make_ui_node):
+    """alice (founder) and bob (joined by invite), each with its UI, peered both ways."""
+    a, b = make_ui_node("alice"), make_ui_node("bob")
+    a.init()
+    a.start(wait_workers=WORKERS)
+    join_by_invite(a, b)
+    b.start(wait_workers=WORKERS)
+    a.peer_add(b)
+    b.peer_add(a)
+    ids = {n.name: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b)}
+    wait_for(lambda: any(c["name"] == "chat.deliver" and not c["local"]
+                         for c in a.api("/api/v1/capabilities")["capabilities"]), 60,
+             message="alice sees bob's chat.deliver")
+    return a, b, ids
+
+
+def choose_peer(page: Any) -> None:
+    """The first (here: the only) other member in the peer list."""
+    page.locator("#chat-refresh").click()
+    page.locator("#chat-peer label").first.click()
+
+
+def test_chat_between_two_nodes_market_post_and_file_round_trip(pair, browser, tmp_path) -> None:
+    a, b, ids = pair
+    pa, reqs_a = open_page(browser, a)
+    pb, reqs_b = open_page(browser, b)
+
+    # --- chat: an empty message is refused on the page, nothing sent
+    tab(pa, "Chat")
+    choose_peer(pa)
+    pa.locator("#chat-send").click()
+    pa.get_by_text("The message is empty").first.wait_for()
+    assert a.call("chat.history", {"params": {}, "input": {}})[1]["output"]["messages"] == []
+    fill(pa, "chat-text", "hello bob, from alice's browser")
+    pa.locator("#chat-send").click()
+    pa.get_by_text("Sent (").first.wait_for()
+    tab(pb, "Chat")
+    choose_peer(pb)
+    pb.locator("#chat-thread").get_by_text("hello bob, from alice's browser").wait_for()
+    shot(pb, "chat-bob")
+
+    # --- market: a post on alice's page shows on bob's board
+    tab(pa, "Market")
+    pa.get_by_text("New post").click()
+    fill(pa, "market-title", "Generator to lend")
+    fill(pa, "market-body", "petrol, 2 kW, ask at number 12")
+    pa.locator("#market-post").click()
+    pa.get_by_text("Posted (").first.wait_for()
+    tab(pb, "Market")
+    wait_for(lambda: (pb.locator("#market-refresh").click(), "Generator to lend" in pb.locator("#market-board").inner_text())[1],
+             30, 1, message="bob's board shows alice's post")
+    shot(pb, "market-bob")
+
+    # --- files: upload on alice's page, download it on bob's page by CID
+    upload = tmp_path / "water-plan.txt"
+    upload.write_text("boil water for one minute\n" * 100)
+    tab(pa, "Files")
+    pa.locator("#files-upload input[type=file]").set_input_files(str(upload))
+    pa.locator("#files-add").click()
+    pa.get_by_text("Added water-plan.txt").first.wait_for()
+    notice = pa.locator("#files-notice").inner_text()
+    cid = notice.split("`")[1] if "`" in notice else notice.rsplit(" ", 1)[-1]
+    assert cid.startswith("blake3:"), notice
+    shot(pa, "files-alice")
+    tab(pb, "Files")
+    fill(pb, "files-cid", cid)
+    with pb.expect_download() as dl:
+        pb.locator("#files-get").click()
+        pb.get_by_text("Fetched water-plan.txt").first.wait_for()
+        pb.locator("#files-out a").first.click()
+    saved = tmp_path / "downloaded.txt"
+    dl.value.save_as(saved)
+    assert saved.read_bytes() == upload.read_bytes()
+    shot(pb, "files-bob")
+
+    # --- mesh: bob is a peer on alice's page, found by a manual `peer add`
+    tab(pa, "Mesh")
+    pa.locator("#mesh-refresh").click()
+    pa.locator("#mesh-peers").get_by_text(ids["bob"].removeprefix("ed25519:")[:10]).first.wait_for()
+    shot(pa, "mesh-alice")
+    for reqs in (reqs_a, reqs_b):
+        assert_offline_clean(reqs)

@@ -8,17 +8,18 @@ from typing import Any
 
 import gradio as gr
 
+from hearthnet.ui.tabs.common import Loader
 from hearthnet.ui.client import UiClient, UiError
 from hearthnet.ui.tabs.common import MAX_UPLOAD_BYTES, esc, ok, problem, short
 
 MAX_BODY_BYTES = 16 * 1024  # chat.send's own limit: say so before sending
 
 
-def build(client: UiClient) -> None:
+def build(client: UiClient) -> "Loader":
     notice = gr.Markdown(elem_id="chat-notice")
     with gr.Row():
         with gr.Column(scale=1, min_width=220):
-            peer = gr.Dropdown(label="Write to", choices=[], elem_id="chat-peer", allow_custom_value=False)
+            peer = gr.Radio(label="Write to", choices=[], elem_id="chat-peer")
             refresh = gr.Button("Refresh", size="sm", elem_id="chat-refresh")
         with gr.Column(scale=3):
             thread = gr.HTML(elem_id="chat-thread")
@@ -39,6 +40,7 @@ def build(client: UiClient) -> None:
     peer.change(lambda p: render_thread(client, p), [peer], [thread])
     send.click(on_send, [peer, text, attach], [notice, thread, text, attach])
     gr.on([gr.Timer(5).tick], load, [peer], [peer, thread, notice])
+    return load, [peer], [peer, thread, notice]
 
 
 def peer_choices(client: UiClient) -> tuple[list[tuple[str, str]], str]:
@@ -72,16 +74,16 @@ def render_thread(client: UiClient, peer: str | None) -> str:
     except UiError as exc:
         return f"<p>{esc(problem(exc.message))}</p>"
     if not msgs:
-        return "<p><em>No messages yet. 🔒 Messages are end-to-end encrypted.</em></p>"
+        return "<p><em>No messages yet. Messages are end-to-end encrypted.</em></p>"
     rows = []
     for m in msgs:
         who = "me" if m.get("direction") == "out" else short(m.get("from"))
         body = esc(m.get("body")) if m.get("decrypted", True) else "<em>(cannot decrypt)</em>"
-        files = "".join(f'<br>📎 {esc(a.get("name"))} <code>{esc(a.get("cid"))}</code>'
+        files = "".join(f'<br>attached: {esc(a.get("name"))} <code>{esc(a.get("cid"))}</code>'
                         for a in m.get("attachments") or [] if isinstance(a, dict))
         rows.append(f'<div class="hn-msg"><b>{esc(who)}</b> <small>{esc(m.get("created_at"))}</small><br>'
                     f'{body}{files}</div>')
-    return "🔒 end-to-end encrypted" + "".join(rows)
+    return "<small>end-to-end encrypted</small>" + "".join(rows)
 
 
 def send_message(client: UiClient, peer: str | None, body: str, upload: Any) -> tuple[str, bool]:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+# What a tab's build() returns: (fn, inputs, outputs) to fill it when the page loads or
+# the tab is selected (timers only refresh it later).
+Loader = tuple[Callable[..., Any], Any, list[Any]]
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # the UI's own upload cap (gradio enforces it too)
 
@@ -27,8 +31,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "n
 
 
 def ok(text: str) -> str:
-    return f"✅ {text}"
+    return f"**OK:** {text}"
 
 
 def problem(text: str) -> str:
-    return f"⚠️ {text}"
+    return f"**Problem:** {text}"

@@ -7,13 +7,14 @@ from typing import Any
 
 import gradio as gr
 
+from hearthnet.ui.tabs.common import Loader
 from hearthnet.ui.client import UiClient, UiError
 from hearthnet.ui.tabs.common import esc, ok, problem, table
 
 ACK_STATUSES = ["ok", "need_help", "other"]
 
 
-def build(client: UiClient) -> None:
+def build(client: UiClient) -> "Loader":
     state = gr.Markdown(elem_id="emergency-state")
     alerts = gr.HTML(elem_id="emergency-alerts")
     notice = gr.Markdown(elem_id="emergency-notice")
@@ -30,6 +31,7 @@ def build(client: UiClient) -> None:
     refresh.click(load, None, [state, alerts])
     ack.click(lambda e, s, n: acknowledge(client, e, s, n), [event_id, status, note], [notice, alerts])
     gr.on([gr.Timer(5).tick], load, None, [state, alerts])
+    return load, None, [state, alerts]
 
 
 def render_state(client: UiClient) -> str:
@@ -41,8 +43,8 @@ def render_state(client: UiClient) -> str:
     except UiError as exc:
         return problem(exc.message)
     mode = str(st.get("mode") or "unknown")
-    banner = {"online": "🟢 Internet online", "degraded": "🟠 Limited connection · local services active",
-              "offline": "🔴 INTERNET OFFLINE — LOCAL ACTIVE"}.get(mode, f"Mode: {mode}")
+    banner = {"online": "Internet online", "degraded": "LIMITED CONNECTION · local services active",
+              "offline": "INTERNET OFFLINE — LOCAL ACTIVE"}.get(mode, f"Mode: {mode}")
     since = f" · since {st['since']}" if st.get("since") else ""
     return f"### {banner}{since}"
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import gradio as gr
 
+from hearthnet.ui.tabs.common import Loader
 from hearthnet.ui.client import UiClient, UiError
 from hearthnet.ui.tabs.chat import add_upload
 from hearthnet.ui.tabs.common import esc, ok, problem, table
 
 
-def build(client: UiClient, download_dir: Path) -> None:
+def build(client: UiClient, download_dir: Path) -> "Loader":
     notice = gr.Markdown(elem_id="files-notice")
     upload = gr.File(label="Upload a file to the store", elem_id="files-upload")
     add = gr.Button("Add to store", variant="primary", elem_id="files-add")
@@ -28,6 +29,7 @@ def build(client: UiClient, download_dir: Path) -> None:
     pin.click(lambda c: pin_file(client, c), [cid], [notice, listing])
     get.click(lambda c: fetch_file(client, c, download_dir), [cid], [notice, out])
     gr.on([gr.Timer(15).tick], lambda: list_files(client), None, [listing, notice])
+    return lambda: list_files(client), None, [listing, notice]
 
 
 def list_files(client: UiClient) -> tuple[str, str]:
@@ -39,7 +41,7 @@ def list_files(client: UiClient) -> tuple[str, str]:
     except UiError as exc:
         return "", problem(exc.message)
     rows = [(f"<code>{esc(f.get('cid'))}</code>", esc(f.get("filename")), esc(f.get("size_bytes")),
-             "📌" if f.get("pinned") else "", "yes" if f.get("complete") else "partial")
+             "pinned" if f.get("pinned") else "", "yes" if f.get("complete") else "partial")
             for f in doc.get("files") or [] if isinstance(f, dict)]
     return table(["CID", "name", "bytes", "pinned", "complete"], rows, "The store is empty."), ""
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import gradio as gr
 
+from hearthnet.ui.tabs.common import Loader
 from hearthnet.ui.client import UiClient, UiError
 from hearthnet.ui.tabs.common import esc, ok, problem, short, table
 
 CATEGORIES = ["offer", "request", "info", "emergency"]
 
 
-def build(client: UiClient) -> None:
+def build(client: UiClient) -> "Loader":
     notice = gr.Markdown(elem_id="market-notice")
     with gr.Row():
         query = gr.Textbox(label="Search", scale=3, elem_id="market-query")
@@ -38,6 +39,7 @@ def build(client: UiClient) -> None:
                [notice, board, title, body])
     done.click(lambda i: fulfil(client, i), [done_id], [notice, board])
     gr.on([gr.Timer(10).tick], lambda: list_board(client), None, [board, notice])
+    return lambda: list_board(client), None, [board, notice]
 
 
 def render_posts(posts: list[dict[str, Any]]) -> str:

@@ -8,11 +8,12 @@ from typing import Any
 import gradio as gr
 
 from hearthnet.ui import topology
+from hearthnet.ui.tabs.common import Loader
 from hearthnet.ui.client import UiClient, UiError
 from hearthnet.ui.tabs.common import esc, problem, short, table
 
 
-def build(client: UiClient) -> None:
+def build(client: UiClient) -> "Loader":
     notice = gr.Markdown(elem_id="mesh-notice")
     members = gr.HTML(elem_id="mesh-members")
     peers = gr.HTML(elem_id="mesh-peers")
@@ -21,6 +22,7 @@ def build(client: UiClient) -> None:
     refresh = gr.Button("Refresh", size="sm", elem_id="mesh-refresh")
     refresh.click(lambda: load(client), None, [members, peers, picture, notice])
     gr.on([gr.Timer(5).tick], lambda: load(client), None, [members, peers, picture, notice])
+    return lambda: load(client), None, [members, peers, picture, notice]
 
 
 def load(client: UiClient) -> tuple[str, str, str, str]:
@@ -47,7 +49,7 @@ def load(client: UiClient) -> tuple[str, str, str, str]:
         last = p.get("last_sync") or {}
         names[short(p.get("node_id"))] = p.get("display_name") or short(p.get("node_id"))
         sync = sync_text(last)
-        peer_rows.append((esc(p.get("display_name")), f"<code>{esc(p.get('node_id_short') or short(p.get('node_id')))}</code>",
+        peer_rows.append((esc(p.get("display_name")), f"<code>{esc(short(p.get('node_id')))}</code>",
                           esc(p.get("source")), esc(p.get("endpoint")), sync))
     diagnose = (status.get("discovery") or {}).get("diagnose") or []
     why = "; ".join(str(d.get("message") if isinstance(d, dict) else d) for d in diagnose) if not peer_rows else ""
