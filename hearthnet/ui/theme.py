@@ -23,7 +23,7 @@ CSS = """
 .hn-mode-offline { color: var(--hn-error); } .hn-mode-degraded { color: var(--hn-warn); }
 .hn-mode-online, .hn-mode-up { color: var(--hn-ok); }
 .hn-msg { border-bottom: 1px solid #eee; padding: 0.3rem 0; }
-.hn-topology svg { max-width: 100%; height: auto; }
+.hn-topology svg { width: 100%; max-width: 460px; height: auto; }
 @media (max-width: 640px) { .gradio-container { padding: 0.25rem !important; }
   .hn-table { font-size: 0.8rem; } }
 """

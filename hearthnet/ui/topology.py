@@ -13,14 +13,14 @@ MAX_NODES = 50
 SIZE = 420
 
 
-def edges_from_traces(traces: list[dict[str, Any]], self_label: str = "this node") -> Counter:
+def edges_from_traces(traces: list[dict[str, Any]], own_id: str = "", self_label: str = "this node") -> Counter:
     """(caller, callee, capability prefix) -> calls. A local route ends at this node; a
     remote one at the peer; a call with no caller (the owner's own) starts here."""
     edges: Counter = Counter()
     for t in traces:
         route = str(t.get("route") or "")
         caller = str(t.get("caller") or "") or self_label
-        if caller in ("self", "local", "owner"):
+        if caller in ("self", "local", "owner", own_id):
             caller = self_label
         callee = route.split(":", 1)[1] if route.startswith("remote:") else self_label
         prefix = str(t.get("capability") or "?").split(".", 1)[0]

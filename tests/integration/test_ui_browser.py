@@ -184,3 +184,75 @@ def test_chat_between_two_nodes_market_post_and_file_round_trip(pair, browser, t
     shot(pa, "mesh-alice")
     for reqs in (reqs_a, reqs_b):
         assert_offline_clean(reqs)
+
+
+def test_invite_a_second_node_from_the_settings_tab(make_ui_node, make_node, browser) -> None:
+    a = make_ui_node("founder")
+    a.init()
+    a.start(wait_workers=WORKERS)
+    joiner = make_node("joiner")
+    device_text = joiner.cli_json("id")["id_text"]  # what the new device shows its inviter
+    page, reqs = open_page(browser, a)
+    tab(page, "Settings")
+    # a malformed invite pasted: a clear message, no traceback
+    fill(page, "settings-join-text", "hearthnet-invite://not-an-invite")
+    page.locator("#settings-join").click()
+    page.get_by_text("This invite cannot be used").first.wait_for()
+    # invite the joiner's device: the invite text and its QR code appear
+    fill(page, "settings-invitee", device_text)
+    page.locator("#settings-invite").click()
+    page.get_by_text("Invite created").first.wait_for()
+    page.locator("#settings-qr img").first.wait_for()
+    invite = page.locator("#settings-invite-text textarea, #settings-invite-text input").first.input_value()
+    shot(page, "settings-invite")
+    assert invite.startswith("hearthnet"), invite
+    joiner.cli_json("invite", "redeem", invite, "--yes")
+    joiner.start(wait_workers=("broker", "gateway", "ledger"))
+    joiner.peer_add(a)
+    a.peer_add(joiner)
+    joiner_id = joiner.api("/api/v1/status")["node"]["node_id"]
+    tab(page, "Mesh")
+    page.locator("#mesh-refresh").click()
+    page.locator("#mesh-members").get_by_text(joiner_id.removeprefix("ed25519:")[:10]).first.wait_for()
+    assert "Traceback" not in page.content()
+    assert_offline_clean(reqs)
+
+
+ASK_WORKERS = WORKERS + ("llm", "embedding", "rag")
+DOC = """# Flood plan for Mill Street
+
+## Drinking water
+
+When the tap water is contaminated after a flood, boil drinking water at a rolling boil for
+at least one minute before you drink it or cook with it.
+
+## Shelter
+
+The emergency shelter is the gym of the primary school on Mill Road.
+"""
+
+
+def test_ask_streams_an_answer_with_sources_from_the_tiny_model(make_ui_node, browser, tiny_gguf,
+                                                                tmp_path) -> None:
+    n = make_ui_node("asker")
+    n.init()
+    n.add_config(f'[[llm.backends]]\nname = "llama_cpp"\nmodel = "tiny"\nmodel_path = "{tiny_gguf}"\n'
+                 'ctx = 16384\n')
+    n.env.update({"HEARTHNET_RAG_RELEVANCE_THRESHOLD": "0.3", "HEARTHNET_EMBEDDING_MODEL": "all-MiniLM-L6-v2"})
+    n.start(wait_workers=ASK_WORKERS)
+    wait_for(lambda: {"rag.ask", "rag.ingest", "llm.chat", "embed.text"}
+             <= {c["name"] for c in n.api("/api/v1/capabilities")["capabilities"]}, 60,
+             message="rag.ask, rag.ingest, llm.chat and embed.text offered")
+    doc = tmp_path / "flood-plan.md"
+    doc.write_text(DOC)
+    n.cli_json("rag", "ingest", str(doc), "--corpus", "mill-street", timeout=300)
+    page, reqs = open_page(browser, n)
+    tab(page, "Ask")
+    fill(page, "ask-question", "How long should I boil drinking water after a flood?")
+    fill(page, "ask-corpus", "mill-street")
+    page.locator("#ask-send").click()
+    page.locator("#ask-notice").get_by_text("Answered by this node").wait_for(timeout=120_000)
+    page.locator("#ask-sources").get_by_text("Flood plan").first.wait_for()
+    assert page.locator("#ask-answer").inner_text().strip()  # the tiny model's words mean nothing
+    shot(page, "ask")
+    assert_offline_clean(reqs)

@@ -48,8 +48,8 @@ def peer_choices(client: UiClient) -> tuple[list[tuple[str, str]], str]:
     if missing:
         return [], missing
     try:
-        members = client.call("community.members.list").get("members") or []
-        me = client.call("community.members.list").get("node_id")
+        listing = client.call("community.members.list")
+        members, me = listing.get("members") or [], listing.get("node_id")
         unread = {u.get("peer"): u.get("count", 0) for u in client.call("chat.unread").get("unread") or []}
     except UiError as exc:
         return [], problem(exc.message)
@@ -68,6 +68,8 @@ def render_thread(client: UiClient, peer: str | None) -> str:
         return "<p><em>Choose someone to write to.</em></p>"
     try:
         msgs = client.call("chat.history", {"peer": peer, "limit": 100}).get("messages") or []
+        names = {m.get("node_id"): m.get("display_name") or short(m.get("node_id"))
+                 for m in client.call("community.members.list").get("members") or []}
         unread = [m["event_id"] for m in msgs if m.get("direction") == "in" and not m.get("read_at")]
         if unread:
             client.call("chat.read", {"event_ids": unread})
@@ -77,7 +79,7 @@ def render_thread(client: UiClient, peer: str | None) -> str:
         return "<p><em>No messages yet. Messages are end-to-end encrypted.</em></p>"
     rows = []
     for m in msgs:
-        who = "me" if m.get("direction") == "out" else short(m.get("from"))
+        who = "me" if m.get("direction") == "out" else names.get(m.get("from"), short(m.get("from")))
         body = esc(m.get("body")) if m.get("decrypted", True) else "<em>(cannot decrypt)</em>"
         files = "".join(f'<br>attached: {esc(a.get("name"))} <code>{esc(a.get("cid"))}</code>'
                         for a in m.get("attachments") or [] if isinstance(a, dict))

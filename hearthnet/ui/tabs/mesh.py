@@ -50,12 +50,13 @@ def load(client: UiClient) -> tuple[str, str, str, str]:
         names[short(p.get("node_id"))] = p.get("display_name") or short(p.get("node_id"))
         sync = sync_text(last)
         peer_rows.append((esc(p.get("display_name")), f"<code>{esc(short(p.get('node_id')))}</code>",
-                          esc(p.get("source")), esc(p.get("endpoint")), sync))
+                          esc(p.get("source")), esc(endpoint_text(p.get("endpoint"))), sync))
     diagnose = (status.get("discovery") or {}).get("diagnose") or []
     why = "; ".join(str(d.get("message") if isinstance(d, dict) else d) for d in diagnose) if not peer_rows else ""
     peers_html = "<h4>Peers</h4>" + table(["name", "id", "found by", "endpoint", "last sync"], peer_rows,
                                           why or "No peers right now.")
-    svg = topology.render_svg(topology.edges_from_traces(traces), names)
+    own = str((status.get("node") or {}).get("node_id") or "")
+    svg = topology.render_svg(topology.edges_from_traces(traces, own), names)
     return member_html, peers_html, svg, ""
 
 
@@ -67,3 +68,9 @@ def sync_text(last: dict[str, Any]) -> str:
     outcome = f"ok (+{last.get('received', 0)}/-{last.get('sent', 0)})" if last.get("ok") else \
         f"failed: {last.get('error') or '?'}"
     return esc(f"{when} {outcome}")
+
+
+def endpoint_text(ep: Any) -> str:
+    if isinstance(ep, dict) and ep.get("host"):
+        return f"{ep['host']}:{ep.get('port', '')}"
+    return str(ep or "")
