@@ -27,7 +27,8 @@ def build(client: UiClient, download_dir: Path) -> "Loader":
 
     add.click(lambda f: add_file(client, f), [upload], [notice, listing, upload])
     pin.click(lambda c: pin_file(client, c), [cid], [notice, listing])
-    get.click(lambda c: fetch_file(client, c, download_dir), [cid], [notice, out])
+    get.click(lambda c: fetch_file(client, c, download_dir), [cid], [notice, out]).then(
+        lambda: list_files(client)[0], None, [listing])
     gr.on([gr.Timer(15).tick], lambda: list_files(client), None, [listing, notice])
     return lambda: list_files(client), None, [listing, notice]
 

@@ -207,3 +207,17 @@ def test_ui_error_carries_the_code() -> None:
     with pytest.raises(UiError) as info:
         c.call("market.list")
     assert info.value.code == "unauthorized" and "(unauthorized)" in info.value.message
+
+
+def test_an_attachment_is_added_to_the_store_then_sent_by_cid(tmp_path) -> None:
+    doc = tmp_path / "plan.txt"
+    doc.write_text("boil water")
+    cid = "blake3:" + "c" * 64
+    c, api = client({"chat.send", "file.add"},
+                    file_add=[("progress", {"current": 1, "total": 1}),
+                              ("done", {"manifest": {"cid": cid, "filename": "plan.txt"}})],
+                    chat_send={"event_id": "e2", "delivered": "queued"})
+    msg, sent = chat.send_message(c, PEER, "", str(doc))
+    assert sent, msg
+    assert api.calls[0] == ("file.add", {"path": str(doc)})
+    assert api.calls[1][0] == "chat.send" and api.calls[1][1]["attachments"] == [{"cid": cid, "name": "plan.txt"}]
