@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             with sync_playwright() as p:
                 browser = launch_chromium(p)
                 page = browser.new_page()
-                page.goto(node.ui_url, wait_until="networkidle")
+                page.goto(node.ui_url, wait_until="load")
                 page.get_by_role("tab", name="Ask").click()
                 page.locator("#ask-question textarea").fill(QUESTION)
                 page.locator("#ask-corpus textarea, #ask-corpus input").first.fill("bench")

@@ -82,9 +82,11 @@ class RequestLog:
         page.route("**/*", self._route)
 
     def _failed(self, request: Any) -> None:
-        # Gradio's queue answers each event over a Server-Sent-Events request that the page
-        # itself closes once the event is complete: chromium reports that as ERR_ABORTED.
-        if "/gradio_api/queue/data" in request.url and "ERR_ABORTED" in str(request.failure):
+        # Gradio answers each queued event, and reports an upload's progress, over a
+        # Server-Sent-Events request that the page itself closes once it has what it needs:
+        # chromium reports that as ERR_ABORTED. Any other failure counts.
+        if "ERR_ABORTED" in str(request.failure) and any(
+                p in request.url for p in ("/gradio_api/queue/data", "/gradio_api/upload_progress")):
             return
         self.failed.append(f"{request.url} ({request.failure})")
 

@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 
 from hearthnet.ui import theme  # noqa: E402
 from hearthnet.ui.client import UiClient, UiError  # noqa: E402
+from hearthnet.ui.live import LiveWatch  # noqa: E402
 from hearthnet.ui.tabs import ask, chat, emergency, files, market, mesh, settings  # noqa: E402
 from hearthnet.ui.tabs.common import MAX_UPLOAD_BYTES, esc  # noqa: E402
 
@@ -35,34 +36,63 @@ log = logging.getLogger("hearthnet.ui")
 LOOPBACK = "127.0.0.1"
 
 
-def build_app(client: UiClient, cfg: "Config", work_dir: Path, pairing_note: str = "") -> gr.Blocks:
+def build_app(client: UiClient, cfg: "Config", work_dir: Path, pairing_note: str = "",
+              watch: LiveWatch | None = None) -> gr.Blocks:
     with gr.Blocks(title="HearthNet", analytics_enabled=False) as app:
         header = gr.HTML(elem_id="hn-header", elem_classes=["hn-header"])
+        loaders: dict[str, Any] = {}
         with gr.Tabs(elem_id="hn-tabs"):
             with gr.Tab("Ask", id="ask"):
                 ask.build(client)
             with gr.Tab("Chat", id="chat") as t:
-                wire(app, t, chat.build(client))
+                loaders["chat"] = wire(app, t, chat.build(client))
             with gr.Tab("Market", id="market") as t:
-                wire(app, t, market.build(client))
+                loaders["market"] = wire(app, t, market.build(client))
             with gr.Tab("Files", id="files") as t:
                 wire(app, t, files.build(client, work_dir))
             with gr.Tab("Emergency", id="emergency") as t:
-                wire(app, t, emergency.build(client))
+                loaders["emergency"] = wire(app, t, emergency.build(client))
             with gr.Tab("Mesh", id="mesh") as t:
-                wire(app, t, mesh.build(client))
+                loaders["mesh"] = wire(app, t, mesh.build(client))
             with gr.Tab("Settings", id="settings"):
                 settings.build(client, cfg, work_dir, pairing_note)
         app.load(lambda: render_header(client, cfg), None, [header])
         gr.on([gr.Timer(10).tick], lambda: render_header(client, cfg), None, [header])
+        if watch is not None:
+            live_refresh(watch, loaders)
     return app
 
 
-def wire(app: gr.Blocks, tab: gr.Tab, loader: Any) -> None:
+def live_refresh(watch: LiveWatch, loaders: dict[str, Any]) -> None:
+    """A 1 s timer that re-renders only the tabs whose events the live feed saw since this
+    page last looked (per page: a gr.State of the counts); the rest are skipped."""
+    seen = gr.State({})
+    groups = list(loaders)
+    inputs = [seen] + [c for g in groups for c in (loaders[g][1] or [])]
+    outputs = [seen] + [c for g in groups for c in loaders[g][2]]
+
+    def tick(last: dict[str, int], *values: Any) -> list[Any]:
+        now = watch.snapshot()
+        out: list[Any] = [now]
+        args = list(values)
+        for g in groups:
+            fn, ins, outs = loaders[g]
+            mine = [args.pop(0) for _ in (ins or [])]
+            if now.get(g, 0) != last.get(g, 0):
+                out.extend(fn(*mine))
+            else:
+                out.extend(gr.skip() for _ in outs)
+        return out
+
+    gr.Timer(1).tick(tick, inputs, outputs, show_progress="hidden")
+
+
+def wire(app: gr.Blocks, tab: gr.Tab, loader: Any) -> Any:
     """Fill a tab when the page loads and each time it is selected."""
     fn, inputs, outputs = loader
     app.load(fn, inputs, outputs)
     tab.select(fn, inputs, outputs)
+    return loader
 
 
 def render_header(client: UiClient, cfg: "Config") -> str:
@@ -139,9 +169,12 @@ def serve(cfg: "Config") -> None:
     work_dir = cfg.paths.run_dir / "ui"
     work_dir.mkdir(mode=0o700, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(work_dir / "uploads")
-    api = LocalApi("localhost", 0, cfg.paths.api_token_file, socket_path=str(cfg.paths.api_socket))
-    client = UiClient(api)
+    def local_api() -> LocalApi:
+        return LocalApi("localhost", 0, cfg.paths.api_token_file, socket_path=str(cfg.paths.api_socket))
+
+    client = UiClient(local_api())
+    watch = LiveWatch(local_api).start()
     opts = launch_options(cfg, work_dir)
-    app = build_app(client, cfg, work_dir, pairing_note(cfg))
+    app = build_app(client, cfg, work_dir, pairing_note(cfg), watch)
     log.info("UI on http://%s:%s", opts["server_name"], cfg.ui.port)
     app.queue(default_concurrency_limit=8).launch(**opts)

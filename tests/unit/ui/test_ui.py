@@ -221,3 +221,16 @@ def test_an_attachment_is_added_to_the_store_then_sent_by_cid(tmp_path) -> None:
     assert sent, msg
     assert api.calls[0] == ("file.add", {"path": str(doc)})
     assert api.calls[1][0] == "chat.send" and api.calls[1][1]["attachments"] == [{"cid": cid, "name": "plan.txt"}]
+
+
+def test_live_watch_counts_events_per_tab_and_the_app_builds_with_it(tmp_path) -> None:
+    from hearthnet.ui.live import LiveWatch, group_of
+
+    assert group_of("chat.message.sent") == "chat" and group_of("market.post.expired") == "market"
+    assert group_of("emergency.alert.acknowledged") == "emergency" and group_of("file.cid.advertised") is None
+    watch = LiveWatch(lambda: None)  # type: ignore[arg-type,return-value]
+    for t in ("chat.message.sent", "chat.message.read", "market.post.created", "community.created"):
+        watch.seen(t)
+    assert watch.snapshot() == {"chat": 2, "market": 1}
+    c, _ = client(set())
+    assert app.build_app(c, _cfg(tmp_path), tmp_path, "", watch) is not None
