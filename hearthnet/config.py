@@ -189,9 +189,11 @@ class EmergencyConfig:
 
 @dataclass(frozen=True)
 class UiConfig:
+    enabled: bool = True  # `hearthnet run --no-ui` leaves it out too
     host: str = "127.0.0.1"
     port: int = 7860
     launch_browser: bool = True
+    lan_access: bool = False  # true: every interface, behind the owner's pairing code
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,16 @@ def programs_for(cfg: Config, no_ui: bool) -> list[Program]:
         progs.append(Program("emergency"))
     if cfg.workers.echo:
         progs.append(Program("echo"))
+    if cfg.ui.enabled and not no_ui and ui_installed():
+        progs.append(Program("ui"))
     return progs
+
+
+def ui_installed() -> bool:
+    """The `ui` extra (gradio): a node without it runs headless rather than a FATAL ui."""
+    import importlib.util
+
+    return importlib.util.find_spec("gradio") is not None
 
 
 def knowledge_installed() -> bool:
@@ -298,7 +307,8 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
     try:
         emit("starting", {"pid": proc.pid})
         notifier.status("starting the workers")
-        _wait_ready(cfg, proc, rpc, stop_requested, emit)
+        ui = any(p.name == "ui" for p in programs_for(cfg, no_ui))
+        _wait_ready(cfg, proc, rpc, stop_requested, emit, ui_url=ui_address(cfg) if ui else None)
         link = SystemdLink(cfg, notifier, watchdog_interval()) if notifier.enabled else None
         while not stop_requested and proc.poll() is None:
             if link is not None:
@@ -319,14 +329,19 @@ def run_node(cfg: Config, *, no_ui: bool = False, debug: bool = False,
         cfg.paths.api_endpoint_file.unlink(missing_ok=True)
 
 
+def ui_address(cfg: Config) -> str:
+    host = cfg.ui.host if cfg.ui.lan_access else "127.0.0.1"
+    return f"http://{local_host(host)}:{cfg.ui.port}"
+
+
 def _wait_ready(cfg: Config, proc: subprocess.Popen, rpc: SupervisorRpc,
-                stop_requested: list[int], emit) -> None:
+                stop_requested: list[int], emit, ui_url: str | None = None) -> None:
     deadline = time.monotonic() + STARTUP_WAIT_SECONDS
     while time.monotonic() < deadline and not stop_requested and proc.poll() is None:
         rpc.poke()  # supervisord spawns on its next loop pass: make that pass come now
         if gateway_healthy(cfg.paths.api_socket):
             emit("ready", {"url": f"https://{local_host(cfg.transport.host)}:{cfg.transport.port}",
-                           "socket": str(cfg.paths.api_socket)})
+                           "socket": str(cfg.paths.api_socket), "ui": ui_url})
             return
         time.sleep(0.05)
     if proc.poll() is not None:

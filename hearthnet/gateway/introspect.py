@@ -38,8 +38,8 @@ def merge_workers(processes: list[dict[str, Any]], broker_workers: list[dict[str
         state = proc.get("statename", "UNKNOWN")
         bw = by_name.pop(name, None)
         running = state == "RUNNING"
-        if name in ("broker", "gateway"):
-            healthy = running and (broker_ok or name == "gateway")
+        if name in ("broker", "gateway", "ui"):  # the ui is no bus worker: running is healthy
+            healthy = running and (broker_ok or name != "broker")
         else:  # a service worker is healthy once the broker hears its heartbeat
             healthy = running and bool(bw and bw["alive"])
         record = {

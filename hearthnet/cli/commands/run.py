@@ -46,7 +46,8 @@ def progress_printer(out: Output) -> Any:
     def on_event(kind: str, data: dict[str, Any]) -> None:
         text = {
             "starting": lambda: f"starting the node (supervisord pid {data.get('pid')}) …",
-            "ready": lambda: f"node ready: local API on {data.get('url')}; stop with {stop_how}",
+            "ready": lambda: f"node ready: local API on {data.get('url')}"
+                             + (f"; UI on {data['ui']}" if data.get("ui") else "") + f"; stop with {stop_how}",
             "slow": lambda: f"still starting … (logs: {data.get('log')}, or `hearthnet log -f`)",
             "failed": lambda: f"the node failed to start; see the logs in {data.get('log')}",
             "stopping": lambda: "stopping …",

@@ -1,0 +1,1 @@
+"""One module per tab; each has `build(client: UiClient) -> None`, called inside gr.Tab."""
