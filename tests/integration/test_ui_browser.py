@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-WORKERS = ("broker", "gateway", "ledger", "governance", "file", "chat", "market", "ui")
+WORKERS = ("broker", "gateway", "ledger", "governance", "file", "chat", "market", "alerts", "emergency", "ui")
 TABS = {"Ask": "ask-send", "Chat": "chat-refresh", "Market": "market-search", "Files": "files-add",
         "Emergency": "emergency-refresh", "Mesh": "mesh-refresh", "Settings": "settings-invite"}
 TIMEOUT_MS = 30_000
@@ -90,10 +90,12 @@ def test_every_tab_loads_with_no_request_leaving_the_machine(make_ui_node, brows
         page.locator(f"#{element}").wait_for()
         page.wait_for_timeout(1500)  # the tab's own load event has run
         shot(page, f"tab-{name.lower()}")
-    # the emergency detector and alerts are not on this node (yet): the tab says how to enable
+    # the detector (test nodes probe nothing outside, so: online) and no alerts yet; a node
+    # without those workers says how to enable them (tests/unit/ui)
     tab(page, "Emergency")
     page.locator("#emergency-refresh").click()
-    page.get_by_text("Not running").first.wait_for()
+    page.get_by_text("Internet online").first.wait_for()
+    page.get_by_text("No alerts.").first.wait_for()
     # phone width: the tabs are still reachable
     phone, phone_reqs = open_page(browser, node, width=390)
     tab(phone, "Market")
@@ -185,6 +187,42 @@ def test_chat_between_two_nodes_market_post_and_file_round_trip(pair, browser, t
     pa.locator("#mesh-refresh").click()
     pa.locator("#mesh-peers").get_by_text(ids["bob"].removeprefix("ed25519:")[:10]).first.wait_for()
     shot(pa, "mesh-alice")
+    for reqs in (reqs_a, reqs_b):
+        assert_offline_clean(reqs)
+
+
+def test_an_alert_and_its_acknowledgement_appear_on_the_other_node(pair, browser) -> None:
+    a, b, ids = pair
+    sent = a.cli_json("alert", "send", "--headline", "River above 7 m at the bridge", "--exercise",
+                      "--instruction", "Leave the lower town by the dyke road")
+    pa, reqs_a = open_page(browser, a)
+    pb, reqs_b = open_page(browser, b)
+    tab(pb, "Emergency")
+    wait_for(lambda: (pb.locator("#emergency-refresh").click(),
+                      "River above 7 m" in pb.locator("#emergency-alerts").inner_text())[1],
+             60, 1, message="bob's page shows alice's alert")
+    assert "EXERCISE" in pb.locator("#emergency-alerts").inner_text()
+    # bob answers from his browser: need help, with a note
+    pb.locator("#emergency-ack").click()
+    pb.get_by_text("Give the alert's id first").first.wait_for()  # nothing sent without an id
+    fill(pb, "emergency-alert-id", sent["event_id"])
+    pb.locator("#emergency-ack-status label", has_text="need_help").click()
+    fill(pb, "emergency-note", "grandmother needs a lift")
+    pb.locator("#emergency-ack").click()
+    pb.get_by_text("Acknowledged.").first.wait_for()
+    shot(pb, "emergency-bob")
+    # alice's page: the roll-up names bob under need help, nobody left to knock on
+    tab(pa, "Emergency")
+
+    def rolled_up() -> bool:
+        pa.locator("#emergency-refresh").click()
+        text = pa.locator("#emergency-alerts").inner_text()
+        return "need help 1" in text and "need help:" in text and "not heard from 0" in text
+
+    wait_for(rolled_up, 60, 1, message="alice's page shows bob's acknowledgement")
+    shot(pa, "emergency-alice")
+    (alert,) = a.cli_json("alert", "ls")["alerts"]
+    assert [p["node_id"] for p in alert["rollup"]["need_help"]] == [ids["bob"]]
     for reqs in (reqs_a, reqs_b):
         assert_offline_clean(reqs)
 

@@ -65,12 +65,21 @@ def alert_row(a: dict[str, Any]) -> tuple[str, ...]:
     r = a.get("rollup") or {}
     exercise = ' <span class="hn-exercise">EXERCISE</span>' if a.get("exercise") else ""
     inactive = "" if a.get("active", True) else " <em>(ended)</em>"
-    rollup = (f"ok {esc(r.get('ok', 0))} · need help {esc(r.get('need_help', 0))} · other "
-              f"{esc(r.get('other', 0))} · <b>not heard from {esc(_count(r.get('not_heard')))}</b>")
+    rollup = (f"ok {esc(_count(r.get('ok')))} · need help {esc(_count(r.get('need_help')))} · other "
+              f"{esc(_count(r.get('other')))} · <b>not heard from {esc(_count(r.get('not_heard')))}</b>"
+              f"{_names(r.get('need_help'), 'need help')}{_names(r.get('not_heard'), 'not heard from')}")
     mine = a.get("my_ack")
     mine_text = esc(mine.get("status") if isinstance(mine, dict) else mine or "—")
     return (f"<code>{esc(a.get('event_id'))}</code>", f"<b>{esc(a.get('headline'))}</b>{exercise}{inactive}",
             esc(a.get("severity")), rollup, mine_text)
+
+
+def _names(value: Any, label: str) -> str:
+    """The people behind a count that asks for a door knock (alert.list gives lists)."""
+    if not isinstance(value, list) or not value:
+        return ""
+    names = [str(p.get("name") or str(p.get("node_id", ""))[:16]) for p in value if isinstance(p, dict)]
+    return f"<br><small>{esc(label)}: {esc(', '.join(names))}</small>" if names else ""
 
 
 def _count(value: Any) -> Any:

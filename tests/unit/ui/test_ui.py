@@ -125,14 +125,17 @@ def test_emergency_tab_says_how_to_enable_absent_services() -> None:
 
 def test_emergency_tab_shows_alerts_roll_up_and_acks() -> None:
     alert = {"event_id": "01ALERT", "headline": "Boil water", "severity": "Moderate", "status": "Actual",
-             "exercise": True, "active": True, "rollup": {"ok": 2, "need_help": 1, "other": 0, "not_heard": 3},
-             "my_ack": None}
+             "exercise": True, "active": True, "my_ack": None,
+             "rollup": {"ok": [{"node_id": "ed25519:a", "name": "ann"}, {"node_id": "ed25519:b", "name": "ben"}],
+                        "need_help": [{"node_id": "ed25519:c", "name": "cem", "note": "no car"}], "other": [],
+                        "not_heard": [{"node_id": f"ed25519:{n}", "name": n} for n in ("dora", "eli", "fay")]}}
     c, api = client({"emergency.status", "alert.list", "alert.ack"},
                     emergency_status={"mode": "offline", "since": "2026-12-01T12:00:00Z"},
                     alert_list={"alerts": [alert]})
     assert "OFFLINE" in emergency.render_state(c)
     html = emergency.render_alerts(c)
-    assert "Boil water" in html and "EXERCISE" in html and "not heard from 3" in html
+    assert "Boil water" in html and "EXERCISE" in html and "ok 2" in html and "need help 1" in html
+    assert "not heard from 3" in html and "dora, eli, fay" in html and "need help: cem" in html  # the door-knock list
     notice, _ = emergency.acknowledge(c, "01ALERT", "need_help", "no water")
     assert notice.startswith("**OK:**")
     assert ("alert.ack", {"event_id": "01ALERT", "status": "need_help", "note": "no water"}) in api.calls
