@@ -7,6 +7,7 @@ no node at the start is exit 3, a bad topic exit 2.
 """
 from __future__ import annotations
 
+import signal
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -99,6 +100,10 @@ def watch(state: "CliState", topics: list[str], since: str | None, as_json: bool
         except NodeNotRunning:
             pass  # follow() says so properly
     note = lambda text: out.echo(f"watch: {text}", err=True)  # noqa: E731
+    # Ctrl-C is the way out, even when started with SIGINT ignored (a job a non-interactive
+    # shell put in the background inherits SIG_IGN, and Python then never raises
+    # KeyboardInterrupt): the command would otherwise run until killed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for frame in follow(connect, topics, since, note):
             if as_json:
