@@ -28,11 +28,10 @@ from hearthnet.identity.manifest import rfc3339, utcnow
 from hearthnet.ids import new_ulid
 from hearthnet.ledger.events import ACK_STATUSES, ALERT_ENUMS, ALERT_REFERENCES_MAX, ALERT_TEXT_MAX
 from hearthnet.services.alerts.view import ACKED, ALERT_TYPES, ISSUED, MIN_PREFIX, AlertView
-from hearthnet.services.market.follow import LogFollower
+from hearthnet.services.follow import REVOKED, FollowedView, LogFollower
 
 log = logging.getLogger("hearthnet.alerts")
 
-REVOKED = "community.member.revoked"
 DEFAULTS = {"severity": "Severe", "urgency": "Immediate", "certainty": "Likely", "status": "Actual",
             "msg_type": "Alert"}
 DEFAULT_EXPIRES_SECONDS = 6 * 3600
@@ -40,10 +39,11 @@ MAX_EXPIRES_SECONDS = 7 * 86400
 PUSH_TIMEOUT_SECONDS = 3.0
 PEERS_TIMEOUT_SECONDS = 2.0
 MEMBERS_TIMEOUT_SECONDS = 3.0
-READY_WAIT_SECONDS = 10.0
 
 
-class AlertService:
+class AlertService(FollowedView):
+    READY_WAIT_SECONDS = 10.0
+    NOT_READY = "the alerts worker has not read the event log yet"
     name = "alerts"
 
     def __init__(self, bus: Any, node_id: str, membership: Any = None) -> None:
@@ -95,28 +95,8 @@ class AlertService:
 
     # ------------------------------------------------------------------ following the ledger
 
-    async def _rebuild(self, events: list[dict[str, Any]]) -> None:
-        """A fresh view from the whole stored set (a revocation may have purged events)."""
-        fresh = AlertView()
-        for ev in events:
-            fresh.apply(ev)
-        self.view = fresh
-        self.ready.set()
-
-    async def _on_event(self, ev: dict[str, Any]) -> None:
-        if ev.get("event_type") == REVOKED:
-            await self._rebuild(await self.follower.stored())
-        else:
-            self.view.apply(ev)
-
-    async def _wait_ready(self) -> None:
-        if self.ready.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.ready.wait(), READY_WAIT_SECONDS)
-        except asyncio.TimeoutError:
-            raise HearthNetError("partition", "the alerts worker has not read the event log yet; "
-                                              "is the ledger running? try again shortly") from None
+    def _fresh_view(self) -> AlertView:
+        return AlertView()
 
     async def _append(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """Signed by this node; the ledger's refusal (unauthorized, not_found) reaches the

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from hearthnet.bus.service import Capability, Request
 from hearthnet.errors import HearthNetError
 from hearthnet.ledger.events import MARKET_EXPIRE_REASONS, ULID_RE
-from hearthnet.services.market.follow import LogFollower
+from hearthnet.services.follow import REVOKED, FollowedView, LogFollower
 from hearthnet.services.market.post import (CATEGORIES, MAX_CLIENT_ID, STATUS_FILTERS, post_problem, tags_problem,
                                             ttl_problem)
 from hearthnet.services.market.search import EMBED_BATCH, Matrix, VectorCache, semantic_rank, substring_rank
@@ -47,12 +47,10 @@ DEFAULT_K, MAX_K = 10, 100
 MAX_QUERY = 500
 MIN_PREFIX = 6
 MODERATORS = ("trusted", "anchor")
-READY_WAIT_SECONDS = 5.0
 SWEEP_BATCH = 500  # expiries one sweep appends at most
 SEARCH_MARGIN_SECONDS = 1.0  # of the search deadline kept for ranking and the answer
 WARM_SECONDS = 600.0  # the background filler of the search cache stops after this long
 MODEL_CACHE_SECONDS = 5.0  # who serves embed.text is asked of the broker at most this often
-REVOKED = "community.member.revoked"
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,9 @@ class _Fallback(Exception):
     """Semantic search is not possible now; the reason goes to meta.search_reason."""
 
 
-class MarketService:
+class MarketService(FollowedView):
+    READY_WAIT_SECONDS = 5.0
+    NOT_READY = "the marketplace has not read the event log yet"
     name = "market"
 
     def __init__(self, settings: MarketSettings, bus: Any, node_id: str,
@@ -150,32 +150,14 @@ class MarketService:
 
     # ------------------------------------------------------------------ following the ledger
 
-    async def _rebuild(self, events: list[dict[str, Any]]) -> None:
-        """A fresh view from the whole stored set (a revocation may have purged events),
-        plus our own recent appends the stream has not delivered yet."""
-        fresh = MarketView()
-        for ev in events:
-            fresh.apply(ev)
+    def _fresh_view(self) -> MarketView:
+        return MarketView()
+
+    def _rebuilt(self, fresh: MarketView) -> None:
+        """Our own recent appends the stream has not delivered yet go into the new view."""
         for ev in self._own:
             fresh.apply(ev)
-        self.view = fresh
-        self.ready.set()
         log.info("market view rebuilt", extra={"posts": len(fresh), "max_lamport": fresh.max_lamport()})
-
-    async def _on_event(self, ev: dict[str, Any]) -> None:
-        if ev.get("event_type") == REVOKED:
-            await self._rebuild(await self.follower.stored())
-        else:
-            self.view.apply(ev)
-
-    async def _wait_ready(self) -> None:
-        if self.ready.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.ready.wait(), READY_WAIT_SECONDS)
-        except asyncio.TimeoutError:
-            raise HearthNetError("partition", "the marketplace has not read the event log yet; "
-                                              "is the ledger running? try again shortly") from None
 
     async def _append(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """Authored and signed by this node; the ledger's refusal (unauthorized, not_found)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import hearthnet.services.market.follow as follow
+import hearthnet.services.follow as follow
 from tests.unit.ledger.conftest import post_data
 
 

@@ -286,9 +286,5 @@ def test_not_ready_is_a_plain_error(community, levels):
     from tests.unit.services.market.conftest import Market
 
     m = Market(community, community.root, levels)
-    import hearthnet.services.market.service as svc
-    old, svc.READY_WAIT_SECONDS = svc.READY_WAIT_SECONDS, 0.01
-    try:
-        assert code_of(m.call, "market.list", {}) == "partition"
-    finally:
-        svc.READY_WAIT_SECONDS = old
+    m.svc.READY_WAIT_SECONDS = 0.01  # this instance only
+    assert code_of(m.call, "market.list", {}) == "partition"

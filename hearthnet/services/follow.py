@@ -4,9 +4,13 @@ wanted types (`community.log.events`, page by page), so nothing stored while we 
 away or re-subscribing is missed; then take the live events. A subscription that breaks
 (ledger restart, a subscriber that fell behind) is renewed, with a fresh catch-up.
 
-`on_catch_up(events)` gets the complete stored list at each (re)subscription: the
-market view is rebuilt from it (which also drops events a revocation purged), and
-`on_event(ev)` gets every live one after it.
+`on_catch_up(events)` gets the complete stored list at each (re)subscription: a view is
+rebuilt from it (which also drops events a revocation purged), and `on_event(ev)` gets
+every live one after it.
+
+`FollowedView` is that pattern for a service whose state is one such view (the market
+board, the alerts): rebuilt at each catch-up and after a revocation, patched by each live
+event, and `_wait_ready()` for calls that arrive before the first catch-up.
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from hearthnet.errors import HearthNetError
 
-log = logging.getLogger("hearthnet.market")
+log = logging.getLogger("hearthnet.follow")
 
+REVOKED = "community.member.revoked"  # may purge stored events: views are rebuilt
 CATCH_UP_PAGE = 1000
 RENEW_SECONDS = 2.0
 LEDGER_TIMEOUT_SECONDS = 10.0
@@ -46,7 +51,7 @@ class LogFollower:
                 await self._one_subscription()
             except HearthNetError as exc:
                 log.info("event subscription ended; renewing", extra={"code": exc.code, "reason": exc.message})
-            except Exception:  # noqa: BLE001 - a bug with one event must not stop the board for good
+            except Exception:  # noqa: BLE001 - a bug with one event must not stop the view for good
                 log.exception("following the event log failed; renewing")
             await asyncio.sleep(RENEW_SECONDS)
 
@@ -83,3 +88,45 @@ class LogFollower:
             if len(page) < CATCH_UP_PAGE or not isinstance(last, int):
                 return out
             since = last - 1 if last - 1 > since else last
+
+
+class FollowedView:
+    """Mixin: the service keeps `self.view` (anything with `apply(event)`), `self.ready`
+    (an asyncio.Event) and `self.follower` (a LogFollower built with `self._rebuild` and
+    `self._on_event`, its types including REVOKED); it says how to make an empty view
+    and what to call itself when it is not ready yet."""
+
+    READY_WAIT_SECONDS = 5.0
+    NOT_READY = "this service has not read the event log yet"
+    view: Any
+    ready: asyncio.Event
+    follower: LogFollower
+
+    def _fresh_view(self) -> Any:
+        raise NotImplementedError
+
+    def _rebuilt(self, fresh: Any) -> None:
+        """Called with a rebuilt view before it replaces the current one."""
+
+    async def _rebuild(self, events: list[dict[str, Any]]) -> None:
+        """A fresh view from the whole stored set (a revocation may have purged events)."""
+        fresh = self._fresh_view()
+        for ev in events:
+            fresh.apply(ev)
+        self._rebuilt(fresh)
+        self.view = fresh
+        self.ready.set()
+
+    async def _on_event(self, ev: dict[str, Any]) -> None:
+        if ev.get("event_type") == REVOKED:
+            await self._rebuild(await self.follower.stored())
+        else:
+            self.view.apply(ev)
+
+    async def _wait_ready(self) -> None:
+        if self.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.ready.wait(), self.READY_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            raise HearthNetError("partition", f"{self.NOT_READY}; is the ledger running? try again shortly") from None
