@@ -22,63 +22,16 @@ the ratios to the raw call.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
-from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from hearthnet.testing.nodes import Node, join_by_invite
-from hearthnet.testing.waiting import wait_for
-from hearthnet.unixhttp import UnixHTTPConnection
+from hearthnet.testing.pair_bench import LocalCalls, NodePair, poll, raw_round, report, round_stats
 
 CORE = ("broker", "gateway", "ledger", "discovery", "chat")
-POLL_TIMEOUT_S = 30.0
 
 
-class Api:
-    """Calls over one keep-alive connection to a node's local API."""
-
-    def __init__(self, node: Node) -> None:
-        self.conn = UnixHTTPConnection(str(node.api_socket), timeout=30)
-        self.token = node.token()
-
-    def call(self, cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
-                   "X-HearthNet-Capability": cap}
-        self.conn.request("POST", "/bus/v1/call", body=json.dumps({"params": {}, "input": inp}).encode(),
-                          headers=headers)
-        resp = self.conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"{cap}: {resp.status} {data[:300]!r}")
-        return json.loads(data)["output"]
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * q))]
-
-
-def poll(fn: Any) -> Any:
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-    raise RuntimeError("message or receipt never arrived")
-
-
-def chat_round(a: Api, b: Api, a_id: str, b_id: str, n: int, rate: float) -> dict[str, list[float]]:
+def chat_round(a: LocalCalls, b: LocalCalls, a_id: str, b_id: str, n: int, rate: float) -> dict[str, list[float]]:
     visible, receipt, direct = [], [], 0
     since = max([m["lamport"] for m in b.call("chat.history", {"peer": a_id})["messages"]] or [0])
     gap, nxt = 1.0 / rate, time.monotonic()
@@ -99,17 +52,6 @@ def chat_round(a: Api, b: Api, a_id: str, b_id: str, n: int, rate: float) -> dic
     return {"visible": visible, "receipt": receipt, "direct": [float(direct)]}
 
 
-def raw_round(a: Api, n: int, rate: float) -> list[float]:
-    out, gap, nxt = [], 1.0 / rate, time.monotonic()
-    for _ in range(n):
-        nxt += gap
-        t0 = time.perf_counter()
-        a.call("experimental.echo", {"text": "x" * 150})
-        out.append((time.perf_counter() - t0) * 1000)
-        time.sleep(max(0.0, nxt - time.monotonic()))
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=60, help="per round")
@@ -118,32 +60,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.rate > 5:
         ap.error("--rate at most 5: each message is two chat.deliver calls, the peer limit is 10/s")
-    tmp = tempfile.TemporaryDirectory(prefix="hn-bench-chat-")
-    a, b = Node(Path(tmp.name) / "a", "a"), Node(Path(tmp.name) / "b", "b")
-    b.env["HEARTHNET_WORKERS_ECHO"] = "true"
     res: dict[str, list[dict[str, float]]] = {"visible": [], "receipt": [], "raw": []}
-    apis: list[Api] = []
     direct = 0
-    try:
-        a.init()
-        a.start(wait_workers=CORE)
-        join_by_invite(a, b)
-        b.start(wait_workers=(*CORE, "echo"))
-        for x, y in ((a, b), (b, a)):
-            r = x.cli("peer", "add", f"127.0.0.1:{y.port}")
-            if r.returncode != 0:
-                raise RuntimeError(f"peer add: {r.stderr or r.stdout}")
-        a_id = a.api("/api/v1/status")["node"]["node_id"]
-        b_id = b.api("/api/v1/status")["node"]["node_id"]
-
-        def remote(node: Node, cap: str, other: str) -> bool:
-            return any(c["name"] == cap and not c["local"] and c["node_id"] == other
-                       for c in node.api("/api/v1/capabilities")["capabilities"])
-
-        wait_for(lambda: remote(a, "chat.deliver", b_id) and remote(b, "chat.deliver", a_id)
-                 and remote(a, "experimental.echo", b_id), 90, 0.2, message="both nodes route to each other")
-        api_a, api_b = Api(a), Api(b)
-        apis += [api_a, api_b]
+    with NodePair("hn-bench-chat-", CORE) as pair:
+        pair.wait_routes("chat.deliver", a_caps_on_b=("chat.deliver",))
+        api_a, api_b = pair.local_calls()
+        a_id, b_id = pair.a_id, pair.b_id
         chat_round(api_a, api_b, a_id, b_id, 5, args.rate)  # warm: TLS sessions, pins, boxes
         raw_round(api_a, 5, args.rate)
         for i in range(args.rounds):
@@ -151,27 +73,13 @@ def main() -> int:
             direct += int(got["direct"][0])
             raw = raw_round(api_a, args.messages, args.rate)
             for name, lat in (("visible", got["visible"]), ("receipt", got["receipt"]), ("raw", raw)):
-                res[name].append({"p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99)})
+                res[name].append(round_stats(lat))
             print(f"round {i + 1}: visible p50 {res['visible'][-1]['p50_ms']:.1f} ms, receipt p50 "
                   f"{res['receipt'][-1]['p50_ms']:.1f} ms, raw p50 {res['raw'][-1]['p50_ms']:.1f} ms", flush=True)
-    finally:
-        for api in apis:
-            api.close()
-        a.cleanup()
-        b.cleanup()
-        tmp.cleanup()
-    med = {name: {k: round(statistics.median(r[k] for r in runs), 2) for k in ("p50_ms", "p99_ms")}
-           for name, runs in res.items()}
-    table = Table(title=f"direct chat A -> B, medians of {args.rounds} rounds of {args.messages} at {args.rate:g}/s")
-    for col in ("path", "p50 ms", "p99 ms", "p50 / raw"):
-        table.add_column(col)
-    for name, label in (("raw", "raw signed peer call (echo on B)"), ("visible", "chat.send -> visible on B"),
-                        ("receipt", "chat.send -> delivered receipt on A")):
-        table.add_row(label, f"{med[name]['p50_ms']:.1f}", f"{med[name]['p99_ms']:.1f}",
-                      f"{med[name]['p50_ms'] / med['raw']['p50_ms']:.1f}x")
-    Console().print(table)
-    print(json.dumps({"median_of_rounds": med, "direct": direct, "messages": args.messages * args.rounds,
-                      "runs": res}, indent=1))
+    report(f"direct chat A -> B, medians of {args.rounds} rounds of {args.messages} at {args.rate:g}/s",
+           {"raw": "raw signed peer call (echo on B)", "visible": "chat.send -> visible on B",
+            "receipt": "chat.send -> delivered receipt on A"},
+           res, {"direct": direct, "messages": args.messages * args.rounds})
     return 0
 
 
