@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import click
@@ -24,6 +25,20 @@ class Result(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
     def human(self, out: "Output") -> None: ...
+
+
+@dataclass
+class Notice:
+    """What a write command reports: the node's answer for --json, one line for people."""
+
+    doc: dict[str, Any]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.doc
+
+    def human(self, out: "Output") -> None:
+        out.echo(self.message)
 
 
 def dumps(doc: Any) -> str:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from hearthnet.config import Config
+    from hearthnet.localapi import LocalApi
 
 
 @dataclass
@@ -37,6 +38,18 @@ class CliState:
                 exc.details.setdefault("path", str(config_path_for(self.config_path)))
                 raise
         return self._config
+
+    def api(self) -> "LocalApi":
+        """The local API of the node this config describes (NodeNotRunning when none runs)."""
+        from hearthnet.localapi import LocalApi
+
+        return LocalApi.for_running_node(self.config().paths)
+
+    def call(self, cap: str, inp: dict[str, Any]) -> dict[str, Any]:
+        """One unary call on the running node: its whole response {output, meta}."""
+        reply = self.api().call(cap, "1.0", {"params": {}, "input": inp})
+        assert isinstance(reply, dict)
+        return reply
 
     def with_config_path(self, path: "Path | None") -> "CliState":
         """A command-level --config (as on `run`) overrides the group's."""

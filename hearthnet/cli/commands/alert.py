@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hearthnet.cli import boundary
-from hearthnet.cli.commands.market import call, parse_ttl
-from hearthnet.cli.render import Output
+from hearthnet.cli.durations import parse_ttl
+from hearthnet.cli.render import Notice, Output
 
 if TYPE_CHECKING:
     from hearthnet.cli.state import CliState
@@ -113,32 +113,20 @@ class AlertShown:
 
 
 def list_alerts(state: "CliState", active: bool) -> AlertList:
-    out = call(state, "alert.list", {"active_only": active}).get("output") or {}
+    out = state.call("alert.list", {"active_only": active}).get("output") or {}
     return AlertList(list(out.get("alerts") or []))
 
 
 def show(state: "CliState", alert_id: str) -> AlertShown:
     from hearthnet.errors import HearthNetError
 
-    found = (call(state, "alert.list", {"event_id": alert_id}).get("output") or {}).get("alerts") or []
+    found = (state.call("alert.list", {"event_id": alert_id}).get("output") or {}).get("alerts") or []
     if not found:
         raise HearthNetError("not_found", f"no alert {alert_id!r} on this node")
     return AlertShown(found[0])
 
 
 # --------------------------------------------------------------------------- send / ack
-
-
-@dataclass
-class Written:
-    doc: dict[str, Any]
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.doc
-
-    def human(self, out: Output) -> None:
-        out.echo(self.message)
 
 
 def send_input(*, headline: str | None, status: str, update: str | None, cancel: str | None,
@@ -160,21 +148,21 @@ def send_input(*, headline: str | None, status: str, update: str | None, cancel:
     return inp
 
 
-def send(state: "CliState", inp: dict[str, Any]) -> Written:
-    out = call(state, "alert.send", inp).get("output") or {}
+def send(state: "CliState", inp: dict[str, Any]) -> Notice:
+    out = state.call("alert.send", inp).get("output") or {}
     doc = {k: out.get(k) for k in ("event_id", "lamport", "identifier", "pushed")}
     drill = "" if inp.get("status", "Actual") == "Actual" else f"{inp['status'].upper()} "
-    return Written(doc, f"Sent {drill}alert {doc['event_id']}; {len(doc['pushed'] or [])} online neighbour(s) "
+    return Notice(doc, f"Sent {drill}alert {doc['event_id']}; {len(doc['pushed'] or [])} online neighbour(s) "
                         "have it now, the rest get it by sync.")
 
 
-def ack(state: "CliState", alert_id: str, status: str, note: str | None) -> Written:
+def ack(state: "CliState", alert_id: str, status: str, note: str | None) -> Notice:
     inp: dict[str, Any] = {"event_id": alert_id, "status": status}
     if note is not None:
         inp["note"] = note
-    out = call(state, "alert.ack", inp).get("output") or {}
+    out = state.call("alert.ack", inp).get("output") or {}
     doc = {k: out.get(k) for k in ("event_id", "lamport", "pushed")}
-    return Written(doc, f"Acknowledged {alert_id} as {status} ({doc['event_id']}).")
+    return Notice(doc, f"Acknowledged {alert_id} as {status} ({doc['event_id']}).")
 
 
 # --------------------------------------------------------------------------- commands

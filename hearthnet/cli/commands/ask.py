@@ -73,10 +73,8 @@ def _input(question: str, corpus: str | None, model: str | None, k: int | None,
 
 def ask(state: "CliState", question: str, corpus: str | None, model: str | None, k: int | None,
         max_tokens: int | None, *, verify: bool, show: bool, out: Output) -> AskResult:
-    from hearthnet.cli.commands.rag import api_for
-
     inp = _input(question, corpus, model, k, max_tokens)
-    api = api_for(state)
+    api = state.api()
     doc: dict[str, Any] = {"answer": "", "sources": [], "corpus": None, "corpora": [], "corpus_choice": None,
                            "model": model, "nothing_relevant": False, "message": None, "best_score": None}
     answer: list[str] = []

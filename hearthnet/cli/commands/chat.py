@@ -22,11 +22,6 @@ if TYPE_CHECKING:
     from hearthnet.localapi import LocalApi
 
 
-def _api(state: "CliState") -> "LocalApi":
-    from hearthnet.localapi import LocalApi
-
-    return LocalApi.for_running_node(state.config().paths)
-
 
 # --------------------------------------------------------------------------- names
 
@@ -93,7 +88,7 @@ class SendResult:
 
 
 def send(state: "CliState", node: str, text: str, attach: tuple[str, ...]) -> SendResult:
-    api = _api(state)
+    api = state.api()
     members, _me = _members(api)
     target = resolve(members, node)
     inp = {"client_id": uuid.uuid4().hex, "recipient": target["node_id"], "body": text,
@@ -135,7 +130,7 @@ class ListResult:
 
 
 def ls(state: "CliState", peer: str | None, limit: int) -> ListResult:
-    api = _api(state)
+    api = state.api()
     members, _me = _members(api)
     inp: dict[str, Any] = {"limit": limit}
     if peer is not None:
@@ -168,7 +163,7 @@ class UnreadResult:
 
 
 def unread(state: "CliState") -> UnreadResult:
-    api = _api(state)
+    api = state.api()
     members, _me = _members(api)
     return UnreadResult(api.output("chat.unread", {}), _names(members))
 

@@ -166,14 +166,6 @@ def progress_bar(out: Output, enabled: bool) -> Iterator[Callable[[str], Tick] |
 # --------------------------------------------------------------------------- logic
 
 
-def _api(state: "CliState") -> "LocalApi":
-    from hearthnet.localapi import LocalApi
-
-    return LocalApi.for_running_node(state.config().paths)
-
-
-def _call(api: "LocalApi", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-    return api.output(cap, inp)
 
 
 def _stream(api: "LocalApi", cap: str, inp: dict[str, Any], tick: Tick | None) -> dict[str, Any]:
@@ -212,7 +204,7 @@ def _local_paths(paths: tuple[Path, ...]) -> list[Path]:
 
 def add(state: "CliState", paths: tuple[Path, ...], *, pin: bool, show: bool, out: Output) -> AddResult:
     files = _local_paths(paths)
-    api = _api(state)
+    api = state.api()
     result = AddResult()
     with progress_bar(out, show) as start:
         for path in files:
@@ -235,7 +227,7 @@ def resolve_cid(api: "LocalApi", text: str) -> str:
     if len(hexed) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in hexed):
         raise HearthNetError("usage", f"{text!r} is not a CID (blake3: and 64 hex digits) or a prefix of "
                                       f"{MIN_PREFIX}+ hex digits of one")
-    found = [f["cid"] for f in _call(api, "file.ls", {}).get("files") or [] if f["cid"][7:].startswith(hexed)]
+    found = [f["cid"] for f in api.output("file.ls", {}).get("files") or [] if f["cid"][7:].startswith(hexed)]
     if len(found) > 1:
         raise HearthNetError("usage", f"{text!r} matches {len(found)} files; give more of the CID")
     if not found:
@@ -245,7 +237,7 @@ def resolve_cid(api: "LocalApi", text: str) -> str:
 
 
 def get(state: "CliState", cid: str, out_path: Path | None, *, show: bool, out: Output) -> GetResult:
-    api = _api(state)
+    api = state.api()
     full = resolve_cid(api, cid)
     inp: dict[str, Any] = {"cid": full}
     if out_path is not None:
@@ -261,16 +253,16 @@ def get(state: "CliState", cid: str, out_path: Path | None, *, show: bool, out: 
 
 
 def ls(state: "CliState") -> LsResult:
-    return LsResult(_call(_api(state), "file.ls", {}))
+    return LsResult(state.api().output("file.ls", {}))
 
 
 def pin(state: "CliState", cid: str, pinned: bool) -> PinResult:
-    api = _api(state)
-    return PinResult(_call(api, "file.pin" if pinned else "file.unpin", {"cid": resolve_cid(api, cid)}))
+    api = state.api()
+    return PinResult(api.output("file.pin" if pinned else "file.unpin", {"cid": resolve_cid(api, cid)}))
 
 
 def gc(state: "CliState") -> GcResult:
-    return GcResult(_call(_api(state), "file.gc", {}))
+    return GcResult(state.api().output("file.gc", {}))
 
 
 # --------------------------------------------------------------------------- commands

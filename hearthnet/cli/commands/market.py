@@ -6,46 +6,22 @@ hearthnet/services/market/ and README "Marketplace").
 post with reason `fulfilled`, where ID is its event id or a unique prefix (6+ characters)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from hearthnet.cli import boundary
-from hearthnet.cli.render import Output
+from hearthnet.cli.durations import parse_ttl
+from hearthnet.cli.render import Notice, Output
 
 if TYPE_CHECKING:
     from hearthnet.cli.state import CliState
 
 CATEGORIES = ("offer", "request", "info", "emergency")  # = hearthnet.services.market.post.CATEGORIES
 STATUSES = ("active", "fulfilled", "expired", "all")
-_TTL_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_TTL_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 POST_KEYS = ("event_id", "lamport", "author", "category", "title", "body", "location", "tags", "quantity",
              "created_at", "expires_at", "status", "expiry_reason")
-
-
-def parse_ttl(text: str | None) -> int | None:
-    """Seconds from `3600`, `90s`, `30m`, `12h`, `3d`, `1w`; exit 2 for anything else."""
-    from hearthnet.errors import HearthNetError
-
-    if text is None:
-        return None
-    m = _TTL_RE.match(text)
-    if m is None or int(m.group(1)) == 0:
-        raise HearthNetError("usage", f"--ttl {text!r} is not a duration: seconds, or a number with s, m, h, d or w "
-                                      "(e.g. 12h, 3d)")
-    return int(m.group(1)) * _TTL_UNIT[m.group(2).lower()]
-
-
-def call(state: "CliState", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-    """One unary call on the running node: its whole response {output, meta}."""
-    from hearthnet.localapi import LocalApi
-
-    reply = LocalApi.for_running_node(state.config().paths).call(cap, "1.0", {"params": {}, "input": inp})
-    assert isinstance(reply, dict)
-    return reply
 
 
 def _post_row(p: dict[str, Any], out: Output, score: bool = False) -> list[Any]:
@@ -88,27 +64,15 @@ def list_posts(state: "CliState", category: str | None, status: str) -> ListResu
     inp: dict[str, Any] = {"status": status, "limit": 500}
     if category:
         inp["category"] = category
-    out = call(state, "market.list", inp).get("output") or {}
+    out = state.call("market.list", inp).get("output") or {}
     return ListResult(list(out.get("posts") or []), int(out.get("max_lamport") or 0))
 
 
 # --------------------------------------------------------------------------- post
 
 
-@dataclass
-class Written:
-    doc: dict[str, Any]
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.doc
-
-    def human(self, out: Output) -> None:
-        out.echo(self.message)
-
-
 def post(state: "CliState", *, category: str, title: str, body: str, ttl: str | None, tags: tuple[str, ...],
-         quantity: int | None) -> Written:
+         quantity: int | None) -> Notice:
     from hearthnet.ids import new_ulid
 
     inp: dict[str, Any] = {"client_id": new_ulid(), "category": category, "title": title, "body": body,
@@ -118,27 +82,27 @@ def post(state: "CliState", *, category: str, title: str, body: str, ttl: str | 
         inp["ttl_seconds"] = seconds
     if quantity is not None:
         inp["quantity"] = quantity
-    reply = call(state, "market.post", inp)
+    reply = state.call("market.post", inp)
     out, meta = reply.get("output") or {}, reply.get("meta") or {}
     doc = {"event_id": out.get("event_id"), "lamport": out.get("lamport"), "client_id": inp["client_id"],
            "deduplicated": bool(meta.get("deduplicated"))}
-    return Written(doc, f"Posted {doc['event_id']} (neighbours see it after the next sync).")
+    return Notice(doc, f"Posted {doc['event_id']} (neighbours see it after the next sync).")
 
 
 # --------------------------------------------------------------------------- done
 
 
-def done(state: "CliState", post_id: str) -> Written:
+def done(state: "CliState", post_id: str) -> Notice:
     from hearthnet.ids import new_ulid
 
-    reply = call(state, "market.expire", {"client_id": new_ulid(), "event_id": post_id, "reason": "fulfilled"})
+    reply = state.call("market.expire", {"client_id": new_ulid(), "event_id": post_id, "reason": "fulfilled"})
     out, meta = reply.get("output") or {}, reply.get("meta") or {}
     already = meta.get("already_expired")
     doc = {"event_id": out.get("event_id"), "lamport": out.get("lamport"), "post_event_id": meta.get("post_event_id"),
            "reason": "fulfilled", "already_expired": already}
     message = (f"That post was already closed ({already})." if already else
                f"Marked fulfilled ({doc['event_id']}).")
-    return Written(doc, message)
+    return Notice(doc, message)
 
 
 # --------------------------------------------------------------------------- search
@@ -169,7 +133,7 @@ class SearchResult:
 
 
 def search(state: "CliState", text: str, k: int) -> SearchResult:
-    reply = call(state, "market.search", {"query": text, "k": k})
+    reply = state.call("market.search", {"query": text, "k": k})
     out, meta = reply.get("output") or {}, reply.get("meta") or {}
     return SearchResult(text, list(out.get("posts") or []), meta)
 

@@ -14,7 +14,6 @@ from hearthnet.cli.render import Output
 
 if TYPE_CHECKING:
     from hearthnet.cli.state import CliState
-    from hearthnet.localapi import LocalApi
 
 REASONS = ("compromised", "inactive", "policy_violation", "other")
 LEVELS = ("member", "trusted", "anchor")
@@ -110,18 +109,10 @@ def _who(node_id: str, name: str) -> str:
 # --------------------------------------------------------------------------- logic
 
 
-def _api(state: "CliState") -> "LocalApi":
-    from hearthnet.localapi import LocalApi
-
-    return LocalApi.for_running_node(state.config().paths)
-
-
-def _call(api: "LocalApi", cap: str, inp: dict[str, Any]) -> dict[str, Any]:
-    return api.output(cap, inp)
 
 
 def list_members(state: "CliState") -> MemberList:
-    return MemberList(_call(_api(state), "community.members.list", {}))
+    return MemberList(state.api().output("community.members.list", {}))
 
 
 def resolve(listing: dict[str, Any], text: str) -> dict[str, Any]:
@@ -159,8 +150,8 @@ def change(state: "CliState", action: str, node: str, *, yes: bool, confirm: Con
            reason: str | None = None, level: str | None = None) -> ChangeResult:
     from hearthnet.errors import UserAbort
 
-    api = _api(state)
-    listing = _call(api, "community.members.list", {})
+    api = state.api()
+    listing = api.output("community.members.list", {})
     target = resolve(listing, node)
     name = target.get("display_name") or ""
     what = {"revoke": f"Revoke {_who(target['node_id'], name)} (reason: {reason})",
@@ -175,7 +166,7 @@ def change(state: "CliState", action: str, node: str, *, yes: bool, confirm: Con
         inp["reason"] = reason
     if level is not None:
         inp["new_level"] = level
-    return ChangeResult(_call(api, f"community.{action}", inp), name)
+    return ChangeResult(api.output(f"community.{action}", inp), name)
 
 
 class _Confirm:

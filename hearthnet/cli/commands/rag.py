@@ -37,11 +37,6 @@ Tick = Callable[[dict[str, Any]], None]
 # --------------------------------------------------------------------------- shared
 
 
-def api_for(state: "CliState") -> "LocalApi":
-    from hearthnet.localapi import LocalApi
-
-    return LocalApi.for_running_node(state.config().paths)
-
 
 def check_corpus(name: str | None) -> str | None:
     """A corpus name as the worker accepts it, or exit 2 before any work."""
@@ -130,7 +125,7 @@ def list_corpora(state: "CliState") -> ListResult:
     """This node's corpora (rag.list_corpora, with their sizes), and the corpora peers
     offer: the names in the `params.corpora` of their rag.query descriptors, which the
     local API's capability list shows."""
-    api = api_for(state)
+    api = state.api()
     listed = call(api, "rag.list_corpora", {}, {}).get("output") or {}
     corpora = [{k: c.get(k) for k in LOCAL_KEYS} for c in listed.get("corpora") or [] if isinstance(c, dict)]
     remote: list[dict[str, Any]] = []
@@ -262,7 +257,7 @@ def ingest(state: "CliState", paths: tuple[Path, ...], corpus: str, *, title: st
     if not files:
         raise HearthNetError("usage", "no .pdf, .md, .html, .htm or .txt file in " + ", ".join(map(str, paths)))
     meta = {k: v for k, v in (("title", title), ("language", language)) if v is not None}
-    api = api_for(state)
+    api = state.api()
     result = IngestResult(corpus)
     with ingest_progress(out, show, len(files)) as bars:
         for path in files:
@@ -304,7 +299,7 @@ class ReindexResult:
 
 def reindex(state: "CliState", corpus: str, model: str | None, *, show: bool, out: Output) -> ReindexResult:
     check_corpus(corpus)
-    api = api_for(state)
+    api = state.api()
     inp = {"embedding_model": model} if model else {}
     with ingest_progress(out, show, 1) as bars:
         done = stream(api, "rag.reindex", {"corpus": corpus}, inp, bars.start(corpus) if bars else None)
@@ -344,7 +339,7 @@ def query(state: "CliState", text: str, corpus: str, k: int) -> QueryResult:
     check_corpus(corpus)
     if not 1 <= k <= MAX_K:
         raise HearthNetError("usage", f"-k must be 1..{MAX_K}, got {k}")
-    reply = call(api_for(state), "rag.query", {"corpus": corpus}, {"query": text, "k": k, "include_text": True})
+    reply = call(state.api(), "rag.query", {"corpus": corpus}, {"query": text, "k": k, "include_text": True})
     return QueryResult(corpus, text, (reply.get("output") or {}).get("chunks") or [], reply.get("meta") or {})
 
 
@@ -415,7 +410,7 @@ def verify(state: "CliState", cid: str, start: int, end: int, page: int | None, 
 
     if start < 0 or end < start:
         raise HearthNetError("usage", f"--start {start} --end {end} is not a character range")
-    api = api_for(state)
+    api = state.api()
     full = resolve_cid(api, cid)
     result = verify_source(DocumentCache(api), full, start, end, page, text)
     return VerifyResult({"cid": full, "start": start, "end": end, "page": page, **result})

@@ -7,7 +7,7 @@ import json
 import pytest
 from aiohttp import web
 
-from hearthnet.cli.commands.market import parse_ttl
+from hearthnet.cli.durations import parse_ttl
 from hearthnet.errors import HearthNetError
 from tests.unit.cli.conftest import invoke
 
