@@ -236,3 +236,18 @@ def join_by_invite(founder: Node, joiner: Node, ttl_hours: str = "2") -> str:
                               "--ttl", ttl_hours, "--out", str(joiner.root / "invite.png"))["invite"]
     joiner.cli_json("invite", "redeem", invite, "--yes")
     return node_id
+
+
+def start_three(make_node: Any, workers: tuple[str, ...]) -> tuple[Node, Node, Node, dict[str, str]]:
+    """alice founds, bob and carol join by invite, all run `workers` and are peered with
+    each other; with {name: node id}."""
+    a, b, c = make_node("alice"), make_node("bob"), make_node("carol")
+    a.init()
+    a.start(wait_workers=workers)
+    for newcomer in (b, c):
+        join_by_invite(a, newcomer)
+    b.start(wait_workers=workers)
+    c.start(wait_workers=workers)
+    for x, y in ((a, b), (b, a), (a, c), (c, a), (b, c), (c, b)):
+        x.peer_add(y)
+    return a, b, c, {n.name: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b, c)}

@@ -17,7 +17,7 @@ import pytest
 
 from hearthnet.ledger.events import build_event
 from hearthnet.testing.live import Feed
-from hearthnet.testing.nodes import Node, join_by_invite, key_of
+from hearthnet.testing.nodes import Node, key_of, start_three
 from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -52,17 +52,7 @@ def summary(rollup: dict[str, Any]) -> dict[str, list[str]]:
 
 @pytest.fixture
 def mesh(make_node):
-    a, b, c = make_node("alice"), make_node("bob"), make_node("carol")
-    a.init()
-    a.start(wait_workers=WORKERS)
-    for newcomer in (b, c):
-        join_by_invite(a, newcomer)
-    b.start(wait_workers=WORKERS)
-    c.start(wait_workers=WORKERS)
-    for x, y in ((a, b), (b, a), (a, c), (c, a), (b, c), (c, b)):
-        x.peer_add(y)
-    ids = {n.name: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b, c)}
-    return a, b, c, ids
+    return start_three(make_node, WORKERS)
 
 
 def test_alerts_pushed_acknowledged_and_rolled_up_across_nodes(mesh):

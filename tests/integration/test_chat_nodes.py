@@ -16,7 +16,7 @@ from hearthnet.identity.keys import short_node_id
 from hearthnet.ledger.events import build_event
 from hearthnet.services.chat.crypto import ChatCrypto, Undecryptable
 from hearthnet.testing.hostile_peer import HostilePeer
-from hearthnet.testing.nodes import Node, join_by_invite, key_of
+from hearthnet.testing.nodes import Node, key_of, start_three
 from hearthnet.testing.waiting import wait_for
 from hearthnet.transport.client import PeerCallError
 
@@ -79,17 +79,7 @@ def files_holding(root: Path, needles: list[bytes]) -> list[str]:
 
 @pytest.fixture
 def mesh(make_node):
-    a, b, c = make_node("alice"), make_node("bob"), make_node("carol")
-    a.init()
-    a.start(wait_workers=WORKERS)
-    for newcomer in (b, c):
-        join_by_invite(a, newcomer)
-    b.start(wait_workers=WORKERS)
-    c.start(wait_workers=WORKERS)
-    for x, y in ((a, b), (b, a), (a, c), (c, a), (b, c), (c, b)):
-        x.peer_add(y)
-    ids = {n.name: n.api("/api/v1/status")["node"]["node_id"] for n in (a, b, c)}
-    return a, b, c, ids
+    return start_three(make_node, WORKERS)
 
 
 def test_chat_direct_queued_store_and_forward_and_receipts(mesh, tmp_path):

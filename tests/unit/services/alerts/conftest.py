@@ -11,30 +11,19 @@ import pytest
 from hearthnet.bus.service import Request
 from hearthnet.errors import HearthNetError
 from hearthnet.identity.keys import KeyPair
-from hearthnet.ledger.errors import LedgerError
 from hearthnet.services.alerts.service import AlertService
 from tests.unit.ledger.conftest import Community, community, root  # noqa: F401 - fixtures
+from tests.unit.services.ledger_bus import LedgerBus, ServiceHarness
 
 
-class LedgerBus:
+class AlertsBus(LedgerBus):
     def __init__(self, community: Community, kp: KeyPair) -> None:
-        self.community, self.kp = community, kp
+        super().__init__(community, kp)
         self.peers: dict[str, Any] = {}  # node id -> the AlertService that answers its alert.deliver
         self.members_fail = False
 
-    async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
-                   timeout: float | None = None, local_only: bool = False, node: str | None = None) -> dict[str, Any]:
-        inp, log = body["input"], self.community.log
-        if cap == "community.log.append":
-            try:
-                return {"output": {"event": log.append_local(self.kp, inp["event_type"], inp["data"])}}
-            except LedgerError as exc:  # what the bus hands back: the code and the message
-                raise HearthNetError(exc.code, exc.message) from None
-        if cap == "community.log.events":
-            return {"output": {"events": log.events(inp.get("since_lamport", 0), None, inp.get("event_types"),
-                                                    None, inp.get("limit"))}}
-        if cap == "community.log.ingest":
-            return {"output": log.append_received(inp["events"]).to_wire()}
+    async def other(self, cap: str, body: Any, *, caller: str, node: str | None) -> dict[str, Any]:
+        log = self.community.log
         if cap == "community.members.list":
             if self.members_fail:
                 raise HearthNetError("not_found", "no governance worker")
@@ -45,32 +34,19 @@ class LedgerBus:
         if cap == "alert.deliver" and self.peers.get(node) is not None:
             handler = {c.name: c.handler for c in self.peers[node].capabilities()}[cap]
             return await handler(Request(capability=cap, version="1.0", body=body, caller=caller))
-        raise HearthNetError("not_found", f"no provider for {cap}")
+        return await super().other(cap, body, caller=caller, node=node)
 
 
-class Alerts:
+class Alerts(ServiceHarness):
     """One node's alert service + helpers to call it as its owner (or as someone else)."""
 
     def __init__(self, community: Community, kp: KeyPair) -> None:
-        self.community, self.kp = community, kp
-        self.bus = LedgerBus(community, kp)
+        super().__init__(community, kp)
+        self.bus = AlertsBus(community, kp)
         self.svc = AlertService(self.bus, kp.node_id_full)
-
-    @property
-    def node_id(self) -> str:
-        return self.kp.node_id_full
 
     def catch_up(self) -> None:
         asyncio.run(self._catch_up())
-
-    async def _catch_up(self) -> None:
-        await self.svc._rebuild(await self.svc.follower.stored())
-
-    def call(self, cap: str, inp: dict[str, Any], caller: str | None = None) -> dict[str, Any]:
-        handler = {c.name: c.handler for c in self.svc.capabilities()}[cap]
-        req = Request(capability=cap, version="1.0", body={"params": {}, "input": inp},
-                      caller=self.node_id if caller is None else caller)
-        return asyncio.run(handler(req))
 
     def send(self, **inp: Any) -> dict[str, Any]:
         return self.call("alert.send", {"headline": "Flood on Maple Street", **inp})["output"]

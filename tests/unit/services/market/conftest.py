@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hearthnet.bus.service import Request
 from hearthnet.errors import HearthNetError
 from hearthnet.identity.keys import KeyPair
 from hearthnet.services.market.service import MarketService, MarketSettings
 from tests.unit.ledger.conftest import Community, community, root  # noqa: F401 - fixtures
+from tests.unit.services.ledger_bus import LedgerBus, ServiceHarness
 
 MODEL = "test-hash-embed"
 DIM = 64
@@ -31,27 +31,19 @@ def hash_embed(text: str) -> list[float]:
     return (v / n if n else v).tolist()
 
 
-class LedgerBus:
+class MarketBus(LedgerBus):
     """What the market worker asks over the bus, answered in process."""
 
     def __init__(self, community: Community, kp: KeyPair) -> None:
-        self.community = community
-        self.kp = kp
+        super().__init__(community, kp)
         self.embedding = False
         self.embed_fail: str | None = None
         self.embedded_texts = 0
         self.embed_hang_after: int | None = None  # embed.text calls after this many hang
         self.embed_calls = 0
 
-    async def call(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
-                   timeout: float | None = None, local_only: bool = False, node: str | None = None) -> dict[str, Any]:
+    async def other(self, cap: str, body: Any, *, caller: str, node: str | None) -> dict[str, Any]:
         inp = body["input"]
-        log = self.community.log
-        if cap == "community.log.append":
-            return {"output": {"event": log.append_local(self.kp, inp["event_type"], inp["data"])}}
-        if cap == "community.log.events":
-            return {"output": {"events": log.events(inp.get("since_lamport", 0), None, inp.get("event_types"),
-                                                    None, inp.get("limit"))}}
         if cap == "embed.text":
             if not self.embedding:
                 raise HearthNetError("not_found", "no provider for embed.text@1.0")
@@ -63,7 +55,7 @@ class LedgerBus:
                 await asyncio.Event().wait()
             self.embedded_texts += len(inp["texts"])
             return {"output": {"embeddings": [hash_embed(t) for t in inp["texts"]], "dim": DIM}}
-        raise HearthNetError("not_found", f"no provider for {cap}")
+        return await super().other(cap, body, caller=caller, node=node)
 
     async def admin(self, op: str, **args: Any) -> dict[str, Any]:
         assert op == "caps"
@@ -71,31 +63,22 @@ class LedgerBus:
         return {"capabilities": caps if self.embedding else []}
 
 
-class Market:
+class Market(ServiceHarness):
     """One node's market service + helpers to call it as its owner (or as someone else)."""
 
     def __init__(self, community: Community, kp: KeyPair, levels: dict[str, str], **settings: Any) -> None:
-        self.community, self.kp, self.levels = community, kp, levels
-        self.bus = LedgerBus(community, kp)
+        super().__init__(community, kp)
+        self.levels = levels
+        self.bus = MarketBus(community, kp)
         self.svc = MarketService(MarketSettings(embedding_model=MODEL, **settings), self.bus, kp.node_id_full,
                                  levels.get)
-
-    @property
-    def node_id(self) -> str:
-        return self.kp.node_id_full
 
     def start(self) -> None:
         """What the follower does at each subscription: the view rebuilt from the log."""
         asyncio.run(self.catch_up())
 
     async def catch_up(self) -> None:
-        await self.svc._rebuild(await self.svc.follower.stored())
-
-    def call(self, cap: str, inp: dict[str, Any], caller: str | None = None) -> dict[str, Any]:
-        handler = {c.name: c.handler for c in self.svc.capabilities()}[cap]
-        req = Request(capability=cap, version="1.0", body={"params": {}, "input": inp},
-                      caller=self.node_id if caller is None else caller)
-        return asyncio.run(handler(req))
+        await self._catch_up()
 
     def post(self, n: int = 0, **fields: Any) -> dict[str, Any]:
         inp = {"client_id": f"post-{n}", "category": "offer", "title": f"Ladder {n}", "body": "free to borrow",
