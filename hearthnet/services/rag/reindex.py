@@ -63,7 +63,7 @@ class Reindexer:
                                        if d["doc_cid"] not in done])
                 await build.finish()
                 new = await self.corpora.swap(old)
-        except BaseException:
+        except BaseException:  # a failure or a cancelled call (the caller left): no half-built successor stays
             build.abandon()
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
