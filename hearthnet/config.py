@@ -185,6 +185,9 @@ class EmergencyConfig:
     # Kind-prefixed targets (dns:IP[:PORT], http204:URL, https:URL, route:default, peers:any|N);
     # unprefixed keep the spec's meaning: an IP -> DNS query, a name -> HTTPS HEAD.
     probe_targets: tuple[str, ...] = ("1.1.1.1", "8.8.8.8", "cloudflare.com", "quad9.net")
+    # PEM CA bundle that https:// probes trust INSTEAD of the system store (tests, a LAN
+    # "internet"); unset = the system store. Chain and hostname are always verified.
+    https_ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -669,6 +672,8 @@ def _problems(cfg: Config) -> list[str]:
     for i, backend in enumerate(cfg.llm.backends):
         _check_backend(p, i, backend)
     _check_probe_targets(p, cfg.emergency.probe_targets)
+    if cfg.emergency.https_ca_file is not None and not cfg.emergency.https_ca_file.is_file():
+        p.append(f"emergency.https_ca_file: {_show(str(cfg.emergency.https_ca_file))} is not a file")
     return p
 
 

@@ -10,12 +10,18 @@ a name -> HTTPS HEAD):
 
 Every probe runs under `asyncio.wait_for(..., timeout)`, so a hanging target is cancelled
 at the timeout and shows as failed with error "timeout"; probes of a round run concurrently.
+
+An https:// URL (in https: or http204: targets) is fetched with full TLS verification:
+certificate chain and hostname, against the system trust store or, when
+`emergency.https_ca_file` is set, that CA bundle instead (`tls_context`). A captive portal
+or a MITM answering with a certificate we do not trust is a FAILED probe, never "online".
 """
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import os
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -142,23 +148,51 @@ async def probe_dns(arg: str) -> None:
 # ---------------------------------------------------------------------------- HTTP
 
 
-async def _http(method: str, url: str, timeout: float) -> int:
+def tls_context(ca_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
+    """A client context that verifies the chain and the hostname: the system trust store,
+    or only the CA bundle `ca_file` (PEM) when given. OSError/ssl.SSLError for a bad file."""
+    ctx = ssl.create_default_context(cafile=os.fspath(ca_file) if ca_file else None)
+    # create_default_context already sets both; said again so no later edit can loosen them.
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    return ctx
+
+
+_system_tls: ssl.SSLContext | None = None
+
+
+def _default_tls() -> ssl.SSLContext:
+    """The system store, loaded once per process (loading it costs a few ms per round)."""
+    global _system_tls
+    if _system_tls is None:
+        _system_tls = tls_context()
+    return _system_tls
+
+
+async def _http(method: str, url: str, timeout: float, tls: ssl.SSLContext | None) -> int:
     import aiohttp
 
     t = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(timeout=t) as session:
-        async with session.request(method, url, allow_redirects=False) as resp:
-            return resp.status
+    try:
+        async with aiohttp.ClientSession(timeout=t) as session:
+            async with session.request(method, url, allow_redirects=False, ssl=tls or _default_tls()) as resp:
+                return resp.status
+    except aiohttp.ClientConnectorCertificateError as exc:
+        # What a captive portal or an intercepting proxy looks like from here.
+        why = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+        raise ProbeFailed(f"untrusted certificate: {why}"[:200]) from exc
+    except aiohttp.ClientSSLError as exc:
+        raise ProbeFailed(f"TLS handshake failed: {getattr(exc, 'os_error', None) or exc}"[:200]) from exc
 
 
-async def probe_http204(url: str, timeout: float) -> None:
-    status = await _http("GET", url, timeout)
+async def probe_http204(url: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:
+    status = await _http("GET", url, timeout, tls)
     if status != 204:
         raise ProbeFailed(f"status {status}, not 204")
 
 
-async def probe_https(url: str, timeout: float) -> None:
-    status = await _http("HEAD", url, timeout)
+async def probe_https(url: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:
+    status = await _http("HEAD", url, timeout, tls)
     if not 200 <= status < 400:
         raise ProbeFailed(f"status {status}")
 
@@ -199,13 +233,13 @@ class ProbeFailed(Exception):
 PeersCount = Callable[[], Awaitable[int]]
 
 
-async def _probe(p: Probe, timeout: float, peers: PeersCount | None) -> None:
+async def _probe(p: Probe, timeout: float, peers: PeersCount | None, tls: ssl.SSLContext | None) -> None:
     if p.kind == "dns":
         await probe_dns(p.arg)
     elif p.kind == "http204":
-        await probe_http204(p.arg, timeout)
+        await probe_http204(p.arg, timeout, tls)
     elif p.kind == "https":
-        await probe_https(p.arg, timeout)
+        await probe_https(p.arg, timeout, tls)
     elif p.kind == "route":
         await probe_route(p.arg)
     else:
@@ -215,11 +249,13 @@ async def _probe(p: Probe, timeout: float, peers: PeersCount | None) -> None:
             raise ProbeFailed(f"{have} verified peer(s), need {need}")
 
 
-async def run_probe(p: Probe, timeout: float, peers: PeersCount | None = None) -> ProbeResult:
+async def run_probe(p: Probe, timeout: float, peers: PeersCount | None = None,
+                    tls: ssl.SSLContext | None = None) -> ProbeResult:
+    """`tls`: the context for https:// URLs (`tls_context`); None = the system store."""
     t0 = time.perf_counter()
     error: str | None = None
     try:
-        await asyncio.wait_for(_probe(p, timeout, peers), timeout)
+        await asyncio.wait_for(_probe(p, timeout, peers, tls), timeout)
     except asyncio.TimeoutError:
         error = "timeout"
     except ProbeFailed as exc:
@@ -229,6 +265,7 @@ async def run_probe(p: Probe, timeout: float, peers: PeersCount | None = None) -
     return ProbeResult(p.target, p.kind, error is None, round((time.perf_counter() - t0) * 1000, 1), error)
 
 
-async def run_round(probes: Sequence[Probe], timeout: float, peers: PeersCount | None = None) -> list[ProbeResult]:
+async def run_round(probes: Sequence[Probe], timeout: float, peers: PeersCount | None = None,
+                    tls: ssl.SSLContext | None = None) -> list[ProbeResult]:
     """All probes concurrently; returns after at most ~timeout."""
-    return list(await asyncio.gather(*(run_probe(p, timeout, peers) for p in probes)))
+    return list(await asyncio.gather(*(run_probe(p, timeout, peers, tls) for p in probes)))

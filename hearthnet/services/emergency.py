@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from typing import Any, AsyncIterator, Sequence
 
@@ -25,7 +26,7 @@ from hearthnet.bus.service import Capability, Request
 from hearthnet.constants import (EMERGENCY_PROBE_INTERVAL_OFFLINE, EMERGENCY_PROBE_INTERVAL_ONLINE,
                                  EMERGENCY_PROBE_TIMEOUT_SECONDS)
 from hearthnet.emergency.effects import effects
-from hearthnet.emergency.probes import Probe, ProbeResult, parse_target, run_round
+from hearthnet.emergency.probes import Probe, ProbeResult, parse_target, run_round, tls_context
 from hearthnet.emergency.state import ONLINE, StateMachine, rfc3339
 from hearthnet.errors import HearthNetError
 
@@ -42,8 +43,10 @@ class EmergencyService:
     name = "emergency"
 
     def __init__(self, probes: Sequence[Probe], bus: Any = None, node_id: str = "",
-                 machine: StateMachine | None = None, timeout: float = EMERGENCY_PROBE_TIMEOUT_SECONDS) -> None:
+                 machine: StateMachine | None = None, timeout: float = EMERGENCY_PROBE_TIMEOUT_SECONDS,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.probes = list(probes)
+        self.tls = tls  # https probes' trust (emergency.https_ca_file); None = the system store
         self.bus = bus
         self.node_id = node_id
         self.machine = machine or StateMachine()
@@ -63,8 +66,12 @@ class EmergencyService:
             probes = [parse_target(t) for t in cfg.emergency.probe_targets]
         except ValueError as exc:
             raise HearthNetError("bad_request", f"emergency.probe_targets: {exc}") from exc
+        try:
+            tls = tls_context(cfg.emergency.https_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise HearthNetError("bad_request", f"emergency.https_ca_file: {exc}") from exc
         node_id = keys.load(cfg.identity.keys_dir).node_id_full
-        return cls(probes, BusClient(cfg.paths.broker_clients_endpoint), node_id)
+        return cls(probes, BusClient(cfg.paths.broker_clients_endpoint), node_id, tls=tls)
 
     def capabilities(self) -> list[Capability]:
         return [
@@ -110,7 +117,7 @@ class EmergencyService:
     async def tick(self) -> None:
         """One probe round; a transition is logged and sent to every watcher."""
         peers_task = asyncio.ensure_future(self._peers())
-        self.results = await run_round(self.probes, self.timeout, self._peer_count(peers_task))
+        self.results = await run_round(self.probes, self.timeout, self._peer_count(peers_task), self.tls)
         self.peers_reachable = await peers_task
         self.last_probe = time.time()
         change = self.machine.feed([r.ok for r, p in zip(self.results, self.probes) if p.deciding])
