@@ -1,6 +1,9 @@
 """The emergency detector end to end: three nodes in one community, each in its own
 network namespace (hearthnet.testing.netns), plus a fourth namespace as the "internet"
-(DNS on UDP 53 and a generate_204 server: hearthnet.testing.internet). The internet's link
+(DNS on UDP 53, a generate_204 server and HTTPS on 443 with a certificate from the test's
+own CA, which the nodes trust through `emergency.https_ca_file`:
+hearthnet.testing.internet). Node 1's only internet probe is that HTTPS URL, so its mode
+rests on a verified TLS handshake alone; nodes 2 and 3 probe all three. The internet's link
 is taken down and brought back; every node goes degraded then offline and back online
 within the spec's bounds, `status` shows it, the sync interval becomes 30 s and the
 internet-only LLM model leaves the descriptor, and both are restored.
@@ -20,6 +23,7 @@ import pytest
 from hearthnet.testing.netns import (CORE_WORKERS, MeshLab, forget_peers, form_community, invite_commands_missing,
                                      ip, lists_peers, unavailable_reason, wait_mesh)
 from hearthnet.testing.waiting import wait_for
+from tests.unit.emergency.tlscerts import make_pki
 
 pytestmark = pytest.mark.integration
 if unavailable_reason():
@@ -30,7 +34,9 @@ NODES = (1, 2, 3)
 NET = 4  # the "internet" namespace: no node runs there
 NET_IP = "10.231.0.4"
 LAN_LLM = "http://10.231.0.1:8080/v1"  # served in node 1's namespace: a LAN model
-TARGETS = f"dns:{NET_IP},http204:http://{NET_IP}/generate_204,peers:any"
+HTTPS = f"https:https://{NET_IP}/"
+TARGETS = {1: f"{HTTPS},peers:any"}  # node 1: the https probe decides alone
+DEFAULT_TARGETS = f"dns:{NET_IP},http204:http://{NET_IP}/generate_204,{HTTPS},peers:any"
 BACKENDS = f"""
 [[llm.backends]]
 name = "openai"
@@ -55,18 +61,20 @@ def _server(lab: MeshLab, k: int, host: str, *extra: str) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[MeshLab]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshLab]:
     if (missing := invite_commands_missing()):
         pytest.skip(f"blocked: this install lacks {', '.join(missing)}")
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    cert, key = pki.server("internet", (NET_IP,))
     with MeshLab(4, PREFIX) as lab:
-        env = {"HEARTHNET_EMERGENCY_PROBE_TARGETS": TARGETS}
         for k in NODES:
-            lab.node(k, env=env)
+            lab.node(k, env={"HEARTHNET_EMERGENCY_PROBE_TARGETS": TARGETS.get(k, DEFAULT_TARGETS),
+                             "HEARTHNET_EMERGENCY_HTTPS_CA_FILE": str(pki.ca_file)})
         ids = form_community(SimpleNamespace(node=lab.node, ks=NODES, stop_nodes=lab.stop_nodes))
         for k in NODES:
             forget_peers(lab.node(k))
             lab.node(k).add_config(BACKENDS)
-        _server(lab, NET, NET_IP)
+        _server(lab, NET, NET_IP, "--tls-cert", str(cert), "--tls-key", str(key))
         _server(lab, 1, "10.231.0.1", "--llm")
         lab.launch_all(NODES)
         for k in NODES:
@@ -104,6 +112,7 @@ def test_internet_taken_away_and_brought_back(lab: MeshLab) -> None:
         em = doc["emergency"]
         assert em["mode"] == "online" and em["effects"]["sync_interval_seconds"] == 300, em
         assert all(p["ok"] for p in em["probes"] if p["deciding"]), em["probes"]
+        assert [p["ok"] for p in em["probes"] if p["target"] == HTTPS] == [True], em["probes"]
         assert em["peers_reachable"] == 2
         wait_for(lambda: _llm_models(_status(lab, k)) == ["lan-model", "cloud-model"], timeout=30,
                  message=f"node{k}'s llm descriptor")
