@@ -23,7 +23,7 @@ import pytest
 from hearthnet.testing.netns import (CORE_WORKERS, MeshLab, forget_peers, form_community, invite_commands_missing,
                                      ip, lists_peers, unavailable_reason, wait_mesh)
 from hearthnet.testing.waiting import wait_for
-from tests.unit.emergency.tlscerts import make_pki
+from hearthnet.testing.tlscerts import make_pki
 
 pytestmark = pytest.mark.integration
 if unavailable_reason():

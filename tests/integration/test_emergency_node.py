@@ -15,7 +15,7 @@ import pytest
 from hearthnet.testing.live import Feed
 from hearthnet.testing.nodes import Node
 from hearthnet.testing.waiting import wait_for
-from tests.unit.emergency.tlscerts import TlsServer, make_pki
+from hearthnet.testing.tlscerts import TlsServer, make_pki
 
 pytestmark = pytest.mark.integration
 CORE = ("broker", "gateway", "ledger", "emergency")

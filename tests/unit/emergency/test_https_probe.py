@@ -18,7 +18,7 @@ from hearthnet.config import load_config
 from hearthnet.emergency.probes import parse_target, run_round, tls_context
 from hearthnet.errors import ConfigError
 from hearthnet.services.emergency import EmergencyService
-from tests.unit.emergency.tlscerts import Pki, make_pki, server_context
+from hearthnet.testing.tlscerts import Pki, make_pki, server_context
 
 TIMEOUT = 1.0
 
