@@ -138,7 +138,10 @@ def join_input(body: Any) -> tuple[str, bool]:
 
 
 async def _join(gw: "Gateway", text: str) -> dict[str, Any]:
+    from hearthnet.onboarding.invite import check_invite
+
     blob = switch.parse_invite(text)
+    check_invite(blob, gw.kp.node_id_full)  # addressee and expiry, whatever follows
     if blob.community_id != gw.cfg.community.community_id:  # the same one: redeem's no-op
         problem = await solo_problem(gw)
         if problem:
