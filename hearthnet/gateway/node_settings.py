@@ -40,6 +40,7 @@ NAME_ENV = "HEARTHNET_NODE_DISPLAY_NAME"
 EVENTS_PAGE = 500
 RESTART_DELAY_SECONDS = 0.3  # lets the reply leave the socket before supervisord stops us
 _joining = threading.Lock()  # one join at a time (the UI may be open in two tabs)
+_switched: list[str] = []  # the community joined; this process ends with the restart
 
 
 # ---- rename ---------------------------------------------------------------------------
@@ -113,10 +114,12 @@ async def join(gw: "Gateway", request: web.Request) -> web.StreamResponse:
         problem = None if preview.same_community else await solo_problem(gw)
         return web.json_response({"ok": True, "preview": preview.to_dict(), "can_join": problem is None,
                                   "why_not": problem})
-    if not _joining.acquire(blocking=False):
-        raise HearthNetError("bad_request", "a join is already under way on this node")
+    if _switched or not _joining.acquire(blocking=False):
+        raise HearthNetError("bad_request", "a join is under way or done on this node; it is restarting")
     try:
         result = await _join(gw, text)
+        if result["changed"]:
+            _switched.append(result["community_id"])
     finally:
         _joining.release()
     if not result["changed"]:

@@ -95,10 +95,12 @@ def test_a_solo_node_joins_a_community_from_its_running_node(make_node) -> None:
     assert b_old_dir.is_dir()
 
     # bad input: nothing is asked of anyone, nothing changes
+    b_config = b.config_file.read_text()
     for body in ({"invite": ""}, {"invite": "hearthnet://v1/AAAA", "confirm": True}, {"invite": 5},
                  {"invite": "x", "confirm": "yes"}, ["not", "an", "object"]):
         status, reply = post(b, "/api/v1/community/join", body)
         assert status in (400, 403) and reply["error"] in ("invite_invalid", "bad_request"), (body, reply)
+    assert b.config_file.read_text() == b_config
     invite = invite_for(a, b)
 
     status, reply = post(b, "/api/v1/community/join", {"invite": invite, "confirm": False})
