@@ -19,6 +19,14 @@ HTTP_STATUS: dict[str, int] = {
     "timeout": 408,
     "expired": 410,
     "invite_expired": 410,  # POST /sync/v1/admit (gateway/admit.py)
+    # Joining by invite through the local API (gateway/node_settings.py): never a 500.
+    "invite_invalid": 400,
+    "invitee_mismatch": 403,
+    "already_member": 409,
+    "other_community": 409,
+    "community_manifest_invalid": 502,
+    "sync_failed": 502,
+    "bootstrap_unreachable": 503,
     "rate_limited": 429,
     "capacity_exceeded": 429,
     "internal_error": 500,

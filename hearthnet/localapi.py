@@ -162,6 +162,23 @@ class LocalApi:
         finally:
             conn.close()
 
+    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a JSON object to a local API route (e.g. /api/v1/settings/name) and return
+        its JSON object; an error body raises its HearthNetError."""
+        token = self.token()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   "Accept": "application/json"}
+        payload = json.dumps(dict(body), ensure_ascii=False).encode("utf-8")
+        conn = self._connect(self.call_timeout)
+        try:
+            resp = self._send(conn, "POST", path, payload, headers)
+            raw = self._read(resp)
+            if resp.status >= 400:
+                raise _error_from(resp.status, resp.reason, raw)
+            return _json_object(raw, resp.status)
+        finally:
+            conn.close()
+
     def output(self, name: str, inp: Mapping[str, Any], version: str = "1.0") -> dict[str, Any]:
         """A non-stream call with `{"params": {}, "input": inp}`: its `output` object
         (`bad_response` when the answer holds none)."""

@@ -56,6 +56,26 @@ class SupervisorRpc:
         except (OSError, xmlrpc.client.Error):
             return False
 
+    def restart_program(self, name: str, group: str = GROUP) -> bool:
+        """Stop then start one program (waiting for each), so it re-reads config.toml;
+        False when supervisord does not answer or refuses (e.g. no such program)."""
+        proxy = self._proxy().supervisor
+        full = f"{group}:{name}"
+        try:
+            if proxy.getProcessInfo(full).get("statename") in ("RUNNING", "STARTING", "BACKOFF"):
+                proxy.stopProcess(full, True)
+            return bool(proxy.startProcess(full, True))
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def restart_all(self) -> bool:
+        """supervisord re-reads its config and restarts every program in place (its own
+        process, socket, run dir and the owner token stay)."""
+        try:
+            return bool(self._proxy().supervisor.restart())
+        except (OSError, xmlrpc.client.Error):
+            return False
+
     def poke_for(self, seconds: float, interval: float = 0.05) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self.poke():

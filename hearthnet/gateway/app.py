@@ -64,6 +64,7 @@ class Gateway:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     guard: Any = None  # gateway.guard.ConnectionGuard of the peer listener, once serving
     bodies: BodyBudget = field(default_factory=BodyBudget)  # request bodies the peer port holds
+    origin: Any = None  # the local API's copy: the main Gateway (a rename updates both)
     _manifest: dict[str, Any] | None = None
     _manifest_at: float = 0.0
     _caps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -372,6 +373,10 @@ def build_local_app(gw: Gateway) -> web.Application:
     from hearthnet.gateway import live
 
     live.install(app, gw)  # GET /api/v1/subscribe: live updates (SSE), owner only
+    from hearthnet.gateway import node_settings
+
+    app.router.add_post("/api/v1/settings/name", functools.partial(node_settings.rename, gw))
+    app.router.add_post("/api/v1/community/join", functools.partial(node_settings.join, gw))
     return app
 
 

@@ -51,7 +51,7 @@ class LocalApiThread(threading.Thread):
         self._stopping = asyncio.Event()
         bus = BusClient(self.bus_endpoint)
         await bus.start()
-        gw = dataclasses.replace(self.main_gw, bus=bus)
+        gw = dataclasses.replace(self.main_gw, bus=bus, origin=self.main_gw)
         runner = web.AppRunner(build_local_app(gw), handler_cancellation=True, access_log=None)
         await runner.setup()
         self.socket_path.unlink(missing_ok=True)  # a stale socket of a killed gateway

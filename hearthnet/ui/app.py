@@ -112,7 +112,7 @@ def render_header(client: UiClient, cfg: "Config") -> str:
             mode = ""
     pill = {"offline": "OFFLINE — local services active", "degraded": "limited connection",
             "online": "online"}.get(mode, "node running")
-    name = cfg.node.display_name or (st.get("node") or {}).get("display_name") or ""
+    name = (st.get("node") or {}).get("display_name") or cfg.node.display_name or ""  # live: renames show
     return (f"<h1>HearthNet · {esc(community)}</h1><p>{esc(name)} · <b class=\"hn-mode-{esc(mode or 'up')}\">"
             f"{esc(pill)}</b> · "
             f"{peers} peer{'s' if peers != 1 else ''} reachable</p>")

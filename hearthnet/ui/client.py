@@ -98,6 +98,13 @@ class UiClient:
         except HearthNetError as exc:
             raise UiError(describe(exc), exc.code) from None
 
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to a local API route (the Settings tab's rename and join)."""
+        try:
+            return self.api.post(path, body)
+        except HearthNetError as exc:
+            raise UiError(describe(exc), exc.code) from None
+
     def status(self) -> dict[str, Any]:
         return self.get("/api/v1/status")
 

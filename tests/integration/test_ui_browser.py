@@ -227,36 +227,77 @@ def test_an_alert_and_its_acknowledgement_appear_on_the_other_node(pair, browser
         assert_offline_clean(reqs)
 
 
-def test_invite_a_second_node_from_the_settings_tab(make_ui_node, make_node, browser) -> None:
-    a = make_ui_node("founder")
-    a.init()
-    a.start(wait_workers=WORKERS)
-    joiner = make_node("joiner")
-    device_text = joiner.cli_json("id")["id_text"]  # what the new device shows its inviter
-    page, reqs = open_page(browser, a)
-    tab(page, "Settings")
-    # a malformed invite pasted: a clear message, no traceback
-    fill(page, "settings-join-text", "hearthnet-invite://not-an-invite")
-    page.locator("#settings-join").click()
-    page.get_by_text("This invite cannot be used").first.wait_for()
-    # invite the joiner's device: the invite text and its QR code appear
-    fill(page, "settings-invitee", device_text)
-    page.locator("#settings-invite").click()
-    page.get_by_text("Invite created").first.wait_for()
-    page.locator("#settings-qr img").first.wait_for()
-    invite = page.locator("#settings-invite-text textarea, #settings-invite-text input").first.input_value()
-    shot(page, "settings-invite")
+def test_a_running_node_joins_from_its_settings_tab_by_an_invite_made_on_another(make_ui_node, browser) -> None:
+    """The second node runs as `scripts/node` leaves it (its own one-member community);
+    its owner renames it, then joins the founder's community from its own Settings tab."""
+    a, b = make_ui_node("founder"), make_ui_node("joiner")
+    for n in (a, b):
+        n.init()
+        n.start(wait_workers=WORKERS)
+    a_status = a.api("/api/v1/status")
+    b_id, b_old = b.api("/api/v1/status")["node"]["node_id"], b.api("/api/v1/status")["community"]["community_id"]
+    device_text = b.cli_json("id")["id_text"]  # what the new device shows its inviter
+    pa, reqs_a = open_page(browser, a)
+    pb, reqs_b = open_page(browser, b)
+
+    # the joiner's owner renames it from the page: the node's signed manifest carries it
+    tab(pb, "Settings")
+    fill(pb, "settings-name", "   ")
+    pb.locator("#settings-rename").click()
+    pb.get_by_text("Type the new name first").first.wait_for()
+    fill(pb, "settings-name", "Joiner's porch")
+    pb.locator("#settings-rename").click()
+    pb.get_by_text("Renamed to").first.wait_for()
+    pb.locator("#settings-identity").get_by_text("Joiner's porch").wait_for()
+    assert b.api("/manifest")["display_name"] == "Joiner's porch"
+    # bad pastes: a clear message, nothing sent, no Join offered
+    pb.locator("#settings-join").click()
+    pb.get_by_text("Paste an invite first").first.wait_for()
+    fill(pb, "settings-join-text", "hearthnet-invite://not-an-invite")
+    pb.locator("#settings-join").click()
+    pb.get_by_text("This invite cannot be used").first.wait_for()
+    assert not pb.locator("#settings-join-confirm").is_visible()
+
+    # the founder invites the joiner's device from its Settings tab: invite text + QR code
+    tab(pa, "Settings")
+    fill(pa, "settings-invitee", device_text)
+    pa.locator("#settings-invite").click()
+    pa.get_by_text("Invite created").first.wait_for()
+    pa.locator("#settings-qr img").first.wait_for()
+    invite = pa.locator("#settings-invite-text textarea, #settings-invite-text input").first.input_value()
+    shot(pa, "settings-invite")
     assert invite.startswith("hearthnet"), invite
-    joiner.cli_json("invite", "redeem", invite, "--yes")
-    joiner.start(wait_workers=("broker", "gateway", "ledger"))
-    joiner.peer_add(a)
-    a.peer_add(joiner)
-    joiner_id = joiner.api("/api/v1/status")["node"]["node_id"]
-    tab(page, "Mesh")
-    page.locator("#mesh-refresh").click()
-    page.locator("#mesh-members").get_by_text(joiner_id.removeprefix("ed25519:")[:10]).first.wait_for()
-    assert "Traceback" not in page.content()
-    assert_offline_clean(reqs)
+
+    # the joiner pastes it, checks it (the preview names the community), joins
+    fill(pb, "settings-join-text", invite)
+    pb.locator("#settings-join").click()
+    pb.get_by_text("A valid invite to").first.wait_for()
+    assert a_status["community"]["name"] in pb.locator("#settings-join-notice").inner_text()
+    shot(pb, "settings-join-preview")
+    pb.locator("#settings-join-confirm").click()
+    pb.get_by_text("the node is restarting").first.wait_for()
+    shot(pb, "settings-joined")
+
+    # the joiner restarts into the founder's community and is a member there
+    def joined() -> bool:
+        try:
+            return b.api("/api/v1/status", timeout=5)["community"]["community_id"] == a_status["community"]["community_id"]
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(joined, 90, 0.5, message="the joiner's status shows the founder's community")
+    b.wait_healthy(WORKERS)
+    assert (b.root / "data" / "hearthnet" / "communities" / b_old).is_dir()  # its old community is kept
+    tab(pa, "Mesh")
+    pa.locator("#mesh-refresh").click()
+    pa.locator("#mesh-members").get_by_text(b_id.removeprefix("ed25519:")[:10]).first.wait_for()
+    shot(pa, "mesh-joined")
+    wait_for(b.ui_answers, 90, 0.5, message="the joiner's UI answers again")
+    pb.reload(wait_until="load")
+    pb.get_by_text(f"HearthNet · {a_status['community']['name']}").first.wait_for()
+    assert "Traceback" not in pa.content() + pb.content()
+    assert_offline_clean(reqs_a)
+    assert reqs_b.outside == []  # (its page lost the node while it restarted: failed requests are expected)
 
 
 ASK_WORKERS = WORKERS + ("llm", "embedding", "rag")

@@ -48,6 +48,13 @@ class FakeApi:
         self.calls.append((name, body["input"]))
         return iter(self.outputs.get(name, []))
 
+    def post(self, path: str, body: dict) -> dict[str, Any]:
+        self.calls.append((path, body))
+        out = self.outputs.get(path, {})
+        if isinstance(out, HearthNetError):
+            raise out
+        return out(body) if callable(out) else out
+
 
 def client(caps: set[str], **outputs: Any) -> tuple[UiClient, FakeApi]:
     api = FakeApi(caps, {k.replace("_", "."): v for k, v in outputs.items()})
@@ -90,11 +97,75 @@ def test_an_over_size_upload_is_refused_without_calling_file_add(tmp_path, monke
     assert not sent and "at most" in msg and api.calls == []
 
 
-def test_a_malformed_invite_is_a_clear_message(tmp_path) -> None:
+def test_a_malformed_invite_is_a_clear_message_and_sends_nothing(tmp_path) -> None:
     cfg = _cfg(tmp_path)
+    c, api = client(set())
     for text in ("", "hello", "hearthnet-invite://AAAA", "ed25519:" + "a" * 52):
-        msg = settings.check_join(cfg, text)
+        msg, button, checked = settings.check_join(c, cfg, text)
         assert msg.startswith("**Problem:**") and "Traceback" not in msg, (text, msg)
+        assert button["visible"] is False and checked == ""
+    assert api.calls == []
+
+
+def _invite_for_me(cfg) -> str:
+    from hearthnet.identity import keys
+    from hearthnet.onboarding.invite import encode_invite, sign_invite
+
+    me = keys.load_or_generate(cfg.identity.keys_dir)
+    founder = keys.generate()
+    return encode_invite(sign_invite(
+        founder, community_id=founder.node_id_full, community_name="Maple Street",
+        invitee_node_id=me.node_id_full, initial_level="member", expires_at="2099-01-01T00:00:00Z",
+        bootstrap_endpoints=[{"transport": "https", "host": "127.0.0.1", "port": 7080}]))
+
+
+PREVIEW = {"community_name": "Maple Street", "community_id_short": "abcd", "members": 3,
+           "inviter_display_name": "alice", "level": "member", "expires_at": "2099-01-01T00:00:00Z",
+           "same_community": False}
+
+
+def test_a_good_invite_is_previewed_then_joined(tmp_path) -> None:
+    cfg = _cfg(tmp_path)
+    text = _invite_for_me(cfg)
+    c, api = client(set())
+    api.outputs[settings.JOIN_ROUTE] = lambda body: (
+        {"ok": True, "joined": {"community_name": "Maple Street", "level": "member"}, "restarting": True,
+         "old_community": {"state_dir": "/data/communities/x"}} if body["confirm"]
+        else {"ok": True, "preview": PREVIEW, "can_join": True, "why_not": None})
+    msg, button, checked = settings.check_join(c, cfg, text)
+    assert "Maple Street" in msg and "alice" in msg and button["visible"] is True and checked == text
+    assert api.calls == [(settings.JOIN_ROUTE, {"invite": text, "confirm": False})]
+    msg, button, checked = settings.join(c, checked)
+    assert api.calls[-1] == (settings.JOIN_ROUTE, {"invite": text, "confirm": True})
+    assert "Joined **Maple Street** as member" in msg and "reload this page" in msg
+    assert "/data/communities/x" in msg and button["visible"] is False
+
+
+def test_a_node_that_may_not_switch_is_told_why_and_offered_no_join(tmp_path) -> None:
+    cfg = _cfg(tmp_path)
+    c, api = client(set())
+    api.outputs[settings.JOIN_ROUTE] = {"ok": True, "preview": PREVIEW, "can_join": False,
+                                        "why_not": "this node's community has 2 other member(s)"}
+    msg, button, _ = settings.check_join(c, cfg, _invite_for_me(cfg))
+    assert msg.startswith("**Problem:**") and "2 other member" in msg and "hearthnet erase" in msg
+    assert button["visible"] is False
+    api.outputs[settings.JOIN_ROUTE] = HearthNetError("other_community", "not alone")
+    msg, _, _ = settings.join(c, "hearthnet://v1/x")
+    assert msg.startswith("**Problem:** Not joined") and "other_community" in msg
+    assert settings.join(c, "")[0].startswith("**Problem:**")
+
+
+def test_rename_sends_the_name_and_shows_it_and_refuses_an_empty_one() -> None:
+    c, api = client(set())
+    msg, identity = settings.rename(c, "ed25519:me", "   ")
+    assert msg.startswith("**Problem:**") and api.calls == []
+    api.outputs[settings.NAME_ROUTE] = {"ok": True, "display_name": "Mill St", "restarted": ["discovery"]}
+    msg, identity = settings.rename(c, "ed25519:me", " Mill St ")
+    assert api.calls == [(settings.NAME_ROUTE, {"display_name": "Mill St"})]
+    assert "Renamed to **Mill St**" in msg and "Mill St" in identity
+    api.outputs[settings.NAME_ROUTE] = HearthNetError("bad_request", "the display name must be 1-64 characters")
+    msg, _ = settings.rename(c, "ed25519:me", "x" * 80)
+    assert msg.startswith("**Problem:** Not renamed") and "1-64" in msg
 
 
 def test_an_empty_question_and_a_post_without_title_send_nothing() -> None:
