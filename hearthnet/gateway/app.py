@@ -25,13 +25,14 @@ from hearthnet.bus import protocol as P
 from hearthnet.bus.client import BusClient
 from hearthnet.config import Config
 from hearthnet.constants import MANIFEST_REPUBLISH_INTERVAL_SECONDS, MAX_REQUEST_BYTES
-from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError, http_status_for
 from hearthnet.gateway import introspect
 from hearthnet.gateway.bodybudget import BodyBudget, serve_within
 from hearthnet.gateway.http import capability_headers as _capability_headers
 from hearthnet.gateway.http import dumps as _dumps
 from hearthnet.gateway.http import signed_json_response as _signed_json_response
+from hearthnet.gateway.http import read_json
+from hearthnet.transport.endpoints import advertised_endpoints
 from hearthnet.services.embedding.available import embedding_unavailable
 from hearthnet.transport.sse import format_frame
 from hearthnet.supervisor_rpc import SupervisorRpc
@@ -124,7 +125,7 @@ class Gateway:
     async def call(self, request: web.Request) -> web.StreamResponse:
         """A call by the node's owner (local API)."""
         cap, version = _capability_headers(request)
-        body = await _read_json(request)
+        body = await read_json(request)
         trace = request.headers.get("X-HearthNet-Request-Id") or new_ulid()
         timeout = parse_timeout(request.headers.get(H_TIMEOUT))  # the owner's, unsigned
         return await self.dispatch(request, cap, version, body, caller=self.kp.node_id_full,
@@ -409,25 +410,6 @@ def load_gateway(cfg: Config, bus: BusClient) -> Gateway:
                                               cfg.transport.peer_body_per_sender_mib))
 
 
-def advertised_endpoints(cfg: Config) -> list[dict[str, Any]]:
-    """Where peers reach us: the configured host, or every non-loopback IPv4 address of
-    the allowed interfaces when listening on all of them."""
-    host, port = cfg.transport.host, cfg.transport.port
-    if host not in ("0.0.0.0", "", "::"):
-        return [{"transport": "https", "host": host, "port": port}]
-    import psutil
-
-    allowed = set(cfg.discovery.interfaces)
-    out = []
-    for name, addrs in sorted(psutil.net_if_addrs().items()):
-        if allowed and name not in allowed:
-            continue
-        for a in addrs:
-            if a.family.name == "AF_INET" and not a.address.startswith("127."):
-                out.append({"transport": "https", "host": a.address, "port": port})
-    return out
-
-
 def _mesh_status(mesh: Any) -> list[dict[str, Any]]:
     """The mesh's peers; the local API reads them from its own thread while the mesh's
     loop may change them, so a dict changing size mid-read is simply read again."""
@@ -453,16 +435,6 @@ def _request_id(request: web.Request) -> str:
     """The request id to echo: only a well-formed one (a peer's header is hostile)."""
     rid = request.headers.get("X-HearthNet-Request-Id", "").strip()
     return rid if len(rid) == 26 and rid.isalnum() and rid.isascii() else ""
-
-
-async def _read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        return jsonbound.loads(raw)
-    except ValueError as exc:
-        raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None
 
 
 async def _write_or_stall(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> bool:

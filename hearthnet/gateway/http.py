@@ -36,3 +36,16 @@ def capability_headers(request: web.Request) -> tuple[str, str]:
     if not cap:
         raise HearthNetError("bad_request", "missing X-HearthNet-Capability header")
     return cap, version
+
+
+async def read_json(request: web.Request) -> Any:
+    """A local API request body: {} when empty, bad_request when not (bounded) JSON."""
+    from hearthnet import jsonbound
+
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        return jsonbound.loads(raw)
+    except ValueError as exc:
+        raise HearthNetError("bad_request", f"request body is not JSON: {exc}") from None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from hearthnet.errors import HearthNetError
+from hearthnet.gateway.http import read_json
 from hearthnet.onboarding import switch
 from hearthnet.onboarding.errors import OnboardingError
 
@@ -47,9 +48,8 @@ _switched: list[str] = []  # the community joined; this process ends with the re
 
 
 async def rename(gw: "Gateway", request: web.Request) -> web.Response:
-    from hearthnet.gateway.app import _read_json
 
-    body = await _read_json(request)
+    body = await read_json(request)
     name = check_display_name(body.get("display_name") if isinstance(body, dict) else None)
     path = await asyncio.to_thread(write_display_name, gw.cfg, name)
     use_display_name(gw, name)
@@ -106,9 +106,8 @@ def restart_discovery(gw: "Gateway") -> list[str]:
 
 
 async def join(gw: "Gateway", request: web.Request) -> web.StreamResponse:
-    from hearthnet.gateway.app import _read_json
 
-    text, confirm = join_input(await _read_json(request))
+    text, confirm = join_input(await read_json(request))
     if not confirm:
         preview = await asyncio.to_thread(switch.preview_invite, gw.cfg, gw.kp, text)
         problem = None if preview.same_community else await solo_problem(gw)

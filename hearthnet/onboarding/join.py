@@ -411,7 +411,7 @@ def _node_manifest(cfg: "Config", kp: KeyPair, community_id: str, display_name: 
                    profile: str | None) -> dict[str, Any]:
     """This node's manifest at join: identity, profile, hardware and where it will listen;
     no capabilities yet (the node is not running)."""
-    from hearthnet.gateway.app import advertised_endpoints
+    from hearthnet.transport.endpoints import advertised_endpoints
     from hearthnet.identity.manifest import build_node_manifest
     from hearthnet.profile import detect_hardware
 

@@ -233,7 +233,7 @@ class GovernanceService:
             raise HearthNetError("not_initialised", "this node has no community yet; run `hearthnet init`")
 
         def endpoints() -> list[dict[str, Any]]:
-            from hearthnet.gateway.app import advertised_endpoints  # what the node manifest lists
+            from hearthnet.transport.endpoints import advertised_endpoints  # what the node manifest lists
 
             return advertised_endpoints(cfg)
 
