@@ -31,6 +31,14 @@ before the puller waits for it. A source that answers `rate_limited` (the peer A
 calls a second) is waited for (its `retry_after_ms`), its batch goes back in the queue
 with no fault counted, and only a long run of such answers counts as a strike.
 
+Offline, big downloads yield to small ones (issue 10; the rule is the file worker's
+`TransferGate`, hearthnet/services/file/yielding.py, given here as `gate`): the chunk
+fetching of a blob counts as a download of the manifest's size. A big one's pullers ask
+for no chunks while a small download is in progress: each waits before it takes its next
+batch, and one in the middle of a batch stops reading after the chunk at hand and puts
+the rest back in the queue (no fault of the source's). The chunks written stay; it goes
+on as soon as no small download is left or the node is back online.
+
 `BusSource` is a Source over the bus (targeted `file.read` streams to one node);
 `find_holders` (hearthnet.blobs.holders) finds the node ids to make sources of.
 """
@@ -81,6 +89,16 @@ class Source(Protocol):
     async def manifest(self, cid: str) -> dict[str, Any]: ...
 
     def chunks(self, cid: str, indexes: list[int]) -> AsyncIterator[tuple[int, bytes]]: ...
+
+
+class Gate(Protocol):
+    """What a fetch asks of the yielding rule (TransferGate)."""
+
+    def downloading(self, size: int) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+    def download_holds(self, size: int) -> bool: ...
+
+    async def pace_download(self, size: int) -> None: ...
 
 
 @dataclass
@@ -216,6 +234,12 @@ class _Run:
         self.pending.append(i)
         self._wake()
 
+    def give_back(self, indexes: list[int]) -> None:
+        """A batch's rest, not attempted (a big download yielding): first in the queue again."""
+        self.in_flight -= len(indexes)
+        self.pending.extendleft(reversed(indexes))
+        self._wake()
+
     # ------------------------------------------------------------------ sources
 
     def strike(self, node_id: str, reason: str) -> None:
@@ -349,7 +373,7 @@ class TransferManager:
                  max_chunk_failures: int = MAX_CHUNK_FAILURES,
                  max_source_failures: int = MAX_SOURCE_FAILURES,
                  manifest_timeout: float = MANIFEST_TIMEOUT_SECONDS,
-                 chunk_timeout: float = CHUNK_TIMEOUT_SECONDS) -> None:
+                 chunk_timeout: float = CHUNK_TIMEOUT_SECONDS, gate: Gate | None = None) -> None:
         if batch < 1 or max_chunk_failures < 1 or max_source_failures < 1:
             raise ValueError("batch and the failure limits must be at least 1")
         self.store = store
@@ -357,6 +381,7 @@ class TransferManager:
         self.max_chunk_failures, self.max_source_failures = max_chunk_failures, max_source_failures
         self.manifest_timeout, self.chunk_timeout = manifest_timeout, chunk_timeout
         self.scores: dict[str, SourceScore] = {}
+        self.gate = gate  # offline: big downloads yield to small ones (None: never)
         self.peak_in_flight = 0  # of the last fetch: at most len(sources) x batch
 
     def score(self, node_id: str) -> float:
@@ -379,8 +404,9 @@ class TransferManager:
             missing = await asyncio.to_thread(self._prepare, manifest, local is not None)
             run = _Run(manifest, missing, sources, self.max_chunk_failures, self.max_source_failures, progress)
             run.report(force=True)
-            pullers = [asyncio.ensure_future(self._puller(run, s, asks[s.node_id])) for s in sources]
-            await run.over.wait()
+            async with self._downloading(manifest.size_bytes):
+                pullers = [asyncio.ensure_future(self._puller(run, s, asks[s.node_id])) for s in sources]
+                await run.over.wait()
         finally:
             for task in [*pullers, *asks.values()]:
                 task.cancel()
@@ -393,6 +419,12 @@ class TransferManager:
         return FetchResult(manifest, dict(run.from_nodes), run.fetched_chunks, run.fetched_bytes, _ms(started),
                            len(manifest.chunks) - len(missing), list(run.dropped),
                            {n: k for n, k in run.strikes.items() if k})
+
+    def _downloading(self, size: int) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.gate.downloading(size) if self.gate is not None else contextlib.nullcontext()
+
+    def _yields(self, run: _Run) -> bool:
+        return self.gate is not None and self.gate.download_holds(run.total)
 
     # ------------------------------------------------------------------ the manifest
 
@@ -454,6 +486,8 @@ class TransferManager:
         run.validated.add(node)
         try:
             while True:
+                if self.gate is not None:  # offline: a big download waits while a small one runs
+                    await self.gate.pace_download(run.total)
                 changed = run.changed
                 batch = run.take(node, self.batch)
                 if batch is None:
@@ -474,7 +508,7 @@ class TransferManager:
         """Ask one source for one batch; every index ends done or failed (back in the queue).
         Chunks are written while the next ones arrive (all within this batch)."""
         node, want, received = source.node_id, set(batch), set()
-        reason, lacking, backoff = None, False, None
+        reason, lacking, backoff, paused = None, False, None, False
         writer = _Writer(self.store, run, node)
         frames = source.chunks(run.manifest.cid, list(batch))
         try:
@@ -489,6 +523,9 @@ class TransferManager:
                 received.add(i)
                 writer.add(i, data)
                 await writer.room()
+                if self._yields(run):  # a small download began: stop here, the rest goes back
+                    paused = True
+                    break
         except asyncio.CancelledError:
             writer.cancel()
             raise
@@ -504,6 +541,9 @@ class TransferManager:
                     await aclose()
         await writer.flush()
         left = [i for i in batch if i not in received]
+        if paused:
+            run.give_back(left)
+            return
         if node not in run.active or run.over.is_set():
             for i in left:  # dropped mid-batch (or the fetch is over): not these chunks' fault
                 run.requeue(i)

@@ -17,7 +17,8 @@ Capabilities (all @1.0; bodies {"params": {}, "input": {...}}):
     file.pin/unpin  self     {cid} -> {cid, pinned}
     file.gc         self     {} -> {freed_bytes, evicted}
     file.status     self     {} -> {blobs, complete, pinned, store_bytes, capacity_bytes, free_bytes, fraction,
-                                   transfers: {big_file_bytes, yielding, small_streams, big_chunk_waits}}
+                                   transfers: {big_file_bytes, yielding, small_streams, big_chunk_waits,
+                                               small_downloads, big_download_waits}}
     file.verify     self     {sample?} -> {checked, bad, corrupt}: a random sample of chunks re-hashed
     file.import     self     {manifest, parts} -> stream progress, done {cid, added}
 
@@ -175,7 +176,7 @@ class FileService:
         from hearthnet.services.file.yielding import TransferGate
 
         self.store = store
-        self.gate = TransferGate()  # offline: big transfers yield to small ones (yielding.py)
+        self.gate = TransferGate()  # offline: big transfers (served and fetched) yield to small ones
         self._follow_mode = follow_mode
         self._follow: asyncio.Task | None = None
         self.node_id = node_id
@@ -612,7 +613,7 @@ class FileService:
             raise BlobError("not_found", f"{short(cid)} is not here and no known node holds it")
         ticker = Ticker()
         if self._manager is None:
-            self._manager = TransferManager(self.store)
+            self._manager = TransferManager(self.store, gate=self.gate)  # downloads yield too
         task = asyncio.ensure_future(self._manager.fetch(cid, [BusSource(self.bus, n, self.node_id) for n in holders],
                                                    progress=ticker.on_loop))
 

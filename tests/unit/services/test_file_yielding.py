@@ -49,7 +49,7 @@ def test_big_streams_wait_for_small_ones_only_while_offline() -> None:
         release.set()
         await s
         assert gate.status() == {"big_file_bytes": 100, "yielding": False, "small_streams": 0,
-                                 "big_chunk_waits": 1}
+                                 "big_chunk_waits": 1, "small_downloads": 0, "big_download_waits": 0}
 
     asyncio.run(main())
 
@@ -70,5 +70,45 @@ def test_one_big_stream_at_a_time_while_offline() -> None:
 
         await asyncio.gather(big(), big(), big())
         assert peak[0] == 1
+
+    asyncio.run(main())
+
+
+def test_a_waiting_big_stream_goes_on_when_the_node_is_back_online() -> None:
+    async def main() -> None:
+        gate = TransferGate(big_bytes=100)
+        gate.set_mode("offline")
+        release = asyncio.Event()
+
+        async def small() -> None:
+            async with gate.serving(SMALL):
+                await release.wait()
+
+        s = asyncio.ensure_future(small())
+        await asyncio.sleep(0)
+        big = asyncio.ensure_future(gate.pace(BIG))
+        await asyncio.sleep(0.01)
+        assert not big.done() and gate.status()["big_chunk_waits"] == 1
+        gate.set_mode("online")  # the small stream is still being served
+        await big
+        release.set()
+        await s
+
+    asyncio.run(main())
+
+
+def test_the_directions_do_not_mix() -> None:
+    """A small download holds big downloads only, a small served stream big streams only."""
+    async def main() -> None:
+        gate = TransferGate(big_bytes=100)
+        gate.set_mode("offline")
+        async with gate.downloading(SMALL):
+            assert gate.status()["small_downloads"] == 1 and gate.download_holds(BIG)
+            assert not gate.download_holds(SMALL)
+            await gate.pace(BIG)  # a served big stream does not wait for our download
+        async with gate.serving(SMALL):
+            assert not gate.download_holds(BIG)
+            await gate.pace_download(BIG)
+        assert gate.status()["big_chunk_waits"] == gate.status()["big_download_waits"] == 0
 
     asyncio.run(main())
