@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MAX_PARALLEL = 16
+TABLE_REASON_CHARS = 100  # the table clips a reason; --json has it whole
 VERIFIED, UNVERIFIED, NOT_HEARD = "verified", "unverified", "not_heard_from"
 Progress = Callable[["MemberHealth"], None]
 
@@ -204,13 +205,18 @@ def _row(out: "Output", m: MemberHealth, ours: Any) -> list[Any]:
     who += " (this node)" if m.is_self else ""
     if m.state == NOT_HEARD:
         return [who, out.text("down", "red"), "-", "-", "-", "-",
-                out.text(f"not heard from: {m.reason}", "red")]
-    if m.state == UNVERIFIED:
+                out.text(f"not heard from: {_clip(m.reason)}", "red")]
+    if m.state == UNVERIFIED:  # what it claims is not shown: only why it is not trusted
         return [who, out.text("unverified", "bold yellow"), "-", "-", "-", "-",
-                out.text(f"summary not trusted: {m.reason}", "yellow")]
+                out.text(f"summary not trusted: {_clip(m.reason)}", "yellow")]
     return [who, out.text("up", "green"), str(m.fact("version") or "-"),
             str(m.fact("online_state") or "n/a"), _sync_cell(m.fact("sync")),
             _events_cell(m.fact("event_log"), ours), _checks_cell(out, m.fact("failing_checks") or [])]
+
+
+def _clip(text: str | None, limit: int = TABLE_REASON_CHARS) -> str:
+    text = text or "?"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _sync_cell(sync: Any) -> str:
