@@ -87,6 +87,10 @@ def test_doctor_mesh_verified_not_heard_from_tampered_and_refused(make_node, tmp
     wait_for(lambda: offers_health(a, {B, C}), 60, message="alice routes node.health to bob and carol")
     manifest = a.api("/manifest")
     assert any(cap["name"] == "node.health" and cap["version"] == "1.0" for cap in manifest["capabilities"])
+    # the owner's targeted call: a malformed X-HearthNet-Node is bad_request, never a 500
+    status, raw = a.request("/bus/v1/call", "POST", {"params": {}, "input": {}},
+                            {"X-HearthNet-Capability": "node.health", "X-HearthNet-Node": "ed25519:nope"})
+    assert status == 400 and json.loads(raw)["error"] == "bad_request", raw
 
     # --- all three up: verified, with version and online state, in one table
     code, doc = wait_for(lambda: (lambda r: r if r[1]["counts"]["verified"] == 3 else None)(mesh_doctor(a)),
