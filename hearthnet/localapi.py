@@ -189,12 +189,15 @@ class LocalApi:
         return out
 
     def call(
-        self, name: str, version: str, body: Mapping[str, Any], *, stream: bool = False
+        self, name: str, version: str, body: Mapping[str, Any], *, stream: bool = False,
+        node: str | None = None, timeout: float | None = None,
     ) -> dict[str, Any] | Iterator[Frame]:
         """POST /bus/v1/call. Without `stream`: the response JSON `{"output", "meta"}`.
         With `stream`: an iterator of `(event, data)` frames, parsed as they arrive; it
         ends after `done`, and raises the error of an `error` frame. (A capability that
-        cannot stream gives one `response` frame holding the JSON response, then `done`.)"""
+        cannot stream gives one `response` frame holding the JSON response, then `done`.)
+        `node` (a full node id) has only that node serve it; `timeout` is the call's
+        deadline in seconds (the node answers `timeout` past it)."""
         token = self.token()
         headers = {
             "Authorization": f"Bearer {token}",
@@ -203,9 +206,16 @@ class LocalApi:
             "X-HearthNet-Capability": name,
             "X-HearthNet-Capability-Version": version,
         }
+        if node:
+            headers["X-HearthNet-Node"] = node
+        if timeout is not None:
+            from hearthnet.transport.signing import format_timeout
+
+            headers["X-HearthNet-Timeout"] = format_timeout(timeout)
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         # Streams may legitimately be silent for a long time (a slow model): no timeout.
-        conn = self._connect(None if stream else self.call_timeout)
+        wait = self.call_timeout if timeout is None else timeout + 2.0  # the node's answer first
+        conn = self._connect(None if stream else wait)
         handed_off = False
         try:
             resp = self._send(conn, "POST", "/bus/v1/call", payload, headers)

@@ -7,6 +7,7 @@ from aiohttp import web
 from hearthnet.bus.client import BusClient
 from hearthnet.gateway.app import build_peer_app, load_gateway
 from hearthnet.gateway.bodybudget import return_large_buffers_to_os
+from hearthnet.gateway.health import start_health
 from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
 from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
@@ -26,6 +27,7 @@ async def serve() -> None:
     gw = load_gateway(cfg, bus)
     gw.members = Membership(bus, gw.kp.node_id_full)  # before the local API copies gw
     gw.members.start()
+    health = await start_health(gw)  # node.health@1.0, served here (gateway/health.py says why)
     gw.guard = ConnectionGuard(server_ssl_context(gw.tls), limits_for_fds(fds))
     # Peer connections: no lingering reads of a refused request's body (close instead),
     # idle keep-alives of members end after 75 s (the PeerClient drops its own at 60 s).
@@ -54,6 +56,7 @@ async def serve() -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await asyncio.to_thread(local.stop)
+    await health.close()
     await gw.mesh.close()
     await gw.members.close()
     await gw.mesh.client.close()

@@ -129,19 +129,20 @@ class Gateway:
         trace = request.headers.get("X-HearthNet-Request-Id") or new_ulid()
         timeout = parse_timeout(request.headers.get(H_TIMEOUT))  # the owner's, unsigned
         return await self.dispatch(request, cap, version, body, caller=self.kp.node_id_full,
-                                   trace=trace, timeout=timeout,
+                                   trace=trace, timeout=timeout, node=_target_node(request),
                                    descriptor=await self.descriptor(cap, local=False))
 
     async def dispatch(self, request: web.Request, cap: str, version: str, body: Any, *,
                        caller: str, trace: str, local_only: bool = False, sign: bool = False,
-                       timeout: float | None = None,
+                       timeout: float | None = None, node: str | None = None,
                        descriptor: dict[str, Any] | None = None) -> web.StreamResponse:
-        """Hand an authenticated call to the broker; JSON reply or SSE stream."""
+        """Hand an authenticated call to the broker; JSON reply or SSE stream. `node`
+        (the owner's X-HearthNet-Node) targets that node's providers only."""
         if _wants_stream(request, body, descriptor):
             return await self._stream(request, cap, version, body, trace, timeout, caller,
-                                      local_only, sign)
+                                      local_only, sign, node)
         result = await self.bus.call(cap, version, body, caller=caller, trace=trace,
-                                     timeout=timeout, local_only=local_only)
+                                     timeout=timeout, local_only=local_only, node=node)
         headers = {"X-HearthNet-Request-Id": trace}
         if sign:  # responses to peers are signed (CONTRACT §5; required for mutating calls)
             return _signed_json_response(self.kp, trace, 200, result, headers)
@@ -149,9 +150,9 @@ class Gateway:
 
     async def _stream(self, request: web.Request, cap: str, version: str, body: Any, trace: str,
                       timeout: float | None, caller: str, local_only: bool,
-                      sign: bool) -> web.StreamResponse:
+                      sign: bool, node: str | None = None) -> web.StreamResponse:
         frames = self.bus.stream(cap, version, body, caller=caller, trace=trace,
-                                 timeout=timeout, local_only=local_only)
+                                 timeout=timeout, local_only=local_only, node=node)
         first_ev, first = await frames.__anext__()
         if first_ev == P.ERROR:  # refused before anything streamed: a plain HTTP error
             raise HearthNetError.from_wire(first)
@@ -429,6 +430,19 @@ def _error_response(code: str, message: str, trace: str, details: dict[str, Any]
     if signer is not None:  # peer API: errors are signed like every other reply
         return _signed_json_response(signer, trace, status, body, headers)
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _target_node(request: web.Request) -> str | None:
+    """The owner's `X-HearthNet-Node`: a full node id whose providers alone may serve the
+    call (a peer's, or ours), e.g. `doctor --mesh` asking each member; bad_request else."""
+    node = request.headers.get("X-HearthNet-Node", "").strip()
+    if not node:
+        return None
+    try:
+        idkeys.parse_node_id(node)
+    except HearthNetError as exc:
+        raise HearthNetError("bad_request", f"X-HearthNet-Node: {exc.message}") from None
+    return node
 
 
 def _request_id(request: web.Request) -> str:

@@ -63,15 +63,48 @@ def run_doctor(config_path: Path | None, only: str | None) -> DoctorResult:
     return DoctorResult(diagnose(config_path, only))
 
 
+def run_mesh(state: "CliState", timeout: float, out: Output, show_progress: bool) -> Any:
+    """`--mesh`: every member's signed health summary (hearthnet.meshdoctor)."""
+    from hearthnet.meshdoctor import mesh_doctor
+
+    api = state.api()
+    if not show_progress or not out.err_console.is_terminal:
+        return mesh_doctor(api, timeout=timeout)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=out.err_console, transient=True) as bar:
+        def factory(total: int) -> Any:
+            task = bar.add_task("asking members", total=total)
+            return lambda res: bar.update(task, advance=1, description=f"heard {res.member.display_name or '?'}: "
+                                                                         f"{res.state.replace('_', ' ')}")
+
+        return mesh_doctor(api, timeout=timeout, progress_factory=factory)
+
+
 @click.command("doctor")
 @click.option("--check", "only", metavar="NAME", shell_complete=complete_check, help="Run only this check.")
+@click.option("--mesh", is_flag=True, help="Ask every member for its signed health summary; one table.")
+@click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True,
+              help="With --mesh: seconds to wait for each member.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"ok\", \"checks\": [...]} as JSON.")
 @click.pass_obj
-def cli(state: "CliState", only: str | None, as_json: bool) -> None:
+def cli(state: "CliState", only: str | None, mesh: bool, timeout: float, as_json: bool) -> None:
     """Check keys, community, config, ports, disk, LLM backends and, if the node runs,
     its workers and recent errors. Works without a running node.
 
-    Exit 0 if all pass (skips and warnings included), 1 if any fails, 2 if doctor
-    itself crashed or the check name is unknown.
+    With --mesh (needs a running node): ask every member of the community for its
+    signed health summary (node.health) and print who is up, their version, online
+    state, sync lag and failing checks with the fix; a summary that does not verify is
+    shown as "unverified", members that did not answer as "not heard from".
+
+    Exit 0 if all pass (skips and warnings included), 1 if any fails (--mesh: any member
+    unverified, not heard from or with a failing check), 2 if doctor itself crashed or
+    the check name is unknown, 3 (--mesh) no running node.
     """
+    if mesh and only:
+        raise click.UsageError("--check and --mesh do not go together")
+    if mesh:
+        out = Output()
+        boundary.run(lambda: run_mesh(state, timeout, out, not as_json), as_json=as_json, state=state, out=out)
     boundary.run(lambda: run_doctor(state.config_path, only), as_json=as_json, state=state)

@@ -228,3 +228,12 @@ def test_doctor_event_log_missing_is_a_warning(runner, env):
     db.unlink()
     result = invoke(runner, "doctor", "--check", "event_log")
     assert result.exit_code == 0 and result.stdout.startswith("⚠") and "the ledger creates it" in result.stdout
+
+
+def test_doctor_mesh_usage_and_no_node(runner, env):
+    both = invoke(runner, "doctor", "--mesh", "--check", "disk_space")
+    assert both.exit_code == 2 and "--check and --mesh" in both.output
+    init_node(runner)
+    cold = invoke(runner, "doctor", "--mesh", "--json")  # needs a running node: exit 3
+    assert cold.exit_code == 3, cold.output
+    assert json.loads(cold.stdout)["error"]["code"] == "node_not_running"
