@@ -23,7 +23,7 @@ def node_id(node: Node) -> str:
     r = node.cli("id", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == {"node_id", "node_id_short", "id_text"}
+    assert set(doc) == {"ok", "schema_version", "node_id", "node_id_short", "id_text"}
     return doc["node_id"]
 
 
