@@ -85,7 +85,9 @@ def test_invite_redeem_join_and_meet(alice: Node, fresh: Any) -> None:
     doc = invite(alice, bob_id)
     assert doc["invitee_node_id"] == bob_id and doc["level"] == "member" and not doc["reissued"]
     assert doc["invite"].startswith("hearthnet://v1/") and len(doc["invite"]) < 500
-    assert Path(doc["png"]).parent == alice.root and Path(doc["png"]).is_file()
+    # the PNG is in alice's community state dir, not in the directory she ran it from
+    assert Path(doc["png"]).parent == community_dir(alice) / "invites" and Path(doc["png"]).is_file()
+    assert not list(alice.root.glob("*.png"))
     again = invite(alice, bob_id)  # the same device again: the pending invite is re-issued
     assert again["reissued"] and again["event_id"] == doc["event_id"]
 
