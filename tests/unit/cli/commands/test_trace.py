@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 from tests.unit.cli.conftest import invoke, json_result
 
 
