@@ -340,8 +340,9 @@ def _wait_ready(cfg: Config, proc: subprocess.Popen, rpc: SupervisorRpc,
     while time.monotonic() < deadline and not stop_requested and proc.poll() is None:
         rpc.poke()  # supervisord spawns on its next loop pass: make that pass come now
         if gateway_healthy(cfg.paths.api_socket):
-            emit("ready", {"url": f"https://{local_host(cfg.transport.host)}:{cfg.transport.port}",
-                           "socket": str(cfg.paths.api_socket), "ui": ui_url})
+            # The local API is the unix socket; the TCP port is the peer API (other nodes).
+            emit("ready", {"socket": str(cfg.paths.api_socket), "peer_host": cfg.transport.host,
+                           "peer_port": cfg.transport.port, "ui": ui_url})
             return
         time.sleep(0.05)
     if proc.poll() is not None:

@@ -5,8 +5,8 @@ ConfigError / IdentityError / NodeNotRunning / UserAbort subclasses) become one 
 `Error: ...` line, an optional hint, and the exit code of `hearthnet.errors`. Anything
 unexpected becomes "internal error: <type>: <msg>; details in the log" with exit 1, and
 the traceback goes to `<LOG>/cli.log` - never to the terminal unless HEARTHNET_DEBUG=1.
-With `--json` the error is the envelope `{"ok": false, "error": {"code", "message"}}`
-on stdout instead.
+With `--json` the error is the envelope `{"ok": false, "schema_version": 1, "error":
+{"code", "message", "hint"}}` on stdout instead (hearthnet.cli.render).
 """
 from __future__ import annotations
 

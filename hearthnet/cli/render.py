@@ -1,9 +1,17 @@
 """The one renderer: every command returns a result object, and this module prints it.
 
-A result has `to_dict()` (the `--json` document, printed with sorted keys and indent 2)
-and `human(out)` (what a person sees, drawn on `out`, an `Output`). A result may also
-have `write_json(out)` when its JSON form is a stream (the log prints JSON Lines) and an
-`exit_code` attribute when success is not 0 (doctor).
+A result has `to_dict()` (its `--json` keys) and `human(out)` (what a person sees, drawn
+on `out`, an `Output`). A result may also have `write_json(out)` when its JSON form is a
+stream (the log prints JSON Lines) and an `exit_code` attribute when success is not 0
+(doctor).
+
+Every `--json` document has one shape, the envelope (README "JSON output"), printed with
+sorted keys and indent 2:
+  a result  {"ok": <exit code is 0>, "schema_version": 1, ...the result's own keys}
+  an error  {"ok": false, "schema_version": 1, "error": {"code", "message", "hint"}}
+The result's keys stay flat beside `ok` so that a script reading `doc["checks"]` keeps
+working. Streams (JSON Lines: `log`, `call --stream`, `watch`) print one object per
+record or frame, without the envelope; an error ends them with the error envelope.
 
 Rich is imported only when a human table is drawn, never for `--json` or errors.
 """
@@ -56,6 +64,8 @@ class Output:
         self._err_console: "Console | None" = None
         # True while stdout holds streamed text not yet ended by a newline.
         self.partial_line = False
+        # True once stdout holds JSON Lines: an error then ends the stream as one line too.
+        self.json_lines = False
 
     # plain text -------------------------------------------------------------------------
     def echo(self, text: str = "", *, err: bool = False, nl: bool = True) -> None:
@@ -79,6 +89,7 @@ class Output:
 
     def json_line(self, doc: Any, *, err: bool = False) -> None:
         self.echo(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str), err=err)
+        self.json_lines = self.json_lines or not err
         (self.err if err else self.out).flush()
 
     # rich -------------------------------------------------------------------------------
@@ -136,6 +147,26 @@ class Output:
         self.console.print(*[Text(p) if isinstance(p, str) else p for p in parts], style=style, sep="")
 
 
+# The version of the envelope below (not of any one command's keys): bumped only if
+# `ok`, `schema_version` or `error` change meaning.
+SCHEMA_VERSION = 1
+ENVELOPE_KEYS = ("ok", "schema_version")
+
+
+def envelope(doc: dict[str, Any], *, exit_code: int = 0) -> dict[str, Any]:
+    """A result's `--json` document: `ok` (the command exits 0) and `schema_version` beside
+    the result's own keys. A result that reports a failure in its own keys (doctor's
+    failing check, export --verify of a damaged file) has `ok: false` and no `error`."""
+    if not isinstance(doc, dict):
+        raise TypeError(f"a --json result must be a JSON object, not {type(doc).__name__}")
+    return {**doc, "ok": exit_code == 0, "schema_version": SCHEMA_VERSION}
+
+
+def error_envelope(code: str, message: str, hint: str | None) -> dict[str, Any]:
+    return {"ok": False, "schema_version": SCHEMA_VERSION,
+            "error": {"code": code, "message": message, "hint": hint}}
+
+
 def emit(result: Any, *, as_json: bool, out: Output) -> None:
     """Print a command's result for a person or as JSON."""
     if as_json:
@@ -143,7 +174,7 @@ def emit(result: Any, *, as_json: bool, out: Output) -> None:
         if writer is not None:
             writer(out)
         else:
-            out.json(result.to_dict())
+            out.json(envelope(result.to_dict(), exit_code=int(getattr(result, "exit_code", 0))))
     else:
         result.human(out)
 
@@ -151,7 +182,8 @@ def emit(result: Any, *, as_json: bool, out: Output) -> None:
 def error(code: str, message: str, hint: str | None, *, as_json: bool, out: Output) -> None:
     """Print an error: `Error: ...` (+ hint) on stderr, or the JSON envelope on stdout."""
     if as_json:
-        out.json({"ok": False, "error": {"code": code, "message": message}})
+        doc = error_envelope(code, message, hint)
+        out.json_line(doc) if getattr(out, "json_lines", False) else out.json(doc)
         return
     from hearthnet.errors import HTTP_STATUS
 

@@ -2,6 +2,10 @@
 (`community.invite@1.0`, served by the governance worker) and hand it out as text,
 terminal QR and PNG.
 
+The PNG goes where `--out` says, or else to `<community state dir>/invites/<invitee>.png`
+(0600 in a 0700 directory, removed by `hearthnet erase` with the community): never into
+whatever directory the owner happens to stand in.
+
 The node must be running: the invite is a `community.member.invited` event, which the
 node records through its ledger (refusing an invite this node may not make, e.g.
 `trusted` from a plain member) before it signs the blob with the device key. Inviting
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from hearthnet.localapi import LocalApi
 
 MAX_TTL_HOURS = 30 * 24
+INVITES_DIR = "invites"
 
 
 @dataclass
@@ -60,7 +65,7 @@ class CreatedInvite:
         out.echo(self.invite)
         out.echo()
         if self.png is not None:
-            out.echo(f"QR code saved to {self.png}")
+            out.echo(f"QR code saved to {self.png} (only you can read it; --out PNG puts it elsewhere)")
         out.echo("On the invited device run:")
         out.echo(f"  hearthnet invite redeem '{self.invite}'")
         out.echo("(or `hearthnet init --join '…'` there if it has no node yet)")
@@ -94,7 +99,20 @@ def create_invite(
     if name:
         inp["display_name"] = name
     made = _ask_node(api, inp)
-    return _issue(made, display_name or id_name or made.get("invitee_display_name") or "", png, write_png)
+    if write_png and png is None:
+        png = default_png(cfg, made["invitee_node_id"])
+    return _issue(made, display_name or id_name or made.get("invitee_display_name") or "", png if write_png else None)
+
+
+def default_png(cfg: "Config", invitee_node_id: str) -> Path:
+    """`<community state dir>/invites/<first 8 characters of the short id>.png`, its
+    directory made private (0700) first."""
+    from hearthnet.config import community_state_dir
+    from hearthnet.paths import ensure_private_dir
+
+    state_dir = cfg.community.state_dir or community_state_dir(cfg.paths, str(cfg.community.community_id))
+    group = short_node_id(invitee_node_id).removeprefix("ed25519:")[:9]
+    return ensure_private_dir(state_dir / INVITES_DIR) / f"{group}.png"
 
 
 def _check_options(level: str, ttl_hours: float) -> None:
@@ -117,14 +135,11 @@ def _ask_node(api: "LocalApi", inp: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _issue(made: dict[str, Any], name: str, png: Path | None, write_png: bool) -> CreatedInvite:
+def _issue(made: dict[str, Any], name: str, png: Path | None) -> CreatedInvite:
     from hearthnet.onboarding.qr import terminal_qr, write_qr_png
 
     text = made["invite"]
-    path = None
-    if write_png:
-        group = short_node_id(made["invitee_node_id"]).removeprefix("ed25519:")[:9]
-        path = write_qr_png(text, png or Path.cwd() / f"hearthnet-invite-{group}.png")
+    path = write_qr_png(text, png, mode=0o600) if png is not None else None
     return CreatedInvite(invite=text, png=path, invitee_node_id=made["invitee_node_id"],
                          invitee_display_name=name, level=made["level"], expires_at=made["expires_at"],
                          community_id=made["community_id"], community_name=made["community_name"],

@@ -66,8 +66,9 @@ def matrix_from_terminal(art: str, quiet_zone: int = QUIET_ZONE) -> list[list[bo
     return [[not v for v in row[quiet_zone:quiet_zone + size]] for row in grid[quiet_zone:quiet_zone + size]]
 
 
-def write_qr_png(text: str, path: Path, box_size: int = BOX_SIZE) -> Path:
-    """A black-on-white PNG with the standard quiet zone, written atomically."""
+def write_qr_png(text: str, path: Path, box_size: int = BOX_SIZE, mode: int = 0o644) -> Path:
+    """A black-on-white PNG with the standard quiet zone, written atomically (invites pass
+    0600: they are the owner's to hand over, not for other users of the machine)."""
     import io
 
     import qrcode
@@ -82,7 +83,7 @@ def write_qr_png(text: str, path: Path, box_size: int = BOX_SIZE) -> Path:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     path = Path(path)
-    atomic_write(path, buf.getvalue(), 0o644)
+    atomic_write(path, buf.getvalue(), mode)
     return path
 
 

@@ -225,7 +225,7 @@ class LabNode(Node):
         return ["ip", "netns", "exec", self.netns, self.python, "-m", "hearthnet", *args]
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        # cwd: commands that write files by default (`invite create`'s QR PNG) write them here
+        # cwd: a command given a relative path (`--out x.png`) writes it here
         return subprocess.run(self.argv(*args), env=self.env, cwd=self.root, capture_output=True, text=True,
                               input=input, timeout=timeout)
 
@@ -234,7 +234,9 @@ class LabNode(Node):
         if r.returncode != 0:
             raise LabError(f"{self.name}: hearthnet {' '.join(args)} --json exited {r.returncode}: "
                            f"{(r.stderr or r.stdout).strip()[-2000:]}")
-        return json.loads(r.stdout)
+        from hearthnet.testing.nodes import unwrap
+
+        return unwrap(json.loads(r.stdout))
 
     def shell_env(self) -> str:
         """`export ...` lines that make `hearthnet` in a shell talk to this node."""

@@ -26,6 +26,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def unwrap(doc: dict[str, Any]) -> dict[str, Any]:
+    """A `--json` success document without its envelope (README "JSON output")."""
+    assert doc.get("ok") is True and doc.get("schema_version") == 1, doc
+    return {k: v for k, v in doc.items() if k not in ("ok", "schema_version")}
+
+
 class Node:
     def __init__(self, root: Path, name: str = "node", python: str = sys.executable) -> None:
         self.root = root
@@ -61,11 +67,12 @@ class Node:
                               capture_output=True, text=True, input=input, timeout=timeout)
 
     def cli_json(self, *args: str, timeout: float = 120) -> Any:
-        """A CLI command with --json that must succeed; its parsed output."""
+        """A CLI command with --json that must succeed; its result's own keys (the envelope,
+        `ok` and `schema_version`, is checked and left out)."""
         r = self.cli(*args, "--json", timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"{self.name}: hearthnet {' '.join(args)}: {r.stderr or r.stdout}")
-        return json.loads(r.stdout)
+        return unwrap(json.loads(r.stdout))
 
     def init(self, display_name: str | None = None) -> None:
         r = self.cli("init", "--non-interactive", "--name", display_name or self.name)

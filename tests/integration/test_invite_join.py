@@ -23,7 +23,7 @@ def node_id(node: Node) -> str:
     r = node.cli("id", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert set(doc) == {"node_id", "node_id_short", "id_text"}
+    assert set(doc) == {"ok", "schema_version", "node_id", "node_id_short", "id_text"}
     return doc["node_id"]
 
 
@@ -85,7 +85,9 @@ def test_invite_redeem_join_and_meet(alice: Node, fresh: Any) -> None:
     doc = invite(alice, bob_id)
     assert doc["invitee_node_id"] == bob_id and doc["level"] == "member" and not doc["reissued"]
     assert doc["invite"].startswith("hearthnet://v1/") and len(doc["invite"]) < 500
-    assert Path(doc["png"]).parent == alice.root and Path(doc["png"]).is_file()
+    # the PNG is in alice's community state dir, not in the directory she ran it from
+    assert Path(doc["png"]).parent == community_dir(alice) / "invites" and Path(doc["png"]).is_file()
+    assert not list(alice.root.glob("*.png"))
     again = invite(alice, bob_id)  # the same device again: the pending invite is re-issued
     assert again["reissued"] and again["event_id"] == doc["event_id"]
 

@@ -27,6 +27,13 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def result_doc(out: str) -> dict:
+    """A `--json` result without its envelope (checked here)."""
+    doc = json.loads(out)
+    assert doc.pop("ok") is True and doc.pop("schema_version") == 1, doc
+    return doc
+
+
 def fake_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail_with: str | None = None) -> Path:
     """A `systemctl` on PATH that appends its argv to a log and answers `show`."""
     bin_dir = tmp_path / "fakebin"
@@ -164,7 +171,7 @@ def test_quoting_of_specifiers_and_blanks() -> None:
 def test_install_dry_run_json_prints_the_unit_and_writes_nothing(tmp_path: Path) -> None:
     code, out = invoke("service", "install", "--user", "--dry-run", "--json")
     assert code == 0, out
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert set(doc) == {"scope", "unit_path", "unit", "dry_run", "written", "reloaded", "enabled",
                         "started", "initialised", "user", "user_created", "cli_prefix", "commands",
                         "next_steps"}
@@ -174,7 +181,7 @@ def test_install_dry_run_json_prints_the_unit_and_writes_nothing(tmp_path: Path)
     assert "Type=notify" in doc["unit"] and doc["commands"] == []
 
     code, out = invoke("service", "install", "--system", "--dry-run", "--json")
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert code == 0 and doc["unit_path"] == "/etc/systemd/system/hearthnet.service"
     assert doc["user"] == "hearthnet" and "User=hearthnet" in doc["unit"]
     assert "HEARTHNET_RUN_DIR=/run/hearthnet" in doc["cli_prefix"]
@@ -185,7 +192,7 @@ def test_install_user_with_a_fake_systemctl(tmp_path: Path, monkeypatch: pytest.
     # not initialised yet: written and loaded, not enabled; the next step says `init`
     code, out = invoke("service", "install", "--user", "--json")
     assert code == 0, out
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert doc["written"] and doc["reloaded"] and not doc["enabled"] and not doc["initialised"]
     assert any("init" in step for step in doc["next_steps"])
     assert calls(log) == ["--user show --property=Version", "--user daemon-reload"]
@@ -199,7 +206,7 @@ def test_install_user_with_a_fake_systemctl(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(service_cmd, "_initialised", lambda cfg: True)
     log.unlink()
     code, out = invoke("service", "install", "--user", "--json")
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert code == 0 and doc["enabled"] and doc["started"]
     assert calls(log) == ["--user show --property=Version", "--user daemon-reload",
                           "--user enable --now hearthnet.service"]
@@ -216,7 +223,7 @@ def test_uninstall_user_with_a_fake_systemctl(tmp_path: Path, monkeypatch: pytes
     data.mkdir(parents=True)
     code, out = invoke("service", "uninstall", "--user", "--json")
     assert code == 0, out
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert set(doc) == {"scope", "unit_path", "removed", "commands", "data_kept"}
     assert doc["removed"] is True and not unit.exists()
     assert str(data) in doc["data_kept"] and data.exists()
@@ -233,7 +240,7 @@ def test_status_parses_systemctl_show(tmp_path: Path, monkeypatch: pytest.Monkey
     log = fake_systemctl(tmp_path, monkeypatch)
     code, out = invoke("service", "status", "--system", "--json")
     assert code == 0, out
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert set(doc) == {"scope", "unit", "unit_path", "installed", "load_state", "active_state",
                         "sub_state", "unit_file_state", "main_pid", "n_restarts", "result",
                         "status_text", "since", "cli_prefix"}
@@ -253,7 +260,7 @@ def test_no_systemd_running_is_a_plain_error(args: tuple[str, ...], tmp_path: Pa
     code, out = invoke("service", *args, "--json")
     assert code == 1
     doc = json.loads(out)
-    assert doc["error"]["code"] == "systemd_unavailable" and "Traceback" not in out
+    assert doc["ok"] is False and doc["error"]["code"] == "systemd_unavailable" and "Traceback" not in out
     assert not (tmp_path / "config" / "systemd").exists()  # nothing written
 
 
@@ -270,7 +277,7 @@ def test_install_no_enable_without_systemd_still_writes(tmp_path: Path, monkeypa
     log = fake_systemctl(tmp_path, monkeypatch, fail_with="Failed to connect to bus: Host is down")
     code, out = invoke("service", "install", "--user", "--no-enable", "--json")
     assert code == 0, out
-    doc = json.loads(out)
+    doc = result_doc(out)
     assert doc["written"] and not doc["reloaded"] and not doc["enabled"]
     assert calls(log) == ["--user show --property=Version"]
 

@@ -61,7 +61,7 @@ def cli() -> None:
 @click.option("--ttl", type=float, default=24.0, show_default=True, metavar="HOURS",
               help="How long the invite stays valid.")
 @click.option("--out", "out_png", type=click.Path(dir_okay=False), metavar="PNG",
-              help="Where to save the QR code (default ./hearthnet-invite-<id>.png).")
+              help="Where to save the QR code (default: <community state dir>/invites/<id>.png, 0600).")
 @click.option("--name", metavar="DISPLAY_NAME", help="A name for the invited device in the log.")
 @click.option("--json", "as_json", is_flag=True, help="Print {invite, png, invitee_node_id, expires_at, level, ...}.")
 @click.pass_obj

@@ -25,6 +25,19 @@ class RunResult:
         return None  # progress was printed while it ran
 
 
+def ready_text(data: dict[str, Any], stop_how: str) -> str:
+    """Where the node can be reached, once it is: the local API is the run dir's unix
+    socket (the CLI and the UI use it), the TCP port is the peer API (other nodes)."""
+    host, port = data.get("peer_host"), data.get("peer_port")
+    where = f"port {port} on every interface" if host in ("0.0.0.0", "::", "", None) else f"{host}:{port}"
+    lines = [f"node ready; stop with {stop_how}",
+             f"  local API: {data.get('socket')} (unix socket, for hearthnet commands on this machine)",
+             f"  peer API:  {where} (HTTPS, for other nodes of the community)"]
+    if data.get("ui"):
+        lines.append(f"  UI:        {data['ui']}")
+    return "\n".join(lines)
+
+
 def progress_printer(out: Output) -> Any:
     """run_node's on_event callback: a rich spinner while the tree starts or stops (on a
     terminal), and one line on stderr per step."""
@@ -46,8 +59,7 @@ def progress_printer(out: Output) -> Any:
     def on_event(kind: str, data: dict[str, Any]) -> None:
         text = {
             "starting": lambda: f"starting the node (supervisord pid {data.get('pid')}) …",
-            "ready": lambda: f"node ready: local API on {data.get('url')}"
-                             + (f"; UI on {data['ui']}" if data.get("ui") else "") + f"; stop with {stop_how}",
+            "ready": lambda: ready_text(data, stop_how),
             "slow": lambda: f"still starting … (logs: {data.get('log')}, or `hearthnet log -f`)",
             "failed": lambda: f"the node failed to start; see the logs in {data.get('log')}",
             "stopping": lambda: "stopping …",

@@ -75,6 +75,14 @@ def invoke(runner: CliRunner, *args: str, input: str | None = None) -> Any:
     return runner.invoke(main, list(args), input=input, catch_exceptions=False)
 
 
+def json_result(text: str, *, ok: bool = True) -> Any:
+    """A `--json` result document without its envelope (`ok`, `schema_version`), which is
+    checked here: the command's own keys, as the tests compare them."""
+    doc = json.loads(text)
+    assert doc.pop("ok") is ok and doc.pop("schema_version") == 1, doc
+    return doc
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -85,7 +85,8 @@ def test_boundary_messages_and_hints():
 def test_boundary_json_envelope():
     result = run(HearthNetError("capacity_exceeded", "busy", retry_after_ms=300), "--json")
     assert result.exit_code == 5
-    assert json.loads(result.stdout) == {"ok": False, "error": {"code": "capacity_exceeded", "message": "busy"}}
+    assert json.loads(result.stdout) == {"ok": False, "schema_version": 1, "error": {
+        "code": "capacity_exceeded", "message": "busy", "hint": "the node is busy; retry after 300 ms"}}
     assert result.stderr == ""
     internal = run(RuntimeError("bad"), "--json")
     assert json.loads(internal.stdout)["error"]["code"] == "internal_error"
@@ -110,7 +111,8 @@ def test_boundary_result_exit_code_and_rendering():
     r = CliRunner().invoke(_command(result=R()), [])
     assert r.exit_code == 1 and r.stdout == "human!\n"
     r = CliRunner().invoke(_command(result=R()), ["--json"])
-    assert json.loads(r.stdout) == {"a": 1}
+    # A result that reports a failure (exit 1) keeps its keys; `ok` says it failed.
+    assert json.loads(r.stdout) == {"a": 1, "ok": False, "schema_version": 1}
 
 
 def test_execute_ends_a_partial_streamed_line():

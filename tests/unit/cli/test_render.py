@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+
+import pytest
 
 from hearthnet.cli import render
 
@@ -34,3 +37,46 @@ def test_short_node_id_agrees_with_identity_keys():
 
     kp = keys.generate()
     assert render.short_node_id(kp.node_id_full) == kp.node_id_short
+
+
+def test_a_result_gets_the_envelope_beside_its_own_keys():
+    from hearthnet.cli.render import Notice
+
+    buf = io.StringIO()
+    render.emit(Notice({"event_id": "E1", "lamport": 3}, "posted"), as_json=True, out=render.Output(buf))
+    assert json.loads(buf.getvalue()) == {"ok": True, "schema_version": 1, "event_id": "E1", "lamport": 3}
+
+
+def test_a_result_that_reports_a_failure_has_ok_false_and_keeps_its_keys():
+    class Failed:
+        exit_code = 1
+
+        def to_dict(self):
+            return {"checks": [{"name": "disk", "ok": False}], "ok": False}
+
+    buf = io.StringIO()
+    render.emit(Failed(), as_json=True, out=render.Output(buf))
+    assert json.loads(buf.getvalue()) == {"ok": False, "schema_version": 1, "checks": [{"name": "disk", "ok": False}]}
+
+
+def test_a_list_is_no_json_result():
+    with pytest.raises(TypeError):
+        render.envelope([1, 2])  # type: ignore[arg-type]
+
+
+def test_errors_have_the_same_envelope_with_the_hint():
+    buf = io.StringIO()
+    render.error("not_found", "no such post", None, as_json=True, out=render.Output(buf))
+    assert json.loads(buf.getvalue()) == {"ok": False, "schema_version": 1,
+                                          "error": {"code": "not_found", "message": "no such post", "hint": None}}
+
+
+def test_an_error_after_json_lines_ends_the_stream_on_one_line():
+    buf, err = io.StringIO(), io.StringIO()
+    out = render.Output(buf, err)
+    out.json_line({"event": "token", "data": {"text": "a"}})
+    render.error("timeout", "the node stopped answering", "retry", as_json=True, out=out)
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert lines[-1] == {"ok": False, "schema_version": 1,
+                         "error": {"code": "timeout", "message": "the node stopped answering", "hint": "retry"}}
+    assert len(lines) == 2

@@ -81,7 +81,9 @@ def node(tmp_path: Path) -> Any:
 
 def test_invite_is_recorded_and_issued(node, tmp_path, monkeypatch):
     cfg, kp, log, api = node
-    monkeypatch.chdir(tmp_path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     bob = keys.generate()
     made = create_invite(cfg, node_id_text=encode_node_id_text(bob.node_id_full, "Bob's laptop"),
                          level="member", ttl_hours=1, api=api)
@@ -95,7 +97,11 @@ def test_invite_is_recorded_and_issued(node, tmp_path, monkeypatch):
     assert blob.invitee_node_id == bob.node_id_full and blob.expires_at == "2026-05-26T09:00:00Z"
     assert list(blob.bootstrap_endpoints) == [ENDPOINT]  # https only, from the running node's manifest
     short = bob.node_id_short.removeprefix("ed25519:")[:9]
-    assert made.png == tmp_path / f"hearthnet-invite-{short}.png" and read_qr_png(made.png) == made.invite
+    # not where the owner stands: in the community's state dir, private
+    assert list(cwd.iterdir()) == []
+    invites = cfg.community.state_dir / "invites"
+    assert made.png == invites / f"{short}.png" and read_qr_png(made.png) == made.invite
+    assert (invites.stat().st_mode & 0o777, made.png.stat().st_mode & 0o777) == (0o700, 0o600)
     assert set(made.to_dict()) >= {"invite", "png", "invitee_node_id", "expires_at", "level"}
     assert made.qr.count("\n") > 10
 
@@ -104,6 +110,7 @@ def test_second_invite_for_the_same_node_is_reissued(node, tmp_path):
     cfg, kp, log, api = node
     bob = keys.generate().node_id_full
     first = create_invite(cfg, node_id_text=bob, ttl_hours=2, png=tmp_path / "1.png", api=api)
+    assert first.png == tmp_path / "1.png" and first.png.stat().st_mode & 0o777 == 0o600  # --out: there
     api.now = NOW + timedelta(minutes=30)
     again = create_invite(cfg, node_id_text=bob, ttl_hours=2, png=tmp_path / "2.png", api=api)
     assert again.reissued and again.event_id == first.event_id and again.expires_at == first.expires_at

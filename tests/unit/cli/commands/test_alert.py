@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 A, B, C = ("ed25519:" + x * 42 + "Q" for x in "ABC")
 ALERT = {"event_id": "01KB0000000000000000000000", "lamport": 7, "identifier": "hearthnet-1", "sender": A,
@@ -37,7 +37,7 @@ def test_send_json_and_what_it_sends(runner, gateway):
     result = invoke(runner, "alert", "send", "--headline", "Boil water", "--test", "--severity", "Moderate",
                     "--cancel", "01KA00000000", "--expires", "2h", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"event_id": ALERT["event_id"], "lamport": 7, "identifier": "hearthnet-1",
+    assert json_result(result.stdout) == {"event_id": ALERT["event_id"], "lamport": 7, "identifier": "hearthnet-1",
                                          "pushed": [B]}
     assert gateway.requests[-1]["body"]["input"] == {
         "headline": "Boil water", "status": "Test", "severity": "Moderate", "msg_type": "Cancel",
@@ -62,7 +62,7 @@ def test_send_refused_by_the_ledger_exits_4_with_the_reason(runner, gateway):
 
 def test_ls_and_show_mark_exercise(runner, gateway):
     answer(gateway, {"alert.list": {"output": {"alerts": [ALERT]}, "meta": {}}})
-    doc = json.loads(invoke(runner, "alert", "ls", "--active", "--json").stdout)
+    doc = json_result(invoke(runner, "alert", "ls", "--active", "--json").stdout)
     assert doc == {"alerts": [ALERT], "count": 1}
     assert gateway.requests[-1]["body"]["input"] == {"active_only": True}
     table = invoke(runner, "alert", "ls")
@@ -70,13 +70,13 @@ def test_ls_and_show_mark_exercise(runner, gateway):
     shown = invoke(runner, "alert", "show", "01KB0000")
     assert "NOT A REAL EMERGENCY" in shown.stdout and "carol" in shown.stdout and "bob" in shown.stdout
     assert gateway.requests[-1]["body"]["input"] == {"event_id": "01KB0000"}
-    assert json.loads(invoke(runner, "alert", "show", "01KB0000", "--json").stdout) == {"alert": ALERT}
+    assert json_result(invoke(runner, "alert", "show", "01KB0000", "--json").stdout) == {"alert": ALERT}
 
 
 def test_ack(runner, gateway):
     answer(gateway, {"alert.ack": {"output": {"event_id": "01KC0000000000000000000000", "lamport": 9,
                                               "pushed": [A]}, "meta": {}}})
     result = invoke(runner, "alert", "ack", "01KB0000", "--status", "need_help", "--note", "cellar", "--json")
-    assert result.exit_code == 0 and set(json.loads(result.stdout)) == {"event_id", "lamport", "pushed"}
+    assert result.exit_code == 0 and set(json_result(result.stdout)) == {"event_id", "lamport", "pushed"}
     assert gateway.requests[-1]["body"]["input"] == {"event_id": "01KB0000", "status": "need_help", "note": "cellar"}
     assert invoke(runner, "alert", "ack", "01KB0000", "--status", "fine").exit_code == 2

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from hearthnet.identity import keys
-from tests.unit.cli.conftest import invoke, sse
+from tests.unit.cli.conftest import invoke, sse, json_result
 
 CID = "blake3:" + "ab" * 32
 PEER = keys.generate().node_id_full
@@ -61,7 +61,7 @@ def test_ask_json_is_one_document_with_the_answer_and_sources(runner, gateway) -
     assert r.exit_code == 0, r.output
     assert seen == [("rag.ask", {"question": "How do I make water safe?", "corpus": "flood", "model": "tiny",
                                  "k": 3})]
-    assert json.loads(r.stdout) == {"answer": "Boil it [1].", "sources": [{**source(), "verified": None}],
+    assert json_result(r.stdout) == {"answer": "Boil it [1].", "sources": [{**source(), "verified": None}],
                                     "corpus": "flood", "corpora": ["flood"], "corpus_choice": "all",
                                     "model": "tiny", "nothing_relevant": False, "message": None,
                                     "best_score": 0.71}

@@ -47,7 +47,7 @@ def test_human_and_json_output(pair: tuple[FakeNode, FakeNode], tmp_path: Path) 
                                      "events", "blobs", "blobs_added", "have", "have_error"})):
         text = io.StringIO()
         emit(result, as_json=True, out=Output(text, io.StringIO()))
-        assert set(json.loads(text.getvalue())) == keys
+        assert set(json.loads(text.getvalue())) == keys | {"ok", "schema_version"}
         human = io.StringIO()
         emit(result, as_json=False, out=Output(human, io.StringIO()))
         assert "map.pdf" in human.getvalue()

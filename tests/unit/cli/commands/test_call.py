@@ -108,7 +108,8 @@ def test_call_wire_error_json_envelope(runner, gateway):
     gateway.on_call = on_call
     result = invoke(runner, "call", "llm.chat", "--json", "--body", "{}")
     assert result.exit_code == 5
-    assert json.loads(result.stdout) == {"ok": False, "error": {"code": "capacity_exceeded", "message": "busy"}}
+    assert json.loads(result.stdout) == {"ok": False, "schema_version": 1, "error": {
+        "code": "capacity_exceeded", "message": "busy", "hint": "the node is busy; retry after 500 ms"}}
 
 
 def test_call_error_frame_mid_stream(runner, gateway):

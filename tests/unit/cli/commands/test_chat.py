@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.unit.cli.conftest import FULL_ID, invoke
+from tests.unit.cli.conftest import FULL_ID, invoke, json_result
 
 ME = FULL_ID
 ANNA1 = "ed25519:" + "B" * 42 + "Q"
@@ -48,7 +48,7 @@ def test_send_resolves_a_unique_name_and_prints_json(runner, gateway) -> None:
     calls = fake(gateway, {"chat.send": {"event_id": "E1", "lamport": 9, "delivered": "queued"}})
     result = invoke(runner, "chat", "send", "ben", "need a generator?", "--attach", "blake3:" + "a" * 64, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"event_id": "E1", "lamport": 9, "delivered": "queued", "to": BEN,
+    assert json_result(result.stdout) == {"event_id": "E1", "lamport": 9, "delivered": "queued", "to": BEN,
                                          "to_name": "Ben"}
     cap, inp = calls[-1]
     assert cap == "chat.send" and inp["recipient"] == BEN and inp["body"] == "need a generator?"
@@ -107,4 +107,4 @@ def test_unread_names_the_peers(runner, gateway) -> None:
     fake(gateway, {"chat.unread": {"unread": [{"peer": BEN, "count": 2}], "total": 2}})
     result = invoke(runner, "chat", "unread", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"unread": [{"peer": BEN, "count": 2, "name": "Ben"}], "total": 2}
+    assert json_result(result.stdout) == {"unread": [{"peer": BEN, "count": 2, "name": "Ben"}], "total": 2}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 from tests.unit.test_erase import full_node, listing
 
 ERASE_KEYS = {"erased", "stopped", "steps", "bytes_removed", "config", "leftovers"}
@@ -58,7 +58,7 @@ def test_erase_after_three_yes(runner, env, node) -> None:
 def test_erase_yes_json(runner, env, node) -> None:
     result = invoke(runner, "erase", "--yes", "--json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json_result(result.stdout)
     assert set(doc) == ERASE_KEYS
     assert [s["step"] for s in doc["steps"]] == ["communities", "peers", "peers", "blobs", "embeddings", "logs", "keys", "tls"]
     assert all(s["status"] == "removed" for s in doc["steps"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 from tests.unit.test_export import make_node, populate, rewrite_zip
 
 EXPORT_KEYS = {"path", "node_id", "community_id", "created_at", "format_version", "bytes", "files", "counts"}
@@ -34,11 +34,11 @@ def test_export_writes_a_zip_that_verifies(runner, node, tmp_path: Path) -> None
 
 def test_export_json_keys(runner, node, tmp_path: Path) -> None:
     out = tmp_path / "me.zip"
-    doc = json.loads(invoke(runner, "export", "--out", str(out), "--json").stdout)
+    doc = json_result(invoke(runner, "export", "--out", str(out), "--json").stdout)
     assert set(doc) == EXPORT_KEYS
     assert doc["node_id"] == node.kp.node_id_full and doc["format_version"] == 1
     assert [f["name"] for f in doc["files"]][0] == "node_manifest.json"
-    verify = json.loads(invoke(runner, "export", "--verify", str(out), "--json").stdout)
+    verify = json_result(invoke(runner, "export", "--verify", str(out), "--json").stdout)
     assert set(verify) == VERIFY_KEYS and verify["valid"] is True and verify["problems"] == []
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from hearthnet.identity import keys
-from tests.unit.cli.conftest import invoke, sse
+from tests.unit.cli.conftest import invoke, sse, json_result
 
 CID = "blake3:" + "ab" * 32
 CID2 = "blake3:" + "cd" * 32
@@ -51,7 +51,7 @@ def test_add_sends_absolute_paths_and_prints_the_cids(runner, gateway, tmp_path:
     r = invoke(runner, "file", "add", "map.pdf", "--pin", "--json")
     assert r.exit_code == 0, r.output
     assert seen == [("file.add", {"path": str(tmp_path / "map.pdf"), "pin": True})]
-    doc = json.loads(r.stdout)
+    doc = json_result(r.stdout)
     assert doc == {"files": [{"path": str(tmp_path / "map.pdf"), "cid": CID, "filename": "map.pdf",
                               "size_bytes": 1_200_000, "pinned": True, "added": True}]}
     human = invoke(runner, "file", "add", "map.pdf")
@@ -84,7 +84,7 @@ def test_get_fetches_and_writes_out(runner, gateway, tmp_path: Path, monkeypatch
     r = invoke(runner, "file", "get", CID, "--out", "copy.pdf", "--json")
     assert r.exit_code == 0, r.output
     assert seen == [("file.get", {"cid": CID, "out": str(tmp_path / "copy.pdf")})]
-    assert json.loads(r.stdout) == {"cid": CID, "filename": "map.pdf", "size_bytes": 1_200_000,
+    assert json_result(r.stdout) == {"cid": CID, "filename": "map.pdf", "size_bytes": 1_200_000,
                                     "out": str(tmp_path / "copy.pdf"), "from": {PEER: 5}, "fetched": True,
                                     "resumed_chunks": 2, "dropped": [PEER2], "failures": {PEER2: 3}, "ms": 1500}
     human = invoke(runner, "file", "get", CID, "--out", "copy.pdf")
@@ -113,7 +113,7 @@ LISTING = {"files": [
 def test_ls(runner, gateway) -> None:
     serve(gateway, {"file.ls": LISTING})
     r = invoke(runner, "file", "ls", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout) == LISTING
+    assert r.exit_code == 0 and json_result(r.stdout) == LISTING
     human = invoke(runner, "file", "ls")
     for text in ("abababababababab", "map.pdf", "1 chunks missing", "60.0 GB free", "40 % used"):
         assert text in human.stdout, text
@@ -123,7 +123,7 @@ def test_pin_and_unpin_resolve_a_prefix_of_a_stored_file(runner, gateway) -> Non
     seen = serve(gateway, {"file.ls": LISTING, "file.pin": {"cid": CID, "pinned": True},
                            "file.unpin": {"cid": CID, "pinned": False}})
     r = invoke(runner, "file", "pin", "abab", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout) == {"cid": CID, "pinned": True}
+    assert r.exit_code == 0 and json_result(r.stdout) == {"cid": CID, "pinned": True}
     assert seen[-1] == ("file.pin", {"cid": CID})
     assert invoke(runner, "file", "unpin", CID).stdout.strip() == f"{CID} unpinned"
     assert invoke(runner, "file", "pin", "ffff").exit_code == 1  # no such file here
@@ -132,5 +132,5 @@ def test_pin_and_unpin_resolve_a_prefix_of_a_stored_file(runner, gateway) -> Non
 def test_gc(runner, gateway) -> None:
     serve(gateway, {"file.gc": {"freed_bytes": 2_000_000, "evicted": [CID2]}})
     r = invoke(runner, "file", "gc", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout) == {"freed_bytes": 2_000_000, "evicted": [CID2]}
+    assert r.exit_code == 0 and json_result(r.stdout) == {"freed_bytes": 2_000_000, "evicted": [CID2]}
     assert "freed 2.0 MB" in invoke(runner, "file", "gc").stdout

@@ -5,7 +5,7 @@ import os
 
 from hearthnet.onboarding.invite import decode_node_id_text
 from hearthnet.onboarding.qr import read_qr_png
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 
 def files(root):
@@ -25,9 +25,9 @@ def test_id_on_an_empty_home_creates_only_the_key(runner, env):
 
 
 def test_id_json_is_stable_and_names_the_full_id(runner, env):
-    first = json.loads(invoke(runner, "id", "--json").stdout)
+    first = json_result(invoke(runner, "id", "--json").stdout)
     again = invoke(runner, "id", "--json")
-    assert json.loads(again.stdout) == first and "Created" not in again.stderr
+    assert json_result(again.stdout) == first and "Created" not in again.stderr
     assert set(first) == {"node_id", "node_id_short", "id_text"}
     node_id, name = decode_node_id_text(first["id_text"])
     assert node_id == first["node_id"] and name

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from hearthnet.cli.durations import parse_ttl
 from hearthnet.errors import HearthNetError
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 POST = {"event_id": "01KB0000000000000000000000", "lamport": 7, "author": "ed25519:" + "A" * 42 + "Q",
         "category": "offer", "title": "Generator", "body": "2 kW", "location": None, "tags": ["power"],
@@ -62,7 +62,7 @@ def test_post_sends_a_client_id_and_parsed_ttl(runner, gateway):
     assert result.exit_code == 0, result.output
     sent = gateway.requests[-1]["body"]["input"]
     assert sent["ttl_seconds"] == 259200 and sent["tags"] == ["power", "fuel"] and sent["quantity"] == 2
-    doc = json.loads(result.stdout)
+    doc = json_result(result.stdout)
     assert doc == {"event_id": POST["event_id"], "lamport": 7, "client_id": sent["client_id"], "deduplicated": False}
     assert len(sent["client_id"]) == 26
 

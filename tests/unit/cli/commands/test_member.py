@@ -6,7 +6,7 @@ from typing import Any
 from aiohttp import web
 
 from hearthnet.identity import keys
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 ALICE, BOB, BOB2, DAVE = (keys.generate() for _ in range(4))
 
@@ -53,7 +53,7 @@ def test_member_ls(runner, gateway):
     serve(gateway, {"community.members.list": LISTING})
     r = invoke(runner, "member", "ls", "--json")
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)
+    doc = json_result(r.stdout)
     assert set(doc) == {"community_id", "community_name", "node_id", "members", "revoked", "pending_invites",
                         "policy", "approvals"}
     assert [m["display_name"] for m in doc["members"]] == ["alice", "bob", "bobby"]
@@ -69,7 +69,7 @@ def test_member_revoke_resolves_a_short_id_and_reports_pending(runner, gateway):
     r = invoke(runner, "member", "revoke", short, "--reason", "compromised", "--yes", "--json")
     assert r.exit_code == 0, r.output
     assert seen[-1] == ("community.revoke", {"target_node_id": BOB.node_id_full, "reason": "compromised"})
-    doc = json.loads(r.stdout)
+    doc = json_result(r.stdout)
     assert set(doc) == {"status", "action", "target_node_id", "event_id", "signers", "signatures", "needed",
                         "waiting_for", "refused"}
     assert doc["status"] == "pending" and doc["event_id"] is None and doc["waiting_for"] == [BOB2.node_id_full]

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from hearthnet.identity import keys
-from tests.unit.cli.conftest import capability, invoke, sse
+from tests.unit.cli.conftest import capability, invoke, sse, json_result
 
 CID = "blake3:" + "ab" * 32
 CID2 = "blake3:" + "cd" * 32
@@ -56,7 +56,7 @@ def test_list_shows_this_nodes_corpora_and_the_peers(runner, gateway) -> None:
          "embedding_model": "all-MiniLM-L6-v2", "extra": 1}]}})
     r = invoke(runner, "rag", "list", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {
+    assert json_result(r.stdout) == {
         "corpora": [{"name": "flood", "docs": 3, "chunks": 120, "size_bytes": 2_000_000, "language_majority": "de",
                      "embedding_model": "all-MiniLM-L6-v2"}],
         "remote": [{"name": "flood", "node_id": PEER}, {"name": "water", "node_id": PEER}]}
@@ -144,7 +144,7 @@ def test_query_prints_ranked_chunks(runner, gateway) -> None:
     seen = serve(gateway, {"rag.query": {"chunks": chunks}})
     r = invoke(runner, "rag", "query", "water safety", "--corpus", "flood", "-k", "3", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"corpus": "flood", "query": "water safety", "chunks": chunks,
+    assert json_result(r.stdout) == {"corpus": "flood", "query": "water safety", "chunks": chunks,
                                     "embedding_model": "all-MiniLM-L6-v2", "ms": 4}
     assert seen[-1] == ("rag.query", {"corpus": "flood"}, {"query": "water safety", "k": 3, "include_text": True})
     human = invoke(runner, "rag", "query", "water safety", "--corpus", "flood")
@@ -163,7 +163,7 @@ def test_reindex_follows_progress_and_reports(runner, gateway) -> None:
                   "meta": {"ms": 2500, "previous_model": "all-MiniLM-L6-v2", "note": "set [rag] embedding_model"}})]})
     r = invoke(runner, "rag", "reindex", "--corpus", "flood", "--embedding-model", "bge-small-en-v1.5", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "dim": 384,
+    assert json_result(r.stdout) == {"corpus": "flood", "embedding_model": "bge-small-en-v1.5", "dim": 384,
                                     "previous_model": "all-MiniLM-L6-v2", "docs": 3, "chunks": 100,
                                     "from_stored_chunks": 1, "ms": 2500, "note": "set [rag] embedding_model"}
     assert seen == [("rag.reindex", {"corpus": "flood"}, {"embedding_model": "bge-small-en-v1.5"})]
@@ -190,7 +190,7 @@ def test_verify_fetches_the_document_and_compares_the_range(runner, gateway, tmp
     r = invoke(runner, "rag", "verify", CID, "--start", str(start), "--end", str(end), "--text",
                text[start:end], "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"cid": CID, "start": start, "end": end, "page": None, "verified": True,
+    assert json_result(r.stdout) == {"cid": CID, "start": start, "end": end, "page": None, "verified": True,
                                     "found": text[start:end], "reason": None}
     wrong = invoke(runner, "rag", "verify", CID, "--start", str(start), "--end", str(end), "--text", "Boil milk")
     assert wrong.exit_code == 1 and "NOT verified" in wrong.stdout

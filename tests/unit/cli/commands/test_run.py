@@ -17,7 +17,8 @@ def test_run_passes_options_and_exit_code(runner, env, monkeypatch, tmp_path):
     def fake_run_node(cfg, *, no_ui, debug, config_flag=None, on_event=None):
         calls.append((cfg.source, no_ui, debug, config_flag))
         on_event("starting", {"pid": 99})
-        on_event("ready", {"url": "http://127.0.0.1:7080"})
+        on_event("ready", {"socket": "/tmp/hn-x/api.sock", "peer_host": "0.0.0.0", "peer_port": 7080,
+                           "ui": "http://127.0.0.1:7860"})
         on_event("stopping", {})
         return 7
 
@@ -26,7 +27,10 @@ def test_run_passes_options_and_exit_code(runner, env, monkeypatch, tmp_path):
     result = invoke(runner, "run", "--config", str(cfg_file), "--no-ui", "--debug")
     assert result.exit_code == 7
     assert calls == [(cfg_file, True, True, cfg_file)]
-    assert "supervisord pid 99" in result.stderr and "node ready: local API on http://127.0.0.1:7080" in result.stderr
+    assert "supervisord pid 99" in result.stderr and "node ready" in result.stderr
+    assert "local API: /tmp/hn-x/api.sock (unix socket" in result.stderr
+    assert "peer API:  port 7080 on every interface (HTTPS, for other nodes" in result.stderr
+    assert "UI:        http://127.0.0.1:7860" in result.stderr and "https://127.0.0.1:7080" not in result.stderr
     # the group's --config is used when run has none
     result = invoke(runner, "--config", str(cfg_file), "run")
     assert calls[-1] == (cfg_file, False, False, cfg_file)
@@ -40,3 +44,11 @@ def test_run_ctrl_c_is_a_clean_stop(runner, env, monkeypatch):
 
     monkeypatch.setattr(supervise, "run_node", interrupted)
     assert invoke(runner, "run").exit_code == 0
+
+
+def test_ready_names_a_bound_peer_address_and_no_ui():
+    from hearthnet.cli.commands.run import ready_text
+
+    text = ready_text({"socket": "/run/x/api.sock", "peer_host": "10.0.0.5", "peer_port": 7443, "ui": None}, "Ctrl-C")
+    assert "peer API:  10.0.0.5:7443 (HTTPS" in text and "local API: /run/x/api.sock" in text
+    assert "UI" not in text

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.cli.conftest import FULL_ID, invoke, worker
+from tests.unit.cli.conftest import FULL_ID, invoke, worker, json_result
 
 
 def test_status_against_stopped_node_exits_3(runner, env):
@@ -22,14 +22,16 @@ def test_status_with_token_but_nothing_listening_exits_3(runner, env):
     result = invoke(runner, "status", "--json")
     assert result.exit_code == 3
     doc = json.loads(result.stdout)
-    assert doc == {"ok": False, "error": {"code": "node_not_running", "message": doc["error"]["message"]}}
+    assert doc == {"ok": False, "schema_version": 1, "error": {"code": "node_not_running", "message": doc["error"]["message"],
+                                                                "hint": doc["error"]["hint"]}}
+    assert "hearthnet run" in doc["error"]["hint"]
     assert "connection refused" in doc["error"]["message"]
 
 
 def test_status_json_is_the_nodes_document(runner, gateway):
     result = invoke(runner, "status", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == gateway.status()
+    assert json_result(result.stdout) == gateway.status()
     req = gateway.requests[-1]
     assert req["path"] == "/api/v1/status"
     assert req["headers"]["Authorization"] == "Bearer " + gateway.token

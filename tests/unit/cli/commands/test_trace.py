@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import json
-
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 
 def _trace(i: int, capability: str = "llm.chat", result: str = "ok") -> dict:
@@ -26,7 +24,7 @@ def test_trace_recent_json_and_capability_filter(runner, gateway):
     gateway.traces = [_trace(1), _trace(2, "embed.text"), _trace(3)]
     result = invoke(runner, "trace", "recent", "--capability", "embed.text", "--json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = json_result(result.stdout)
     assert list(doc) == ["traces"]
     assert [t["capability"] for t in doc["traces"]] == ["embed.text"]
     assert gateway.requests[-1]["query"] == {"n": "20", "capability": "embed.text"}

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import json
 import re
 import sys
 
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 
 def test_version_one_line(runner):
@@ -21,7 +20,7 @@ def test_version_one_line(runner):
 def test_version_json_keys(runner):
     result = invoke(runner, "version", "--json")
     assert result.exit_code == 0
-    doc = json.loads(result.stdout)
+    doc = json_result(result.stdout)
     assert set(doc) == {"version", "contract_version", "python", "platform"}
     assert doc["version"] == "0.1.0" and doc["contract_version"] == "1.0"
 
