@@ -649,8 +649,9 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"bus.stream_stall_seconds: {cfg.bus.stream_stall_seconds} must be in (0, 86400]")
     if not 0 < cfg.file.gc_threshold <= 1:
         p.append(f"file.gc_threshold: {cfg.file.gc_threshold} must be in (0, 1]")
-    if not 0 <= cfg.observability.metrics_port <= 65535 or cfg.observability.metrics_port == cfg.transport.port:
-        p.append(f"observability.metrics_port: {cfg.observability.metrics_port} must be 0 (off) or a free port other than transport.port")
+    mport = cfg.observability.metrics_port
+    if not 0 <= mport <= 65535 or (mport and mport in (cfg.transport.port, cfg.ui.port)):
+        p.append(f"observability.metrics_port: {cfg.observability.metrics_port} must be 0 (off) or a port other than transport.port and ui.port")
     if cfg.observability.log_level not in LOG_LEVELS:
         p.append(f"observability.log_level: {_show(cfg.observability.log_level)} is not one of {', '.join(LOG_LEVELS)}")
     if cfg.node.profile not in PROFILES:
