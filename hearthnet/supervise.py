@@ -228,7 +228,8 @@ def _child_setup() -> None:
 
 
 def start_supervisord(cfg: Config, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(cfg.paths.supervisor_conf)]
+    # supervisord itself, hardened against a full log disk (hearthnet/supervisord_main.py)
+    cmd = [sys.executable, "-m", "hearthnet.supervisord_main", "-n", "-c", str(cfg.paths.supervisor_conf)]
     with open(_supervisord_out(cfg), "wb") as out:  # config errors land here, not on a tty
         return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_child_setup, close_fds=True)

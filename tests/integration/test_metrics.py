@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hearthnet.testing.nodes import Node, free_port, join_by_invite
@@ -129,6 +132,46 @@ def test_metrics_port_off_by_default_and_metrics_can_be_disabled(make_node):
     assert listening_ports(node) == {("127.0.0.1", node.port)}
     status, body = node.request("/metrics")
     assert status == 404 and json.loads(body)["error"] == "not_found"
+
+
+def test_a_full_log_disk_stops_no_worker(make_node):
+    """<LOG> on a tiny tmpfs filled to the last byte: every log line is dropped, the node
+    starts, serves, restarts a killed worker and answers a scrape; supervisord reports the
+    first drop once rather than a traceback per line."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tmpfs")
+    node = make_node()
+    node.env["HEARTHNET_WORKERS_ECHO"] = "true"
+    node.init()
+    node.log_dir.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k,mode=0700", "tmpfs",
+                       str(node.log_dir)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        _fill(node.log_dir / "filler")
+        node.start(wait_workers=("broker", "gateway", "echo", "ledger"))
+        for i in range(20):
+            assert node.call(ECHO, {"input": {"i": i}})[0] == 200
+        echo = next(w for w in node.api("/api/v1/status")["workers"] if w["program"] == "echo")
+        os.kill(echo["pid"], signal.SIGKILL)
+        node.wait_healthy(("broker", "gateway", "echo", "ledger"))
+        assert node.call(ECHO, {"input": {}})[0] == 200
+        assert value(scrape_socket(node), "hearthnet_requests_total", capability=ECHO, result="ok") >= 21
+        out = (node.run_dir / "supervisord.out").read_text(errors="replace")
+        assert "No space left on device" in out and out.count("Traceback") <= 1, out[-2000:]
+        assert node.proc is not None and node.proc.poll() is None
+    finally:
+        node.stop()
+        subprocess.run(["umount", "-l", str(node.log_dir)])
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
 
 
 def _community(node: Node) -> str:
