@@ -92,3 +92,20 @@ def test_the_gateway_app_does_not_import_prometheus_client():
     code = ("import sys, hearthnet.gateway.app, hearthnet.gateway.metrics; "
             "sys.exit('prometheus_client' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_taken_metrics_port_leaves_the_node_running_without_it():
+    import asyncio
+    import socket
+    from types import SimpleNamespace
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        obs = SimpleNamespace(metrics_port=port, metrics_host="127.0.0.1", metrics_enabled=True)
+        gw = SimpleNamespace(cfg=SimpleNamespace(observability=obs))
+        assert asyncio.run(metrics.start_scrape_port(gw)) is None
+        off = SimpleNamespace(cfg=SimpleNamespace(observability=SimpleNamespace(
+            metrics_port=0, metrics_host="127.0.0.1", metrics_enabled=True)))
+        assert asyncio.run(metrics.start_scrape_port(off)) is None
