@@ -205,6 +205,8 @@ class ObservabilityConfig:
     log_dir: Path = _UNSET_PATH
     metrics_enabled: bool = True
     otlp_endpoint: str | None = None
+    metrics_port: int = 0  # a TCP port for a Prometheus scraper (GET /metrics, no token); 0: off
+    metrics_host: str = "127.0.0.1"  # where metrics_port listens; anything else is the owner's choice
 
 
 @dataclass(frozen=True)
@@ -647,6 +649,9 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"bus.stream_stall_seconds: {cfg.bus.stream_stall_seconds} must be in (0, 86400]")
     if not 0 < cfg.file.gc_threshold <= 1:
         p.append(f"file.gc_threshold: {cfg.file.gc_threshold} must be in (0, 1]")
+    mport = cfg.observability.metrics_port
+    if not 0 <= mport <= 65535 or (mport and mport in (cfg.transport.port, cfg.ui.port)):
+        p.append(f"observability.metrics_port: {cfg.observability.metrics_port} must be 0 (off) or a port other than transport.port and ui.port")
     if cfg.observability.log_level not in LOG_LEVELS:
         p.append(f"observability.log_level: {_show(cfg.observability.log_level)} is not one of {', '.join(LOG_LEVELS)}")
     if cfg.node.profile not in PROFILES:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from hearthnet.constants import LOG_RETENTION_DAYS
 
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 LEVELS = ("debug", "info", "warning", "error")
@@ -50,12 +53,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str, ensure_ascii=False)
 
 
+class DroppingStreamHandler(logging.StreamHandler):
+    """A stream handler for which a line that cannot be written (ENOSPC on a full disk, a
+    closed or broken stream) is dropped and counted, never raised and never re-reported
+    on the same stream: logging must not stop a worker. `dropped_lines()` gives the count."""
+
+    dropped = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            DroppingStreamHandler.dropped += 1
+            return
+        super().handleError(record)  # a formatting bug: logging's own report
+
+
+def dropped_lines() -> int:
+    """Log lines this process dropped because they could not be written."""
+    return DroppingStreamHandler.dropped
+
+
 def configure(component: str, level: str = "info") -> logging.Logger:
     """Install the JSON handler on the root logger once; return the component's logger."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = DroppingStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(component))
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -88,3 +110,42 @@ def append_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(text)
+
+
+# supervisord's size rotation renames `<name>.log` to `<name>.log.1`, `.2`, ... (its own
+# `supervisord.log` too): those are the files retention removes.
+ROTATED = re.compile(r"^.+\.log\.\d+$")
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+def prune_logs(log_dir: Path, now: float | None = None, days: int = LOG_RETENTION_DAYS) -> list[Path]:
+    """Delete rotated log files last written more than `days` ago (LOG_RETENTION_DAYS, 14);
+    the live `<name>.log` files stay (supervisord holds them open). Returns what went.
+    Never raises: a file that vanished or cannot be removed is left to the next round."""
+    cutoff = (time.time() if now is None else now) - days * 86400
+    removed = []
+    try:
+        candidates = [p for p in log_dir.iterdir() if ROTATED.match(p.name)]
+    except OSError:
+        return []
+    for path in candidates:
+        try:
+            st = path.lstat()
+            if st.st_uid == os.getuid() and st.st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+async def prune_forever(log_dir: Path, every: float = PRUNE_EVERY_SECONDS) -> None:
+    """The retention task (run by the gateway): prune now, then every `every` seconds."""
+    import asyncio  # not at module level: the CLI imports this module and starts no loop
+
+    log = logging.getLogger("hearthnet.logs")
+    while True:
+        removed = await asyncio.to_thread(prune_logs, log_dir)
+        if removed:
+            log.info("old rotated logs removed", extra={"files": [p.name for p in removed]})
+        await asyncio.sleep(every)

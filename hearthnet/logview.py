@@ -5,7 +5,8 @@ time and level. Any other line that is not JSON (a traceback printed before logg
 set up) is kept as a raw record with level "error".
 
 `LogReader.start(n)` gives the last n matching records of every file merged by
-timestamp; `LogReader.poll()` then returns what was appended since, behaving like
+timestamp, reaching back into the files supervisord's size rotation moved away
+(`<program>.log.1`, `.2`, ...) when the current one holds fewer; `LogReader.poll()` then returns what was appended since, behaving like
 `tail -F`: it picks up files that appear later, reopens a file replaced by rotation
 (new inode, after draining the old one) and starts over on a truncated file.
 Standard library only.
@@ -172,6 +173,8 @@ class LogReader:
             else:
                 tail.pos = os.fstat(tail.fh.fileno()).st_size
             per_file.append(keep)
+            if n is None or len(keep) < n:  # reach back into what rotation moved away
+                per_file.append(self._rotated_records(path, None if n is None else n - len(keep)))
         merged = sorted((r for recs in per_file for r in recs), key=lambda r: r.ts)
         return merged if n is None else merged[-n:] if n else []
 
@@ -207,6 +210,29 @@ class LogReader:
             stop.wait(interval)
 
     # ------------------------------------------------------------------ internals
+
+    def _rotated_records(self, path: Path, need: int | None) -> list[LogRecord]:
+        """The last `need` matching records (None: all) of the files supervisord's size
+        rotation moved away from `path` (`x.log.1` the newest, then `.2`, ...)."""
+        out: list[LogRecord] = []
+        for old in rotated_files(path):
+            if need is not None and len(out) >= need:
+                break
+            try:
+                text = old.read_bytes().decode("utf-8", "replace")
+            except OSError:
+                continue  # pruned or rotated on meanwhile
+            recs, last_ts = [], _mtime_ts(old)
+            for line in text.splitlines():
+                if line.strip():
+                    rec = parse_line(line, path.stem, last_ts)
+                    last_ts = rec.ts
+                    if self.filt.matches(rec):
+                        recs.append(rec)
+            if need is not None:
+                recs = recs[-(need - len(out)):]
+            out = recs + out
+        return out
 
     def _open(self, path: Path) -> _Tail | None:
         try:
@@ -248,6 +274,16 @@ class LogReader:
             if self.filt.matches(rec):
                 out.append(rec)
         return out
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """`<path>.1`, `<path>.2`, ... that exist, newest (lowest number) first."""
+    try:
+        found = [(int(p.name[len(path.name) + 1:]), p) for p in path.parent.glob(path.name + ".*")
+                 if p.name[len(path.name) + 1:].isdigit()]
+    except OSError:
+        return []
+    return [p for _, p in sorted(found)]
 
 
 def _supervisord_ts(m: re.Match[str]) -> str:

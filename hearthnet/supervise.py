@@ -21,7 +21,7 @@ import psutil
 
 from hearthnet.config import Config
 from hearthnet.errors import HearthNetError
-from hearthnet.logs import LOG_UMASK, secure_log_dir
+from hearthnet.logs import LOG_UMASK, prune_logs, secure_log_dir
 from hearthnet.paths import ensure_private_dir
 from hearthnet.ports import listener, try_bind
 from hearthnet.services.embedding.available import embedding_unavailable
@@ -201,6 +201,7 @@ def prepare(cfg: Config, *, no_ui: bool, debug: bool) -> Path:
     """Write the run dir (0700), a fresh owner token (0600) and supervisord.conf."""
     run_dir = ensure_private_dir(cfg.paths.run_dir)
     secure_log_dir(cfg.paths.log_dir)
+    prune_logs(cfg.paths.log_dir)  # rotated files past LOG_RETENTION_DAYS (the gateway prunes hourly)
     token = cfg.paths.api_token_file
     fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -227,7 +228,8 @@ def _child_setup() -> None:
 
 
 def start_supervisord(cfg: Config, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(cfg.paths.supervisor_conf)]
+    # supervisord itself, hardened against a full log disk (hearthnet/supervisord_main.py)
+    cmd = [sys.executable, "-m", "hearthnet.supervisord_main", "-n", "-c", str(cfg.paths.supervisor_conf)]
     with open(_supervisord_out(cfg), "wb") as out:  # config errors land here, not on a tty
         return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_child_setup, close_fds=True)

@@ -11,6 +11,7 @@ from hearthnet.gateway.health import start_health
 from hearthnet.gateway.guard import ConnectionGuard, GuardedSite, limits_for_fds, raise_fd_limit
 from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
+from hearthnet.logs import prune_forever
 from hearthnet.membership import Membership
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
@@ -44,6 +45,7 @@ async def serve() -> None:
     local = LocalApiThread(gw, cfg.paths.api_socket, cfg.paths.broker_clients_endpoint)
     await asyncio.to_thread(local.start_and_wait)
     gw.mesh.start()
+    prune = asyncio.ensure_future(prune_forever(cfg.paths.log_dir))  # 14-day log retention
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
                                          "tls_fingerprint": gw.tls.fingerprint,
@@ -55,6 +57,7 @@ async def serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    prune.cancel()
     await asyncio.to_thread(local.stop)
     await health.close()
     await gw.mesh.close()

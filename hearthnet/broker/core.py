@@ -25,7 +25,8 @@ import zmq
 
 from hearthnet.bus import protocol as P
 from hearthnet.bus.flow import BrokerWindow
-from hearthnet.broker.stats import Health, TraceRing
+from hearthnet.broker.stats import OTHER, CallMetrics, Health, TraceRing
+from hearthnet.errors import HTTP_STATUS
 from hearthnet.ratelog import RateLimitedLog
 from hearthnet.constants import (
     HEARTBEAT_DEAD_AFTER_SECONDS,
@@ -48,6 +49,7 @@ MAX_RETRIES = 2  # next-candidate retries of an idempotent call whose remote pro
 CALLER_FAULTS = {"bad_request", "schema_mismatch", "not_found", "not_implemented",
                  "unauthorized", "invalid_signature", "revoked", "expired", "rate_limited"}
 PROVIDER_FAULTS = {"partition", "internal_error", "timeout", "capacity_exceeded"}
+METRIC_RESULTS = frozenset(HTTP_STATUS) | {"ok", "cancelled"}  # result labels of call metrics
 # The trust boundary (issue 6): `community.*` is the node's own business (its log, its
 # membership, its peers). A peer may offer only these governance capabilities, and even
 # they reach a peer only when the call names that node (a co-signature is asked of one
@@ -164,6 +166,8 @@ class Broker:
         self.deadlines: list[tuple[float, int]] = []
         self.health: dict[tuple[str, str], Health] = {}
         self.traces = TraceRing()
+        self.metrics = CallMetrics()
+        self.announced: set[str] = set()  # capability names any worker offered: metric labels
         self.started = time.monotonic()
         self._ids = itertools.count(1)
         self._last_beat = 0.0
@@ -359,6 +363,7 @@ class Broker:
                                  name, problem)
         if w.remote:
             w.caps = {n: d for n, d in w.caps.items() if remote_may_offer(d)}
+        self.announced.update(w.caps)
         w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
         w.draining = False
         self.by_ident[ident] = w
@@ -698,6 +703,10 @@ class Broker:
         return float((desc or {}).get("timeout_seconds") or RPC_DEFAULT_TIMEOUT_SECONDS)
 
     def _trace(self, call: Call, result: str, ms: float, data: Any) -> None:
+        # Labels only from names this broker knows: a caller (a peer) picks the names it
+        # calls and a remote provider the codes it answers with.
+        self.metrics.record(call.cap if call.cap in self.announced else OTHER,
+                            result if result in METRIC_RESULTS else OTHER, ms)
         meta = {}
         if isinstance(data, dict):
             meta = data.get("meta") if isinstance(data.get("meta"), dict) else data
@@ -716,6 +725,8 @@ class Broker:
             data: Any = {"workers": self.worker_stats()}
         elif op == "caps":
             data = {"capabilities": self.capability_stats()}
+        elif op == "metrics":
+            data = self.metrics.snapshot()
         elif op == "traces":
             data = {"traces": self.traces.recent(int(args.get("n", 50)), args.get("capability"))}
         else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,3 +92,48 @@ class TraceRing:
 
     def __len__(self) -> int:
         return len(self._ring)
+
+
+# Latency buckets of every call (upper bounds in ms, Prometheus `le`): from a sub-ms local
+# echo to an LLM generation's 120 s deadline.
+LATENCY_BUCKETS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                      5000.0, 10000.0, 30000.0, 60000.0, 120000.0)
+MAX_CAPABILITY_LABELS = 256  # beyond that, calls count under OTHER (labels stay few)
+OTHER = "other"
+
+
+class _CapCounts:
+    __slots__ = ("results", "buckets", "sum_ms")
+
+    def __init__(self) -> None:
+        self.results: dict[str, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # the last one is +Inf
+        self.sum_ms = 0.0
+
+
+class CallMetrics:
+    """Cumulative counts since the broker started, per capability: calls by result (`ok`
+    or an error code) and a latency histogram. Recorded where a call completes (the
+    trace); read by the gateway's /metrics through the broker's `metrics` admin op.
+    The caller passes label values it trusts (known capability names and error codes):
+    a peer chooses the names it calls, so cardinality is bounded here too."""
+
+    def __init__(self) -> None:
+        self.caps: dict[str, _CapCounts] = {}
+
+    def record(self, cap: str, result: str, ms: float) -> None:
+        c = self.caps.get(cap)
+        if c is None:
+            if len(self.caps) >= MAX_CAPABILITY_LABELS:
+                cap = OTHER
+            c = self.caps.get(cap) or self.caps.setdefault(cap, _CapCounts())
+        c.results[result] = c.results.get(result, 0) + 1
+        c.buckets[bisect_left(LATENCY_BUCKETS_MS, ms)] += 1
+        c.sum_ms += ms
+
+    def snapshot(self) -> dict[str, Any]:
+        """{buckets_ms, capabilities: [{capability, results, buckets (not cumulative,
+        +Inf last), sum_ms}]}: msgpack-ready."""
+        return {"buckets_ms": list(LATENCY_BUCKETS_MS), "capabilities": [
+            {"capability": name, "results": dict(c.results), "buckets": list(c.buckets),
+             "sum_ms": round(c.sum_ms, 3)} for name, c in sorted(self.caps.items())]}

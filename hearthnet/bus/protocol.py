@@ -18,7 +18,7 @@ Clients (gateway, bench; DEALER) <-> broker ROUTER on `clients.ipc`:
   client -> broker  {"t": "call", "id", "cap", "v", "body", "stream", "caller", "trace", "timeout"}
                     {"t": "cancel", "id"}
                     {"t": "ack", "id", "upto"}     `upto` frames of stream `id` consumed
-                    {"t": "admin", "id", "op": "workers" | "caps" | "traces", "args": {}}
+                    {"t": "admin", "id", "op": "workers" | "caps" | "traces" | "metrics", "args": {}}
   broker -> client  {"t": "frame", "id", "ev", "d"} and one {"t": "end", "id", "ev", "d"}
 
 Every process on the node may talk to the broker's sockets, so the broker checks each

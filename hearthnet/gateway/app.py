@@ -372,7 +372,9 @@ def build_local_app(gw: Gateway) -> web.Application:
     app.router.add_get("/api/v1/capabilities", gw.capabilities)
     app.router.add_get("/api/v1/traces", gw.traces)
     app.router.add_get("/api/v1/logs", gw.logs)
-    from hearthnet.gateway import live
+    from hearthnet.gateway import live, metrics
+
+    app.router.add_get("/metrics", functools.partial(metrics.handle, gw))  # Prometheus, owner only
 
     live.install(app, gw)  # GET /api/v1/subscribe: live updates (SSE), owner only
     from hearthnet.gateway import node_settings

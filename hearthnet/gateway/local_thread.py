@@ -57,10 +57,15 @@ class LocalApiThread(threading.Thread):
         self.socket_path.unlink(missing_ok=True)  # a stale socket of a killed gateway
         await web.UnixSite(runner, str(self.socket_path)).start()
         os.chmod(self.socket_path, 0o600)
+        from hearthnet.gateway import metrics
+
+        scrape = await metrics.start_scrape_port(gw)  # opt-in TCP /metrics, on this loop too
         self.ready.set()
         try:
             await self._stopping.wait()
         finally:
+            if scrape is not None:
+                await scrape.cleanup()
             await runner.cleanup()
             await bus.close()
 

@@ -36,6 +36,7 @@ class Mesh:
         self.peers: dict[str, dict[str, Any]] = {}  # verified peers that are current members
         self.offered: dict[str, tuple[str, dict[str, Any]]] = {}  # every peer discovery reported
         self.last_sync: dict[str, SyncResult] = {}
+        self.last_ok: dict[str, float] = {}  # wall time of each peer's last successful round (metrics)
         self.ledger = Ledger(bus)
         self._tasks: list[asyncio.Task] = []
         self._syncing: dict[str, asyncio.Task] = {}
@@ -188,6 +189,8 @@ class Mesh:
             log.warning("sync with %s failed on a malformed reply", node, extra={"reason": repr(exc)})
             result = SyncResult(peer=node, ok=False, error=f"bad_request: malformed reply ({exc!r})")
         self.last_sync[node] = result
+        if result.ok:
+            self.last_ok[node] = result.at
         log.info("sync round", extra=result.to_dict())
         return result
 

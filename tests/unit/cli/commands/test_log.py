@@ -41,11 +41,12 @@ def test_log_merges_by_time(runner, env):
     result = invoke(runner, "log", "--json")
     assert result.exit_code == 0, result.output
     assert msgs(result) == [
-        "listening", "loading", "crashed", "Traceback (most recent call last):", '  File "x.py", line 1',
+        "OLD", "listening", "loading", "crashed", "Traceback (most recent call last):", '  File "x.py", line 1',
         "ImportError: boom", "peer unreachable", "ready",
-    ]  # rotated broker.log.1 is not a *.log file; raw lines stay after their record
+    ]  # rotated broker.log.1 is read too (as broker); raw lines stay after their record
     lines = [json.loads(x) for x in result.stdout.splitlines()]
-    raw = lines[3]
+    assert lines[0]["source"] == "broker"
+    raw = lines[4]
     assert raw["raw"] is True and raw["level"] == "error" and raw["source"] == "llm_00"
     assert raw["ts"] == "2026-05-26T08:00:03.000Z"
 
@@ -64,10 +65,10 @@ def test_log_component_filter(runner, env):
     by_stem = msgs(invoke(runner, "log", "--json", "--component", "llm_00"))
     assert by_stem[:2] == ["loading", "crashed"] and len(by_stem) == 5
     assert msgs(invoke(runner, "log", "--json", "--component", "llm")) == by_stem  # program prefix
-    assert msgs(invoke(runner, "log", "--json", "--component", "hearthnet.broker")) == ["ready"]  # logger
+    assert msgs(invoke(runner, "log", "--json", "--component", "hearthnet.broker")) == ["OLD", "ready"]  # logger (and its rotated file)
     assert msgs(invoke(runner, "log", "--json", "--component", "hearthnet.services")) == ["loading"]  # logger prefix
     both = msgs(invoke(runner, "log", "--json", "--component", "broker", "--component", "gateway"))
-    assert both == ["listening", "peer unreachable", "ready"]
+    assert both == ["OLD", "listening", "peer unreachable", "ready"]
     assert msgs(invoke(runner, "log", "--json", "--component", "llm", "--level", "error"))[0] == "crashed"
 
 
