@@ -138,3 +138,22 @@ def backend_entry(kind: str, url: str, model: str) -> dict[str, Any]:
     if kind == "ollama":
         return {"name": "ollama", "url": url.rstrip("/"), "model": model}
     return {"name": "openai", "url": url.rstrip("/") + "/v1", "model": model}
+
+
+def init_offer(cfg: "Config", prompt: Any, *, ask: bool) -> str | None:
+    """`hearthnet init`: when the node has no LLM backend and a local server answers,
+    ask whether to use it (`ask`, an interactive run) or only say how (never a silent
+    change). The line to add to init's message, or None."""
+    if cfg.llm.backends:
+        return None
+    found = offers(cfg)
+    if not found:
+        return None
+    d = found[0]
+    if not ask or not d.models or not prompt.confirm(
+            f"{d.describe()}. Use {d.models[0]!r} as this node's LLM?", True):
+        return f"{d.describe()}; add it with `{d.add_command}`"
+    from hearthnet.models.backends import add_entry
+
+    add_entry(cfg, backend_entry(d.kind, d.url, d.models[0]))
+    return f"added {d.label}'s model {d.models[0]!r} ({d.url}) as this node's LLM"
