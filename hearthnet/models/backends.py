@@ -98,7 +98,7 @@ class Restart:
     restarted: list[str]  # llm process names supervisord restarted
     serving: list[str]  # models the llm worker offers afterwards (llm.chat params.models)
     waited_for: str | None = None  # the model `add` waited for, when it did
-    loaded: bool | None = None  # did it show up (add) / go away (rm); None: no node
+    loaded: bool | None = None  # is `waited_for` served now (add: True, rm: False); None: no node
 
     def to_dict(self) -> dict[str, Any]:
         return {"node_running": self.node_running, "restarted": self.restarted,
@@ -160,5 +160,5 @@ def restart_llm(cfg: "Config", *, expect: str | None = None, gone: str | None = 
         serving = serving_models(api)
         done = (expect in serving) if expect else (gone not in serving)
         if done or target is None or time.monotonic() > deadline:
-            return Restart(True, restarted, serving, target, done if target else None)
+            return Restart(True, restarted, serving, target, (target in serving) if target else None)
         time.sleep(0.2)

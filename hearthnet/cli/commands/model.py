@@ -24,12 +24,14 @@ if TYPE_CHECKING:
     from hearthnet.models.ops import Added, Listing, Removed
 
 
-def _restart_line(doc: dict[str, Any], name: str, out: Output) -> None:
+def _restart_line(doc: dict[str, Any], name: str, out: Output, *, added: bool = True) -> None:
     if not doc["node_running"]:
-        out.echo("The node is not running; `hearthnet run` starts it with this model.")
-    elif doc["loaded"] is False:
-        out.echo(f"Restarted {', '.join(doc['restarted'])}, but the llm worker does not list "
-                 f"{name!r} yet: see `hearthnet status` and `hearthnet log --component llm`.")
+        out.echo("The node is not running; `hearthnet run` starts it with this model." if added
+                 else "The node is not running.")
+    elif doc["loaded"] is not added:
+        out.echo(f"Restarted {', '.join(doc['restarted'])}, but the llm worker "
+                 f"{'does not list' if added else 'still lists'} {name!r}: see `hearthnet status` "
+                 "and `hearthnet log --component llm`.")
     else:
         out.echo(f"Restarted only {', '.join(doc['restarted'])}; the node serves: "
                  f"{', '.join(doc['serving']) or 'no model'}.")
@@ -70,7 +72,7 @@ class RemovedResult:
             out.echo(f"Deleted {r.deleted_file}.")
         elif kept:
             out.echo(f"The file {kept} is kept (--delete-file removes it).")
-        _restart_line(r.restart.to_dict(), r.name, out)
+        _restart_line(r.restart.to_dict(), r.name, out, added=False)
 
 
 @dataclass
