@@ -57,7 +57,7 @@ def raw_entries(path: Path) -> list[dict[str, Any]]:
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise HearthNetError("bad_request", f"model name {name!r} must be 1-128 letters, digits "
-                             "or . _ : / - (starting with a letter or digit)")
+                             "or . _ : / - (starting with a letter or digit); choose one with --name")
     return name
 
 

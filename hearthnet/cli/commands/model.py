@@ -46,6 +46,13 @@ class AddedResult:
 
     def human(self, out: Output) -> None:
         a = self.added
+        d = a.download
+        if d is not None and d.get("already_present"):
+            out.echo(f"Already downloaded (sha256 {d['sha256']} checked).")
+        elif d is not None:
+            resumed = f", resumed from byte {d['resumed_from']}" if d["resumed_from"] else ""
+            retries = f", {d['attempts']} attempts" if d["attempts"] > 1 else ""
+            out.echo(f"Downloaded {d['size']} bytes from {d['url']}{resumed}{retries}; sha256 {d['sha256']} ok.")
         if a.gguf is not None:
             g = a.gguf
             out.echo(f"{g.path}: GGUF v{g.version}, {g.architecture}, {g.tensor_count} tensors, "

@@ -194,6 +194,10 @@ def test_pull_resumes_checks_and_adds(runner, node, monkeypatch, tiny):
         dest = node.data / "hearthnet" / "models" / "tiny.gguf"
         assert dest.read_bytes() == data and backends(node)[0]["model_path"] == str(dest)
         assert srv.requests[1]["range"] == f"bytes={len(data) // 3}-"
+        # the file is there with the right sha256: a second pull only adds it again
+        assert invoke(runner, "model", "rm", "tiny").exit_code == 0
+        again = invoke(runner, "model", "pull", "tiny")
+        assert again.exit_code == 0 and "Already downloaded" in again.stdout and len(srv.requests) == 2
 
 
 def test_pull_checksum_mismatch_and_unverified(runner, node, monkeypatch, tiny):
