@@ -210,6 +210,17 @@ class ObservabilityConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """`hearthnet model` (hearthnet/models/): where `model pull` downloads from and which
+    loopback servers `init`/`doctor` look for."""
+    catalogue_url_base: str = ""  # "" = each entry's own URL; else <base>/<file name>
+    catalogue_file: str = ""  # a JSON catalogue whose entries add to / replace the built-in ones
+    detect_ollama_url: str = "http://127.0.0.1:11434"  # loopback only
+    detect_llama_cpp_url: str = "http://127.0.0.1:8080"  # loopback only
+    load_check_seconds: float = 120.0  # the llama.cpp load check of `model add`
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     llm_replicas: int = 1  # supervisord numprocs of the llm worker
     echo: bool = False  # run the experimental.echo demo worker (tests, tutorials)
@@ -233,6 +244,7 @@ class Config:
     emergency: EmergencyConfig = field(default_factory=EmergencyConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     paths: NodePaths
     # Where this config was read from; not part of equality (a saved-then-loaded
@@ -276,7 +288,7 @@ CONFIG_HEADER = """\
 # HearthNet node configuration.
 # Sections: [node] [identity] [community] [transport] [discovery] [bus] [llm]
 #   ([[llm.backends]] entries) [embedding] [rag] [file] [market] [chat] [alerts] [emergency]
-#   [ui] [observability] [workers]
+#   [ui] [observability] [models] [workers]
 # Path values "" mean the default location (XDG data/cache/state directories).
 # "${VAR}" inside a string is replaced by the environment variable VAR when loading.
 # Every key can be overridden from the environment as HEARTHNET_<SECTION>_<KEY>,

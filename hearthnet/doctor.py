@@ -361,7 +361,9 @@ def check_llm_backend_configured(ctx: DoctorContext) -> CheckResult:
         source = ctx.cfg.source or ctx.cfg.paths.config_file
         return CheckResult("llm_backend_configured", False,
                            "no LLM backend configured: this node offers no llm.* capability",
-                           f"add a backend to {source}, for example:\n{LLM_BACKEND_SNIPPET.rstrip()}",
+                           "add one: `hearthnet model add FILE.gguf`, `hearthnet model pull NAME` "
+                           f"(see `hearthnet model catalogue`), or edit {source}, for example:\n"
+                           f"{LLM_BACKEND_SNIPPET.rstrip()}",
                            warning=True)
     names = ", ".join(f"{b.name} ({b.url or b.model_path or b.model or '-'})" for b in backends)
     return CheckResult("llm_backend_configured", True, names)
@@ -387,6 +389,21 @@ def check_llm_backend_reachable(ctx: DoctorContext) -> CheckResult:
         return CheckResult("llm_backend_reachable", True, "; ".join(good + [f"unreachable {x}" for x in bad]))
     return CheckResult("llm_backend_reachable", False, "; ".join(bad),
                        "start the backend server or fix llm.backends[].url / model_path in config.toml")
+
+
+@register("local_llm_server")
+def check_local_llm_server(ctx: DoctorContext) -> CheckResult:
+    """An Ollama / llama.cpp server on this machine (loopback) that config does not use yet."""
+    from hearthnet.models.detect import offers
+
+    found = offers(ctx.cfg)
+    if not found:
+        return CheckResult("local_llm_server", None, "skipped: no Ollama or llama.cpp server "
+                           "not yet configured answers on this machine")
+    detail = "; ".join(f"{d.describe()}; add it with `{d.add_command}`" for d in found)
+    if ctx.cfg.llm.backends:
+        return CheckResult("local_llm_server", True, detail)
+    return CheckResult("local_llm_server", False, detail, found[0].add_command, warning=True)
 
 
 @register("embedding_available")

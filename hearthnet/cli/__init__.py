@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "file": "hearthnet.cli.commands.file",
     "rag": "hearthnet.cli.commands.rag",
     "ask": "hearthnet.cli.commands.ask",
+    "model": "hearthnet.cli.commands.model",
     "chat": "hearthnet.cli.commands.chat",
     "market": "hearthnet.cli.commands.market",
     "alert": "hearthnet.cli.commands.alert",

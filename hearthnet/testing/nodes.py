@@ -56,6 +56,9 @@ class Node:
             # ... and the emergency detector probes nothing outside (no targets: online);
             # tests that probe point it at servers of their own.
             "HEARTHNET_EMERGENCY_PROBE_TARGETS": "",
+            # ... nor does `init`/`doctor` look for an LLM server on this host's usual ports.
+            "HEARTHNET_MODELS_DETECT_OLLAMA_URL": "",
+            "HEARTHNET_MODELS_DETECT_LLAMA_CPP_URL": "",
         })
         self.proc: subprocess.Popen | None = None
         self.seen_pids: set[int] = set()

@@ -52,7 +52,19 @@ def init(state: "CliState", *, name: str | None, profile: str | None, community_
 
     opts = InitOptions(name=name, profile=profile, interactive=interactive,
                        config_path=state.config_path, community_name=community_name, join=join)
-    return InitCommandResult(init_node(opts, prompt=RichPrompter(out)))
+    result = init_node(opts, prompt=RichPrompter(out))
+    llm = _offer_local_llm(state, RichPrompter(out), ask=interactive and result.changed)
+    if llm:
+        result.message += f"\n{llm}"
+    return InitCommandResult(result)
+
+
+def _offer_local_llm(state: "CliState", prompt: RichPrompter, *, ask: bool) -> str | None:
+    """An Ollama / llama.cpp server already running here: offered (asked) or hinted."""
+    from hearthnet.config import load_config
+    from hearthnet.models.detect import init_offer
+
+    return init_offer(load_config(state.config_path), prompt, ask=ask)
 
 
 @click.command("init")

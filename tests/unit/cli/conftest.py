@@ -61,6 +61,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("HEARTHNET_TRANSPORT_PORT", str(free_port()))
     # Network rule: doctor's mdns_socket/udp_multicast join groups on loopback only.
     monkeypatch.setenv("HEARTHNET_DISCOVERY_INTERFACES", "lo")
+    # init/doctor look for an LLM server on this machine's usual ports: not in tests.
+    monkeypatch.setenv("HEARTHNET_MODELS_DETECT_OLLAMA_URL", "")
+    monkeypatch.setenv("HEARTHNET_MODELS_DETECT_LLAMA_CPP_URL", "")
     return e
 
 
