@@ -220,6 +220,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
         out["file gc"] = _run(alice, "file", "gc")
         _knowledge(alice, root, out)
         _community(alice, out)
+        _models(alice, root, out)
         out["watch"] = _watch(alice, "community.event", "--since", "0")
         out["export"] = _run(alice, "export", "--out", str(root / "alice-export.zip"))
         out["export --verify"] = _run(alice, "export", "--verify", str(root / "alice-export.zip"))
@@ -275,6 +276,19 @@ def _community(alice: Node, out: dict[str, Run]) -> None:
     out["alert ack"] = _run(alice, "alert", "ack", alert, "--status", "ok")
     out["chat ls"] = _run(alice, "chat", "ls")
     out["chat unread"] = _run(alice, "chat", "unread")
+
+
+def _models(alice: Node, root: Path, out: dict[str, Run]) -> None:
+    """model catalogue/add/ls/rm on the tiny GGUF, and a pull of a name the catalogue lacks
+    (an error: its envelope)."""
+    from hearthnet.testing.tiny_gguf import write_tiny_llama_gguf
+
+    gguf = write_tiny_llama_gguf(root / "models" / "tiny.gguf")
+    out["model catalogue"] = _run(alice, "model", "catalogue")
+    out["model add"] = _run(alice, "model", "add", str(gguf), "--name", "tiny")
+    out["model ls"] = _run(alice, "model", "ls")
+    out["model rm"] = _run(alice, "model", "rm", "tiny")
+    out["model pull"] = _run(alice, "model", "pull", "no-such-model")
 
 
 def _members(alice: Node, out: dict[str, Run], bob_id: str) -> None:
@@ -487,6 +501,18 @@ def test_market_alerts_chat(runs: dict[str, Run]) -> None:
     assert set(ok(runs, "chat send").doc) == CHAT_SEND_KEYS
     assert set(ok(runs, "chat ls").doc) == {"messages", "marked_read"}
     assert set(ok(runs, "chat unread").doc) == {"unread", "total"}
+
+
+def test_models(runs: dict[str, Run]) -> None:
+    restart = {"node_running", "restarted", "serving", "loaded"}
+    assert set(ok(runs, "model catalogue").doc) == {"models"}
+    added = ok(runs, "model add").doc
+    assert set(added) == {"name", "source", "entry", "config_path", "gguf", "load_check", "download"} | restart
+    assert added["name"] == "tiny" and added["node_running"] is True
+    assert set(ok(runs, "model ls").doc) == {"configured", "node_running", "serving", "detected"}
+    assert set(ok(runs, "model rm").doc) == {"name", "entry", "config_path", "deleted_file"} | restart
+    pull = runs["model pull"]
+    assert pull.returncode == 1 and pull.raw["error"]["code"] == "not_found", pull.stdout
 
 
 def test_members(runs: dict[str, Run]) -> None:
