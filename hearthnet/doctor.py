@@ -556,6 +556,30 @@ def check_udp_multicast(ctx: DoctorContext) -> CheckResult:
     return _join_check("udp_multicast", ctx.cfg, d.udp_multicast_group, d.udp_port)
 
 
+@register("overlay_peers")
+def check_overlay_peers(ctx: DoctorContext) -> CheckResult:
+    """Peers reached over an overlay (WireGuard, Tailscale, Yggdrasil) only: multicast cannot
+    find them, so say so, and whether the peer cache keeps them (hearthnet/discovery/overlay.py)."""
+    def body() -> CheckResult:
+        from hearthnet.discovery.cache import PeerCache
+        from hearthnet.discovery.overlay import overlay_peers
+
+        peers = [p for p in _self_call(ctx, "community.peers.list", {}).get("peers") or [] if isinstance(p, dict)]
+        manual = [(e.host, e.port) for e in PeerCache.for_data_dir(ctx.cfg.paths.data_dir).load() if e.manual]
+        found = overlay_peers(peers, manual)
+        if not found:
+            return CheckResult("overlay_peers", True, "no peer is reached over an overlay only")
+        detail = "; ".join(p.sentence() for p in found)
+        unkept = [p.address for p in found if not p.kept]
+        if unkept:
+            return CheckResult("overlay_peers", False, detail,
+                               "keep them across restarts: " + ", ".join(f"`hearthnet peer add {a}`" for a in unkept),
+                               warning=True)
+        return CheckResult("overlay_peers", True, detail)
+
+    return _node_check("overlay_peers", ctx, body)
+
+
 def peer_date_skew(url: str, timeout: float = CLOCK_TIMEOUT_SECONDS) -> float:
     """Local clock minus the `Date` header of any answer from `url` (seconds); never
     changes the clock. TLS is not verified: only the header is read."""
