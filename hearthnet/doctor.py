@@ -564,7 +564,13 @@ def check_overlay_peers(ctx: DoctorContext) -> CheckResult:
         from hearthnet.discovery.cache import PeerCache
         from hearthnet.discovery.overlay import overlay_peers
 
-        peers = [p for p in _self_call(ctx, "community.peers.list", {}).get("peers") or [] if isinstance(p, dict)]
+        try:
+            listed = _self_call(ctx, "community.peers.list", {})
+        except NodeNotRunning:
+            raise
+        except HearthNetError as exc:  # discovery off or restarting: no verdict on overlays
+            return CheckResult("overlay_peers", None, f"skipped: no peer list from discovery ({exc.message})")
+        peers = [p for p in listed.get("peers") or [] if isinstance(p, dict)]
         manual = [(e.host, e.port) for e in PeerCache.for_data_dir(ctx.cfg.paths.data_dir).load() if e.manual]
         found = overlay_peers(peers, manual)
         if not found:

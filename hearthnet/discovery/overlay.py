@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from hearthnet.discovery.cache import format_address
+
 SYS_NET = Path("/sys/class/net")
 ARPHRD_NONE = 65534  # TUN devices: no link layer (wireguard-go, tailscaled, yggdrasil)
 OVERLAY_RANGES = {
@@ -184,8 +186,6 @@ def overlay_peers(peers: Iterable[Mapping[str, Any]], manual: Iterable[tuple[str
         if route is None:
             continue
         port = int(p.get("port") or 7080)
-        from hearthnet.discovery.cache import format_address
-
         out.append(OverlayPeer(str(p.get("display_name") or p.get("node_id_short") or route.host),
                                format_address(route.host, port), route, (route.host, port) in kept))
     return out

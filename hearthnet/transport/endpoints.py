@@ -10,7 +10,9 @@ if TYPE_CHECKING:
 
 def advertised_endpoints(cfg: "Config") -> list[dict[str, Any]]:
     """Where peers reach us: the configured host, or every non-loopback IPv4 address of
-    the allowed interfaces when listening on all of them."""
+    the allowed interfaces (`discovery.interfaces`, which may name an overlay such as wg0 or
+    tailscale0) when listening on all of them. Listening on `::` (dual stack) adds their
+    global IPv6 addresses too, for IPv6-only overlays such as Yggdrasil (200::/7)."""
     host, port = cfg.transport.host, cfg.transport.port
     if host not in ("0.0.0.0", "", "::"):
         return [{"transport": "https", "host": host, "port": port}]
@@ -24,4 +26,17 @@ def advertised_endpoints(cfg: "Config") -> list[dict[str, Any]]:
         for a in addrs:
             if a.family.name == "AF_INET" and not a.address.startswith("127."):
                 out.append({"transport": "https", "host": a.address, "port": port})
+            elif host == "::" and a.family.name == "AF_INET6" and _global_v6(a.address):
+                out.append({"transport": "https", "host": a.address, "port": port})
     return out
+
+
+def _global_v6(address: str) -> bool:
+    """Not loopback and not link-local (fe80::, which needs a zone a peer cannot know)."""
+    import ipaddress
+
+    try:
+        addr = ipaddress.IPv6Address(address.split("%")[0])
+    except ValueError:
+        return False
+    return not (addr.is_loopback or addr.is_link_local)
