@@ -125,5 +125,7 @@ def test_peer_cache_brings_the_overlay_peer_back_after_a_restart(streets) -> Non
     n3.start(wait_workers=CORE)
     wait_for(lambda: ids[1] in {p.get("node_id_full") for p in (n3.peers_or_none() or {}).get("peers", [])},
              90, 0.5, message="node3 finds node1 again from its peer cache")
+    again = next(p for p in n3.peer_list()["peers"] if p["node_id_full"] == ids[1])
+    assert (again["host"], again["source"]) == (lab.overlay_addr(1), "manual")  # the cache's manual entry
     _post(n3, "saw after the restart")
     wait_for(lambda: "saw after the restart" in _titles(nodes[2]), 60, message="street B's post reaches street A")
