@@ -73,10 +73,20 @@ def select(names: Sequence[str], available: Sequence[InterfaceAddr] | None = Non
     for entry in names:
         key = "ip" if _is_ipv4_literal(entry) else "name"
         hits = [a for a in avail if getattr(a, key) == entry]
-        if not hits:
+        if not hits and not (available is None and _ipv6_only_overlay(entry)):
             missing.append(entry)
         chosen.extend(h for h in hits if h not in chosen)
     return Selection(tuple(chosen), tuple(missing), strict=True)
+
+
+def _ipv6_only_overlay(name: str) -> bool:
+    """An overlay interface with IPv6 addresses only (Yggdrasil): named in
+    `discovery.interfaces` so the manifest advertises it, never used for multicast, and not
+    "missing" (which would warn for good)."""
+    from hearthnet.discovery.overlay import interface_kind
+
+    has_v6 = any(str(a.name) == name and any(isinstance(ip.ip, tuple) for ip in a.ips) for a in ifaddr.get_adapters())
+    return has_v6 and interface_kind(name) is not None
 
 
 def advertised(selection: Selection) -> list[str]:

@@ -113,3 +113,16 @@ def test_doctor_check_is_skipped_when_discovery_gives_no_peer_list(tmp_path: Pat
     ctx.api = SimpleNamespace(output=refuse)
     result = doctor.check_overlay_peers(ctx)
     assert result.status == "skipped" and "no peer list from discovery" in result.detail
+
+
+def test_an_ipv6_only_overlay_interface_is_not_reported_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hearthnet.discovery import interfaces
+
+    adapters = [SimpleNamespace(name="ygg0", ips=[SimpleNamespace(ip=("200:1234::1", 0, 0), network_prefix=7)]),
+                SimpleNamespace(name="eth1", ips=[SimpleNamespace(ip=("2001:db8::5", 0, 0), network_prefix=64)]),
+                SimpleNamespace(name="eth0", ips=[SimpleNamespace(ip="192.168.1.5", network_prefix=24)])]
+    monkeypatch.setattr(interfaces.ifaddr, "get_adapters", lambda: adapters)
+    monkeypatch.setattr(overlay, "interface_kind", lambda name, sys_net=None: "tunnel interface" if name == "ygg0" else None)
+    sel = interfaces.select(["eth0", "ygg0", "eth1"])
+    assert [a.name for a in sel.addrs] == ["eth0"]
+    assert sel.missing == ("eth1",)  # a LAN without IPv4 yet is still worth a warning
