@@ -9,6 +9,9 @@ Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "
                                                                  new_head_lamport, duplicates}
     community.log.heads      {}                              -> {community_id, head, heads_by_type, count, digest}
     community.log.ids        {since_lamport}                 -> {ids}
+                             {ranges: [{lamport_lo, lamport_hi}]} -> {ids} in those ranges (ledger/digest.py)
+    community.log.digest     {ranges: [{lamport_lo, lamport_hi}]} -> {ranges: [{lamport_lo, lamport_hi,
+                             count, hash}]}: ranged digests for a sync round (ledger/digest.py)
     community.log.events     {since_lamport?, ids?, event_types?, author?, limit?} -> {events}
                              {after_seq, event_types?, limit?} -> {events, seqs}: in storage
                              order on this node (seq, see store.py), for resuming live feeds
@@ -41,6 +44,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import read_community_manifest, write_community_manifest
+from hearthnet.ledger.digest import parse_ranges
 from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import EVENT_TYPES, MANIFEST_TYPES
 from hearthnet.ledger.snapshots import SnapshotStore, take_snapshot
@@ -59,6 +63,7 @@ EVENTS_FILE = "events.sqlite"
 _OBJ = {"type": "object"}
 _INT = {"type": "integer", "minimum": 0}
 _STRS = {"type": "array", "items": {"type": "string"}}
+_RANGES = {"type": "array", "items": _OBJ}
 
 
 def _schema(**props: Any) -> dict[str, Any]:
@@ -169,7 +174,8 @@ class LedgerService:
             cap("community.log.ingest", self.ingest, _schema(events={"type": "array", "items": _OBJ}),
                 timeout=120),
             cap("community.log.heads", self.heads, _schema()),
-            cap("community.log.ids", self.ids, _schema(since_lamport=_INT)),
+            cap("community.log.ids", self.ids, _schema(since_lamport=_INT, ranges=_RANGES)),
+            cap("community.log.digest", self.digest, _schema(ranges=_RANGES)),
             cap("community.log.frontier", self.frontier,
                 _schema(target_node_id={"type": "string"}, action={"type": "string", "enum": ["revoke", "demote"]})),
             cap("community.log.events", self.events,
@@ -229,8 +235,15 @@ class LedgerService:
                            "heads_by_type": by_type, "count": count, "digest": digest}, "meta": {}}
 
     async def ids(self, req: Request) -> dict[str, Any]:
+        if req.input.get("ranges") is not None:
+            ranges = parse_ranges(req.input["ranges"], "input.ranges")
+            return {"output": {"ids": await self._db(self.log.ids_in_ranges, ranges)}, "meta": {}}
         since = _int_input(req, "since_lamport", 0)
         return {"output": {"ids": await self._db(self.log.ids_since, since)}, "meta": {}}
+
+    async def digest(self, req: Request) -> dict[str, Any]:
+        ranges = parse_ranges(req.input.get("ranges"), "input.ranges")
+        return {"output": {"ranges": await self._db(self.log.range_digests, ranges)}, "meta": {}}
 
     async def events(self, req: Request) -> dict[str, Any]:
         inp = req.input
