@@ -1,7 +1,8 @@
 """Convergence of 10 real nodes: time until every node holds every one of 1 000 new events,
 and the bytes sent per event, against raw HTTPS baselines measured in the same run.
 
-    sudo .venv/bin/python bench/converge.py [--nodes 10] [--events 1000] [--timeout 120] [--prefix hnconv]
+    sudo .venv/bin/python bench/converge.py [--nodes 10] [--events 1000] [--mode ingest|append]
+                                            [--base 0] [--timeout 120] [--prefix hnconv]
 
 Needs root (network namespaces, hearthnet/testing/netns.py, the lab `scripts/mesh-lab`
 builds): --nodes namespaces on one private bridge, one real node in each, joined into one
@@ -9,6 +10,8 @@ community by invite (`hearthnet id`, `invite create`, `invite redeem`), then lau
 together and left to find each other (multicast discovery, peer cache). Once every node
 lists every other and all logs are equal:
 
+0. --base: every log is given the same --base older events first (while stopped), so a
+   run shows whether the sync cost grows with the log (it should not: ranged digests);
 1. idle: the bytes the nodes send in IDLE_SECONDS doing nothing (discovery beacons), the
    background subtracted below;
 2. raw, in the same lab: a bare aiohttp HTTPS server in one namespace and a client in
@@ -130,6 +133,30 @@ def presign(lab: MeshLab, events: int) -> dict[int, list[dict[str, Any]]]:
         out[k] = [build_event(kp, heads["community_id"], heads["head"] + 1 + i, "market.post.created", post(k, i))
                   for i in range(n)]
     return out
+
+
+def preload(lab: MeshLab, n: int) -> None:
+    """`--base`: the same n older events (market posts by node 1) written straight into
+    every (stopped) node's event log with the ledger library, so the run starts from
+    equal logs of that size (the sync cost must not grow with them)."""
+    from hearthnet.identity import keys
+    from hearthnet.ledger.events import build_event
+    from hearthnet.ledger.store import EventLog
+
+    kp = keys.load(lab.node(1).root / "data" / "hearthnet" / "keys")
+    events = None
+    for k in lab.ks:
+        path = next((lab.node(k).root / "data" / "hearthnet" / "communities").glob("*/events.sqlite"))
+        log = EventLog(path, path.parent.name)
+        try:
+            if events is None:
+                events = [build_event(kp, log.community_id, 100 + i // 4, "market.post.created", post(0, i))
+                          for i in range(n)]
+            result = log.append_received(events)
+            if result.accepted != n:
+                raise LabError(f"node{k} refused base events: {result.rejected_reasons[:3]}")
+        finally:
+            log.close()
 
 
 def shares(lab: MeshLab, events: int) -> list[int]:
@@ -261,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
         lab.build()
         console.print(f"lab {args.prefix}: {args.nodes} namespaces; forming the community by invite ...")
         ids = form_community(lab, lambda text: console.print("  " + text))
+        if args.base:
+            preload(lab, args.base)
+            console.print(f"every log holds {args.base} more (older) events")
         t_launch = lab.launch_all()
         mesh = wait_mesh(lab.nodes, lists_peers(ids), args.timeout)
         if any(d.done_at is None for d in mesh.values()):
@@ -305,7 +335,8 @@ def report(args: argparse.Namespace, t0: float, t_appended: float, t_done: float
     per_event = sent / args.events
     raw_min = statistics.mean(sizes) * (args.nodes - 1)
     how = "one community.log.ingest a node" if args.mode == "ingest" else "one community.log.append each"
-    table = Table(title=f"{args.nodes} nodes, {args.events} events spread over all of them ({how})")
+    table = Table(title=f"{args.nodes} nodes, {args.events} events spread over all of them ({how}), "
+                        f"logs holding {args.base} events before")
     table.add_column("measure")
     table.add_column("ours", justify="right")
     table.add_column("raw baseline (same run)", justify="right")
@@ -321,7 +352,7 @@ def report(args: argparse.Namespace, t0: float, t_appended: float, t_done: float
     console.print(table)
     verdict = "met" if converge <= 10 else "NOT met"
     console.print(f"target: convergence <= 10 s: {verdict}")
-    print(json.dumps({"nodes": args.nodes, "events": args.events, "mode": args.mode, "converge_s": round(converge, 3),
+    print(json.dumps({"nodes": args.nodes, "events": args.events, "mode": args.mode, "base": args.base, "converge_s": round(converge, 3),
                       "after_last_append_s": round(t_done - t_appended, 3),
                       "append_s": round(t_appended - t0, 3), "bytes_per_event": round(per_event),
                       "raw_min_bytes_per_event": round(raw_min), "bytes_ratio": round(per_event / raw_min, 2),
@@ -340,6 +371,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds for each wait")
     ap.add_argument("--prefix", default="hnconv", help="namespace prefix (default hnconv)")
+    ap.add_argument("--base", type=int, default=0, help="events every log holds before the run")
     ap.add_argument("--mode", choices=("ingest", "append"), default="ingest",
                     help="ingest: each node's share pre-signed with its key and handed to its ledger in "
                          "one local call (measures the mesh); append: one local append per event "

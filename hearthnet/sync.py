@@ -9,7 +9,9 @@ Finding the difference costs the difference, not the log (ranged digests, README
 hearthnet/ledger/digest.py): lamport ranges are compared by (count, hash) with
 `POST /sync/v1/digest`, a differing range is cut in SPLIT and compared again, and only
 small differing ranges (at most LEAF events a side, or one lamport) have their ids listed
-(`POST /sync/v1/ids` with `ranges`). A range one side has no event in is settled at
+(`POST /sync/v1/ids` with `ranges`), and so do ranges whose counts alone show that much
+of them differs (one side under half the other: a burst, a node that was away), where
+bisecting would cost more than listing. A range one side has no event in is settled at
 once (nothing to list on that side). Two logs differing in k of N events exchange
 O(k log N) digest entries. A peer that predates the digest route (it answers
 `not_found`) gets the old exchange: the full id lists.
@@ -151,7 +153,7 @@ async def _ranged_diff(ledger: Ledger, client: Any, community_id: str, node: str
             for rng, their, our in zip(chunk, theirs, ours):
                 if their == our:
                     continue
-                if their[0] and our[0] and max(their[0], our[0]) > LEAF and rng[0] < rng[1]:
+                if _worth_splitting(rng, their[0], our[0]):
                     deeper += split(rng[0], rng[1], SPLIT)  # ascending, as `todo` is
                     continue
                 leaves.append(rng)
@@ -167,6 +169,16 @@ async def _ranged_diff(ledger: Ledger, client: Any, community_id: str, node: str
     for chunk in _batches(sorted(leaves), MAX_DIGEST_RANGES):
         our_ids += await ledger.ids_in(chunk)
     return _difference(their_ids, our_ids)
+
+
+def _worth_splitting(rng: Range, theirs: int, ours: int) -> bool:
+    """Bisect a differing range only while that can save listing it: not when it holds
+    at most LEAF events a side or a single lamport, and not when the counts alone show
+    that much of it differs (one side holds under half of the other's): listing it then
+    costs at most about twice the ids that must move anyway (a burst of new events, or a
+    node that was away) while bisecting would cost more digests than ids."""
+    big, small = max(theirs, ours), min(theirs, ours)
+    return rng[0] < rng[1] and big > LEAF and 2 * small >= big
 
 
 async def _full_diff(ledger: Ledger, client: Any, community_id: str, node: str, ep: Any,
