@@ -62,6 +62,7 @@ from hearthnet.testing.netns import (  # noqa: E402
 )
 
 IDLE_SECONDS = 5.0
+DONE_AT: dict[int, float] = {}  # node -> monotonic time its log first held every event
 RAW_PORT = 7443
 RAW_ROUND_TRIPS = 200
 console = Console(width=140)
@@ -101,6 +102,29 @@ def counts(lab: MeshLab) -> dict[int, int]:
     return out
 
 
+def round_stats(lab: MeshLab, since: float) -> dict[str, Any]:
+    """The sync rounds the nodes ran from `since` (wall clock), from their gateway logs
+    ("sync round" records): how many, failed ones by error, ms, digest entries, ids."""
+    rounds = []
+    for k in lab.ks:
+        try:
+            lines = lab.node(k).api("/api/v1/logs?n=5000&component=gateway")["lines"]
+        except (OSError, ValueError, LabError):
+            continue
+        rounds += [r for r in lines if r.get("msg") == "sync round" and float(r.get("at") or 0) >= since]
+    errors: dict[str, int] = {}
+    for r in rounds:
+        if not r.get("ok"):
+            key = str(r.get("error") or "?").split(":")[0]
+            errors[key] = errors.get(key, 0) + 1
+    ms = sorted(float(r.get("ms") or 0) for r in rounds) or [0.0]
+    return {"rounds": len(rounds), "failed": errors, "ms_p50": ms[len(ms) // 2], "ms_max": ms[-1],
+            "digest_ranges": sum(int(r.get("digest_ranges") or 0) for r in rounds),
+            "ids_listed": sum(int(r.get("ids_listed") or 0) for r in rounds),
+            "sent": sum(int(r.get("sent") or 0) for r in rounds),
+            "received": sum(int(r.get("received") or 0) for r in rounds)}
+
+
 def wait_counts(lab: MeshLab, want: int | None, timeout: float, every: float = 0.05) -> tuple[float | None, dict[int, int]]:
     """Poll until every node's log holds `want` events (None: all equal and unchanged for
     a second); returns (monotonic time it held, last counts)."""
@@ -108,6 +132,10 @@ def wait_counts(lab: MeshLab, want: int | None, timeout: float, every: float = 0
     while time.monotonic() < deadline:
         now_counts = counts(lab)
         values = set(now_counts.values())
+        if want is not None:
+            for k, c in now_counts.items():
+                if c == want:
+                    DONE_AT.setdefault(k, time.monotonic())
         if want is not None and values == {want}:
             return time.monotonic(), now_counts
         if want is None and len(values) == 1 and -1 not in values:
@@ -309,10 +337,14 @@ def run(args: argparse.Namespace) -> int:
 
         signed = presign(lab, args.events) if args.mode == "ingest" else None
         sample = json.dumps({"events": [post(1, 0)]}).encode()
-        b0, t0 = sent_bytes(lab), time.monotonic()
+        b0, t0, wall0 = sent_bytes(lab), time.monotonic(), time.time()
         t_appended, sizes = append_all(lab, args.events, signed)
         t_done, final = wait_counts(lab, base + args.events, args.timeout)
         b1, t1 = sent_bytes(lab), time.monotonic()
+        stats = round_stats(lab, wall0)
+        console.print(f"sync rounds: {stats}")
+        console.print("node complete after (s): " + ", ".join(
+            f"n{k} {DONE_AT[k] - t0:.1f}" for k in sorted(DONE_AT)))
         if t_done is None:
             console.print(f"[red]not converged within {args.timeout:g} s: counts {final}[/red]")
             return 1
