@@ -140,16 +140,17 @@ async def _ranged_diff(ledger: Ledger, client: Any, community_id: str, node: str
     while todo:
         deeper: list[Range] = []
         for chunk in _batches(todo, MAX_DIGEST_RANGES):
+            # Ours is read while the peer answers (one round trip a level, not two).
+            asked = client.post_signed(node, ep, "/sync/v1/digest", SYNC_DIGEST,
+                                       {"community_id": community_id, "ranges": wire_ranges(chunk)})
             try:
-                reply = await client.post_signed(node, ep, "/sync/v1/digest", SYNC_DIGEST,
-                                                 {"community_id": community_id, "ranges": wire_ranges(chunk)})
+                reply, ours = await asyncio.gather(asked, ledger.digests(chunk))
             except HearthNetError as exc:
                 if exc.code == "not_found" and result.digest_ranges == 0:
                     return None
                 raise
             theirs = validate.digest_reply(reply, chunk)
             result.digest_ranges += len(chunk)
-            ours = await ledger.digests(chunk)
             for rng, their, our in zip(chunk, theirs, ours):
                 if their == our:
                     continue
@@ -160,14 +161,21 @@ async def _ranged_diff(ledger: Ledger, client: Any, community_id: str, node: str
                 if their[0]:
                     listed.append(rng)
         todo = deeper
-    their_ids: list[str] = []
-    for chunk in _batches(sorted(listed), MAX_DIGEST_RANGES):  # sorted: the peer's replay order
-        their_ids += validate.ids_reply(await client.post_signed(
-            node, ep, "/sync/v1/ids", SYNC_IDS, {"community_id": community_id, "ranges": wire_ranges(chunk)}))
+    async def theirs() -> list[str]:
+        out: list[str] = []
+        for chunk in _batches(sorted(listed), MAX_DIGEST_RANGES):  # sorted: the peer's replay order
+            out += validate.ids_reply(await client.post_signed(
+                node, ep, "/sync/v1/ids", SYNC_IDS, {"community_id": community_id, "ranges": wire_ranges(chunk)}))
+        return out
+
+    async def ours() -> list[str]:
+        out: list[str] = []
+        for chunk in _batches(sorted(leaves), MAX_DIGEST_RANGES):
+            out += await ledger.ids_in(chunk)
+        return out
+
+    their_ids, our_ids = await asyncio.gather(theirs(), ours())
     result.ids_listed += len(their_ids)
-    our_ids: list[str] = []
-    for chunk in _batches(sorted(leaves), MAX_DIGEST_RANGES):
-        our_ids += await ledger.ids_in(chunk)
     return _difference(their_ids, our_ids)
 
 
