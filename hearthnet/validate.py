@@ -33,6 +33,7 @@ CAP_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")  # dotted low
 VERSION_RE = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}$")  # "X.Y"
 SCHEMA_HASH_RE = re.compile(r"^blake3:[0-9a-f]{64}$")
 ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # event ids
+HASH_RE = re.compile(r"^[0-9a-f]{32}$")  # a range digest's hash (ledger/digest.py)
 STABILITIES = ("stable", "beta", "experimental")
 TRUST_LEVELS = ("member", "trusted", "anchor", "self")
 MANIFEST_CAP_FIELDS = ("name", "version", "stability", "schema_hash", "params", "max_concurrent")
@@ -311,9 +312,6 @@ def pull_reply(reply: Any, asked: list[str]) -> list[dict[str, Any]]:
         if not isinstance(eid, str) or eid not in wanted:
             fail("pull reply", f"holds event {_shown(eid)}, which was not asked for")
     return events
-
-
-HASH_RE = re.compile(r"^[0-9a-f]{32}$")  # a range digest's hash (ledger/digest.py)
 
 
 def digest_reply(reply: Any, asked: list[tuple[int, int]]) -> list[tuple[int, str]]:

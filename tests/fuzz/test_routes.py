@@ -186,7 +186,8 @@ DEEP_JSON = [("list", 1000), ("dict", 1000), ("list", 100_000)]
 
 
 @pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/ids"),
-                                       (True, "/sync/v1/events"), (True, "/sync/v1/pull")])
+                                       (True, "/sync/v1/events"), (True, "/sync/v1/pull"),
+                                       (True, "/sync/v1/digest")])
 @pytest.mark.parametrize("kind,depth", DEEP_JSON)
 def test_deep_json_bodies(node, peer, path, kind, depth):
     raw = _deep_text(nest(depth, kind))
