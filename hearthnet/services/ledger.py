@@ -107,6 +107,8 @@ class LedgerService:
         self.fanout = Fanout()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-db")
         self._tasks: list[asyncio.Task] = []
+        self._purges = 0  # purges so far: part of the heads cache's key with the seq
+        self._heads_cache: tuple[tuple[int, int], tuple[dict[str, int], int, str, int]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -229,10 +231,18 @@ class LedgerService:
         return {"output": {"frontier": ids}, "meta": {"count": len(ids)}}
 
     async def heads(self, req: Request) -> dict[str, Any]:
-        by_type, count, digest = await self._db(
-            lambda: (self.log.heads_by_type(), self.log.count(), self.log.digest()))
-        return {"output": {"community_id": self.log.community_id, "head": self.log.head(),
+        by_type, count, digest, head = await self._db(self._heads)
+        return {"output": {"community_id": self.log.community_id, "head": head,
                            "heads_by_type": by_type, "count": count, "digest": digest}, "meta": {}}
+
+    def _heads(self) -> tuple[dict[str, int], int, str, int]:
+        """Every sync round of every peer asks for the heads, and the digest reads the
+        whole log: kept until the log changes (a new seq, or a purge), db thread only."""
+        key = (self.log.seq, self._purges)
+        if self._heads_cache is None or self._heads_cache[0] != key:
+            self._heads_cache = (key, (self.log.heads_by_type(), self.log.count(), self.log.digest(),
+                                       self.log.head()))
+        return self._heads_cache[1]
 
     async def ids(self, req: Request) -> dict[str, Any]:
         if req.input.get("ranges") is not None:
@@ -342,6 +352,8 @@ class LedgerService:
 
     async def _after_stored(self, events: list[dict[str, Any]], seqs: list[int], *,
                             purged: bool = False) -> None:
+        if purged:
+            self._purges += 1
         for seq, ev in zip(seqs, events):
             self.fanout.publish(seq, ev)
         if purged or any(ev["event_type"] in MANIFEST_TYPES for ev in events):

@@ -76,6 +76,26 @@ def test_append_then_read_back(cfg: Config) -> None:
     run(cfg, body)
 
 
+def test_heads_are_kept_until_the_log_changes(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        first = (await svc.heads(req("community.log.heads")))["output"]
+        calls = {"n": 0}
+        real = svc.log.digest
+
+        def counted() -> str:
+            calls["n"] += 1
+            return real()
+
+        svc.log.digest = counted  # type: ignore[method-assign]
+        assert (await svc.heads(req("community.log.heads")))["output"] == first and calls["n"] == 0
+        await svc.append(req("community.log.append", {"event_type": "market.post.created", "data": post_data()}))
+        after = (await svc.heads(req("community.log.heads")))["output"]
+        assert calls["n"] == 1 and after["count"] == first["count"] + 1 and after["head"] == first["head"] + 1
+        assert after["digest"] == real() != first["digest"]
+
+    run(cfg, body)
+
+
 def test_digest_and_ranged_ids(cfg: Config) -> None:
     from hearthnet.ledger.digest import range_hash
 
