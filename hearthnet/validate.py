@@ -33,6 +33,7 @@ CAP_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")  # dotted low
 VERSION_RE = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}$")  # "X.Y"
 SCHEMA_HASH_RE = re.compile(r"^blake3:[0-9a-f]{64}$")
 ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # event ids
+HASH_RE = re.compile(r"^[0-9a-f]{32}$")  # a range digest's hash (ledger/digest.py)
 STABILITIES = ("stable", "beta", "experimental")
 TRUST_LEVELS = ("member", "trusted", "anchor", "self")
 MANIFEST_CAP_FIELDS = ("name", "version", "stability", "schema_hash", "params", "max_concurrent")
@@ -311,3 +312,19 @@ def pull_reply(reply: Any, asked: list[str]) -> list[dict[str, Any]]:
         if not isinstance(eid, str) or eid not in wanted:
             fail("pull reply", f"holds event {_shown(eid)}, which was not asked for")
     return events
+
+
+def digest_reply(reply: Any, asked: list[tuple[int, int]]) -> list[tuple[int, str]]:
+    """`POST /sync/v1/digest` → {ranges: [{lamport_lo, lamport_hi, count, hash}]}: one
+    entry per range asked, in the order asked, echoing its bounds; returns (count, hash)."""
+    ranges = array(obj(reply, "digest reply").get("ranges"), "digest reply ranges", len(asked))
+    if len(ranges) != len(asked):
+        fail("digest reply", f"has {len(ranges)} ranges for the {len(asked)} asked")
+    out = []
+    for entry, (lo, hi) in zip(ranges, asked):
+        entry = obj(entry, "digest reply range")
+        if entry.get("lamport_lo") != lo or entry.get("lamport_hi") != hi:
+            fail("digest reply", f"answers a range that was not asked ({_shown(entry.get('lamport_lo'))})")
+        count = integer(entry.get("count"), "digest reply count", 0, 2**63 - 1)
+        out.append((count, text(entry.get("hash"), "digest reply hash", max_len=32, pattern=HASH_RE)))
+    return out

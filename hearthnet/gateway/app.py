@@ -396,6 +396,7 @@ def build_peer_app(gw: Gateway) -> web.Application:
     app.router.add_post("/sync/v1/ids", functools.partial(peer_api.sync_ids, gw))
     app.router.add_post("/sync/v1/events", functools.partial(peer_api.sync_events, gw))
     app.router.add_post("/sync/v1/pull", functools.partial(peer_api.sync_pull, gw))
+    app.router.add_post("/sync/v1/digest", functools.partial(peer_api.sync_digest, gw))
     app.router.add_post("/sync/v1/admit", functools.partial(admit.admit, gw))
     return app
 

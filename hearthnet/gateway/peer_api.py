@@ -30,6 +30,7 @@ from hearthnet.constants import MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError
 from hearthnet.gateway.bodybudget import BODY_BUDGET, BODY_HOLD, BodyBudget, Hold
 from hearthnet.gateway.http import signed_json_response
+from hearthnet.ledger.digest import parse_ranges, wire_ranges
 from hearthnet.transport.signing import SignedRequest, verify_request_headers
 from hearthnet.transport.trust import check_caller, permits
 
@@ -275,8 +276,22 @@ async def sync_ids(gw: "Gateway", request: web.Request) -> web.Response:
     from hearthnet.transport.signing import SYNC_IDS
 
     await _sync_caller(gw, request, SYNC_IDS)
-    _community_body(gw, await _signed_body(request))
-    return _signed_json(gw, request, await _ledger(gw, "community.log.ids", {"since_lamport": 0}))
+    body = _community_body(gw, await _signed_body(request))
+    if body.get("ranges") is None:  # every id (the full list; old peers and invitees ask this)
+        return _signed_json(gw, request, await _ledger(gw, "community.log.ids", {"since_lamport": 0}))
+    ranges = wire_ranges(parse_ranges(body["ranges"]))
+    return _signed_json(gw, request, await _ledger(gw, "community.log.ids", {"ranges": ranges}))
+
+
+async def sync_digest(gw: "Gateway", request: web.Request) -> web.Response:
+    """{community_id, ranges: [{lamport_lo, lamport_hi}]} -> {ranges: [{..., count, hash}]}
+    (ledger/digest.py): the ranges are checked here, before the ledger is asked."""
+    from hearthnet.transport.signing import SYNC_DIGEST
+
+    await _sync_caller(gw, request, SYNC_DIGEST)
+    body = _community_body(gw, await _signed_body(request))
+    ranges = wire_ranges(parse_ranges(body.get("ranges")))
+    return _signed_json(gw, request, await _ledger(gw, "community.log.digest", {"ranges": ranges}))
 
 
 async def sync_events(gw: "Gateway", request: web.Request) -> web.Response:

@@ -347,6 +347,28 @@ class EventLog:
                 (self.community_id, lamport)).fetchall()
         return [r[0] for r in rows]
 
+    def range_digests(self, ranges: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        """{lamport_lo, lamport_hi, count, hash} of each inclusive lamport range (digest.py),
+        read from the covering index on (community_id, lamport, event_id)."""
+        from hearthnet.ledger.digest import range_hash
+
+        out = []
+        for lo, hi in ranges:
+            ids = self._ids_between(lo, hi)
+            out.append({"lamport_lo": lo, "lamport_hi": hi, "count": len(ids), "hash": range_hash(ids)})
+        return out
+
+    def ids_in_ranges(self, ranges: list[tuple[int, int]]) -> list[str]:
+        """Ids of the events in the given ascending, disjoint ranges, in replay order."""
+        return [i for lo, hi in ranges for i in self._ids_between(lo, hi)]
+
+    def _ids_between(self, lo: int, hi: int) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT event_id FROM events WHERE community_id = ? AND lamport BETWEEN ? AND ? "
+                "ORDER BY lamport, event_id", (self.community_id, lo, hi)).fetchall()
+        return [r[0] for r in rows]
+
     def get(self, event_id: str) -> dict[str, Any] | None:
         found = self.events(ids=[event_id])
         return found[0] if found else None

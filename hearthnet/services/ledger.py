@@ -9,6 +9,9 @@ Capabilities (all @1.0, stability beta, trust_required self; bodies {"params", "
                                                                  new_head_lamport, duplicates}
     community.log.heads      {}                              -> {community_id, head, heads_by_type, count, digest}
     community.log.ids        {since_lamport}                 -> {ids}
+                             {ranges: [{lamport_lo, lamport_hi}]} -> {ids} in those ranges (ledger/digest.py)
+    community.log.digest     {ranges: [{lamport_lo, lamport_hi}]} -> {ranges: [{lamport_lo, lamport_hi,
+                             count, hash}]}: ranged digests for a sync round (ledger/digest.py)
     community.log.events     {since_lamport?, ids?, event_types?, author?, limit?} -> {events}
                              {after_seq, event_types?, limit?} -> {events, seqs}: in storage
                              order on this node (seq, see store.py), for resuming live feeds
@@ -41,6 +44,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys
 from hearthnet.identity.keys import KeyPair
 from hearthnet.identity.manifest import read_community_manifest, write_community_manifest
+from hearthnet.ledger.digest import parse_ranges
 from hearthnet.ledger.errors import LedgerError
 from hearthnet.ledger.events import EVENT_TYPES, MANIFEST_TYPES
 from hearthnet.ledger.snapshots import SnapshotStore, take_snapshot
@@ -59,6 +63,7 @@ EVENTS_FILE = "events.sqlite"
 _OBJ = {"type": "object"}
 _INT = {"type": "integer", "minimum": 0}
 _STRS = {"type": "array", "items": {"type": "string"}}
+_RANGES = {"type": "array", "items": _OBJ}
 
 
 def _schema(**props: Any) -> dict[str, Any]:
@@ -102,6 +107,8 @@ class LedgerService:
         self.fanout = Fanout()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-db")
         self._tasks: list[asyncio.Task] = []
+        self._purges = 0  # purges so far: part of the heads cache's key with the seq
+        self._heads_cache: tuple[tuple[int, int], tuple[dict[str, int], int, str, int]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,7 +176,8 @@ class LedgerService:
             cap("community.log.ingest", self.ingest, _schema(events={"type": "array", "items": _OBJ}),
                 timeout=120),
             cap("community.log.heads", self.heads, _schema()),
-            cap("community.log.ids", self.ids, _schema(since_lamport=_INT)),
+            cap("community.log.ids", self.ids, _schema(since_lamport=_INT, ranges=_RANGES)),
+            cap("community.log.digest", self.digest, _schema(ranges=_RANGES)),
             cap("community.log.frontier", self.frontier,
                 _schema(target_node_id={"type": "string"}, action={"type": "string", "enum": ["revoke", "demote"]})),
             cap("community.log.events", self.events,
@@ -223,14 +231,29 @@ class LedgerService:
         return {"output": {"frontier": ids}, "meta": {"count": len(ids)}}
 
     async def heads(self, req: Request) -> dict[str, Any]:
-        by_type, count, digest = await self._db(
-            lambda: (self.log.heads_by_type(), self.log.count(), self.log.digest()))
-        return {"output": {"community_id": self.log.community_id, "head": self.log.head(),
+        by_type, count, digest, head = await self._db(self._heads)
+        return {"output": {"community_id": self.log.community_id, "head": head,
                            "heads_by_type": by_type, "count": count, "digest": digest}, "meta": {}}
 
+    def _heads(self) -> tuple[dict[str, int], int, str, int]:
+        """Every sync round of every peer asks for the heads, and the digest reads the
+        whole log: kept until the log changes (a new seq, or a purge), db thread only."""
+        key = (self.log.seq, self._purges)
+        if self._heads_cache is None or self._heads_cache[0] != key:
+            self._heads_cache = (key, (self.log.heads_by_type(), self.log.count(), self.log.digest(),
+                                       self.log.head()))
+        return self._heads_cache[1]
+
     async def ids(self, req: Request) -> dict[str, Any]:
+        if req.input.get("ranges") is not None:
+            ranges = parse_ranges(req.input["ranges"], "input.ranges")
+            return {"output": {"ids": await self._db(self.log.ids_in_ranges, ranges)}, "meta": {}}
         since = _int_input(req, "since_lamport", 0)
         return {"output": {"ids": await self._db(self.log.ids_since, since)}, "meta": {}}
+
+    async def digest(self, req: Request) -> dict[str, Any]:
+        ranges = parse_ranges(req.input.get("ranges"), "input.ranges")
+        return {"output": {"ranges": await self._db(self.log.range_digests, ranges)}, "meta": {}}
 
     async def events(self, req: Request) -> dict[str, Any]:
         inp = req.input
@@ -329,6 +352,8 @@ class LedgerService:
 
     async def _after_stored(self, events: list[dict[str, Any]], seqs: list[int], *,
                             purged: bool = False) -> None:
+        if purged:
+            self._purges += 1
         for seq, ev in zip(seqs, events):
             self.fanout.publish(seq, ev)
         if purged or any(ev["event_type"] in MANIFEST_TYPES for ev in events):

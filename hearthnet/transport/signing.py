@@ -102,12 +102,14 @@ SYNC_HEADS = "sync.heads"
 SYNC_EVENTS = "sync.events"
 SYNC_IDS = "sync.ids"  # beyond the spec: the event ids a peer holds (DESIGN.md §5 diff sync)
 SYNC_PULL = "sync.pull"  # beyond the spec: fetch named events, so one round goes both ways
+SYNC_DIGEST = "sync.digest"  # beyond the spec: ranged digests, so a round costs the difference (sync.py)
 SYNC_ADMIT = "sync.admit"  # beyond the spec: the inviter's admission of a join (gateway/admit.py)
 ROUTE_CAPABILITIES: dict[tuple[str, str], str] = {
     ("GET", "/sync/v1/heads"): SYNC_HEADS,
     ("POST", "/sync/v1/events"): SYNC_EVENTS,
     ("POST", "/sync/v1/ids"): SYNC_IDS,
     ("POST", "/sync/v1/pull"): SYNC_PULL,
+    ("POST", "/sync/v1/digest"): SYNC_DIGEST,
     ("POST", "/sync/v1/admit"): SYNC_ADMIT,
 }
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hearthnet.errors import HTTP_STATUS
 from hearthnet.identity import keys
 from hearthnet.testing.nodes import Node
-from hearthnet.transport.signing import SYNC_EVENTS, SYNC_HEADS, SYNC_IDS, SYNC_PULL, sign_request
+from hearthnet.transport.signing import SYNC_DIGEST, SYNC_EVENTS, SYNC_HEADS, SYNC_IDS, SYNC_PULL, sign_request
 from tests.fuzz.strategies import json_values, nest
 
 pytestmark = pytest.mark.integration
@@ -30,12 +30,12 @@ LOCAL_ROUTES = [("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/ma
                 ("GET", "/api/v1/capabilities"), ("GET", "/api/v1/traces"), ("GET", "/api/v1/logs")]
 PEER_ROUTES = [("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest"),
                ("POST", "/bus/v1/call"), ("GET", "/sync/v1/heads"), ("POST", "/sync/v1/ids"),
-               ("POST", "/sync/v1/events"), ("POST", "/sync/v1/pull")]
+               ("POST", "/sync/v1/events"), ("POST", "/sync/v1/pull"), ("POST", "/sync/v1/digest")]
 ROUTE_CAPS = {"/sync/v1/heads": SYNC_HEADS, "/sync/v1/ids": SYNC_IDS, "/sync/v1/events": SYNC_EVENTS,
-              "/sync/v1/pull": SYNC_PULL}
+              "/sync/v1/pull": SYNC_PULL, "/sync/v1/digest": SYNC_DIGEST}
 # Never the endless streams (community.*.watch/subscribe) or peers.add (it dials addresses).
 CAPS = ["experimental.echo", "llm.chat", "llm.complete", "community.log.heads", "community.log.events",
-        "community.log.ingest", "community.log.ids", "community.manifest.get", "community.members.get",
+        "community.log.ingest", "community.log.ids", "community.log.digest", "community.manifest.get", "community.members.get",
         "community.log.append", "sync.ids", "no.such", ""]
 HEADERS = ["X-HearthNet-Capability", "X-HearthNet-Capability-Version", "X-HearthNet-Request-Id",
            "X-HearthNet-From", "X-HearthNet-Community", "X-HearthNet-Timestamp", "X-HearthNet-Signature",
@@ -186,7 +186,8 @@ DEEP_JSON = [("list", 1000), ("dict", 1000), ("list", 100_000)]
 
 
 @pytest.mark.parametrize("peer,path", [(False, "/bus/v1/call"), (True, "/bus/v1/call"), (True, "/sync/v1/ids"),
-                                       (True, "/sync/v1/events"), (True, "/sync/v1/pull")])
+                                       (True, "/sync/v1/events"), (True, "/sync/v1/pull"),
+                                       (True, "/sync/v1/digest")])
 @pytest.mark.parametrize("kind,depth", DEEP_JSON)
 def test_deep_json_bodies(node, peer, path, kind, depth):
     raw = _deep_text(nest(depth, kind))

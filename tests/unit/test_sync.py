@@ -1,6 +1,8 @@
 """sync_with against in-memory ledgers: both directions, idempotent, events below the
 other side's head are not lost (DESIGN.md §5), and a peer's malformed reply ends only
-that round (hearthnet.validate), never the caller's loop."""
+that round (hearthnet.validate), never the caller's loop. The ranged-digest exchange
+and its fallback to the full id lists have their own file (test_sync_digest.py); the
+fakes here serve both, like the real gateway."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +12,9 @@ from typing import Any, Callable
 import pytest
 
 from hearthnet.errors import HearthNetError
+from hearthnet.ledger.digest import parse_ranges, range_hash
 from hearthnet.sync import pull_events, sync_with
+from hearthnet.transport.client import PeerCallError
 
 
 def eid(tag: str) -> str:
@@ -33,6 +37,15 @@ class MemLedger:
     async def ids(self):
         return set(self.store)
 
+    def _between(self, lo, hi):
+        return [i for i, lam in sorted(self.store.items(), key=lambda kv: (kv[1], kv[0])) if lo <= lam <= hi]
+
+    async def digests(self, ranges):
+        return [(len(ids), range_hash(ids)) for ids in (self._between(lo, hi) for lo, hi in ranges)]
+
+    async def ids_in(self, ranges):
+        return [i for lo, hi in ranges for i in self._between(lo, hi)]
+
     async def events_of(self, ids):
         return [{"event_id": i, "lamport": self.store[i]} for i in ids]
 
@@ -53,9 +66,11 @@ class FakePeerClient:
     reply the way a broken or hostile peer would."""
 
     def __init__(self, peer: MemLedger, fail: bool = False,
-                 tamper: dict[str, Callable[[Any], Any]] | None = None) -> None:
+                 tamper: dict[str, Callable[[Any], Any]] | None = None, digest: bool = True) -> None:
         self.peer, self.fail, self.posts = peer, fail, []
         self.tamper = tamper or {}
+        self.digest = digest  # False: a peer from before /sync/v1/digest (404 not_found)
+        self.bodies: list[tuple[str, Any]] = []
 
     async def get_signed(self, node, ep, path, cap):
         if self.fail:
@@ -64,8 +79,17 @@ class FakePeerClient:
 
     async def post_signed(self, node, ep, path, cap, body):
         self.posts.append(path)
-        if path == "/sync/v1/ids":
-            reply: Any = {"ids": sorted(await self.peer.ids())}
+        self.bodies.append((path, body))
+        if path == "/sync/v1/digest" and not self.digest:
+            raise PeerCallError("not_found", "Not Found", http_status=404)
+        if path == "/sync/v1/digest":
+            ranges = parse_ranges(body["ranges"])  # the route's own check: the caller asks well
+            reply: Any = {"ranges": [{"lamport_lo": lo, "lamport_hi": hi, "count": c, "hash": h}
+                                     for (lo, hi), (c, h) in zip(ranges, await self.peer.digests(ranges))]}
+        elif path == "/sync/v1/ids" and body.get("ranges") is not None:
+            reply = {"ids": await self.peer.ids_in(parse_ranges(body["ranges"]))}
+        elif path == "/sync/v1/ids":
+            reply = {"ids": sorted(await self.peer.ids())}
         elif path == "/sync/v1/events":
             reply = await self.peer.ingest(body["events"])
         elif path == "/sync/v1/pull":
@@ -78,10 +102,11 @@ class FakePeerClient:
 PEER = {"node_id": "ed25519:peer", "endpoint": {"host": "127.0.0.1", "port": 7080}}
 
 
-def test_round_goes_both_ways_and_keeps_concurrent_events_below_the_head():
+@pytest.mark.parametrize("digest", [True, False], ids=["ranged", "old peer"])
+def test_round_goes_both_ways_and_keeps_concurrent_events_below_the_head(digest):
     ours = LocalSide({G1: 1, G2: 2, A5: 5})            # we wrote A5 while partitioned
     theirs = MemLedger({G1: 1, G2: 2, B5: 5, B9: 9})  # their head (9) is above A5
-    client = FakePeerClient(theirs)
+    client = FakePeerClient(theirs, digest=digest)
     result = asyncio.run(sync_with(ours, client, "cid", PEER))
     assert result.ok and result.sent == 1 and result.received == 2
     assert set(ours.store) == set(theirs.store) == {G1, G2, A5, B5, B9}
@@ -103,6 +128,18 @@ BAD_REPLIES = {
     "ids a string": ("/sync/v1/ids", lambda r: {"ids": "everything"}),
     "ids holds a map": ("/sync/v1/ids", lambda r: {"ids": [{"x": 1}]}),
     "ids holds a non-ULID": ("/sync/v1/ids", lambda r: {"ids": r["ids"] + ["../../etc"]}),
+    "digest not an object": ("/sync/v1/digest", lambda r: "same"),
+    "digest ranges missing": ("/sync/v1/digest", lambda r: {}),
+    "digest one range short": ("/sync/v1/digest", lambda r: {"ranges": r["ranges"][1:]}),
+    "digest one range too many": ("/sync/v1/digest", lambda r: {"ranges": r["ranges"] * 2}),
+    "digest answers other bounds": ("/sync/v1/digest", lambda r: {"ranges": [
+        {**x, "lamport_hi": x["lamport_hi"] + 1} for x in r["ranges"]]}),
+    "digest count negative": ("/sync/v1/digest", lambda r: {"ranges": [
+        {**x, "count": -1} for x in r["ranges"]]}),
+    "digest hash not hex": ("/sync/v1/digest", lambda r: {"ranges": [
+        {**x, "hash": "z" * 32} for x in r["ranges"]]}),
+    "digest hash huge": ("/sync/v1/digest", lambda r: {"ranges": [
+        {**x, "hash": "a" * 10**6} for x in r["ranges"]]}),
     "events reply a list": ("/sync/v1/events", lambda r: [r]),
     "events accepted a string": ("/sync/v1/events", lambda r: {**r, "accepted": "lots"}),
     "events accepted more than sent": ("/sync/v1/events", lambda r: {**r, "accepted": 10**9}),

@@ -49,7 +49,7 @@ def test_capabilities_are_beta_self_and_complete(cfg: Config) -> None:
     caps = {c.name: c for c in LedgerService(cfg).capabilities()}
     assert set(caps) == {"community.log.append", "community.log.ingest", "community.log.heads", "community.log.ids",
                          "community.log.events", "community.log.subscribe", "community.manifest.get",
-                         "community.members.get", "community.log.frontier"}
+                         "community.members.get", "community.log.frontier", "community.log.digest"}
     for c in caps.values():
         d = c.descriptor()
         assert d["stability"] == "beta" and d["trust_required"] == "self" and d["version"] == "1.0"
@@ -72,6 +72,47 @@ def test_append_then_read_back(cfg: Config) -> None:
         assert found["output"]["events"] == [ev]
         limited = await svc.events(req("community.log.events", {"limit": 2, "author": svc.kp.node_id_full}))
         assert [e["lamport"] for e in limited["output"]["events"]] == [1, 2]
+
+    run(cfg, body)
+
+
+def test_heads_are_kept_until_the_log_changes(cfg: Config) -> None:
+    async def body(svc: LedgerService) -> None:
+        first = (await svc.heads(req("community.log.heads")))["output"]
+        calls = {"n": 0}
+        real = svc.log.digest
+
+        def counted() -> str:
+            calls["n"] += 1
+            return real()
+
+        svc.log.digest = counted  # type: ignore[method-assign]
+        assert (await svc.heads(req("community.log.heads")))["output"] == first and calls["n"] == 0
+        await svc.append(req("community.log.append", {"event_type": "market.post.created", "data": post_data()}))
+        after = (await svc.heads(req("community.log.heads")))["output"]
+        assert calls["n"] == 1 and after["count"] == first["count"] + 1 and after["head"] == first["head"] + 1
+        assert after["digest"] == real() != first["digest"]
+
+    run(cfg, body)
+
+
+def test_digest_and_ranged_ids(cfg: Config) -> None:
+    from hearthnet.ledger.digest import range_hash
+
+    async def body(svc: LedgerService) -> None:
+        await svc.append(req("community.log.append", {"event_type": "market.post.created", "data": post_data()}))
+        ranges = [{"lamport_lo": 0, "lamport_hi": 2}, {"lamport_lo": 3, "lamport_hi": 9}]
+        out = (await svc.digest(req("community.log.digest", {"ranges": ranges})))["output"]["ranges"]
+        ids = (await svc.ids(req("community.log.ids", {"ranges": ranges[1:]})))["output"]["ids"]
+        assert [r["count"] for r in out] == [2, 2] and out[1]["hash"] == range_hash(ids)
+        every = (await svc.ids(req("community.log.ids", {"since_lamport": 0})))["output"]["ids"]
+        assert (await svc.ids(req("community.log.ids", {"ranges": ranges})))["output"]["ids"] == every
+        for bad in ({}, {"ranges": []}, {"ranges": ranges[::-1]}, {"ranges": [{"lamport_lo": 1}]}):
+            with pytest.raises(HearthNetError) as err:
+                await svc.digest(req("community.log.digest", bad))
+            assert err.value.code == "bad_request"
+        with pytest.raises(HearthNetError):
+            await svc.ids(req("community.log.ids", {"ranges": "all"}))
 
     run(cfg, body)
 
