@@ -11,7 +11,7 @@ import pytest
 
 from hearthnet.testing.model_servers import FakeLlamaServer, FakeOllama, FileServer
 from hearthnet.testing.tiny_gguf import write_tiny_llama_gguf
-from tests.unit.cli.conftest import invoke
+from tests.unit.cli.conftest import invoke, json_result
 
 ADD_KEYS = {"name", "source", "entry", "config_path", "gguf", "load_check", "download",
             "node_running", "restarted", "serving", "loaded"}
@@ -42,7 +42,7 @@ def backends(env) -> list[dict]:
 def test_add_ls_rm_a_file(runner, node, tiny):
     r = invoke(runner, "model", "add", str(tiny), "--name", "tiny", "--json")
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)
+    doc = json_result(r.stdout)
     assert set(doc) == ADD_KEYS
     assert doc["entry"] == {"name": "llama_cpp", "model": "tiny", "model_path": str(tiny)}
     assert doc["gguf"]["architecture"] == "llama" and doc["node_running"] is False
@@ -55,12 +55,12 @@ def test_add_ls_rm_a_file(runner, node, tiny):
     again = invoke(runner, "model", "add", str(tiny), "--name", "tiny")
     assert again.exit_code == 2 and "already configured" in again.stderr
     assert node.config_file.read_bytes() == before
-    ls = json.loads(invoke(runner, "model", "ls", "--json").stdout)
+    ls = json_result(invoke(runner, "model", "ls", "--json").stdout)
     assert ls == {"configured": [{"name": "tiny", "backend": "llama_cpp", "where": str(tiny),
                                   "serving": None}], "node_running": False, "serving": [], "detected": []}
     rm = invoke(runner, "model", "rm", "tiny", "--json")
     assert rm.exit_code == 0, rm.output
-    assert set(json.loads(rm.stdout)) == {"name", "entry", "config_path", "deleted_file", "node_running",
+    assert set(json_result(rm.stdout)) == {"name", "entry", "config_path", "deleted_file", "node_running",
                                          "restarted", "serving", "loaded"}
     assert backends(node) == [] and tiny.exists()  # the file is kept
     assert invoke(runner, "model", "rm", "tiny").exit_code == 1
@@ -116,7 +116,7 @@ def test_detected_servers_in_ls_doctor_and_add(runner, node, monkeypatch):
     with FakeOllama() as ollama, FakeLlamaServer() as llama:
         monkeypatch.setenv("HEARTHNET_MODELS_DETECT_OLLAMA_URL", ollama.url)
         monkeypatch.setenv("HEARTHNET_MODELS_DETECT_LLAMA_CPP_URL", llama.url)
-        ls = json.loads(invoke(runner, "model", "ls", "--json").stdout)
+        ls = json_result(invoke(runner, "model", "ls", "--json").stdout)
         assert [d["kind"] for d in ls["detected"]] == ["ollama", "llama_cpp_server"]
         assert ls["detected"][0]["models"] == ["qwen2.5:0.5b", "llama3.2:1b"]
         doc = invoke(runner, "doctor", "--check", "local_llm_server")
@@ -131,7 +131,7 @@ def test_detected_servers_in_ls_doctor_and_add(runner, node, monkeypatch):
         assert r.exit_code == 0, r.output
         assert backends(node)[1] == {"name": "openai", "url": llama.url + "/v1", "model": "tiny.gguf"}
         # both configured now: nothing left to offer
-        assert json.loads(invoke(runner, "model", "ls", "--json").stdout)["detected"] == []
+        assert json_result(invoke(runner, "model", "ls", "--json").stdout)["detected"] == []
         before = node.config_file.read_bytes()
         missing = invoke(runner, "model", "add", "--ollama", "--model", "nope", "--name", "x")
         assert missing.exit_code == 2 and "has no model 'nope'" in missing.stderr
@@ -156,7 +156,7 @@ def test_init_hints_non_interactively_and_changes_nothing(runner, env, monkeypat
         monkeypatch.setenv("HEARTHNET_MODELS_DETECT_OLLAMA_URL", ollama.url)
         r = invoke(runner, "init", "--non-interactive", "--name", "porch", "--json")
         assert r.exit_code == 0, r.output
-        msg = json.loads(r.stdout)["message"]
+        msg = json_result(r.stdout)["message"]
         assert "an Ollama server with models" in msg and "hearthnet model add --ollama" in msg
         assert backends(env) == []
 
@@ -188,7 +188,7 @@ def test_pull_resumes_checks_and_adds(runner, node, monkeypatch, tiny):
         _catalogue(node, monkeypatch, srv, sha)
         r = invoke(runner, "model", "pull", "tiny", "--json")
         assert r.exit_code == 0, r.output
-        doc = json.loads(r.stdout)
+        doc = json_result(r.stdout)
         assert set(doc) == ADD_KEYS and doc["source"] == "pull"
         assert doc["download"]["sha256"] == sha and doc["download"]["attempts"] == 2
         dest = node.data / "hearthnet" / "models" / "tiny.gguf"
