@@ -221,6 +221,11 @@ class RandomPeer:
             return self.data.draw(hostile | st.builds(lambda ids: {"ids": ids}, st.lists(
                 st.sampled_from(["01J00000000000000000000000", "01J00000000000000000000001"]) | hostile,
                 max_size=3)))
+        if path == "/sync/v1/digest":  # well-formed replies (mostly differing), or hostile ones
+            return self.data.draw(hostile | st.builds(lambda counts: {"ranges": [
+                {"lamport_lo": r["lamport_lo"], "lamport_hi": r["lamport_hi"], "count": c, "hash": "f" * 32}
+                for r, c in zip(body["ranges"], counts)]}, st.lists(st.integers(0, 40), min_size=len(body["ranges"]),
+                                                                   max_size=len(body["ranges"]))))
         if path == "/sync/v1/pull":
             return self.data.draw(hostile | st.builds(lambda evs: {"events": evs}, st.lists(
                 st.builds(lambda i: {"event_id": i}, st.sampled_from(body["ids"] or ["x"])) | hostile,
@@ -237,6 +242,12 @@ class QuietLedger:
 
     async def events(self, ids):
         return [{"event_id": i} for i in ids]
+
+    async def digests(self, ranges):
+        return [(1, "0" * 32) for _ in ranges]
+
+    async def ids_in(self, ranges):
+        return ["01J0000000000000000000000Z"]
 
     async def ingest(self, events):
         return {"accepted": len(events), "rejected": 0}
