@@ -89,22 +89,28 @@ class LocalApi:
         """The node running from this data dir, found through the endpoint file that
         `hearthnet run` keeps in its run dir; no config.toml is read (fast CLI start)."""
         if paths is None:
-            from hearthnet.paths import default_paths
+            from hearthnet.rundir import default_run_dir  # not hearthnet.paths: fast start
 
-            paths = default_paths()
+            return cls.for_run_dir(default_run_dir())
+        return cls.for_run_dir(paths.run_dir)
+
+    @classmethod
+    def for_run_dir(cls, run_dir: Path) -> "LocalApi":
+        """The node whose run dir is `run_dir` (its api.json and api.token, hearthnet.paths)."""
+        endpoint_file, token_file = run_dir / "api.json", run_dir / "api.token"
         try:
-            doc = json.loads(paths.api_endpoint_file.read_text(encoding="utf-8"))
+            doc = json.loads(endpoint_file.read_text(encoding="utf-8"))
             if "socket" in doc:
-                return cls("localhost", 0, paths.api_token_file, socket_path=str(doc["socket"]))
+                return cls("localhost", 0, token_file, socket_path=str(doc["socket"]))
             host, port = str(doc["host"]), int(doc["port"])
         except FileNotFoundError:
             raise NodeNotRunning("node_not_running",
                                  f"no node is running here (start one with `hearthnet run`; "
-                                 f"nothing at {paths.api_endpoint_file})") from None
+                                 f"nothing at {endpoint_file})") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise NodeNotRunning("node_not_running",
-                                 f"cannot read {paths.api_endpoint_file}: {exc}") from None
-        return cls(host, port, paths.api_token_file)
+                                 f"cannot read {endpoint_file}: {exc}") from None
+        return cls(host, port, token_file)
 
     @property
     def base_url(self) -> str:

@@ -35,8 +35,10 @@ def test_a_light_worker_imports_nothing_heavy(worker: str) -> None:
 
 
 def test_status_json_fast_path_needs_neither_click_nor_http_client() -> None:
-    names = ("click", "rich", "http.client", "platformdirs", "hearthnet.cli", "aiohttp")
-    assert loaded("import hearthnet.fastcli, hearthnet.localapi, hearthnet.paths", names) == []
+    names = ("click", "rich", "http.client", "platformdirs", "hearthnet.cli", "aiohttp",
+             "dataclasses", "hearthnet.paths")
+    code = "import hearthnet.fastcli, hearthnet.localapi, hearthnet.rundir; hearthnet.fastcli.status_document()"
+    assert loaded(code, names) == []
 
 
 def test_supervisor_rpc_does_not_import_the_supervisor_package() -> None:
