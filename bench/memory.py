@@ -114,7 +114,7 @@ def summarise(rows: list[dict[str, Any]], raw: dict[str, float]) -> dict[str, An
     no_emb = round(sum(r["pss_mib"] for r in rows if not r["name"].startswith("embedding")), 1)
     light_over = [r["name"] for r in rows if r["kind"] == "light" and r["uss_mib"] > LIGHT_TARGET_MIB]
     return {"total_pss_mib": total, "total_pss_without_embedding_mib": no_emb,
-            "processes": len(rows), "light_over_target": light_over,
+            "process_count": len(rows), "light_over_target": light_over,
             "raw_worker_floor": raw,
             "targets": {"total_pss_mib": TOTAL_TARGET_MIB, "light_uss_mib": LIGHT_TARGET_MIB},
             "total_ok": no_emb <= TOTAL_TARGET_MIB, "light_ok": not light_over}
@@ -132,7 +132,7 @@ def render(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     table.add_row("raw floor (python + zmq + msgpack)", "baseline", str(raw["pss_mib"]), str(raw["uss_mib"]), "1.00")
     console = Console()
     console.print(table)
-    console.print(f"total PSS {summary['total_pss_mib']} MiB over {summary['processes']} processes; "
+    console.print(f"total PSS {summary['total_pss_mib']} MiB over {summary['process_count']} processes; "
                   f"without the embedding model worker {summary['total_pss_without_embedding_mib']} MiB "
                   f"(target <= {TOTAL_TARGET_MIB:.0f}: {'ok' if summary['total_ok'] else 'OVER'}); "
                   f"light workers over {LIGHT_TARGET_MIB:.0f} MiB USS: "
