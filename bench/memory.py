@@ -35,7 +35,6 @@ from hearthnet.testing.nodes import Node
 MIB = 1024 * 1024
 TOTAL_TARGET_MIB = 300.0
 LIGHT_TARGET_MIB = 30.0
-HEAVY = ("embedding", "rag", "llm-with-model", "ui")  # llm counts as light while it has no model
 ALL_PROGRAMS = ("broker", "gateway", "ledger", "governance", "file", "discovery", "llm",
                 "rag", "chat", "market", "alerts", "emergency")
 
