@@ -1,4 +1,4 @@
-from hearthnet.cli import main
+from hearthnet.fastcli import main
 
 if __name__ == "__main__":
     main()

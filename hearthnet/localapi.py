@@ -89,22 +89,28 @@ class LocalApi:
         """The node running from this data dir, found through the endpoint file that
         `hearthnet run` keeps in its run dir; no config.toml is read (fast CLI start)."""
         if paths is None:
-            from hearthnet.paths import default_paths
+            from hearthnet.rundir import default_run_dir  # not hearthnet.paths: fast start
 
-            paths = default_paths()
+            return cls.for_run_dir(default_run_dir())
+        return cls.for_run_dir(paths.run_dir)
+
+    @classmethod
+    def for_run_dir(cls, run_dir: Path) -> "LocalApi":
+        """The node whose run dir is `run_dir` (its api.json and api.token, hearthnet.paths)."""
+        endpoint_file, token_file = run_dir / "api.json", run_dir / "api.token"
         try:
-            doc = json.loads(paths.api_endpoint_file.read_text(encoding="utf-8"))
+            doc = json.loads(endpoint_file.read_text(encoding="utf-8"))
             if "socket" in doc:
-                return cls("localhost", 0, paths.api_token_file, socket_path=str(doc["socket"]))
+                return cls("localhost", 0, token_file, socket_path=str(doc["socket"]))
             host, port = str(doc["host"]), int(doc["port"])
         except FileNotFoundError:
             raise NodeNotRunning("node_not_running",
                                  f"no node is running here (start one with `hearthnet run`; "
-                                 f"nothing at {paths.api_endpoint_file})") from None
+                                 f"nothing at {endpoint_file})") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise NodeNotRunning("node_not_running",
-                                 f"cannot read {paths.api_endpoint_file}: {exc}") from None
-        return cls(host, port, paths.api_token_file)
+                                 f"cannot read {endpoint_file}: {exc}") from None
+        return cls(host, port, token_file)
 
     @property
     def base_url(self) -> str:
@@ -145,22 +151,59 @@ class LocalApi:
                 import urllib.parse
 
                 path = f"{path}?{urllib.parse.urlencode(clean)}"
-        conn = self._connect(self.get_timeout)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if self.socket_path:  # the usual case: no http.client (and its email.* imports)
+            status, reason, raw = self._get_unix(path, headers)
+        else:
+            conn = self._connect(self.get_timeout)
+            try:
+                resp = self._send(conn, "GET", path, None, headers)
+                status, reason, raw = resp.status, resp.reason, self._read(resp)
+            finally:
+                conn.close()
+        if status >= 400:
+            exc = _error_from(status, reason, raw)
+            if status == 401:
+                exc.details.setdefault(
+                    "hint",
+                    f"the node did not accept the token in {self.token_file}; is the node on "
+                    f"{self.base_url} running from this data dir?",
+                )
+            raise exc
+        return _json_object(raw, status)
+
+    def _get_unix(self, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        """One HTTP/1.0 GET over the node's unix socket: (status, reason, body). HTTP/1.0
+        makes the server close after the body and never chunk it, so reading to EOF is the
+        whole parser; importing http.client costs a CLI command more than the request."""
+        import socket
+
+        assert self.socket_path is not None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout)
         try:
-            resp = self._send(conn, "GET", path, None, {"Authorization": f"Bearer {token}", "Accept": "application/json"})
-            raw = self._read(resp)
-            if resp.status >= 400:
-                exc = _error_from(resp.status, resp.reason, raw)
-                if resp.status == 401:
-                    exc.details.setdefault(
-                        "hint",
-                        f"the node did not accept the token in {self.token_file}; is the node on "
-                        f"{self.base_url} running from this data dir?",
-                    )
-                raise exc
-            return _json_object(raw, resp.status)
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise NodeNotRunning(
+                "node_not_running", f"no node answers on {self.base_url} ({_reason(exc)})"
+            ) from None
+        try:
+            sock.settimeout(self.get_timeout)
+            head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "localhost", **headers}.items())
+            sock.sendall(f"GET {path} HTTP/1.0\r\n{head}\r\n".encode("utf-8"))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            raise HearthNetError("timeout", f"the node on {self.base_url} did not answer in time") from None
+        except OSError as exc:
+            raise HearthNetError(
+                "connection_lost", f"the node on {self.base_url} closed the connection ({_reason(exc)})"
+            ) from None
         finally:
-            conn.close()
+            sock.close()
+        return _parse_http10(b"".join(chunks), self.base_url)
 
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON object to a local API route (e.g. /api/v1/settings/name) and return
@@ -336,6 +379,26 @@ class LocalApi:
             raise HearthNetError(
                 "connection_lost", f"the node on {self.base_url} closed the connection ({_reason(exc)})"
             ) from None
+
+
+def _parse_http10(data: bytes, where: str) -> tuple[int, str, bytes]:
+    """(status, reason, body) of a whole HTTP/1.0 response; a cut-off one is connection_lost."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise HearthNetError("connection_lost", f"the node on {where} closed the connection "
+                                                f"mid-response ({len(data)} bytes)")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        raise HearthNetError("bad_response", f"the node on {where} chunked an HTTP/1.0 response")
+    length = fields.get("content-length", "")
+    if length.isdigit():
+        if len(body) < int(length):
+            raise HearthNetError("connection_lost", f"the node on {where} closed the connection "
+                                                    f"after {len(body)} of {length} bytes")
+        body = body[:int(length)]
+    return int(parts[1]), parts[2] if len(parts) > 2 else "", body
 
 
 def _reason(exc: BaseException) -> str:

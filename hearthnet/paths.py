@@ -7,14 +7,12 @@ HEARTHNET_RUN_DIR says otherwise.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
-APP = "hearthnet"
+# Where the running node is, without dataclasses (hearthnet.rundir: `status --json` is fast).
+from hearthnet.rundir import APP, _user_dir, run_dir_for, run_dir_name  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -76,34 +74,14 @@ class NodePaths:
 def default_paths(env: dict[str, str] | None = None) -> NodePaths:
     """Resolve the XDG default locations (respecting XDG_* and HEARTHNET_RUN_DIR)."""
     env = dict(os.environ) if env is None else env
-    data = Path(platformdirs.user_data_dir(APP))
-    log = Path(platformdirs.user_state_dir(APP)) / "log"
+    data = Path(_user_dir("data"))
     return NodePaths(
         data_dir=data,
-        config_dir=Path(platformdirs.user_config_dir(APP)),
-        cache_dir=Path(platformdirs.user_cache_dir(APP)),
-        log_dir=log,
+        config_dir=Path(_user_dir("config")),
+        cache_dir=Path(_user_dir("cache")),
+        log_dir=Path(_user_dir("state")) / "log",
         run_dir=run_dir_for(data, env),
     )
-
-
-def run_dir_for(data_dir: Path, env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    if env.get("HEARTHNET_RUN_DIR"):
-        return Path(env["HEARTHNET_RUN_DIR"])
-    name = run_dir_name(data_dir)
-    runtime = env.get("XDG_RUNTIME_DIR")
-    # A node run by `systemd --user` (hearthnet service install --user) has a private /tmp
-    # and its run dir in $XDG_RUNTIME_DIR under the same name: find it while it runs.
-    if runtime and (Path(runtime) / name / "api.json").exists():
-        return Path(runtime) / name
-    return Path("/tmp") / name
-
-
-def run_dir_name(data_dir: Path) -> str:
-    """The run dir's name: one per user and data dir."""
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
-    return f"hearthnet-{os.getuid()}-{digest}"
 
 
 def ensure_private_dir(path: Path) -> Path:

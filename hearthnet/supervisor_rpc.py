@@ -13,9 +13,28 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport
+from hearthnet.unixhttp import UnixHTTPConnection
 
 GROUP = "hearthnet"
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC over supervisord's unix socket. Not supervisor.xmlrpc's transport: importing
+    the supervisor package pulls configparser, zipfile and importlib.metadata (~3 MiB) into
+    every process that only wants to ask supervisord something (gateway, broker, `run`)."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__()
+        self.socket_path = socket_path
+
+    def make_connection(self, host: Any) -> UnixHTTPConnection:
+        return UnixHTTPConnection(self.socket_path)
+
+    def request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False) -> Any:
+        try:
+            return super().request(host, handler, request_body, verbose)
+        finally:
+            self.close()  # one request per connection, as supervisor's own transport does
 
 
 class SupervisorRpc:
@@ -23,7 +42,7 @@ class SupervisorRpc:
         self.socket_path = socket_path
 
     def _proxy(self) -> Any:
-        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        transport = UnixTransport(str(self.socket_path))
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
     def processes(self) -> list[dict[str, Any]]:

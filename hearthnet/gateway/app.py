@@ -184,12 +184,17 @@ class Gateway:
         return resp  # aiohttp finishes a lost connection quietly
 
     async def status(self, request: web.Request) -> web.Response:
-        workers, caps, ok = await introspect.broker_view(self.bus)
-        procs = await asyncio.to_thread(self.supervisor.processes)
+        # Every part at once (each a bus round trip or supervisord's XML-RPC): the status
+        # costs the slowest of them, not their sum (`hearthnet status` waits on it).
+        (workers, caps, ok), procs, membership, discovery, event_log, blob_store, emergency = \
+            await asyncio.gather(
+                introspect.broker_view(self.bus), asyncio.to_thread(self.supervisor.processes),
+                self.membership(), self._discovery_view(), self._event_head(), self._blob_store(),
+                introspect.emergency_view(self.bus, self.kp.node_id_full, self.mesh))
         merged = introspect.merge_workers(procs, workers, ok, self.supervisor)
         entries = introspect.capability_entries(caps, self.kp.node_id_full)
         cm = self.community_manifest() or {}
-        members = (await self.membership()).get("members", cm.get("members", []))
+        members = membership.get("members", cm.get("members", []))
         notes = [w["note"] for w in merged if w.get("note") and w["program"] == "llm"][:1]
         notes += [f"{w['name']}: {w['state']}" for w in merged if not w["healthy"]
                   and w["state"] != "RUNNING"]
@@ -209,10 +214,8 @@ class Gateway:
             "workers": merged, "capabilities": entries,
             "in_flight": sum(w["in_flight"] for w in merged), "notes": notes,
             "peers": _mesh_status(self.mesh),
-            "discovery": await self._discovery_view(),
-            "event_log": await self._event_head(),
-            "blob_store": await self._blob_store(),
-            "emergency": await introspect.emergency_view(self.bus, self.kp.node_id_full, self.mesh),
+            "discovery": discovery, "event_log": event_log, "blob_store": blob_store,
+            "emergency": emergency,
         })
 
     async def _discovery_view(self) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 with the broker's heartbeat view, one record per worker."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -22,9 +23,8 @@ def program_of(name: str) -> str:
 async def broker_view(bus: BusClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
     """(workers, capabilities, broker_answered)."""
     try:
-        workers = (await bus.admin("workers"))["workers"]
-        caps = (await bus.admin("caps"))["capabilities"]
-        return workers, caps, True
+        workers, caps = await asyncio.gather(bus.admin("workers"), bus.admin("caps"))
+        return workers["workers"], caps["capabilities"], True
     except HearthNetError:
         return [], [], False
 

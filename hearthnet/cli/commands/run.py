@@ -48,7 +48,9 @@ def progress_printer(out: Output) -> Any:
 
     def spin(text: str) -> None:
         stop_spin()
-        if out.err_console.is_terminal:
+        # Asking rich would import it: a node under systemd (no tty) then holds rich for
+        # months for nothing (bench/memory.py).
+        if _may_be_terminal(out.err) and out.err_console.is_terminal:
             spinner.append(out.err_console.status(text))
             spinner[0].start()
 
@@ -71,6 +73,13 @@ def progress_printer(out: Output) -> Any:
             spin("waiting for the workers" if kind == "starting" else "stopping every process")
 
     return on_event
+
+
+def _may_be_terminal(stream: Any) -> bool:
+    import os
+
+    isatty = getattr(stream, "isatty", None)
+    return bool(os.environ.get("FORCE_TERMINAL")) or bool(isatty and isatty())
 
 
 def run(state: "CliState", *, config_flag: Path | None, no_ui: bool, debug: bool, out: Output) -> RunResult:

@@ -111,3 +111,23 @@ def test_call_sends_json_body(env, gateway):
     out = api_for(env, gateway.port).call("experimental.echo", "1.0", {"input": {"ü": 1}})
     assert out == {"output": {"input": {"ü": 1}}, "meta": {}}
     assert json.loads(json.dumps(gateway.requests[-1]["body"])) == {"input": {"ü": 1}}
+
+
+# ---- the HTTP/1.0 GET over the unix socket (no http.client) --------------------------
+
+def test_http10_response_is_parsed_to_status_reason_and_body() -> None:
+    from hearthnet.localapi import _parse_http10
+
+    raw = b'HTTP/1.0 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
+    assert _parse_http10(raw, "x") == (401, "Unauthorized", b"{}")
+
+
+@pytest.mark.parametrize("raw", [b"", b"HTTP/1.0 200 OK\r\nContent-Len", b"garbage\r\n\r\n{}",
+                                 b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n{}"])
+def test_a_cut_off_http10_response_is_connection_lost(raw: bytes) -> None:
+    from hearthnet.errors import HearthNetError
+    from hearthnet.localapi import _parse_http10
+
+    with pytest.raises(HearthNetError) as exc:
+        _parse_http10(raw, "x")
+    assert exc.value.code == "connection_lost"

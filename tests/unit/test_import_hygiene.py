@@ -1,0 +1,65 @@
+"""Lean processes (issue 11, README "Benchmarks": bench/memory.py, bench/cli_latency.py):
+what a light worker, `hearthnet status --json` and supervisord's RPC client import. Each
+check runs a fresh interpreter, so what another test imported does not count."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every worker but embedding/rag (they hold a model or an index), the gateway (aiohttp is
+# its server) and discovery (aiohttp and zeroconf are its probes); the broker only asks
+# supervisord over http.client.
+LIGHT_WORKERS = ("broker", "ledger", "governance", "file", "llm", "chat", "market", "alerts", "emergency")
+HEAVY = ("aiohttp", "numpy", "rich", "gradio", "click", "supervisor", "cryptography", "zeroconf",
+         "platformdirs", "psutil")
+
+
+def loaded(code: str, names: tuple[str, ...]) -> list[str]:
+    """Which of `names` are in sys.modules after running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([n for n in {list(names)!r} if n in sys.modules]))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("worker", LIGHT_WORKERS)
+def test_a_light_worker_imports_nothing_heavy(worker: str) -> None:
+    assert loaded(f"import workers.{worker}, hearthnet.bus.worker", HEAVY) == []
+
+
+def test_status_json_fast_path_needs_neither_click_nor_http_client() -> None:
+    names = ("click", "rich", "http.client", "platformdirs", "hearthnet.cli", "aiohttp",
+             "dataclasses", "hearthnet.paths")
+    code = "import hearthnet.fastcli, hearthnet.localapi, hearthnet.rundir; hearthnet.fastcli.status_document()"
+    assert loaded(code, names) == []
+
+
+def test_supervisor_rpc_does_not_import_the_supervisor_package() -> None:
+    assert loaded("import hearthnet.supervisor_rpc", ("supervisor", "importlib.metadata")) == []
+
+
+def test_fast_status_prints_what_the_click_command_prints() -> None:
+    from hearthnet import fastcli
+    from hearthnet.cli import render
+
+    doc = {"node": {"display_name": "Küche"}, "workers": [], "capabilities": [], "z": 1.5}
+    assert fastcli.SCHEMA_VERSION == render.SCHEMA_VERSION
+    assert fastcli.envelope_text(doc) == render.dumps(render.envelope(doc))
+
+
+def test_fast_path_leaves_other_command_lines_and_a_missing_node_to_click(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from hearthnet import fastcli
+
+    monkeypatch.setenv("HEARTHNET_RUN_DIR", str(tmp_path / "no-node"))
+    assert fastcli.try_fast(["status"]) is False
+    assert fastcli.try_fast(["status", "--json", "-v"]) is False
+    assert fastcli.try_fast(["status", "--json"]) is False  # no node: click reports it (exit 3)
+    assert capsys.readouterr().out == ""
