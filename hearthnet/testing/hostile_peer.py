@@ -114,3 +114,14 @@ class HostilePeer:
 
         assert self._client is not None
         return self.run(self._client.get_signed(node_id, ("127.0.0.1", port), "/sync/v1/heads", SYNC_HEADS))
+
+
+def refused(fn: Any) -> str:
+    """The error code a peer call made by `fn` was refused with, or "answered"."""
+    from hearthnet.transport.client import PeerCallError
+
+    try:
+        fn()
+    except PeerCallError as exc:
+        return exc.code
+    return "answered"

@@ -15,10 +15,9 @@ import pytest
 from hearthnet.identity.keys import short_node_id
 from hearthnet.ledger.events import build_event
 from hearthnet.services.chat.crypto import ChatCrypto, Undecryptable
-from hearthnet.testing.hostile_peer import HostilePeer
+from hearthnet.testing.hostile_peer import HostilePeer, refused
 from hearthnet.testing.nodes import Node, key_of, start_three
 from hearthnet.testing.waiting import wait_for
-from hearthnet.transport.client import PeerCallError
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +53,6 @@ def serves_deliver(node: Node, other_id: str) -> bool:
     except (OSError, ValueError):
         return False
     return any(c["name"] == "chat.deliver" and not c["local"] and c["node_id"] == other_id for c in caps)
-
-
-def refused(fn: Any) -> str:
-    try:
-        fn()
-    except PeerCallError as exc:
-        return exc.code
-    return "answered"
 
 
 def files_holding(root: Path, needles: list[bytes]) -> list[str]:

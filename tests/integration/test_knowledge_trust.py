@@ -11,23 +11,14 @@ from pathlib import Path
 import pytest
 
 from hearthnet.identity.manifest import DEFAULT_POLICY
-from hearthnet.testing.hostile_peer import HostilePeer
+from hearthnet.testing.hostile_peer import HostilePeer, refused
 from hearthnet.testing.nodes import Node, join_by_invite, key_of
 from hearthnet.testing.peer_abuse import wait_until_member
-from hearthnet.transport.client import PeerCallError
 
 pytestmark = pytest.mark.integration
 WORKERS = ("broker", "gateway", "ledger", "governance", "file", "embedding", "rag")
 GUIDE = "# Flood plan\n\n## Shelter\n\nThe shelter is the school gymnasium on Lindenweg.\n"
 DIARY = "# Notes\n\n## Medication\n\nMy insulin is in the blue box in the fridge.\n"
-
-
-def refused(fn) -> str:
-    try:
-        fn()
-    except PeerCallError as exc:
-        return exc.code
-    return "answered"
 
 
 def ingest(node: Node, path: Path, corpus: str) -> str:

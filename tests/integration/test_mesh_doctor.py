@@ -19,11 +19,10 @@ from aiohttp import web
 from hearthnet import health
 from hearthnet.identity.keys import short_node_id
 from hearthnet.identity.manifest import DEFAULT_POLICY
-from hearthnet.testing.hostile_peer import HostilePeer, capability
+from hearthnet.testing.hostile_peer import HostilePeer, capability, refused
 from hearthnet.testing.nodes import Node, join_by_invite, key_of, start_three
 from hearthnet.testing.peer_abuse import wait_until_member
 from hearthnet.testing.waiting import wait_for
-from hearthnet.transport.client import PeerCallError
 from hearthnet.version import __version__
 
 pytestmark = pytest.mark.integration
@@ -69,14 +68,6 @@ def offers_health(node: Node, node_ids: set[str]) -> bool:
     caps = node.api("/api/v1/capabilities")["capabilities"]
     have = {c["node_id"] for c in caps if c["name"] == "node.health" and not c["local"]}
     return node_ids <= have
-
-
-def refused(fn: Any) -> str:
-    try:
-        fn()
-    except PeerCallError as exc:
-        return exc.code
-    return "answered"
 
 
 def test_doctor_mesh_verified_not_heard_from_tampered_and_refused(make_node, tmp_path: Path) -> None:

@@ -12,21 +12,12 @@ import pytest
 
 from hearthnet.identity.manifest import DEFAULT_POLICY
 from hearthnet.ledger.events import build_event
-from hearthnet.testing.hostile_peer import HostilePeer
+from hearthnet.testing.hostile_peer import HostilePeer, refused
 from hearthnet.testing.nodes import join_by_invite, key_of
 from hearthnet.testing.peer_abuse import wait_until_member
-from hearthnet.transport.client import PeerCallError
 
 pytestmark = pytest.mark.integration
 WORKERS = ("broker", "gateway", "ledger", "governance", "market", "chat", "alerts", "emergency")
-
-
-def refused(fn) -> str:
-    try:
-        fn()
-    except PeerCallError as exc:
-        return exc.code
-    return "answered"
 
 
 def body(inp: dict) -> dict:

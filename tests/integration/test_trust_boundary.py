@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from hearthnet.testing.hostile_peer import HostilePeer, capability
+from hearthnet.testing.hostile_peer import HostilePeer, capability, refused
 from hearthnet.testing.nodes import Node
 from hearthnet.testing.waiting import wait_for
-from hearthnet.transport.client import PeerCallError
 
 pytestmark = pytest.mark.integration
 ALL = ("broker", "gateway", "ledger", "discovery")
@@ -28,14 +27,6 @@ def founder(tmp_path):
         yield node
     finally:
         node.cleanup()
-
-
-def refused(fn) -> str:
-    try:
-        fn()
-    except PeerCallError as exc:
-        return exc.code
-    return "answered"
 
 
 def worker_pid(node: Node, program: str) -> int:
