@@ -16,7 +16,8 @@ MAX_BODY_BYTES = 16 * 1024  # chat.send's own limit: say so before sending
 
 
 def build(client: UiClient) -> "Loader":
-    notice = gr.Markdown(elem_id="chat-notice")
+    notice = gr.Markdown(elem_id="chat-notice")  # what the last action did
+    status = gr.Markdown(elem_id="chat-status")  # what a timed refresh found wrong
     with gr.Row():
         with gr.Column(scale=1, min_width=220):
             peer = gr.Radio(label="Write to", choices=[], elem_id="chat-peer")
@@ -39,8 +40,9 @@ def build(client: UiClient) -> "Loader":
     refresh.click(load, [peer], [peer, thread, notice])
     peer.change(lambda p: render_thread(client, p), [peer], [thread])
     send.click(on_send, [peer, text, attach], [notice, thread, text, attach])
-    gr.on([gr.Timer(5).tick], load, [peer], [peer, thread, notice])
-    return load, [peer], [peer, thread, notice]
+    # Timed and live refreshes write `status`, never `notice`: a tick must not wipe "Sent".
+    gr.on([gr.Timer(5).tick], load, [peer], [peer, thread, status])
+    return load, [peer], [peer, thread, status]
 
 
 def peer_choices(client: UiClient) -> tuple[list[tuple[str, str]], str]:

@@ -15,7 +15,8 @@ from hearthnet.ui.tabs.common import esc, ok, problem, table
 
 
 def build(client: UiClient, download_dir: Path) -> "Loader":
-    notice = gr.Markdown(elem_id="files-notice")
+    notice = gr.Markdown(elem_id="files-notice")  # what the last action did
+    status = gr.Markdown(elem_id="files-status")  # what a timed refresh found wrong
     upload = gr.File(label="Upload a file to the store", elem_id="files-upload")
     add = gr.Button("Add to store", variant="primary", elem_id="files-add")
     listing = gr.HTML(elem_id="files-list")
@@ -29,8 +30,9 @@ def build(client: UiClient, download_dir: Path) -> "Loader":
     pin.click(lambda c: pin_file(client, c), [cid], [notice, listing])
     get.click(lambda c: fetch_file(client, c, download_dir), [cid], [notice, out]).then(
         lambda: list_files(client)[0], None, [listing])
-    gr.on([gr.Timer(15).tick], lambda: list_files(client), None, [listing, notice])
-    return lambda: list_files(client), None, [listing, notice]
+    # Timed and live refreshes write `status`, never `notice`: a tick must not wipe "Added".
+    gr.on([gr.Timer(15).tick], lambda: list_files(client), None, [listing, status])
+    return lambda: list_files(client), None, [listing, status]
 
 
 def list_files(client: UiClient) -> tuple[str, str]:

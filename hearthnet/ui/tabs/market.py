@@ -15,7 +15,8 @@ CATEGORIES = ["offer", "request", "info", "emergency"]
 
 
 def build(client: UiClient) -> "Loader":
-    notice = gr.Markdown(elem_id="market-notice")
+    notice = gr.Markdown(elem_id="market-notice")  # what the last action did
+    status = gr.Markdown(elem_id="market-status")  # what a timed refresh found wrong
     with gr.Row():
         query = gr.Textbox(label="Search", scale=3, elem_id="market-query")
         search = gr.Button("Search", scale=1, elem_id="market-search")
@@ -38,8 +39,9 @@ def build(client: UiClient) -> "Loader":
     post.click(lambda c, t, b, g: new_post(client, c, t, b, g), [category, title, body, tags],
                [notice, board, title, body])
     done.click(lambda i: fulfil(client, i), [done_id], [notice, board])
-    gr.on([gr.Timer(10).tick], lambda: list_board(client), None, [board, notice])
-    return lambda: list_board(client), None, [board, notice]
+    # Timed and live refreshes write `status`, never `notice`: a tick must not wipe "Posted".
+    gr.on([gr.Timer(10).tick], lambda: list_board(client), None, [board, status])
+    return lambda: list_board(client), None, [board, status]
 
 
 def render_posts(posts: list[dict[str, Any]]) -> str:
