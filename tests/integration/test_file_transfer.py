@@ -56,7 +56,7 @@ def started(make_node: Any, name: str) -> Node:
 
 # --------------------------------------------------------------------------- 3 sources, one corrupt
 
-CHUNKS = 48  # 12 MB: every source gets batches of 8
+CHUNKS = 192  # 48 MB: the queue must outlast H's manifest check, or H is never asked a chunk (a flake at 48)
 
 
 def test_three_sources_one_serving_corrupt_chunks(make_node, tmp_path: Path) -> None:
