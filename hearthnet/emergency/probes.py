@@ -19,8 +19,10 @@ or a MITM answering with a certificate we do not trust is a FAILED probe, never 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
+import socket
 import ssl
 import struct
 import time
@@ -183,6 +185,25 @@ async def _http(method: str, url: str, timeout: float, tls: ssl.SSLContext | Non
         raise ProbeFailed(f"untrusted certificate: {why}"[:200]) from exc
     except aiohttp.ClientSSLError as exc:
         raise ProbeFailed(f"TLS handshake failed: {getattr(exc, 'os_error', None) or exc}"[:200]) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ProbeFailed(connect_error(exc.os_error)) from exc
+
+
+_CONNECT_WORDS = {errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "unreachable",
+                  errno.ENETUNREACH: "unreachable", errno.EHOSTDOWN: "unreachable"}
+
+
+def connect_error(err: OSError) -> str:
+    """A short word for why a connect failed: with the link gone, the kernel answers
+    EHOSTUNREACH once the neighbour entry has failed, and a probe times out before that."""
+    if isinstance(err, (TimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(err, socket.gaierror):
+        return f"name lookup failed: {err.strerror}"[:200]
+    word = _CONNECT_WORDS.get(err.errno or 0)
+    if word is not None:
+        return word
+    return f"connect failed: {err.strerror or type(err).__name__}"[:200]
 
 
 async def probe_http204(url: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:

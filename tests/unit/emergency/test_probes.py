@@ -3,6 +3,7 @@ server, and servers that hang (they must be cut at the timeout)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hearthnet.emergency.probes import (DNS_PROBE_NAME, Probe, default_route, dns_query, parse_target, run_round)
+from hearthnet.emergency.probes import (DNS_PROBE_NAME, Probe, connect_error, default_route, dns_query, parse_target,
+                                       run_round)
 
 TIMEOUT = 0.5
 
@@ -103,7 +105,19 @@ def test_connection_refused_fails_fast() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connections are refused
         r = asyncio.run(run_round([parse_target(f"https:http://127.0.0.1:{port}/")], TIMEOUT))
-    assert r[0].ok is False and r[0].error != "timeout"
+    assert r[0].ok is False and r[0].error == "refused"
+
+
+@pytest.mark.parametrize(("err", "word"), [
+    (OSError(errno.EHOSTUNREACH, "Connect call failed ('10.0.0.4', 443)"), "unreachable"),
+    (OSError(errno.ENETUNREACH, "x"), "unreachable"),
+    (OSError(errno.ECONNREFUSED, "x"), "refused"),
+    (TimeoutError(), "timeout"),
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "name lookup failed: Name or service not known"),
+    (OSError(errno.EPERM, "Operation not permitted"), "connect failed: Operation not permitted"),
+])
+def test_connect_errors_read_as_words(err: OSError, word: str) -> None:
+    assert connect_error(err) == word
 
 
 def test_default_route(tmp_path: Path) -> None:
