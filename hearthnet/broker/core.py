@@ -369,6 +369,10 @@ class Broker:
         self.by_ident[ident] = w
         log.info("worker ready", extra={"worker": name, "pid": w.pid, "caps": sorted(w.caps)})
         self._dispatch_waiting()
+        if self._grace_over and self.waiting:
+            # It may have come back without a capability calls were waiting for (the llm
+            # worker after `model rm` of its last model): refuse those now, not at their deadline.
+            self._refuse_unknown_waiting()
 
     def _on_disconnect(self) -> None:
         try:

@@ -58,6 +58,8 @@ def test_add_restarts_only_llm_then_chat_answers_and_rm_removes(node, tiny_gguf)
     assert tiny_gguf.exists()
     caps = node.api("/api/v1/capabilities")["capabilities"]
     assert not [c for c in caps if c["name"] == "llm.chat"]
+    status, reply = node.call("llm.chat", CHAT)  # refused at once, not held until the deadline
+    assert status == 404 and reply["error"] == "not_found", reply
     assert {k: v for k, v in pids(node).items() if k != "llm_00"} == others
 
 

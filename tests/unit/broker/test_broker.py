@@ -255,6 +255,33 @@ def test_silent_worker_is_declared_dead(bench):
         os.kill(p.pid, signal.SIGCONT)
 
 
+def test_call_waiting_on_a_restart_is_refused_when_the_worker_returns_without_it(bench):
+    """`model rm` of the last model: the llm worker restarts and announces no capability. A
+    call parked while it was down must get not_found then, not wait for its deadline."""
+    p = bench.worker("slow_00")
+    bench.wait_ready("slow_00")
+    p.kill()
+    p.wait()
+    wait_for(lambda: not bench.broker.workers["slow_00"].alive, 6, message="slow_00 seen dead")
+
+    async def go():
+        bc = await _client(bench)
+        task = asyncio.ensure_future(bc.call("experimental.slow", "1.0", {"input": {}}, timeout=60))
+        await wait_for_async(lambda: len(bench.broker.waiting) == 1, 5, message="the call parked")
+        back = FakeWorker(bench.w, "slow_00", caps=[], service="slow")  # same name, no capability
+        try:
+            with pytest.raises(HearthNetError) as exc:
+                await task
+        finally:
+            back.close()
+            await bc.close()
+        return exc.value
+
+    err = run(go())
+    assert err.code == "not_found" and "experimental.slow" in err.message
+    assert not bench.broker.waiting
+
+
 def test_malformed_frames_do_not_stop_the_broker(bench):
     import zmq
 
