@@ -228,8 +228,10 @@ def _child_setup() -> None:
 
 
 def start_supervisord(cfg: Config, env: dict[str, str]) -> subprocess.Popen:
-    # supervisord itself, hardened against a full log disk (hearthnet/supervisord_main.py)
-    cmd = [sys.executable, "-m", "hearthnet.supervisord_main", "-n", "-c", str(cfg.paths.supervisor_conf)]
+    # supervisord itself, hardened against a full log disk (hearthnet/supervisord_main.py).
+    # -P here and in every program: the owner's working directory is not on sys.path (a
+    # stray attr.py in ~/Downloads would otherwise shadow aiohttp's and stop the gateway).
+    cmd = [sys.executable, "-P", "-m", "hearthnet.supervisord_main", "-n", "-c", str(cfg.paths.supervisor_conf)]
     with open(_supervisord_out(cfg), "wb") as out:  # config errors land here, not on a tty
         return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=_child_setup, close_fds=True)

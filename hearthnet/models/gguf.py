@@ -205,7 +205,7 @@ def load_check(info: GgufInfo, timeout: float = 120.0) -> LoadCheck:
     """llama.cpp opens the file (vocabulary only) in a child process. Raises bad_request
     with llama.cpp's reason when it cannot (e.g. an unknown architecture)."""
     try:
-        proc = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, str(info.path)],
+        proc = subprocess.run([sys.executable, "-P", "-c", _LOAD_SCRIPT, str(info.path)],
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise refused(f"{info.path}: llama.cpp did not open the file within {timeout:g} s",
