@@ -27,6 +27,7 @@ class Health:
     samples: deque = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW_CALLS))
     quarantined_until: float = 0.0
     probing: bool = False
+    _fails: int = 0  # failures among `samples`, kept by record()
 
     def record(self, ok: bool, ms: float, now: float = 0.0) -> bool:
         """Add a sample; True when this sample put the provider into quarantine."""
@@ -34,12 +35,19 @@ class Health:
             self.probing = False
             if ok:
                 self.samples.clear()
+                self._fails = 0
             else:
                 self.quarantined_until = now + HEALTH_QUARANTINE_SECONDS
                 return True
-        self.samples.append((ok, ms))
-        if (len(self.samples) >= MIN_SAMPLES_TO_QUARANTINE
-                and self.success_rate() < HEALTH_QUARANTINE_THRESHOLD
+        samples = self.samples
+        if len(samples) == samples.maxlen and not samples[0][0]:
+            self._fails -= 1  # the oldest sample, a failure, drops out of the window
+        samples.append((ok, ms))
+        if not ok:
+            self._fails += 1
+        # Every call records here: the failure count is kept, not recounted over the window.
+        if (self._fails and len(samples) >= MIN_SAMPLES_TO_QUARANTINE
+                and 1 - self._fails / len(samples) < HEALTH_QUARANTINE_THRESHOLD
                 and self.quarantined_until <= now):
             self.quarantined_until = now + HEALTH_QUARANTINE_SECONDS
             self.probing = True

@@ -199,6 +199,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # checked for every candidate of every call
 def version_matches(requested: str, offered: str) -> bool:
     """CONTRACT §2.1: `name@>=A.B` matches offer X.Y iff X == A and Y >= B."""
     try:
