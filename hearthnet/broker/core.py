@@ -120,7 +120,7 @@ class Worker:
         return call
 
 
-@dataclass
+@dataclass(slots=True)  # one per call: slots make it cheaper to build and to read
 class Call:
     id: int
     client: bytes
@@ -159,6 +159,9 @@ class Broker:
         self.prefer_local = prefer_local
         self.threshold = local_load_threshold
         self.workers: dict[str, Worker] = {}
+        # Workers by capability name, rebuilt when a READY changes what someone offers:
+        # routing looks at a call's providers only, not every worker and peer proxy.
+        self.providers: dict[str, list[Worker]] = {}
         self.by_ident: dict[bytes, Worker] = {}
         self.calls: dict[int, Call] = {}
         self.by_client: dict[tuple[bytes, Any], Call] = {}
@@ -369,6 +372,7 @@ class Broker:
         if w.remote:
             w.caps = {n: d for n, d in w.caps.items() if remote_may_offer(d)}
         self.announced.update(w.caps)
+        self._index_providers()
         w.note, w.ready_at, w.last_seen = msg.get("note"), now, now
         w.draining = False
         self.by_ident[ident] = w
@@ -378,6 +382,13 @@ class Broker:
             # It may have come back without a capability calls were waiting for (the llm
             # worker after `model rm` of its last model): refuse those now, not at their deadline.
             self._refuse_unknown_waiting()
+
+    def _index_providers(self) -> None:
+        providers: dict[str, list[Worker]] = {}
+        for w in self.workers.values():
+            for cap in w.caps:
+                providers.setdefault(cap, []).append(w)
+        self.providers = providers
 
     def _on_disconnect(self) -> None:
         try:
@@ -524,7 +535,7 @@ class Broker:
 
     def _unroutable(self, call: Call) -> tuple[str, str, dict[str, Any]] | None:
         """not_found / schema_mismatch for a capability no worker offers (or ever did)."""
-        offers = [(w, w.caps[call.cap]) for w in self.workers.values()
+        offers = [(w, w.caps[call.cap]) for w in self.providers.get(call.cap, ())
                   if call.cap in w.caps and (not call.node or w.node_id == call.node)]
         if not offers:
             if time.monotonic() - self.started < self.startup_grace:
@@ -619,8 +630,8 @@ class Broker:
 
     def _candidates(self, call: Call) -> list[Worker]:
         now = time.monotonic()
-        return [w for w in self.workers.values()
-                if w.alive and not w.draining and call.cap in w.caps
+        return [w for w in self.providers.get(call.cap, ())
+                if w.ident is not None and not w.draining and call.cap in w.caps
                 and P.version_matches(call.version, w.caps[call.cap].get("version", ""))
                 and w.name not in call.excluded and not (call.local_only and w.remote)
                 and (not call.node or w.node_id == call.node)
@@ -702,7 +713,7 @@ class Broker:
         return h
 
     def _descriptor(self, cap: str) -> dict[str, Any] | None:
-        for w in self.workers.values():
+        for w in self.providers.get(cap, ()):
             if cap in w.caps:
                 return w.caps[cap]
         return None
