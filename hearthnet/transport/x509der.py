@@ -80,7 +80,7 @@ def _general_name(name: str) -> bytes:
     try:
         return tlv(IP_ADDRESS, ipaddress.ip_address(name).packed)
     except ValueError:
-        return tlv(DNS_NAME, name.encode("idna"))
+        return tlv(DNS_NAME, name.encode("ascii") if name.isascii() else name.encode("idna"))  # A-labels
 
 
 def self_signed_certificate(kp: KeyPair, cn: str, alt_names: list[str], not_before: datetime,
