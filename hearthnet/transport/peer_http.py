@@ -151,13 +151,16 @@ def _host_header(host: str, port: int) -> str:
 
 
 async def _read_response(reader: asyncio.StreamReader, where: str, limit: int) -> tuple[int, bytes]:
-    """(status, body) of an HTTP/1.0 reply, read to EOF; a peer must not make us buffer
-    an unbounded reply."""
+    """(status, body) of an HTTP/1.0 reply, read to EOF or to its Content-Length (a peer
+    that keeps the connection open anyway is not waited for); a peer must not make us
+    buffer an unbounded reply."""
     data = bytearray()
     while chunk := await reader.read(64 * 1024):
         data += chunk
         if len(data) > limit + HEAD_MAX_BYTES:
             raise PeerCallError("internal_error", f"peer reply is over {limit} bytes")
+        if _complete(data):
+            break
     head, sep, body = bytes(data).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
@@ -173,6 +176,18 @@ async def _read_response(reader: asyncio.StreamReader, where: str, limit: int) -
     if len(body) > limit:
         raise PeerCallError("internal_error", f"peer reply is over {limit} bytes", http_status=int(parts[1]))
     return int(parts[1]), body
+
+
+def _complete(data: bytearray) -> bool:
+    """The head has arrived and the body its Content-Length announces."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    for line in bytes(data[:end]).split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(data) - end - 4 >= int(value.strip())
+    return False
 
 
 def _declared_fingerprint(manifest: Mapping[str, Any]) -> str:

@@ -132,3 +132,29 @@ def test_a_peer_that_never_answers_is_a_timeout_and_a_closed_port_a_partition(tm
 
     err = run(closed())
     assert err.code == "partition" and err.message == "peer unreachable: 127.0.0.1:1: Connection refused"
+
+
+def test_a_peer_that_keeps_the_connection_open_after_the_body_is_not_waited_for(tmp_path):
+    kp = generate()
+
+    async def body(port: int, _: TlsIdentity) -> None:
+        m, _fp = await peer_http.fetch_manifest("127.0.0.1", port, pin=None, timeout=5)
+        assert m["node_id"] == kp.node_id_full
+
+    async def lingering(port_body: Callable[[int, TlsIdentity], Awaitable[Any]]) -> None:
+        ident = ensure_tls_identity(generate(), tmp_path / "tls", "127.0.0.1")
+        reply = manifest_reply(kp)(ident)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            writer.write(reply)
+            await writer.drain()
+            await asyncio.sleep(30)  # never closes: only Content-Length says the body is done
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ssl_context(ident))
+        try:
+            await port_body(server.sockets[0].getsockname()[1], ident)
+        finally:
+            server.close()
+
+    run(lingering(body))
