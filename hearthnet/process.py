@@ -43,9 +43,8 @@ def trim_heap() -> bool:
     staying with the process until reused; about 0.5 MiB of every worker (bench/memory.py,
     README "Lean processes"). False where this is not glibc."""
     import ctypes
-    import ctypes.util
 
-    try:
-        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0))
+    try:  # the process's own symbols: no ctypes.util.find_library, which runs ldconfig
+        return bool(ctypes.CDLL(None).malloc_trim(0))
     except (OSError, AttributeError):
         return False
