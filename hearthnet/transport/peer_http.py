@@ -125,7 +125,10 @@ async def fetch_manifest(host: str, port: int, *, pin: str | None, timeout: floa
     connected = False
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, ssl=_client_context())
+            # No SNI and no name check: peers are addressed by IP (IPv6 with a zone too)
+            # and proven by the certificate's fingerprint, as in client_ssl_context.
+            reader, writer = await asyncio.open_connection(host.strip("[]"), port, ssl=_client_context(),
+                                                           server_hostname="")
             connected = True
             try:
                 der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
@@ -141,7 +144,7 @@ async def fetch_manifest(host: str, port: int, *, pin: str | None, timeout: floa
         if not connected:
             raise HearthNetError("partition", f"peer unreachable: {where}: connection timed out") from None
         raise HearthNetError("timeout", f"{where} did not answer in time") from None
-    except (OSError, ssl.SSLError, EOFError) as exc:  # refused, reset, TLS handshake failed
+    except (OSError, EOFError, ValueError) as exc:  # refused, reset, TLS failed, an unusable address
         raise unreachable(where, exc) from exc
     return verify_node_manifest(json_object(status, body)), presented
 

@@ -158,3 +158,29 @@ def test_a_peer_that_keeps_the_connection_open_after_the_body_is_not_waited_for(
             server.close()
 
     run(lingering(body))
+
+
+def test_an_ipv6_literal_in_brackets_or_not(tmp_path):
+    kp = generate()
+    ident = ensure_tls_identity(generate(), tmp_path / "tls", "::1")
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            writer.write(manifest_reply(kp)(ident))
+            await writer.drain()
+            writer.close()
+
+        try:
+            server = await asyncio.start_server(handle, "::1", 0, ssl=server_ssl_context(ident))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        try:
+            port = server.sockets[0].getsockname()[1]
+            for host in ("::1", "[::1]"):
+                m, fp = await peer_http.fetch_manifest(host, port, pin=ident.fingerprint, timeout=5)
+                assert (m["node_id"], fp) == (kp.node_id_full, ident.fingerprint)
+        finally:
+            server.close()
+
+    run(main())
