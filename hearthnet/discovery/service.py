@@ -266,7 +266,7 @@ class Discovery:
 
     async def _start_mdns(self) -> None:
         # zeroconf is imported only when mDNS runs: a node with it off (or a process that
-        # never starts it) does not carry its ~4 MiB (README "Lean processes").
+        # never starts it) does not carry its ~3.5 MiB (README "Lean processes").
         from zeroconf import Error as ZeroconfError
 
         from hearthnet.discovery.mdns import MdnsAnnouncer, MdnsBrowser, open_zeroconf
