@@ -13,14 +13,16 @@ from hearthnet.gateway.local_thread import LocalApiThread
 from hearthnet.gateway.mesh import Mesh
 from hearthnet.logs import prune_forever
 from hearthnet.membership import Membership
+from hearthnet.transport.aiohttp_tls import release_ca_stores
 from hearthnet.transport.client import PeerClient
 from hearthnet.transport.pinning import PinStore
 from hearthnet.transport.tls import server_ssl_context
-from hearthnet.process import start_process
+from hearthnet.process import start_process, trim_heap
 
 
 async def serve() -> None:
     cfg, log, _ = start_process("gateway")
+    release_ca_stores()  # peers are pinned: aiohttp's CA bundles go (transport/aiohttp_tls.py)
     bus = BusClient(cfg.paths.broker_clients_endpoint)
     await bus.start()
     fds = raise_fd_limit()  # peer connections are capped well below it (guard.py)
@@ -46,6 +48,7 @@ async def serve() -> None:
     await asyncio.to_thread(local.start_and_wait)
     gw.mesh.start()
     prune = asyncio.ensure_future(prune_forever(cfg.paths.log_dir))  # 14-day log retention
+    trim_heap()  # what starting up freed goes back to the system now
     log.info("gateway listening", extra={"host": cfg.transport.host, "port": cfg.transport.port,
                                          "socket": str(cfg.paths.api_socket),
                                          "tls_fingerprint": gw.tls.fingerprint,

@@ -46,6 +46,9 @@ class WorkerRuntime:
             self.service.announce_changes = self.refresh_capabilities
         self.dealer = LoopDealer(self.endpoint, self._on_message, linger_ms=500)
         await self._announce()
+        from hearthnet.process import trim_heap
+
+        trim_heap()  # started: what that freed goes back to the system (process.py)
         beat = asyncio.create_task(self._heartbeat())
         await self.stopping.wait()
         # Graceful stop: take no new work, let running calls finish for a while, then

@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Sequence
-
-from zeroconf import Error as ZeroconfError
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Sequence
 
 from hearthnet.config import Config, DiscoveryConfig
 from hearthnet.constants import MANIFEST_TTL_SECONDS
@@ -27,7 +25,6 @@ from hearthnet.discovery import interfaces as ifsel
 from hearthnet.ratelog import RateLimitedLog
 from hearthnet.discovery.cache import CachedPeer, PeerCache, format_address
 from hearthnet.discovery.errors import DiscoveryError
-from hearthnet.discovery.mdns import MdnsAnnouncer, MdnsBrowser, open_zeroconf
 from hearthnet.discovery.registry import PeerRecord, PeerRegistry, Source
 from hearthnet.discovery.udp import (
     LAN_TTL,
@@ -41,6 +38,9 @@ from hearthnet.discovery.udp import (
 from hearthnet.errors import IdentityError
 from hearthnet.identity.keys import KeyPair, short_node_id
 from hearthnet.identity.manifest import parse_rfc3339, utcnow, verify_node_manifest
+
+if TYPE_CHECKING:
+    from hearthnet.discovery.mdns import MdnsAnnouncer, MdnsBrowser
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,12 @@ class Discovery:
             self._udp = None
 
     async def _start_mdns(self) -> None:
+        # zeroconf is imported only when mDNS runs: a node with it off (or a process that
+        # never starts it) does not carry its ~3.5 MiB (README "Lean processes").
+        from zeroconf import Error as ZeroconfError
+
+        from hearthnet.discovery.mdns import MdnsAnnouncer, MdnsBrowser, open_zeroconf
+
         try:
             azc = open_zeroconf(self._selection)
         except DiscoveryError as exc:

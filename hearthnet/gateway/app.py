@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import importlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -375,16 +376,23 @@ def build_local_app(gw: Gateway) -> web.Application:
     app.router.add_get("/api/v1/capabilities", gw.capabilities)
     app.router.add_get("/api/v1/traces", gw.traces)
     app.router.add_get("/api/v1/logs", gw.logs)
-    from hearthnet.gateway import live, metrics
+    from hearthnet.gateway import live
 
-    app.router.add_get("/metrics", functools.partial(metrics.handle, gw))  # Prometheus, owner only
+    app.router.add_get("/metrics", _on_first_request("metrics", "handle", gw))  # Prometheus, owner only
 
     live.install(app, gw)  # GET /api/v1/subscribe: live updates (SSE), owner only
-    from hearthnet.gateway import node_settings
-
-    app.router.add_post("/api/v1/settings/name", functools.partial(node_settings.rename, gw))
-    app.router.add_post("/api/v1/community/join", functools.partial(node_settings.join, gw))
+    app.router.add_post("/api/v1/settings/name", _on_first_request("node_settings", "rename", gw))
+    app.router.add_post("/api/v1/community/join", _on_first_request("node_settings", "join", gw))
     return app
+
+
+def _on_first_request(module: str, handler: str, gw: Gateway) -> Callable[[web.Request], Awaitable[Any]]:
+    """`hearthnet.gateway.<module>.<handler>(gw, request)`, imported by its first request:
+    routes an idle node never serves cost it no memory (README "Lean processes")."""
+    async def route(request: web.Request) -> Any:
+        mod = importlib.import_module(f"hearthnet.gateway.{module}")
+        return await getattr(mod, handler)(gw, request)
+    return route
 
 
 def build_peer_app(gw: Gateway) -> web.Application:

@@ -26,12 +26,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from hearthnet import doctor, health
+from hearthnet import health
 from hearthnet.bus import protocol as P
 from hearthnet.bus.service import Capability, Request
 from hearthnet.bus.worker import WorkerRuntime
 from hearthnet.bus.zmqloop import LoopDealer
-from hearthnet.doctor import DoctorContext
 from hearthnet.errors import HearthNetError
 from hearthnet.gateway import introspect
 from hearthnet.version import __version__
@@ -78,26 +77,33 @@ def sync_facts(mesh: Any, now: float | None = None) -> dict[str, Any]:
             "never_synced": never, "failing": failing[:16]}
 
 
-class _PrefilledContext(DoctorContext):
+def _prefilled_context(cfg: "Config", docs: dict[str, dict[str, Any]]) -> Any:
     """A DoctorContext for a node that is running (this one): `get` answers from the
     documents this process assembled, so no check calls the local API from inside the
-    gateway."""
+    gateway. hearthnet.doctor is imported by the first health call, not at start
+    (README "Lean processes")."""
+    from hearthnet.doctor import DoctorContext
 
-    def __init__(self, cfg: "Config", docs: dict[str, dict[str, Any]]) -> None:
-        super().__init__(cfg)
-        self._docs = docs
-        self._running = True
+    class PrefilledContext(DoctorContext):
+        def __init__(self) -> None:
+            super().__init__(cfg)
+            self._docs = docs
+            self._running = True
 
-    def get(self, path: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
-        if path not in self._docs:
-            raise HearthNetError("not_found", f"{path} is not assembled for node.health")
-        return self._docs[path]
+        def get(self, path: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
+            if path not in self._docs:
+                raise HearthNetError("not_found", f"{path} is not assembled for node.health")
+            return self._docs[path]
+
+    return PrefilledContext()
 
 
 def failing_checks(cfg: "Config", docs: dict[str, dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
     """(checks run, the failing ones) of ON_DEMAND_CHECKS, each run as `hearthnet doctor`
     runs it (a check that raises is reported as crashed, never raised)."""
-    ctx = _PrefilledContext(cfg, docs)
+    from hearthnet import doctor
+
+    ctx = _prefilled_context(cfg, docs)
     results = [doctor._run(name, ctx) for name in ON_DEMAND_CHECKS if name in doctor.CHECKS]
     failing = [{"name": r.name, "status": r.status, "message": r.detail, "fix": r.fix}
                for r in results if r.status in ("fail", "warn", "crashed")]

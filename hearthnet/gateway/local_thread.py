@@ -57,9 +57,11 @@ class LocalApiThread(threading.Thread):
         self.socket_path.unlink(missing_ok=True)  # a stale socket of a killed gateway
         await web.UnixSite(runner, str(self.socket_path)).start()
         os.chmod(self.socket_path, 0o600)
-        from hearthnet.gateway import metrics
+        scrape = None
+        if gw.cfg.observability.metrics_port and gw.cfg.observability.metrics_enabled:
+            from hearthnet.gateway import metrics  # only then (README "Lean processes")
 
-        scrape = await metrics.start_scrape_port(gw)  # opt-in TCP /metrics, on this loop too
+            scrape = await metrics.start_scrape_port(gw)  # opt-in TCP /metrics, on this loop too
         self.ready.set()
         try:
             await self._stopping.wait()

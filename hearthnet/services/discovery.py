@@ -25,7 +25,8 @@ from hearthnet.errors import HearthNetError
 from hearthnet.identity import keys as idkeys
 from hearthnet.membership import Membership
 from hearthnet.bus.service import Capability, Request
-from hearthnet.transport.client import PeerClient
+from hearthnet.constants import RPC_DEFAULT_TIMEOUT_SECONDS
+from hearthnet.transport import peer_http
 from hearthnet.transport.pinning import PinStore
 
 log = logging.getLogger("hearthnet.discovery.worker")
@@ -49,8 +50,9 @@ class DiscoveryService:
         self.bus = BusClient(cfg.paths.broker_clients_endpoint)  # to learn our capability names
         self.kp = idkeys.load(cfg.identity.keys_dir)
         self.community_id = cfg.community.community_id or ""
-        self.client = PeerClient(self.kp, self.community_id,
-                                 PinStore(cfg.paths.tls_dir / "known_peers.json"))
+        # Manifests are all this worker asks peers for: peer_http, not aiohttp's client
+        # (README "Lean processes"); the pins are the node's, shared with the gateway.
+        self.pins = PinStore(cfg.paths.tls_dir / "known_peers.json")
         self.registry = PeerRegistry(self.kp.node_id_full, self.community_id)
         self.members = Membership(self.bus, self.kp.node_id_full)
         self.caps: list[str] = []
@@ -67,7 +69,7 @@ class DiscoveryService:
         """A verified manifest of a current member. The community id is public (it is in
         every announcement), so naming it proves nothing: the node must be a member in
         our own ledger. Foreign nodes pass through here so discovery can say who they are."""
-        manifest, _fp = await self.client.get_manifest(host, port)
+        manifest, _fp = await peer_http.get_manifest(self.pins, host, port, timeout=RPC_DEFAULT_TIMEOUT_SECONDS)
         node = manifest.get("node_id")
         ours = manifest.get("community_id") == self.community_id and node != self.kp.node_id_full
         if ours and not self.members.is_member(str(node)):
@@ -140,7 +142,6 @@ class DiscoveryService:
             await asyncio.gather(self._start_task, return_exceptions=True)
         await self.discovery.stop()
         await self.members.close()
-        await self.client.close()
         await self.bus.close()
 
     def health(self) -> dict[str, Any]:

@@ -9,11 +9,10 @@ Pinning. Every request to a known node carries `ssl=aiohttp.Fingerprint(pin)`, s
 compares the certificate right after the TLS handshake, before a single request byte is
 sent, and pooled connections are keyed by that pin (a connection opened without a pin is
 never reused for a pinned request). On first contact with a node id the pin comes from
-its signed manifest (`GET /manifest`, anonymous, nothing secret sent); the manifest is
-then fetched once more over a connection pinned to the fingerprint it declares, which
-proves that the endpoint holds that certificate, and only then is the pin recorded.
-Reading the certificate off a finished aiohttp response is not an option: aiohttp drops
-the connection from the response as soon as a small body has arrived.
+its signed manifest (`GET /manifest`, anonymous, nothing secret sent), fetched without
+aiohttp by hearthnet/transport/peer_http.py: the certificate presented on the connection
+that served the manifest must be the one it declares, which proves that the endpoint
+holds that certificate, and only then is the pin recorded.
 
 Note: with a Fingerprint aiohttp uses its own unverified client context (TLS 1.2+); TLS
 1.3 is still what is negotiated because our server context refuses anything older.
@@ -27,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, AsyncIterator, Mapping, Union
+from typing import Any, AsyncIterator
 
 import aiohttp
 from yarl import URL
@@ -40,7 +39,14 @@ from hearthnet.constants import (
 from hearthnet import jsonbound
 from hearthnet.errors import HearthNetError
 from hearthnet.identity.keys import KeyPair
-from hearthnet.identity.manifest import verify_node_manifest
+from hearthnet.transport import peer_http
+from hearthnet.transport.peer_http import (  # PeerCallError and endpoint_address: imported from here too
+    Endpoint,
+    PeerCallError,
+    endpoint_address,
+    json_object,
+    pin_mismatch,
+)
 from hearthnet.transport.pinning import PinStore
 from hearthnet.transport.signing import (
     H_REQUEST_ID,
@@ -50,7 +56,7 @@ from hearthnet.transport.signing import (
     verify_response,
 )
 from hearthnet.transport.sse import TERMINAL_EVENTS, SseParser
-from hearthnet.transport.tls import ALL_INTERFACES, check_fingerprint_format, client_ssl_context, fingerprint_digest
+from hearthnet.transport.tls import client_ssl_context, fingerprint_digest
 
 log = logging.getLogger("hearthnet.transport.client")
 
@@ -59,37 +65,10 @@ CONNECTIONS_PER_HOST = 16
 CONNECTIONS_TOTAL = 256
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
-STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "revoked", 404: "not_found",
-                408: "timeout", 410: "expired", 429: "rate_limited", 501: "not_implemented",
-                503: "partition"}
-Endpoint = Union[Mapping[str, Any], tuple[str, int]]
 Frame = tuple[str, Any]
 
 
-class PeerCallError(HearthNetError):
-    """An error answered by a peer; `http_status` is the status it came with."""
-
-    def __init__(self, code: str | None = None, message: str = "", http_status: int = 0, **details: Any) -> None:
-        super().__init__(code, message, **details)
-        self.http_status = http_status
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def endpoint_address(endpoint: Endpoint) -> tuple[str, int]:
-    """(host, port) of a manifest endpoint `{"transport","host","port"}` or a tuple."""
-    if isinstance(endpoint, Mapping):
-        if endpoint.get("transport", "https") != "https":
-            raise HearthNetError("bad_request", f"peer endpoint {dict(endpoint)} is not https")
-        host, port = endpoint.get("host"), endpoint.get("port")
-    else:
-        host, port = endpoint
-    if not isinstance(host, str) or host in ALL_INTERFACES:
-        raise HearthNetError("bad_request", f"endpoint host {host!r} is not an address to connect to")
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise HearthNetError("bad_request", f"endpoint port {port!r} is not a TCP port")
-    return host, port
 
 
 def _url(host: str, port: int, path: str) -> URL:
@@ -107,28 +86,12 @@ def _encode(body: Any) -> bytes:
 
 def _transport_error(exc: BaseException, where: str) -> HearthNetError:
     if isinstance(exc, aiohttp.ServerFingerprintMismatch):
-        log.warning("peer certificate does not match its pin; refusing", extra={"peer": where})
-        return HearthNetError("invalid_signature", f"{where} presented a certificate other than the pinned one; refusing")
+        return pin_mismatch(where)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return HearthNetError("partition", f"peer unreachable: {where}: connection timed out")
     if isinstance(exc, TimeoutError):
         return HearthNetError("timeout", f"{where} did not answer in time")
     return HearthNetError("partition", f"peer unreachable: {where}: {exc or type(exc).__name__}")
-
-
-def _peer_error(status: int, raw: bytes) -> PeerCallError:
-    try:
-        body = jsonbound.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        # Keep only keys that cannot collide with the constructor's own parameters.
-        wire = {k: v for k, v in body.items() if k not in ("code", "http_status")}
-        err = PeerCallError.from_wire(wire)
-        err.http_status = status
-        return err  # type: ignore[return-value]  # from_wire builds cls
-    code = STATUS_CODES.get(status, "internal_error")
-    return PeerCallError(code, f"peer answered HTTP {status} without an error body", http_status=status)
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int = MAX_REQUEST_BYTES) -> bytes:
@@ -142,16 +105,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int = MAX_REQUEST_B
 
 
 async def _json_reply(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    raw = await _read_limited(resp)
-    if resp.status >= 300:
-        raise _peer_error(resp.status, raw)
-    try:
-        reply = jsonbound.loads(raw)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict):
-        raise PeerCallError("internal_error", "peer reply is not a JSON object", http_status=resp.status)
-    return reply
+    return json_object(resp.status, await _read_limited(resp))
 
 
 async def _verified_json(resp: aiohttp.ClientResponse, node_id: str, request_id: str,
@@ -172,28 +126,7 @@ async def _verified_json(resp: aiohttp.ClientResponse, node_id: str, request_id:
                                 http_status=resp.status) from None
         verify_response(resp.headers, parsed, expected_from=node_id, request_id=request_id,
                         status=resp.status)
-    if resp.status >= 300:
-        raise _peer_error(resp.status, raw)
-    try:
-        reply = jsonbound.loads(raw)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict):
-        raise PeerCallError("internal_error", "peer reply is not a JSON object", http_status=resp.status)
-    return reply
-
-
-def _declared_fingerprint(manifest: Mapping[str, Any]) -> str:
-    fp = manifest.get("tls_fingerprint")
-    try:
-        return check_fingerprint_format(fp)
-    except HearthNetError:
-        raise HearthNetError("invalid_signature", f"manifest of {manifest.get('node_id')} carries no valid tls_fingerprint") from None
-
-
-def _same_node(manifest: Mapping[str, Any], node_id: str | None) -> None:
-    if node_id is not None and manifest.get("node_id") != node_id:
-        raise HearthNetError("invalid_signature", f"endpoint serves {manifest.get('node_id')}, not {node_id}")
+    return json_object(resp.status, raw)
 
 
 # --------------------------------------------------------------------------- client
@@ -240,34 +173,8 @@ class PeerClient:
 
     async def get_manifest(self, host: str, port: int, *, node_id: str | None = None) -> tuple[dict[str, Any], str]:
         """The verified node manifest served at host:port and its certificate fingerprint,
-        which is pinned for the manifest's node id (TOFU). With `node_id` of an already
-        pinned node this is one pinned request; otherwise two (see module docstring)."""
-        host, port = endpoint_address((host, port))
-        pin = self.pins.expected(node_id) if node_id else None
-        if pin is None:
-            first = await self._fetch_manifest(host, port, ssl=True)
-            _same_node(first, node_id)
-            node_id, pin = first["node_id"], _declared_fingerprint(first)
-            known = self.pins.expected(node_id)
-            if known is not None and known != pin:
-                raise HearthNetError("invalid_signature", f"{node_id} now declares certificate {pin}, but {known} is pinned")
-        manifest = await self._fetch_manifest(host, port, ssl=self._pinned(pin))
-        _same_node(manifest, node_id)
-        if _declared_fingerprint(manifest) != pin:
-            raise HearthNetError("invalid_signature", f"{node_id} declares a certificate other than the one it presented")
-        self.pins.check(node_id, pin)
-        return manifest, pin
-
-    async def _fetch_manifest(self, host: str, port: int, *, ssl: Any) -> dict[str, Any]:
-        where = f"{host}:{port}"
-        try:
-            async with self._http().get(_url(host, port, "/manifest"), ssl=ssl, headers={"Accept": JSON},
-                                        timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                        allow_redirects=False) as resp:
-                manifest = await _json_reply(resp)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, where) from exc
-        return verify_node_manifest(manifest)
+        which is pinned for the manifest's node id (TOFU; hearthnet/transport/peer_http.py)."""
+        return await peer_http.get_manifest(self.pins, host, port, node_id=node_id, timeout=self.timeout)
 
     async def _pin_for(self, node_id: str, host: str, port: int) -> str:
         pin = self.pins.expected(node_id)

@@ -19,7 +19,6 @@ when it expires after 10 years (peers never check validity dates; they pin).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import os
 import re
@@ -29,16 +28,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from hearthnet.errors import HearthNetError
 from hearthnet.fsutil import atomic_write
 from hearthnet.identity.keys import KeyPair
 from hearthnet.paths import ensure_private_dir
+from hearthnet.transport import x509der
+
+# The certificate is written and read by x509der (no cryptography import: ~3 MiB per
+# process, README "Lean processes"); cryptography is imported only to judge files
+# x509der does not recognise and for operator-supplied certificates.
 
 log = logging.getLogger("hearthnet.transport.tls")
 
@@ -97,90 +95,73 @@ def add_tls_fields(manifest: Mapping[str, Any], identity: TlsIdentity, kp: KeyPa
 # --------------------------------------------------------------------------- certificate
 
 
-def _device_private_key(kp: KeyPair) -> ed25519.Ed25519PrivateKey:
-    # PyNaCl's bytes(SigningKey) is the 32-byte seed, which is what cryptography expects.
-    return ed25519.Ed25519PrivateKey.from_private_bytes(bytes(kp.signing_key))
-
-
 def common_name(kp: KeyPair) -> str:
     """`<short id>.hearthnet.local`, with the `ed25519:` tag dropped and lower-cased
     because a colon is not valid in a DNS name: `abcd-efgh-ijkl-mnop.hearthnet.local`."""
     return kp.node_id_short.removeprefix("ed25519:").lower() + ".hearthnet.local"
 
 
-def _san(cn: str, host: str) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = [x509.DNSName(cn)]
+def _alt_names(cn: str, host: str) -> list[str]:
     if host in ALL_INTERFACES:
-        names.append(x509.DNSName("localhost"))  # "all interfaces" has no single address
-    else:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return x509.SubjectAlternativeName(names)
+        return [cn, "localhost"]  # "all interfaces" has no single address
+    return [cn, host]  # an IP address becomes an iPAddress entry, anything else a dNSName
 
 
-def build_certificate(kp: KeyPair, host: str = "0.0.0.0", now: datetime | None = None) -> x509.Certificate:
-    key = _device_private_key(kp)
+def build_certificate_der(kp: KeyPair, host: str = "0.0.0.0", now: datetime | None = None) -> bytes:
+    """The self-signed certificate of the device key (DER)."""
     cn = common_name(kp)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = (now or datetime.now(timezone.utc)) - BACKDATE
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + VALIDITY)
-        .add_extension(_san(cn, host), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    return builder.sign(key, None)  # Ed25519 signs without a separate hash algorithm
-
-
-def _raw_public(key: Any) -> bytes | None:
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        return None
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    start = ((now or datetime.now(timezone.utc)) - BACKDATE).replace(microsecond=0)
+    return x509der.self_signed_certificate(kp, cn, _alt_names(cn, host), start, start + VALIDITY)
 
 
 def _existing_cert_der(cert_path: Path, key_path: Path, kp: KeyPair) -> bytes | None:
     """The stored certificate's DER if both files are readable and hold the device key;
     None means "(re)generate"."""
     try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except OSError as exc:
         log.warning("TLS files unreadable; generating a new certificate", extra={"reason": str(exc)})
         return None
-    if _raw_public(cert.public_key()) != kp.public_bytes or _raw_public(key.public_key()) != kp.public_bytes:
+    der = x509der.pem_body(cert_pem, "CERTIFICATE")
+    key_der = x509der.pem_body(key_pem, "PRIVATE KEY")
+    if (der is not None and key_der is not None and x509der.ed25519_subject_key(der) == kp.public_bytes
+            and x509der.ed25519_seed(key_der) == bytes(kp.signing_key)):
+        return der  # the files this module writes, for this device: the usual case
+    return _judged_by_cryptography(cert_pem, key_pem, kp)
+
+
+def _judged_by_cryptography(cert_pem: bytes, key_pem: bytes, kp: KeyPair) -> bytes | None:
+    """Files x509der does not take as ours: parsed in full, as before x509der existed."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    def raw_public(key: Any) -> bytes | None:
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            return None
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        log.warning("TLS files unreadable; generating a new certificate", extra={"reason": str(exc)})
+        return None
+    if raw_public(cert.public_key()) != kp.public_bytes or raw_public(key.public_key()) != kp.public_bytes:
         log.warning("TLS certificate is not for this device key; generating a new one")
         return None
     return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _write_identity(kp: KeyPair, cert_path: Path, key_path: Path, host: str) -> bytes:
-    cert = build_certificate(kp, host)
-    key_pem = _device_private_key(kp).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    der = build_certificate_der(kp, host)
     # Key first: a crash in between leaves no certificate, so the next start regenerates both.
-    atomic_write(key_path, key_pem, 0o600)
-    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return cert.public_bytes(serialization.Encoding.DER)
+    atomic_write(key_path, x509der.pem("PRIVATE KEY", x509der.pkcs8_private_key(kp)), 0o600)
+    atomic_write(cert_path, x509der.pem("CERTIFICATE", der), 0o644)
+    return der
 
 
 def ensure_tls_identity(kp: KeyPair, tls_dir: Path, host: str = "0.0.0.0") -> TlsIdentity:
@@ -199,6 +180,9 @@ def ensure_tls_identity(kp: KeyPair, tls_dir: Path, host: str = "0.0.0.0") -> Tl
 def load_tls_identity(cert_path: Path, key_path: Path) -> TlsIdentity:
     """An operator-supplied cert/key (`transport.tls_cert` / `tls_key`): used as is, its
     fingerprint still goes into the signed manifest so peers can pin it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     except (OSError, ValueError) as exc:

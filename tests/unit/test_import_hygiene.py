@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every worker but embedding/rag (they hold a model or an index), the gateway (aiohttp is
-# its server) and discovery (aiohttp and zeroconf are its probes); the broker only asks
+# its server) and discovery (zeroconf for mDNS; its own test below); the broker only asks
 # supervisord over http.client.
 LIGHT_WORKERS = ("broker", "ledger", "governance", "file", "llm", "chat", "market", "alerts", "emergency")
 HEAVY = ("aiohttp", "numpy", "rich", "gradio", "click", "supervisor", "cryptography", "zeroconf",
@@ -32,6 +32,31 @@ def loaded(code: str, names: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize("worker", LIGHT_WORKERS)
 def test_a_light_worker_imports_nothing_heavy(worker: str) -> None:
     assert loaded(f"import workers.{worker}, hearthnet.bus.worker", HEAVY) == []
+
+
+def test_discovery_fetches_manifests_without_aiohttp_or_cryptography() -> None:
+    """Manifests come over hearthnet/transport/peer_http.py (asyncio streams); zeroconf
+    only once mDNS starts (off here, as on every single-host test node)."""
+    heavy = HEAVY + ("yarl", "multidict", "hearthnet.transport.client")
+    assert loaded("import workers.discovery, hearthnet.transport.peer_http", heavy) == []
+
+
+GATEWAY_LATER = ("cryptography", "prometheus_client", "zeroconf", "hearthnet.doctor", "hearthnet.onboarding.switch",
+                 "hearthnet.onboarding.invite", "hearthnet.gateway.metrics", "hearthnet.gateway.node_settings")
+
+
+def test_the_gateway_loads_rare_paths_on_first_use() -> None:
+    """The TLS identity without cryptography (x509der); doctor checks, metrics and the
+    settings routes on their first request, not at start."""
+    code = "\n".join([
+        "import tempfile, pathlib", "from unittest import mock", "import workers.gateway",
+        "from hearthnet.gateway.app import build_local_app, build_peer_app",
+        "from hearthnet.gateway import health", "from hearthnet.identity.keys import generate",
+        "from hearthnet.transport.tls import ensure_tls_identity",
+        "d, kp = pathlib.Path(tempfile.mkdtemp()), generate()",
+        "assert ensure_tls_identity(kp, d / 'tls') == ensure_tls_identity(kp, d / 'tls')  # written, then reused",
+        "build_local_app(mock.MagicMock()); build_peer_app(mock.MagicMock())"])
+    assert loaded(code, GATEWAY_LATER) == []
 
 
 def test_status_json_fast_path_needs_neither_click_nor_http_client() -> None:

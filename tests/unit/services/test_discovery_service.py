@@ -56,7 +56,6 @@ def test_discovery_waits_for_the_gateway_port_then_starts(cfg: Config) -> None:
             server.close()
             await server.wait_closed()
             await svc.discovery.stop()
-            await svc.client.close()
 
     asyncio.run(scenario())
 

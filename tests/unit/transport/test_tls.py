@@ -136,3 +136,77 @@ def test_tls13_with_ed25519_certificate_between_aiohttp_server_and_client(tmp_pa
 
     asyncio.run(main())
     assert seen == [("TLSv1.3", seen[0][1])] and seen[0][1].startswith("TLS_")
+
+
+# ---- the certificate is written and read without cryptography (x509der) -----------------
+
+
+def test_written_certificate_is_a_valid_self_signed_server_certificate(tmp_path):
+    kp = generate()
+    cert = load_cert(tls.ensure_tls_identity(kp, tmp_path / "tls", host="fe80::1"))
+    cert.verify_directly_issued_by(cert)  # the Ed25519 signature over the TBS checks out
+    assert cert.issuer == cert.subject and cert.version == x509.Version.v3
+    assert cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.ED25519
+    ext = cert.extensions
+    assert ext.get_extension_for_class(x509.BasicConstraints).critical
+    assert ext.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    usage = ext.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and not usage.value.key_cert_sign
+    eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+    ski = ext.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+    san = ext.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("fe80::1")]
+    assert 0 < cert.serial_number < 2 ** 159
+    assert cert.not_valid_before_utc.year < 2050 < (cert.not_valid_before_utc + tls.VALIDITY * 3).year
+
+
+def test_der_writer_handles_long_lengths_and_generalized_time(tmp_path):
+    from hearthnet.transport import x509der
+
+    kp = generate()
+    names = [f"host-{i}.example" for i in range(40)]  # SAN over 255 bytes: multi-byte lengths
+    later = datetime(2051, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # GeneralizedTime from 2050
+    der = x509der.self_signed_certificate(kp, "n.hearthnet.local", names, later, later + tls.VALIDITY)
+    cert = x509.load_der_x509_certificate(der)
+    cert.verify_directly_issued_by(cert)
+    assert cert.not_valid_before_utc == later
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == names
+    assert x509der.ed25519_subject_key(der) == kp.public_bytes
+    assert x509der.ed25519_subject_key(der[:-1]) is None and x509der.ed25519_subject_key(b"\x30") is None
+
+
+def test_reader_recognises_only_ed25519_certificates_and_our_key_form(tmp_path):
+    from hearthnet.transport import x509der
+
+    from hearthnet.testing.tlscerts import make_pki
+
+    cert_pem, key_pem = make_pki(tmp_path / "pki").server("other", self_signed=True)
+    assert x509der.ed25519_subject_key(x509der.pem_body(cert_pem.read_bytes(), "CERTIFICATE")) is None
+    key_text = key_pem.read_bytes()
+    key_der = x509der.pem_body(key_text, "PRIVATE KEY") or x509der.pem_body(key_text, "EC PRIVATE KEY")
+    assert key_der is not None and x509der.ed25519_seed(key_der) is None
+    assert x509der.pem_body(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n", "CERTIFICATE") is None
+
+
+def test_files_written_by_cryptography_are_still_taken_as_ours(tmp_path):
+    """A node whose tls dir predates x509der (certificate written by cryptography, key in
+    OpenSSL's PKCS#8 form) keeps its certificate, and so its pin."""
+    kp = generate()
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(kp.signing_key))
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, tls.common_name(kp))])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + tls.VALIDITY).sign(key, None))
+    d = tmp_path / "tls"
+    d.mkdir(mode=0o700)
+    (d / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    os.chmod(d / "server.key", 0o600)
+    ident = tls.ensure_tls_identity(kp, d)
+    assert ident.fingerprint == tls.fingerprint(cert.public_bytes(serialization.Encoding.DER))
+    assert (d / "server.crt").read_bytes() == cert.public_bytes(serialization.Encoding.PEM)  # not rewritten
