@@ -158,11 +158,16 @@ async def _read_response(reader: asyncio.StreamReader, where: str, limit: int) -
     that keeps the connection open anyway is not waited for); a peer must not make us
     buffer an unbounded reply."""
     data = bytearray()
+    end = -1
     while chunk := await reader.read(64 * 1024):
         data += chunk
         if len(data) > limit + HEAD_MAX_BYTES:
             raise PeerCallError("internal_error", f"peer reply is over {limit} bytes")
-        if _complete(data):
+        if end < 0:  # looked for once it is found: a big body is not rescanned per chunk
+            end = data.find(b"\r\n\r\n")
+            if end < 0 and len(data) > HEAD_MAX_BYTES:
+                raise PeerCallError("internal_error", f"peer reply head is over {HEAD_MAX_BYTES} bytes")
+        if end >= 0 and _complete(data, end):
             break
     head, sep, body = bytes(data).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -181,11 +186,8 @@ async def _read_response(reader: asyncio.StreamReader, where: str, limit: int) -
     return int(parts[1]), body
 
 
-def _complete(data: bytearray) -> bool:
-    """The head has arrived and the body its Content-Length announces."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return False
+def _complete(data: bytearray, end: int) -> bool:
+    """The body the head (ending at `end`) announces by its Content-Length has arrived."""
     for line in bytes(data[:end]).split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length" and value.strip().isdigit():

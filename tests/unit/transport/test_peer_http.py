@@ -109,6 +109,7 @@ def test_a_peer_error_body_is_the_peers_error(tmp_path):
     (b"garbage", "partition"),  # no HTTP head at all
     (http(200, b"[1, 2]"), "internal_error"),  # not a JSON object
     (http(200, b"{" + b" " * 5000 + b"}"), "internal_error"),  # over the reply bound (patched to 4 KiB)
+    (b"HTTP/1.0 200 OK\r\nX: " + b"a" * 66_000, "internal_error"),  # a head that never ends (> 64 KiB)
 ])
 def test_bad_replies_are_refused(tmp_path, monkeypatch, reply, code):
     monkeypatch.setattr(peer_http, "MAX_REPLY_BYTES", 4096)
