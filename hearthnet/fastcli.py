@@ -72,12 +72,14 @@ def try_fast(argv: list[str]) -> bool:
     as_json = FAST.get(tuple(argv))
     if as_json is None:
         return False
-    doc = status_document()
-    if doc is None:
-        return False
     try:
+        doc = status_document()
+        if doc is None:
+            return False
         text = envelope_text(doc) + "\n" if as_json else table_text(doc)
         text.encode(sys.stdout.encoding or "utf-8")  # unprintable here: let click decide
+    except KeyboardInterrupt:  # Ctrl-C while waiting: what the click command's boundary says
+        _aborted(as_json)
     except Exception:  # an odd document: the click path renders it or its error
         return False
     try:
@@ -87,6 +89,14 @@ def try_fast(argv: list[str]) -> bool:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
     return True
+
+
+def _aborted(as_json: bool) -> None:
+    from hearthnet.cli import render
+    from hearthnet.errors import EXIT_USAGE
+
+    render.error("user_abort", "aborted", None, as_json=as_json, out=render.Output())
+    raise SystemExit(EXIT_USAGE)
 
 
 def main() -> None:

@@ -116,3 +116,23 @@ def test_a_tcp_endpoint_or_other_arguments_go_to_click(
     assert fastcli.try_fast(["status", "--json", "-v"]) is False
     assert fastcli.try_fast(["--json", "status"]) is False
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("args", [(), ("--json",)])
+def test_ctrl_c_on_the_fast_path_ends_as_the_click_command_does(
+        args: tuple[str, ...], unix_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from hearthnet.cli import boundary
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastcli, "status_document", interrupted)
+    with pytest.raises(SystemExit) as fast_exit:
+        fastcli.try_fast(["status", *args])
+    fast = capsys.readouterr()
+    code = boundary.execute(interrupted, as_json=bool(args))
+    clicked = capsys.readouterr()
+    assert fast_exit.value.code == code == 2
+    assert (fast.out, fast.err) == (clicked.out, clicked.err)
+    assert "aborted" in fast.out + fast.err
