@@ -29,8 +29,17 @@ CONNECT_TIMEOUT_SECONDS = 2.0  # hearthnet.localapi's
 GET_TIMEOUT_SECONDS = 15.0
 
 
+class NodeTimedOut(Exception):
+    """The node took the connection but sent no answer in GET_TIMEOUT_SECONDS: reported
+    here, as the click command would, rather than asked again (a second long wait)."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__(f"the node on http+unix://{socket_path} did not answer in time")  # LocalApi's words
+
+
 def status_document() -> "dict[str, Any] | None":
-    """The running node's status (the `status --json` result), or None for any failure."""
+    """The running node's status (the `status --json` result), or None for any failure
+    but a timeout (NodeTimedOut)."""
     from hearthnet import http10, leanjson, rundir, statusview
 
     try:
@@ -47,6 +56,8 @@ def status_document() -> "dict[str, Any] | None":
                          connect_timeout=CONNECT_TIMEOUT_SECONDS, timeout=GET_TIMEOUT_SECONDS)
         status, _, body = http10.parse(raw, socket_path)
         doc = leanjson.loads(body.decode("utf-8")) if status == 200 else None
+    except TimeoutError:
+        raise NodeTimedOut(socket_path) from None
     except Exception:  # the click path reports it properly
         return None
     return doc if isinstance(doc, dict) and not statusview.shape_problems(doc) else None
@@ -79,7 +90,9 @@ def try_fast(argv: list[str]) -> bool:
         text = envelope_text(doc) + "\n" if as_json else table_text(doc)
         text.encode(sys.stdout.encoding or "utf-8")  # unprintable here: let click decide
     except KeyboardInterrupt:  # Ctrl-C while waiting: what the click command's boundary says
-        _aborted(as_json)
+        _fail(as_json, "user_abort", "aborted")
+    except NodeTimedOut as exc:
+        _fail(as_json, "timeout", str(exc))
     except Exception:  # an odd document: the click path renders it or its error
         return False
     try:
@@ -91,12 +104,15 @@ def try_fast(argv: list[str]) -> bool:
     return True
 
 
-def _aborted(as_json: bool) -> None:
-    from hearthnet.cli import render
-    from hearthnet.errors import EXIT_USAGE
+def _fail(as_json: bool, code: str, message: str) -> None:
+    """End as the click command's error boundary ends on this error (hearthnet.cli.boundary)."""
+    from hearthnet.cli import boundary
+    from hearthnet.errors import HearthNetError
 
-    render.error("user_abort", "aborted", None, as_json=as_json, out=render.Output())
-    raise SystemExit(EXIT_USAGE)
+    def fail() -> None:
+        raise KeyboardInterrupt if code == "user_abort" else HearthNetError(code, message)
+
+    raise SystemExit(boundary.execute(fail, as_json=as_json))
 
 
 def main() -> None:

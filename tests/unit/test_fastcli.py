@@ -131,8 +131,31 @@ def test_ctrl_c_on_the_fast_path_ends_as_the_click_command_does(
     with pytest.raises(SystemExit) as fast_exit:
         fastcli.try_fast(["status", *args])
     fast = capsys.readouterr()
-    code = boundary.execute(interrupted, as_json=bool(args))
+    code = boundary.execute(interrupted, as_json=bool(args))  # the click command's boundary
     clicked = capsys.readouterr()
     assert fast_exit.value.code == code == 2
     assert (fast.out, fast.err) == (clicked.out, clicked.err)
     assert "aborted" in fast.out + fast.err
+
+
+@pytest.mark.parametrize("args", [(), ("--json",)])
+def test_a_node_that_does_not_answer_is_reported_once_as_click_reports_it(
+        args: tuple[str, ...], unix_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from hearthnet import http10
+
+    asked: list[str] = []
+
+    def hangs(socket_path: str, path: str, *a: Any, **kw: Any) -> bytes:
+        asked.append(path)
+        raise TimeoutError
+
+    monkeypatch.setattr(http10, "get", hangs)
+    with pytest.raises(SystemExit) as fast_exit:
+        fastcli.try_fast(["status", *args])
+    fast = capsys.readouterr()
+    assert asked == ["/api/v1/status"]  # not asked a second time through click
+    clicked = invoke(CliRunner(), "status", *args)
+    assert fast_exit.value.code == clicked.exit_code == 1
+    assert (fast.out, fast.err) == (clicked.stdout, clicked.stderr)
+    assert "did not answer in time" in fast.out + fast.err
