@@ -173,37 +173,25 @@ class LocalApi:
         return _json_object(raw, status)
 
     def _get_unix(self, path: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
-        """One HTTP/1.0 GET over the node's unix socket: (status, reason, body). HTTP/1.0
-        makes the server close after the body and never chunk it, so reading to EOF is the
-        whole parser; importing http.client costs a CLI command more than the request."""
-        import socket
+        """One HTTP/1.0 GET over the node's unix socket (hearthnet.http10): (status,
+        reason, body); importing http.client costs a CLI command more than the request."""
+        from hearthnet import http10
 
         assert self.socket_path is not None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout)
         try:
-            sock.connect(self.socket_path)
-        except OSError as exc:
-            sock.close()
+            raw = http10.get(self.socket_path, path, headers, connect_timeout=self.connect_timeout,
+                             timeout=self.get_timeout)
+        except http10.ConnectFailed as exc:
             raise NodeNotRunning(
-                "node_not_running", f"no node answers on {self.base_url} ({_reason(exc)})"
+                "node_not_running", f"no node answers on {self.base_url} ({_reason(exc.cause)})"
             ) from None
-        try:
-            sock.settimeout(self.get_timeout)
-            head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "localhost", **headers}.items())
-            sock.sendall(f"GET {path} HTTP/1.0\r\n{head}\r\n".encode("utf-8"))
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
         except TimeoutError:
             raise HearthNetError("timeout", f"the node on {self.base_url} did not answer in time") from None
         except OSError as exc:
             raise HearthNetError(
                 "connection_lost", f"the node on {self.base_url} closed the connection ({_reason(exc)})"
             ) from None
-        finally:
-            sock.close()
-        return _parse_http10(b"".join(chunks), self.base_url)
+        return _parse_http10(raw, self.base_url)
 
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON object to a local API route (e.g. /api/v1/settings/name) and return
@@ -383,22 +371,12 @@ class LocalApi:
 
 def _parse_http10(data: bytes, where: str) -> tuple[int, str, bytes]:
     """(status, reason, body) of a whole HTTP/1.0 response; a cut-off one is connection_lost."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise HearthNetError("connection_lost", f"the node on {where} closed the connection "
-                                                f"mid-response ({len(data)} bytes)")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    if "chunked" in fields.get("transfer-encoding", "").lower():
-        raise HearthNetError("bad_response", f"the node on {where} chunked an HTTP/1.0 response")
-    length = fields.get("content-length", "")
-    if length.isdigit():
-        if len(body) < int(length):
-            raise HearthNetError("connection_lost", f"the node on {where} closed the connection "
-                                                    f"after {len(body)} of {length} bytes")
-        body = body[:int(length)]
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", body
+    from hearthnet import http10
+
+    try:
+        return http10.parse(data, where)
+    except http10.BadResponse as exc:
+        raise HearthNetError(exc.code, exc.message) from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -25,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import click
 
+from hearthnet.units import duration, short_node_id  # noqa: F401  (the CLI's formatters, click-free)
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -207,44 +209,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def duration(seconds: float | int | None) -> str:
-    """A compact duration: 45s, 3m12s, 5h02m, 2d03h."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
 def ms(value: float | int | None) -> str:
     if value is None:
         return "-"
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
-
-
-def short_node_id(node_id: str | None) -> str:
-    """Display form of a full NodeID (`ed25519:<base64url pubkey>`): base32 of the first
-    10 bytes in four groups of four (DESIGN.md §5). Anything else is shown shortened."""
-    if not node_id:
-        return "-"
-    prefix, _, rest = node_id.partition(":")
-    if prefix == "ed25519" and len(rest) == 43:
-        import base64
-        import binascii
-
-        try:
-            raw = base64.urlsafe_b64decode(rest + "=")
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) == 32:
-            b32 = base64.b32encode(raw[:10]).decode("ascii")
-            return "ed25519:" + "-".join(b32[i : i + 4] for i in range(0, 16, 4))
-        return node_id
-    if prefix == "ed25519" and len(rest) == 19:  # already short
-        return node_id
-    return node_id if len(node_id) <= 24 else node_id[:23] + "…"

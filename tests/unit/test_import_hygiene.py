@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.unix_gateway import env, unix_gateway  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[2]
 # Every worker but embedding/rag (they hold a model or an index), the gateway (aiohttp is
 # its server) and discovery (zeroconf for mDNS; its own test below); the broker only asks
@@ -64,6 +66,26 @@ def test_status_json_fast_path_needs_neither_click_nor_http_client() -> None:
              "dataclasses", "hearthnet.paths")
     code = "import hearthnet.fastcli, hearthnet.localapi, hearthnet.rundir; hearthnet.fastcli.status_document()"
     assert loaded(code, names) == []
+
+
+# What `hearthnet status` and `status --json` may not load when the fast path serves them
+# (hearthnet.fastcli): each costs the command milliseconds of its <= 60 / 100 ms budget.
+FAST_PATH_NEVER = ("click", "rich", "http.client", "json", "re", "enum", "typing", "pathlib", "socket",
+                   "hashlib", "base64", "dataclasses", "platformdirs", "hearthnet.cli", "hearthnet.errors",
+                   "hearthnet.localapi", "hearthnet.paths", "hearthnet.config")
+
+
+@pytest.mark.parametrize("argv", [["status"], ["status", "--json"]])
+def test_the_fast_status_path_loads_only_c_modules_and_its_own(
+        argv: list[str], unix_gateway: object) -> None:
+    probe = ("import sys\nfrom hearthnet.fastcli import try_fast\n"
+             f"served = try_fast({argv!r})\n"
+             f"bad = [n for n in {list(FAST_PATH_NEVER)!r} if n in sys.modules]\n"
+             "sys.stderr.write(repr((served, bad)))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "(True, [])" and r.stdout
 
 
 def test_supervisor_rpc_does_not_import_the_supervisor_package() -> None:

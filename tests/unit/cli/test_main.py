@@ -58,7 +58,7 @@ def test_version_imports_only_click_and_stdlib():
     assert ours == {
         "hearthnet", "hearthnet.version", "hearthnet.errors", "hearthnet.cli", "hearthnet.cli.state",
         "hearthnet.cli.boundary", "hearthnet.cli.render", "hearthnet.cli.commands",
-        "hearthnet.cli.commands.version",
+        "hearthnet.cli.commands.version", "hearthnet.units",  # render's formatters (stdlib only)
     }
     third_party = {m.split(".")[0] for m in got["modules"]} - set(sys.stdlib_module_names) - {"hearthnet", "click"}
     assert third_party == set(), third_party
