@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from hearthnet.units import duration, short_node_id, size_text
+from hearthnet.units import cell, duration, short_node_id, size_text
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the fast path ~5 ms
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def _workers_table(o: _Lines, workers: list[dict[str, Any]]) -> None:
         cells = [w.get("name"), label, w.get("pid"), duration(w.get("uptime_seconds")), w.get("restarts", 0),
                  "-" if hb is None else f"{hb / 1000:.1f}s ago", w.get("in_flight", 0), w.get("served", 0),
                  w.get("errors", 0), _first_line(w.get("note"))]
-        rows.append([(_cell(c), style if i == 1 else "") for i, c in enumerate(cells)])
+        rows.append([(cell(c), style if i == 1 else "") for i, c in enumerate(cells)])
     widths = [max([len(name), *(len(row[i][0]) for row in rows)]) for i, name in enumerate(_COLUMNS)]
     o.add(o.s("Workers", "bold"))
     o.add(_row(o, [(name, "bold") for name in _COLUMNS], widths))
@@ -207,17 +207,6 @@ def _row(o: _Lines, cells: list[tuple[str, str]], widths: list[int]) -> str:
         pad = " " * (width - len(text))
         out.append(pad + o.s(text, style) if name in _RIGHT else o.s(text, style) + pad)
     return "  ".join(out).rstrip()
-
-
-def _cell(value: Any) -> str:
-    """As hearthnet.cli.render shows a table cell."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
 
 
 def _first_line(text: str | None, limit: int = 48) -> str:

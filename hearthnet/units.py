@@ -55,3 +55,14 @@ def short_node_id(node_id: str | None) -> str:
 
 
 _URLSAFE = str.maketrans("-_", "+/")
+
+
+def cell(value: object) -> str:
+    """A table cell as both status renderers and the CLI's tables show it."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)

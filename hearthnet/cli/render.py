@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import click
 
+from hearthnet.units import cell as _cell
 from hearthnet.units import duration, short_node_id  # noqa: F401  (the CLI's formatters, click-free)
 
 if TYPE_CHECKING:
@@ -197,16 +198,6 @@ def error(code: str, message: str, hint: str | None, *, as_json: bool, out: Outp
 
 
 # ------------------------------------------------------------------------- formatting
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
 
 
 def ms(value: float | int | None) -> str:
