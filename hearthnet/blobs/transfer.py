@@ -77,10 +77,12 @@ PROGRESS_INTERVAL_SECONDS = 0.1
 MAX_CHUNK_B64_CHARS = 4 * (CHUNK_SIZE_BYTES // 3 + 1) + 8  # padded, with a little whitespace
 # A source answering `rate_limited` (a node's peer port allows 10 calls a second per
 # capability) is asked to slow down, not failing: its puller waits `retry_after_ms`
-# (within these bounds) and the batch goes back in the queue. Only a run of this many
+# (within these bounds) and the batch goes back in the queue. Only this long a time of
 # such answers with no chunk between them counts a strike (a peer that never serves).
+# A time, not a count: several pullers and the small downloads a big one yields to
+# share the peer's budget, and on a loaded machine they ran into any count in seconds.
 RATE_LIMIT_BACKOFF_SECONDS = (0.05, 5.0)
-MAX_RATE_LIMITED_IN_A_ROW = 20
+MAX_RATE_LIMITED_SECONDS = 30.0
 
 
 class Source(Protocol):
@@ -155,7 +157,7 @@ class _Run:
         self.failures: dict[int, int] = {}
         self.failed_by: dict[int, set[str]] = {}
         self.strikes: dict[str, int] = {s.node_id: 0 for s in sources}
-        self.limited: dict[str, int] = {}  # rate_limited answers in a row, per source
+        self.limited: dict[str, float] = {}  # since when a source answers only rate_limited
         self.reasons: dict[str, str] = {}
         self.active: set[str] = {s.node_id for s in sources}
         self.validated: set[str] = set()  # sources whose manifest answer checked out
@@ -201,7 +203,7 @@ class _Run:
 
     def chunk_done(self, node_id: str, i: int, size: int) -> None:
         self.in_flight -= 1
-        self.limited[node_id] = 0
+        self.limited.pop(node_id, None)
         self.fetched_chunks += 1
         self.fetched_bytes += size
         self.from_nodes[node_id] = self.from_nodes.get(node_id, 0) + 1
@@ -562,10 +564,11 @@ class TransferManager:
     async def _back_off(run: _Run, node: str, left: list[int], seconds: float) -> None:
         for i in left:
             run.requeue(i)
-        run.limited[node] = run.limited.get(node, 0) + 1
-        if run.limited[node] >= MAX_RATE_LIMITED_IN_A_ROW:
-            run.limited[node] = 0
-            run.strike(node, f"rate_limited {MAX_RATE_LIMITED_IN_A_ROW} times in a row")
+        now = time.monotonic()
+        since = run.limited.setdefault(node, now)  # its first "slow down" since a chunk came
+        if now - since >= MAX_RATE_LIMITED_SECONDS:
+            run.limited[node] = now
+            run.strike(node, f"answered only rate_limited for {MAX_RATE_LIMITED_SECONDS:g} s")
         await asyncio.sleep(seconds)  # this puller only; the other sources pull on
 
     def _finish(self, manifest: BlobManifest) -> None:
