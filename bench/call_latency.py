@@ -8,12 +8,16 @@ through their unix-socket HTTP front (the node's local API) with the same keep-a
 client: sequential calls
 for p50/p99, then 16 in flight for throughput, alternating the two stacks for several
 rounds and reporting medians. Prints absolute figures and the ratios.
-Targets (issue 2): p50 <= 1.5 ms, >= 2 500 req/s at 16 in flight, <= 1.3x raw.
+Targets (issue 2): p50 <= 1.5 ms, >= 2 500 req/s at 16 in flight, <= 1.3x raw; (issue 11)
+throughput at 16 in flight >= 0.8x the raw pipeline's in the same run. The load average
+is printed: on 2 shared cores the ratio falls as other work rises (our stack spends more
+CPU per call than the raw one, so it loses more when it must share).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -84,14 +88,17 @@ def main() -> None:
         "p50_ratio_sequential": round(o["sequential"]["p50_ms"] / r["sequential"]["p50_ms"], 2),
         "p50_ratio_16": round(o["16_in_flight"]["p50_ms"] / r["16_in_flight"]["p50_ms"], 2),
         "rps_ratio_raw_over_ours": round(r["16_in_flight"]["rps"] / o["16_in_flight"]["rps"], 2),
+        # issue 11: throughput at 16 in flight >= 0.8x the raw pipeline's
+        "rps_ratio_ours_over_raw": round(o["16_in_flight"]["rps"] / r["16_in_flight"]["rps"], 2),
     }
     failures = sum(x["failures"] for modes in results.values() for runs in modes.values() for x in runs)
+    load = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps({"median_of_rounds": summary, "ratios": ratio, "rounds": args.rounds,
-                      "failures": failures}, indent=2))
+                      "failures": failures, "load_average": load}, indent=2))
     print(f"\ngateway call p50 {o['sequential']['p50_ms']} ms (raw {r['sequential']['p50_ms']} ms, "
           f"{ratio['p50_ratio_sequential']}x); {o['16_in_flight']['rps']} req/s at 16 in flight "
-          f"(raw {r['16_in_flight']['rps']}, raw/ours {ratio['rps_ratio_raw_over_ours']}x); "
-          f"medians of {args.rounds} alternating rounds")
+          f"(raw {r['16_in_flight']['rps']}: ours/raw {ratio['rps_ratio_ours_over_raw']}x, target >= 0.8); "
+          f"medians of {args.rounds} alternating rounds; load average {load[0]}")
 
 
 if __name__ == "__main__":
