@@ -1,7 +1,7 @@
-"""Real-browser helpers for the UI tests and bench/ui.py: a node started WITH its UI on
-a free port, and Debian's chromium driven by Playwright (its own browser download is not
-available here) with every request recorded and anything that would leave 127.0.0.1
-blocked and remembered."""
+"""Real-browser helpers for the UI tests, bench/ui.py and hearthnet/testing/ui_offline.py:
+a node started WITH its UI on a free port, and Debian's chromium driven by Playwright (its
+own browser download is not available here) with every request recorded, every request to
+a host other than 127.0.0.1/localhost remembered, and (unless told not to) blocked."""
 from __future__ import annotations
 
 import shutil
@@ -16,6 +16,11 @@ from hearthnet.testing.waiting import wait_for
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+# The UI's tabs and, for each, an element that only exists once the tab is shown.
+TABS = {"Ask": "ask-send", "Chat": "chat-refresh", "Market": "market-search", "Files": "files-add",
+        "Emergency": "emergency-refresh", "Mesh": "mesh-refresh", "Settings": "settings-invite"}
+# The programs a node needs for every tab to have its service.
+UI_WORKERS = ("broker", "gateway", "ledger", "governance", "file", "chat", "market", "alerts", "emergency", "ui")
 
 
 def chromium_path() -> str | None:
@@ -75,11 +80,19 @@ class RequestLog:
     failed: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
 
-    def watch(self, page: Any) -> None:
-        page.on("request", lambda r: self.requests.append(r.url))
+    def watch(self, page: Any, block: bool = True) -> None:
+        """Record the page's requests. block=False routes nothing: a request to the outside
+        goes out (and, with no way out, fails and is recorded as failed too)."""
+        page.on("request", self._request)
         page.on("requestfailed", self._failed)
         page.on("response", lambda r: self.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
-        page.route("**/*", self._route)
+        if block:
+            page.route("**/*", self._route)
+
+    def _request(self, request: Any) -> None:
+        self.requests.append(request.url)
+        if not is_local(request.url):
+            self.outside.append(request.url)
 
     def _failed(self, request: Any) -> None:
         # Gradio answers each queued event, and reports an upload's progress, over a
@@ -91,13 +104,17 @@ class RequestLog:
         self.failed.append(f"{request.url} ({request.failure})")
 
     def _route(self, route: Any) -> None:
-        url = route.request.url
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob") or parts.hostname in LOCAL_HOSTS:
+        # `_request` has recorded an outside request already
+        if is_local(route.request.url):
             route.continue_()
-            return
-        self.outside.append(url)
-        route.abort()
+        else:
+            route.abort()
+
+
+def is_local(url: str) -> bool:
+    """True for a URL that stays on this machine: 127.0.0.1/localhost, data:, blob:."""
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob") or parts.hostname in LOCAL_HOSTS
 
 
 def launch_chromium(playwright: Any) -> Any:

@@ -21,6 +21,10 @@ a lock file (`/tmp/P.lock`) keeps two live labs from sharing one prefix.
     with MeshLab(3, "hnlab") as lab:
         nodes = [lab.node(k) for k in lab.ks]
         ...
+
+`loopback_namespace(P)` is the smallest case: one namespace `P-n1` holding only `lo`, for a
+run with the outside really gone (`in_netns` builds the `ip netns exec` argv); the same
+lock and cleanup apply, and `remove_stale(stem)` removes what crashed `<stem><pid>` runs left.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import psutil
 
@@ -180,6 +184,64 @@ def remove_leftovers(prefix: str) -> list[str]:
         lock.release()
 
 
+def in_netns(ns: str, argv: Sequence[str]) -> list[str]:
+    """`argv` run inside namespace `ns` (`ip netns exec` keeps the environment)."""
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def check_loopback_only(ns: str) -> None:
+    """LabError unless `ns` holds `lo` and nothing else, and every route in every table
+    goes through `lo`: nothing run in it can reach anything outside the namespace."""
+    if (got := _links(ns)) != {"lo"}:
+        raise LabError(f"{ns} has links {sorted(got)}, expected lo only")
+    for family in ("-4", "-6"):
+        routes = ip("-n", ns, family, "route", "show", "table", "all").stdout.splitlines()
+        if off := [r for r in routes if r.strip() and " dev lo " not in f" {r} "]:
+            raise LabError(f"{ns} has routes not through lo: {off}")
+
+
+@contextlib.contextmanager
+def loopback_namespace(prefix: str) -> Iterator[str]:
+    """A fresh namespace `P-n1` holding only `lo` (up), no other link and no route off it,
+    for a test that must run with the outside really gone (tests/integration/
+    test_ui_offline_netns.py). The prefix is locked (PrefixLock) while it lives; what a
+    crashed run of the prefix left is removed first; on exit, also after an error, every
+    process still in it is killed and it is deleted (`remove_lab`)."""
+    reason = unavailable_reason()
+    if reason:
+        raise LabError(reason)
+    lock = PrefixLock(prefix)
+    lock.acquire()
+    ns = f"{prefix}-n1"
+    try:
+        if left := remove_lab(prefix):
+            raise LabError(f"namespaces of an earlier run could not be removed: {', '.join(left)}")
+        ip("netns", "add", ns)
+        ip("-n", ns, "link", "set", "lo", "up")
+        check_loopback_only(ns)
+        yield ns
+    finally:
+        left = remove_lab(prefix)
+        if not left:  # else keep the prefix locked: a later remove_leftovers may still succeed
+            lock.path.unlink(missing_ok=True)
+            lock.release()
+    if left:
+        raise LabError(f"namespaces left behind: {', '.join(left)}")
+
+
+def remove_stale(stem: str) -> list[str]:
+    """`remove_leftovers` for every prefix `<stem><digits>` (a per-process prefix such as
+    `hnui<pid>`) that still has namespaces and whose lock nobody holds: what crashed runs
+    left. Prefixes in use are skipped. Returns the prefixes removed."""
+    pattern = re.compile(rf"^({re.escape(stem)}\d+)-(hub|n\d+)$")
+    removed = []
+    for prefix in sorted({m.group(1) for ns in namespaces() if (m := pattern.match(ns))}):
+        with contextlib.suppress(LabError):  # a live run holds it
+            remove_leftovers(prefix)
+            removed.append(prefix)
+    return removed
+
+
 # --------------------------------------------------------------------------- nodes
 
 
@@ -222,7 +284,7 @@ class LabNode(Node):
     # ---- commands inside the namespace ---------------------------------------------------
 
     def argv(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, self.python, "-m", "hearthnet", *args]
+        return in_netns(self.netns, [self.python, "-m", "hearthnet", *args])
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         # cwd: a command given a relative path (`--out x.png`) writes it here
@@ -451,7 +513,7 @@ class MeshLab:
     def run(self, k: int, argv: Sequence[str], env: Mapping[str, str] | None = None,
             **popen: Any) -> subprocess.Popen:
         """Start `argv` inside namespace K; the lab kills it at cleanup if still running."""
-        proc = subprocess.Popen(["ip", "netns", "exec", self.ns(k), *argv],
+        proc = subprocess.Popen(in_netns(self.ns(k), argv),
                                 env=dict(env) if env is not None else None, **popen)
         self.procs.append(proc)
         return proc

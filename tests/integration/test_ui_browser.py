@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from hearthnet.testing.browser import RequestLog, UiNode, browser_missing, launch_chromium
+from hearthnet.testing.browser import TABS, RequestLog, UiNode, browser_missing, launch_chromium
+from hearthnet.testing.browser import UI_WORKERS as WORKERS
 from hearthnet.testing.nodes import join_by_invite
 from hearthnet.testing.waiting import wait_for
 
@@ -19,9 +20,6 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-WORKERS = ("broker", "gateway", "ledger", "governance", "file", "chat", "market", "alerts", "emergency", "ui")
-TABS = {"Ask": "ask-send", "Chat": "chat-refresh", "Market": "market-search", "Files": "files-add",
-        "Emergency": "emergency-refresh", "Mesh": "mesh-refresh", "Settings": "settings-invite"}
 TIMEOUT_MS = 30_000
 
 
