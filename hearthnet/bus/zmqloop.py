@@ -32,16 +32,26 @@ class LoopDealer:
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.sock.getsockopt(zmq.FD), self._drain)
         self._drain_scheduled = False
+        self._draining = False
         self.loop.call_soon(self._drain)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.sock.send(P.pack(msg), _NOBLOCK)
-        if not self._drain_scheduled:  # the send may have swallowed the read edge
+        # The send may have swallowed the read edge: look for input again soon. Not when
+        # the send comes from a handler run by _drain, whose loop looks again anyway.
+        if not self._drain_scheduled and not self._draining:
             self._drain_scheduled = True
             self.loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         self._drain_scheduled = False
+        self._draining = True
+        try:
+            self._read_all()
+        finally:
+            self._draining = False
+
+    def _read_all(self) -> None:
         sock = self.sock
         # EVENTS before each recv, not recv until Again: a drain here mostly finds zero or
         # one message (one after each send, to catch a swallowed edge), and pyzmq's Again
