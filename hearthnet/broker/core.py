@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import zmq
+from zmq.backend import zmq_poll
 
 from hearthnet.bus import protocol as P
 from hearthnet.bus.flow import BrokerWindow
@@ -37,8 +38,9 @@ from hearthnet.constants import (
 log = logging.getLogger("hearthnet.broker")
 
 # Plain ints: pyzmq's enum flags cost microseconds per use on the hot path.
-_SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
+_SNDMORE, _NOBLOCK, _POLLIN = int(zmq.SNDMORE), int(zmq.NOBLOCK), int(zmq.POLLIN)
 
+MONITOR_CHECK_SECONDS = 0.1  # how often socket disconnects (a worker maybe gone) are looked at
 STARTUP_GRACE_SECONDS = 3.0  # after a broker restart, workers need a beat to re-announce
 MAX_WAITING = 10_000  # calls parked while a capability's workers restart
 QUEUE_FACTOR = 2  # calls that may queue per free slot once every worker is full
@@ -153,9 +155,7 @@ class Broker:
         self.wsock = self._router(workers_endpoint)
         self.csock = self._router(clients_endpoint)
         self.monitor = self.wsock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self.poller = zmq.Poller()
-        for sock in (self.wsock, self.csock, self.monitor):
-            self.poller.register(sock, zmq.POLLIN)
+        self._next_monitor_check = 0.0
         self.prefer_local = prefer_local
         self.threshold = local_load_threshold
         self.workers: dict[str, Worker] = {}
@@ -201,14 +201,16 @@ class Broker:
 
     def serve_forever(self) -> None:
         log.info("broker ready")
+        wsock, csock = self.wsock, self.csock
+        # The disconnect monitor is not polled here but looked at by _tick: every socket
+        # in a zmq poll costs a check of its own on every wake-up, i.e. on every message.
+        items = [(wsock, _POLLIN), (csock, _POLLIN)]
         while not self._stopping:
-            events = dict(self.poller.poll(self._poll_timeout_ms()))
-            if self.wsock in events:
-                self._drain(self.wsock, self._on_worker, P.worker_problem, "worker")
-            if self.csock in events:
-                self._drain(self.csock, self._on_client, P.client_problem, "client")
-            if self.monitor in events:
-                self._on_disconnect()
+            for sock, _ in zmq_poll(items, self._poll_timeout_ms()):
+                if sock is wsock:
+                    self._drain(wsock, self._on_worker, P.worker_problem, "worker")
+                else:
+                    self._drain(csock, self._on_client, P.client_problem, "client")
             self._tick()
         self.close()
 
@@ -274,7 +276,7 @@ class Broker:
 
     def _poll_timeout_ms(self) -> int:
         now = time.monotonic()
-        wake = self._last_beat + HEARTBEAT_INTERVAL_SECONDS
+        wake = min(self._last_beat + HEARTBEAT_INTERVAL_SECONDS, self._next_monitor_check)
         if self.deadlines:
             wake = min(wake, self.deadlines[0][0])
         return max(0, min(100, int((wake - now) * 1000) + 1))
@@ -286,6 +288,9 @@ class Broker:
             call = self.calls.get(call_id)
             if call is not None and not call.done and call.deadline <= now:
                 self._expire(call)
+        if now >= self._next_monitor_check:
+            self._next_monitor_check = now + MONITOR_CHECK_SECONDS
+            self._on_disconnect()
         if now - self._last_beat >= HEARTBEAT_INTERVAL_SECONDS:
             self._last_beat = now
             self._beat(now)
@@ -392,9 +397,15 @@ class Broker:
         self.providers = providers
 
     def _on_disconnect(self) -> None:
-        try:
-            self.monitor.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
+        """Worker sockets that disconnected since the last look (the monitor's events)."""
+        events = 0
+        while True:
+            try:
+                self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            events += 1
+        if not events:
             return
         # The event names a file descriptor, not a worker: check whose process is gone.
         for w in list(self.workers.values()):
