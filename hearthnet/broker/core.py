@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import zmq
+from zmq.backend import zmq_poll
 
 from hearthnet.bus import protocol as P
 from hearthnet.bus.flow import BrokerWindow
@@ -37,9 +38,9 @@ from hearthnet.constants import (
 log = logging.getLogger("hearthnet.broker")
 
 # Plain ints: pyzmq's enum flags cost microseconds per use on the hot path.
-_SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
-_RCVMORE = int(zmq.RCVMORE)
+_SNDMORE, _NOBLOCK, _POLLIN = int(zmq.SNDMORE), int(zmq.NOBLOCK), int(zmq.POLLIN)
 
+MONITOR_CHECK_SECONDS = 0.1  # how often socket disconnects (a worker maybe gone) are looked at
 STARTUP_GRACE_SECONDS = 3.0  # after a broker restart, workers need a beat to re-announce
 MAX_WAITING = 10_000  # calls parked while a capability's workers restart
 QUEUE_FACTOR = 2  # calls that may queue per free slot once every worker is full
@@ -92,6 +93,7 @@ class Worker:
     draining: bool = False  # stopping: finishes its calls, gets no new ones
     remote: bool = False  # a proxy for a peer node's capabilities (lives in the gateway)
     node_id: str = ""  # the serving node (full id); ours for local workers
+    route: str = ""  # how traces name it: local:<name> or remote:<node id>
 
     @property
     def alive(self) -> bool:
@@ -153,9 +155,7 @@ class Broker:
         self.wsock = self._router(workers_endpoint)
         self.csock = self._router(clients_endpoint)
         self.monitor = self.wsock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self.poller = zmq.Poller()
-        for sock in (self.wsock, self.csock, self.monitor):
-            self.poller.register(sock, zmq.POLLIN)
+        self._next_monitor_check = 0.0
         self.prefer_local = prefer_local
         self.threshold = local_load_threshold
         self.workers: dict[str, Worker] = {}
@@ -201,14 +201,16 @@ class Broker:
 
     def serve_forever(self) -> None:
         log.info("broker ready")
+        wsock, csock = self.wsock, self.csock
+        # The disconnect monitor is not polled here but looked at by _tick: every socket
+        # in a zmq poll costs a check of its own on every wake-up, i.e. on every message.
+        items = [(wsock, _POLLIN), (csock, _POLLIN)]
         while not self._stopping:
-            events = dict(self.poller.poll(self._poll_timeout_ms()))
-            if self.wsock in events:
-                self._drain(self.wsock, self._on_worker, P.worker_problem, "worker")
-            if self.csock in events:
-                self._drain(self.csock, self._on_client, P.client_problem, "client")
-            if self.monitor in events:
-                self._on_disconnect()
+            for sock, _ in zmq_poll(items, self._poll_timeout_ms()):
+                if sock is wsock:
+                    self._drain(wsock, self._on_worker, P.worker_problem, "worker")
+                else:
+                    self._drain(csock, self._on_client, P.client_problem, "client")
             self._tick()
         self.close()
 
@@ -220,21 +222,21 @@ class Broker:
                check: Callable[[dict[str, Any]], str | None], side: str) -> None:
         # Read everything that is queued before going back to poll: fewer syscalls. A
         # ROUTER message is the sender's identity and at least one more frame, delivered
-        # whole; pyzmq's getsockopt costs ~2 µs (it builds an enum), so it is asked once a
-        # message (a third frame: malformed) and the end of the queue is found by Again.
+        # whole; a third frame (malformed) shows in the payload frame's own `more` flag,
+        # cheaper than pyzmq's getsockopt, and the end of the queue is found by Again.
         recv = sock.recv
         for _ in range(256):
             try:
                 ident = recv(_NOBLOCK)
-                data = recv(_NOBLOCK)
+                frame = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if sock.getsockopt(_RCVMORE):
-                while sock.getsockopt(_RCVMORE):
-                    recv(_NOBLOCK)
+            if frame.more:  # the frame's own flag: no getsockopt (microseconds in pyzmq)
+                while recv(_NOBLOCK, copy=False).more:
+                    pass
                 self._malformed(side, ident, "not [identity, payload]")
                 continue
-            self._receive(side, ident, data, handler, check)
+            self._receive(side, ident, frame.buffer, handler, check)
 
     def _receive(self, side: str, ident: bytes, data: bytes,
                  handler: Callable[[bytes, dict[str, Any]], None],
@@ -274,7 +276,7 @@ class Broker:
 
     def _poll_timeout_ms(self) -> int:
         now = time.monotonic()
-        wake = self._last_beat + HEARTBEAT_INTERVAL_SECONDS
+        wake = min(self._last_beat + HEARTBEAT_INTERVAL_SECONDS, self._next_monitor_check)
         if self.deadlines:
             wake = min(wake, self.deadlines[0][0])
         return max(0, min(100, int((wake - now) * 1000) + 1))
@@ -286,6 +288,9 @@ class Broker:
             call = self.calls.get(call_id)
             if call is not None and not call.done and call.deadline <= now:
                 self._expire(call)
+        if now >= self._next_monitor_check:
+            self._next_monitor_check = now + MONITOR_CHECK_SECONDS
+            self._on_disconnect()
         if now - self._last_beat >= HEARTBEAT_INTERVAL_SECONDS:
             self._last_beat = now
             self._beat(now)
@@ -365,6 +370,7 @@ class Broker:
             self.by_ident.pop(w.ident or b"", None)
         w.ident, w.pid, w.service = ident, msg.get("pid"), str(msg.get("service", ""))
         w.remote, w.node_id = bool(msg.get("remote")), str(msg.get("node_id") or self.node_id)
+        w.route = f"remote:{w.node_id}" if w.remote else f"local:{name}"
         w.caps, problems = P.ready_caps(msg.get("caps") or [])
         for problem in problems:  # the worker keeps its valid capabilities
             self._badlog.warning(f"ready:{name}:{problem[:60]}", "worker %s: descriptor dropped: %s",
@@ -391,9 +397,15 @@ class Broker:
         self.providers = providers
 
     def _on_disconnect(self) -> None:
-        try:
-            self.monitor.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
+        """Worker sockets that disconnected since the last look (the monitor's events)."""
+        events = 0
+        while True:
+            try:
+                self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            events += 1
+        if not events:
             return
         # The event names a file descriptor, not a worker: check whose process is gone.
         for w in list(self.workers.values()):
@@ -487,7 +499,7 @@ class Broker:
         self._dispatch_waiting()
 
     def _record_health(self, w: Worker, cap: str, ok: bool, ms: float) -> None:
-        h = self._health(w.name, cap)
+        h = self.health.get((w.name, cap)) or self._health(w.name, cap)
         if h.record(ok, ms, time.monotonic()):
             log.warning("provider quarantined", extra={"worker": w.name, "capability": cap,
                                                        "success_rate": round(h.success_rate(), 2)})
@@ -630,24 +642,26 @@ class Broker:
 
     def _candidates(self, call: Call) -> list[Worker]:
         now = time.monotonic()
-        return [w for w in self.providers.get(call.cap, ())
-                if w.ident is not None and not w.draining and call.cap in w.caps
-                and P.version_matches(call.version, w.caps[call.cap].get("version", ""))
+        cap, health = call.cap, self.health
+        return [w for w in self.providers.get(cap, ())
+                if w.ident is not None and not w.draining and cap in w.caps
+                and P.version_matches(call.version, w.caps[cap].get("version", ""))
                 and w.name not in call.excluded and not (call.local_only and w.remote)
                 and (not call.node or w.node_id == call.node)
-                and not (w.remote and call.cap.startswith("community.") and call.node != w.node_id)
-                and not self._health(w.name, call.cap).quarantined(now)]
+                and not (w.remote and cap.startswith("community.") and call.node != w.node_id)
+                and not _quarantined(health.get((w.name, cap)), now)]
 
     def _pick(self, call: Call) -> Worker | None:
         """Spec routing (core-bus-transport §4): among free providers, the least loaded one
         under the local load threshold; otherwise the best score. Ties go to the provider
         that waited longest, so replicas share the work."""
         cands = self._candidates(call)
-        model = _requested_model(call.body)
-        if model:
-            offering = [w for w in cands if _offers_model(w.caps[call.cap], model)]
-            cands = offering or cands  # nobody has it: let a worker say not_implemented
-        cands = _by_corpus(call, cands)
+        if _has_params(call.body):  # params.model / params.corpus narrow the choice
+            model = _requested_model(call.body)
+            if model:
+                offering = [w for w in cands if _offers_model(w.caps[call.cap], model)]
+                cands = offering or cands  # nobody has it: let a worker say not_implemented
+            cands = _by_corpus(call, cands)
         best: tuple[float, float] | None = None
         pick: Worker | None = None
         scored: list[tuple[float, float, Worker]] = []
@@ -732,7 +746,7 @@ class Broker:
             meta = data.get("meta") if isinstance(data.get("meta"), dict) else data
         w = call.worker
         self.traces.add((time.time(), call.trace, call.cap, call.version, call.caller,
-                         (f"remote:{w.node_id}" if w.remote else f"local:{w.name}") if w else "broker",
+                         w.route if w else "broker",
                          w.name if w else None, result,
                          round(ms, 3), _count(meta.get("tokens_in")), _count(meta.get("tokens_out")),
                          call.redispatched))
@@ -809,6 +823,15 @@ def _send2(sock: zmq.Socket, frames: list[bytes]) -> None:
 def _count(value: Any) -> int | None:
     """A token count from a provider's meta, or None: traces keep only what they expect."""
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
+def _quarantined(h: Health | None, now: float) -> bool:
+    return h is not None and now < h.quarantined_until
+
+
+def _has_params(body: Any) -> bool:
+    """A non-empty `params` map: most calls have none, and then skip the model/corpus rules."""
+    return body.__class__ is dict and bool(body.get("params"))
 
 
 def _requested_model(body: Any) -> str | None:

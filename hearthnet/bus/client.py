@@ -47,7 +47,7 @@ class BusClient:
             self.pending.pop(msg["id"], None)
             waiter.set_result(msg)
 
-    async def _send(self, msg: dict[str, Any]) -> None:
+    def _send(self, msg: dict[str, Any]) -> None:
         assert self.dealer is not None, "BusClient.start() was not awaited"
         try:
             self.dealer.send(msg)
@@ -61,21 +61,27 @@ class BusClient:
         """A non-stream call: the response body, or HearthNetError with the wire code.
         `node` (a full node id) targets that node's providers only: a peer's proxy, or
         this node's own workers when it is our id."""
-        body, _ = await self.call_from(cap, version, body, caller=caller, trace=trace, timeout=timeout,
-                                       local_only=local_only, node=node)
-        return body
+        msg = await self._unary(cap, version, body, caller, trace, timeout, local_only, node)
+        return msg.get("d") or {}
 
     async def call_from(self, cap: str, version: str, body: Any, *, caller: str = "", trace: str = "",
                         timeout: float | None = None, local_only: bool = False,
                         node: str | None = None) -> tuple[dict[str, Any], str]:
         """`call`, plus the full id of the node that served it (ours for a local worker;
         "" from a broker that does not say)."""
+        msg = await self._unary(cap, version, body, caller, trace, timeout, local_only, node)
+        served_by = msg.get("node")
+        return msg.get("d") or {}, served_by if isinstance(served_by, str) else ""
+
+    async def _unary(self, cap: str, version: str, body: Any, caller: str, trace: str,
+                     timeout: float | None, local_only: bool, node: str | None) -> dict[str, Any]:
+        """The broker's END of one non-stream call; HearthNetError when it is an error."""
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut
-        await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
-                          "stream": False, "caller": caller, "trace": trace, "timeout": timeout,
-                          "local_only": local_only, "node": node})
+        self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
+                    "stream": False, "caller": caller, "trace": trace, "timeout": timeout,
+                    "local_only": local_only, "node": node})
         try:
             msg = await fut
         except asyncio.CancelledError:
@@ -83,8 +89,7 @@ class BusClient:
             raise
         if msg.get("ev") == P.ERROR:
             raise HearthNetError.from_wire(msg.get("d") or {})
-        served_by = msg.get("node")
-        return msg.get("d") or {}, served_by if isinstance(served_by, str) else ""
+        return msg
 
     async def stream(self, cap: str, version: str, body: Any, *, caller: str = "",
                      trace: str = "", timeout: float | None = None, local_only: bool = False,
@@ -96,7 +101,7 @@ class BusClient:
         cid = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()  # bounded by the window the broker enforces
         self.pending[cid] = queue
-        await self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
+        self._send({"t": P.CALL, "id": cid, "cap": cap, "v": version, "body": body,
                           "stream": True, "caller": caller, "trace": trace, "timeout": timeout,
                           "local_only": local_only, "node": node})
         finished = False
@@ -112,7 +117,7 @@ class BusClient:
                 yield msg.get("ev"), msg.get("d")
                 upto = acker.consumed()  # the caller came back for more: that one is done
                 if upto is not None:
-                    await self._send({"t": P.ACK, "id": cid, "upto": upto})
+                    self._send({"t": P.ACK, "id": cid, "upto": upto})
         finally:
             if not finished:
                 await self._cancel(cid)
@@ -120,7 +125,7 @@ class BusClient:
     async def _cancel(self, cid: int) -> None:
         self.pending.pop(cid, None)
         try:
-            await self._send({"t": P.CANCEL, "id": cid})
+            self._send({"t": P.CANCEL, "id": cid})
         except zmq.ZMQError as exc:
             log.warning("could not send cancel", extra={"reason": str(exc)})
 
@@ -128,7 +133,7 @@ class BusClient:
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut
-        await self._send({"t": P.ADMIN, "id": cid, "op": op, "args": args})
+        self._send({"t": P.ADMIN, "id": cid, "op": op, "args": args})
         try:
             msg = await asyncio.wait_for(fut, timeout=5.0)
         except asyncio.TimeoutError:

@@ -36,7 +36,7 @@ async def done_data(frames: StreamFrames) -> dict[str, Any]:
 Handler = Callable[["Request"], Awaitable[HandlerResult]]
 
 
-@dataclass
+@dataclass(slots=True)  # one per call
 class Request:
     capability: str
     version: str

@@ -7,6 +7,8 @@ process does beyond its service's logic lives here.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import os
 import signal
@@ -87,8 +89,7 @@ class WorkerRuntime:
     def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("t")
         if kind == P.REQ:
-            rid = msg["id"]
-            self.tasks[rid] = asyncio.ensure_future(self._serve(rid, msg))
+            self._start(msg)
         elif kind == P.ACK:
             credit = self.credits.get(msg.get("id"))
             if credit is not None:
@@ -106,36 +107,62 @@ class WorkerRuntime:
         else:
             self._on_message(msg)
 
-    async def _serve(self, rid: int, msg: dict[str, Any]) -> None:
+    def _start(self, msg: dict[str, Any]) -> None:
+        """Call the handler at once. A plain handler that returns its answer (a dict) is
+        answered here, with no task: the cheap calls (an echo, a lookup in memory) pay no
+        scheduling. Whatever else it returns (a coroutine, a stream) runs in a task."""
+        rid = msg["id"]
         # The broker owns the deadline: past it, it answers `timeout` and sends CANCEL,
-        # which cancels this task. `req.deadline` lets a handler plan (e.g. stop early).
+        # which cancels the task. `req.deadline` lets a handler plan (e.g. stop early).
         body = msg.get("body")
         req = Request(capability=msg["cap"], version=str(msg.get("v", "1.0")),
                       body=body if isinstance(body, dict) else {},
                       stream=bool(msg.get("stream")), caller=str(msg.get("caller", "")),
                       trace_id=str(msg.get("trace", "")),
                       deadline=time.monotonic() + float(msg.get("ttl") or 30.0))
-        try:
-            await self._run_handler(rid, req)
-        except asyncio.CancelledError:
-            self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
-        except HearthNetError as exc:
-            self._end(rid, P.ERROR, exc.to_wire())
-        except Exception:
-            log.exception("handler crashed", extra={"capability": req.capability})
-            self._end(rid, P.ERROR, P.error_body(
-                "internal_error", f"{req.capability} failed; see the {self.name} log"))
-        finally:
-            self.tasks.pop(rid, None)
-
-    async def _run_handler(self, rid: int, req: Request) -> None:
         cap = self.caps.get(req.capability)
-        if cap is None:
-            raise HearthNetError("not_found", f"{self.name} does not serve {req.capability}")
-        result = await cap.handler(req)
-        if isinstance(result, dict):
+        try:
+            if cap is None:
+                raise HearthNetError("not_found", f"{self.name} does not serve {req.capability}")
+            result = cap.handler(req)
+        except Exception as exc:
+            self._fail(rid, req, exc)
+            return
+        if result.__class__ is dict:
             self._end(rid, P.RESULT, result)
             return
+        task = self.tasks[rid] = asyncio.get_running_loop().create_task(self._serve(rid, req, result))
+        task.add_done_callback(functools.partial(self._served, rid, result))
+
+    def _served(self, rid: int, result: Any, task: asyncio.Task) -> None:
+        self.tasks.pop(rid, None)
+        if task.cancelled():  # cancelled before it ever ran (CANCEL right behind its REQ)
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it quietly
+            self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
+
+    async def _serve(self, rid: int, req: Request, result: Any) -> None:
+        try:
+            if inspect.isawaitable(result):
+                result = await result
+            if isinstance(result, dict):
+                self._end(rid, P.RESULT, result)
+            else:
+                await self._stream(rid, result)
+        except asyncio.CancelledError:
+            self._end(rid, P.ERROR, P.error_body("cancelled", "cancelled by the caller"))
+        except Exception as exc:
+            self._fail(rid, req, exc)
+
+    def _fail(self, rid: int, req: Request, exc: Exception) -> None:
+        if isinstance(exc, HearthNetError):
+            self._end(rid, P.ERROR, exc.to_wire())
+            return
+        log.error("handler crashed", extra={"capability": req.capability}, exc_info=exc)
+        self._end(rid, P.ERROR, P.error_body(
+            "internal_error", f"{req.capability} failed; see the {self.name} log"))
+
+    async def _stream(self, rid: int, result: Any) -> None:
         done: dict[str, Any] | None = None
         credit = self.credits[rid] = Credit()
         frames = result.__aiter__()

@@ -30,24 +30,49 @@ class LoopDealer:
         self.sock.setsockopt(zmq.RCVHWM, 0)
         self.sock.connect(endpoint)
         self.loop = asyncio.get_running_loop()
-        self.loop.add_reader(self.sock.getsockopt(zmq.FD), self._drain)
+        self.loop.add_reader(self.sock.getsockopt(zmq.FD), self._readable)
         self._drain_scheduled = False
+        self._draining = False
         self.loop.call_soon(self._drain)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.sock.send(P.pack(msg), _NOBLOCK)
-        if not self._drain_scheduled:  # the send may have swallowed the read edge
+        # The send may have swallowed the read edge: look for input again soon. Not when
+        # the send comes from a handler run by _drain, whose loop looks again anyway.
+        if not self._drain_scheduled and not self._draining:
             self._drain_scheduled = True
             self.loop.call_soon(self._drain)
 
-    def _drain(self) -> None:
+    def _readable(self) -> None:
+        """The descriptor fired: most often a message is there, so try a recv first
+        (a failed one is the rare case); the rest as _drain."""
+        self._drain(first=True)
+
+    def _drain(self, first: bool = False) -> None:
         self._drain_scheduled = False
+        self._draining = True
+        try:
+            self._read_all(first)
+        finally:
+            self._draining = False
+
+    def _read_all(self, first: bool) -> None:
         sock = self.sock
         # EVENTS before each recv, not recv until Again: a drain here mostly finds zero or
         # one message (one after each send, to catch a swallowed edge), and pyzmq's Again
-        # costs twice a getsockopt.
-        while not sock.closed and sock.getsockopt(_EVENTS) & _POLLIN:  # a handler may close it
-            data = sock.recv(_NOBLOCK)
+        # costs twice a getsockopt. Only when the descriptor fired is the first recv tried
+        # blind.
+        while not sock.closed:  # a handler may close it
+            if first:
+                first = False
+                try:
+                    data = sock.recv(_NOBLOCK)
+                except zmq.Again:
+                    return
+            elif sock.getsockopt(_EVENTS) & _POLLIN:
+                data = sock.recv(_NOBLOCK)
+            else:
+                return
             try:
                 msg = P.unpack(data)
             except Exception as exc:  # msgpack raises several types; drop the frame

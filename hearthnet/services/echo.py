@@ -37,7 +37,9 @@ class EchoService:
     def health(self) -> dict[str, Any]:
         return {}
 
-    async def echo(self, req: Request) -> Any:
+    def echo(self, req: Request) -> Any:
+        """A plain handler: the answer at once (no task, bus/worker.py), or a coroutine
+        when asked to sleep first, or a stream."""
         delay = req.input.get("sleep_ms", 0)
         if not isinstance(delay, (int, float)) or delay < 0:
             raise HearthNetError("bad_request", "input.sleep_ms must be a non-negative number")
@@ -46,8 +48,12 @@ class EchoService:
         if req.stream:
             return self._frames(req, float(delay))
         if delay:
-            await asyncio.sleep(delay / 1000)
+            return self._after(req.input, delay)
         return {"output": req.input, "meta": {"ms": delay}}
+
+    async def _after(self, inp: dict[str, Any], delay: float) -> dict[str, Any]:
+        await asyncio.sleep(delay / 1000)
+        return {"output": inp, "meta": {"ms": delay}}
 
     async def _frames(self, req: Request, delay: float):
         items = req.input.get("items", [])
