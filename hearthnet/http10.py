@@ -47,22 +47,37 @@ def get(socket_path: str, path: str, headers: dict[str, str], *, connect_timeout
         sock.close()
 
 
-def parse(data: bytes, where: str) -> tuple[int, str, bytes]:
-    """(status, reason, body) of a whole HTTP/1.0 response; BadResponse for a cut-off one
-    (`connection_lost`) or a chunked one (`bad_response`)."""
+def split(data: bytes) -> tuple[int, str, dict[str, str], bytes, int] | None:
+    """A whole HTTP/1.0 response taken apart: (status, reason, header fields by lower-case
+    name, body cut to its Content-Length, bytes of that length that never came); None when
+    it has no status line and complete head (the connection closed before). The one
+    parser of both HTTP/1.0 clients: this module's and the peer manifest fetch
+    (transport/peer_http.py), which map the outcome to their own errors."""
     head, sep, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return None
+    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    length = fields.get("content-length", "")
+    missing = 0
+    if length.isdigit():
+        missing = max(0, int(length) - len(body))
+        body = body[:int(length)]
+    return int(parts[1]), parts[2] if len(parts) > 2 else "", fields, body, missing
+
+
+def parse(data: bytes, where: str) -> tuple[int, str, bytes]:
+    """(status, reason, body) of a whole HTTP/1.0 response; BadResponse for a cut-off one
+    (`connection_lost`) or a chunked one (`bad_response`)."""
+    reply = split(data)
+    if reply is None:
         raise BadResponse("connection_lost", f"the node on {where} closed the connection "
                                              f"mid-response ({len(data)} bytes)")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    status, reason, fields, body, missing = reply
     if "chunked" in fields.get("transfer-encoding", "").lower():
         raise BadResponse("bad_response", f"the node on {where} chunked an HTTP/1.0 response")
-    length = fields.get("content-length", "")
-    if length.isdigit():
-        if len(body) < int(length):
-            raise BadResponse("connection_lost", f"the node on {where} closed the connection "
-                                                 f"after {len(body)} of {length} bytes")
-        body = body[:int(length)]
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", body
+    if missing:
+        raise BadResponse("connection_lost", f"the node on {where} closed the connection "
+                                             f"after {len(body)} of {len(body) + missing} bytes")
+    return status, reason, body

@@ -26,7 +26,7 @@ import os
 import ssl
 from typing import Any, Mapping, Union
 
-from hearthnet import jsonbound
+from hearthnet import http10, jsonbound
 from hearthnet.constants import MAX_REQUEST_BYTES
 from hearthnet.errors import HearthNetError
 from hearthnet.identity.manifest import verify_node_manifest
@@ -169,21 +169,16 @@ async def _read_response(reader: asyncio.StreamReader, where: str, limit: int) -
                 raise PeerCallError("internal_error", f"peer reply head is over {HEAD_MAX_BYTES} bytes")
         if end >= 0 and _complete(data, end):
             break
-    head, sep, body = bytes(data).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    reply = http10.split(bytes(data))
+    if reply is None:
         raise HearthNetError("partition", f"peer unreachable: {where}: the connection closed mid-reply")
-    fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    length = fields.get("content-length", "")
-    if length.isdigit():
-        if len(body) < int(length):
-            raise HearthNetError("partition", f"peer unreachable: {where}: the connection closed after "
-                                              f"{len(body)} of {length} bytes")
-        body = body[:int(length)]
+    status, _, _, body, missing = reply
+    if missing:
+        raise HearthNetError("partition", f"peer unreachable: {where}: the connection closed after "
+                                          f"{len(body)} of {len(body) + missing} bytes")
     if len(body) > limit:
-        raise PeerCallError("internal_error", f"peer reply is over {limit} bytes", http_status=int(parts[1]))
-    return int(parts[1]), body
+        raise PeerCallError("internal_error", f"peer reply is over {limit} bytes", http_status=status)
+    return status, body
 
 
 def _complete(data: bytearray, end: int) -> bool:
