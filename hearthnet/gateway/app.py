@@ -185,10 +185,11 @@ class Gateway:
         return resp  # aiohttp finishes a lost connection quietly
 
     async def status(self, request: web.Request) -> web.Response:
-        # Every part at once (each a bus round trip or supervisord's XML-RPC): the status
-        # costs the slowest of them, not their sum (`hearthnet status` waits on it).
-        (workers, caps, ok), procs, membership, discovery, event_log, blob_store, emergency = \
-            await asyncio.gather(
+        # The parts run at once (each a bus round trip or supervisord's XML-RPC): the status
+        # costs the slowest of them, not their sum (`hearthnet status` waits on it). Only
+        # the broker's view goes first, so that status's own calls are not in its in-flight.
+        (workers, caps, ok), (procs, membership, discovery, event_log, blob_store, emergency) = \
+            await introspect.broker_first(
                 introspect.broker_view(self.bus), asyncio.to_thread(self.supervisor.processes),
                 self.membership(), self._discovery_view(), self._event_head(), self._blob_store(),
                 introspect.emergency_view(self.bus, self.kp.node_id_full, self.mesh))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
 from hearthnet.bus.client import BusClient
 from hearthnet.errors import HearthNetError
 from hearthnet.supervisor_rpc import SupervisorRpc
 
 _REPLICA = re.compile(r"^(?P<program>.+)_(?P<num>\d{2})$")
+T = TypeVar("T")
 UNHEALTHY_STATES = {"FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN"}
 
 
@@ -27,6 +28,24 @@ async def broker_view(bus: BusClient) -> tuple[list[dict[str, Any]], list[dict[s
         return workers["workers"], caps["capabilities"], True
     except HearthNetError:
         return [], [], False
+
+
+async def broker_first(broker_reads: Awaitable[T], thread: Awaitable[Any],
+                       *calls: Awaitable[Any]) -> tuple[T, list[Any]]:
+    """(what `broker_reads` gave, [the thread's result, *the calls' results]). The broker's
+    views are read before the `calls` are sent: a call the broker is routing counts in
+    its in-flight figures, and a status must not report itself. `thread` (supervisord's
+    XML-RPC, no bus call) starts at once and overlaps the broker's reads."""
+    started = asyncio.ensure_future(thread)
+    try:
+        first = await broker_reads
+    except BaseException:
+        started.cancel()
+        for c in calls:  # never awaited: closed, so no "never awaited" warning
+            if asyncio.iscoroutine(c):
+                c.close()
+        raise
+    return first, await asyncio.gather(started, *calls)
 
 
 def merge_workers(processes: list[dict[str, Any]], broker_workers: list[dict[str, Any]],

@@ -86,11 +86,14 @@ def _db_bytes(state_dir: Path | None) -> int | None:
 
 
 async def snapshot(gw: Any) -> dict[str, Any]:
-    """Everything a scrape reports, gathered concurrently from its sources."""
-    (workers, caps, broker_ok), calls, procs, heads, blobs, emergency, members = await asyncio.gather(
-        introspect.broker_view(gw.bus), _broker_metrics(gw), asyncio.to_thread(gw.supervisor.processes),
-        _call(gw, "community.log.heads"), _call(gw, "file.status"), _call(gw, "emergency.status"),
-        gw.membership())
+    """Everything a scrape reports, gathered concurrently from its sources (the broker's
+    views first: the scrape's own calls are not counted in flight)."""
+    ((workers, caps, broker_ok), calls), (procs, heads, blobs, emergency, members) = \
+        await introspect.broker_first(
+            asyncio.gather(introspect.broker_view(gw.bus), _broker_metrics(gw)),
+            asyncio.to_thread(gw.supervisor.processes),
+            _call(gw, "community.log.heads"), _call(gw, "file.status"), _call(gw, "emergency.status"),
+            gw.membership())
     cfg = gw.cfg
     return {
         "now": time.time(), "version": _version(), "community": cfg.community.community_id or "",

@@ -19,15 +19,18 @@ from hypothesis import strategies as st
 from hearthnet.errors import HTTP_STATUS
 from hearthnet.identity import keys
 from hearthnet.testing.nodes import Node
+from hearthnet.testing.waiting import wait_for
 from hearthnet.transport.signing import SYNC_DIGEST, SYNC_EVENTS, SYNC_HEADS, SYNC_IDS, SYNC_PULL, sign_request
 from tests.fuzz.strategies import json_values, nest
 
 pytestmark = pytest.mark.integration
 
 CONTRACT_CODES = set(HTTP_STATUS)
+RENAME, JOIN = "/api/v1/settings/name", "/api/v1/community/join"  # the UI's Settings tab
 LOCAL_ROUTES = [("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest"),
                 ("POST", "/bus/v1/call"), ("GET", "/api/v1/status"), ("GET", "/api/v1/workers"),
-                ("GET", "/api/v1/capabilities"), ("GET", "/api/v1/traces"), ("GET", "/api/v1/logs")]
+                ("GET", "/api/v1/capabilities"), ("GET", "/api/v1/traces"), ("GET", "/api/v1/logs"),
+                ("GET", "/metrics"), ("POST", RENAME), ("POST", JOIN)]
 PEER_ROUTES = [("GET", "/health"), ("GET", "/manifest"), ("GET", "/community/manifest"),
                ("POST", "/bus/v1/call"), ("GET", "/sync/v1/heads"), ("POST", "/sync/v1/ids"),
                ("POST", "/sync/v1/events"), ("POST", "/sync/v1/pull"), ("POST", "/sync/v1/digest")]
@@ -57,6 +60,7 @@ def node(tmp_path_factory: pytest.TempPathFactory):
         n.cid = _community_id(n)
         n.kp = keys.load(n.root / "data" / "hearthnet" / "keys")
         n.before = _workers(n)
+        n.renames = 0  # each rename the fuzz got through restarts the discovery worker
         yield n
     finally:
         n.cleanup()
@@ -84,7 +88,8 @@ def _check(status: int, data: bytes, what: Any) -> None:
 def bodies(draw: Any, cid: str, path: str) -> tuple[bytes | None, Any]:
     """(raw bytes, the JSON value they hold or None); mostly the shape the route expects,
     so the handlers behind the checks are reached."""
-    likely = {"/sync/v1/events": 3, "/sync/v1/pull": 4, "/sync/v1/ids": 4, "/bus/v1/call": 5}.get(path)
+    likely = {"/sync/v1/events": 3, "/sync/v1/pull": 4, "/sync/v1/ids": 4, "/bus/v1/call": 5,
+              RENAME: 7, JOIN: 8}.get(path)
     kind = draw(st.integers(0, 6)) if likely is None or draw(st.integers(0, 3)) == 0 else likely
     if kind == 0:
         return None, None
@@ -105,6 +110,13 @@ def bodies(draw: Any, cid: str, path: str) -> tuple[bytes | None, Any]:
                  "ids": draw(_mostly(st.lists(st.text(max_size=30) | json_values, max_size=10), json_values))}
     elif kind == 5:
         value = {"params": draw(json_values), "input": draw(json_values)}
+    elif kind == 7:  # a rename: mostly text, sometimes a valid name (it restarts discovery)
+        value = {"display_name": draw(_mostly(st.text(max_size=80), json_values))}
+    elif kind == 8:  # a join: never a valid invite (no signed one is made here), so no dialling
+        invite = draw(st.text(max_size=300) | st.sampled_from(["hearthnet://", "hearthnet://join/x", " "])
+                      | st.builds(lambda t: "hearthnet://" + t, st.text(max_size=200)))
+        value = {"invite": draw(_mostly(st.just(invite), json_values)),
+                 "confirm": draw(_mostly(st.booleans(), json_values))}
     else:
         value = draw(json_values)
     raw = json.dumps(value).encode() if kind != 2 else _deep_text(value)
@@ -172,6 +184,9 @@ def test_local_routes(node, data):
     status, body = _send(node, req, peer=False)
     event(f"{req[1].split('?')[0]} {status}")  # --hypothesis-show-statistics: what was reached
     _check(status, body, req[:2])
+    if req[1] == RENAME and req[0] == "POST" and status == 200:
+        node.renames += json.loads(body)["restarted"] == ["discovery"]
+    assert not (req[1] == JOIN and status == 200 and json.loads(body).get("restarting")), body
 
 
 @given(st.data())
@@ -231,10 +246,17 @@ def test_bad_timestamps(node, stamp, signer):
 
 
 def test_zz_workers_still_healthy(node):
-    """Last in the module: the node survived everything above."""
-    after = _workers(node)
-    assert {n for n, (healthy, _) in node.before.items() if healthy} <= {n for n, (h, _) in after.items() if h}
-    assert {n: r for n, (_, r) in after.items() if n in node.before} == {n: r for n, (_, r) in node.before.items()}
+    """Last in the module: the node survived everything above; the only restarts are the
+    discovery worker's, one for each rename that was accepted."""
+    healthy_before = {n for n, (healthy, _) in node.before.items() if healthy}
+
+    def all_back() -> dict[str, tuple[bool, int]] | None:
+        now = _workers(node)
+        return now if healthy_before <= {n for n, (h, _) in now.items() if h} else None
+
+    after = wait_for(all_back, 30, 0.5, message=lambda: f"every worker healthy again: {_workers(node)}")
+    expected = {n: r + (node.renames if n == "discovery" else 0) for n, (_, r) in node.before.items()}
+    assert {n: r for n, (_, r) in after.items() if n in node.before} == expected
 
 
 def test_zz_gateway_log_has_no_traceback(node):
