@@ -293,8 +293,8 @@ CONFIG_HEADER = """\
 # "${VAR}" inside a string is replaced by the environment variable VAR when loading.
 # Every key can be overridden from the environment as HEARTHNET_<SECTION>_<KEY>,
 #   e.g. HEARTHNET_TRANSPORT_PORT=7081 (handy for several nodes on one host).
-# hearthnet rewrites this file (atomically) on init; comments other than this header
-# are not kept.
+# hearthnet writes this file whole on init; later it edits only the keys it changes
+# (rename, model add/rm, join), keeping your comments.
 
 """
 
@@ -761,6 +761,51 @@ def _file_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _edit_toml(text: str, updates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """`text` with the updates applied by tomlkit, which keeps every comment, blank line
+    and key order it does not touch; None if tomlkit cannot do it (update_config_file
+    then checks that the result reads back as intended). The commented backend examples
+    under [llm] go once a backend is added and come back when the last one is removed."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    hint = _llm_hint()
+    backends = (updates.get("llm") or {}).get("backends")
+    if backends:
+        text = text.replace(hint, "", 1)
+    try:
+        doc = tomlkit.parse(text)
+        for section, keys in updates.items():
+            if section not in doc:
+                doc.add(tomlkit.nl())
+                doc.add(section, tomlkit.table())
+            table = doc[section]
+            for key, value in keys.items():
+                if _removes(section, key, value):
+                    table.pop(key, None)
+                else:
+                    table[key] = _plain(value)
+                    if isinstance(table[key], tomlkit.items.AoT):
+                        table[key][-1].add(tomlkit.nl())  # a blank line before what follows
+        out = tomlkit.dumps(doc)
+    except (TOMLKitError, KeyError, TypeError, ValueError, AttributeError):  # a shape it cannot edit
+        return None
+    if backends == [] and hint not in out:  # the last backend removed: the examples again
+        out = out.replace("\n[llm]\n", "\n[llm]\n" + hint, 1)
+    return out
+
+
+def _removes(section: str, key: str, value: Any) -> bool:
+    """None removes a key; so does an empty backend list (no [[llm.backends]] left)."""
+    return value is None or (section, key) == ("llm", "backends") and not value
+
+
+def _llm_hint() -> str:
+    """The commented backend examples a new config.toml holds under [llm]."""
+    return "# No LLM backend yet. Uncomment and adapt one of these:\n" + "".join(
+        _comment_out(line) + "\n" for line in LLM_BACKEND_SNIPPET.splitlines())
+
+
 def render_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
     """TOML text with the header comment and [[llm.backends]] array-of-tables."""
     parts = [CONFIG_HEADER]
@@ -779,8 +824,7 @@ def _render_llm(table: Mapping[str, Any]) -> str:
     # tomli_w writes arrays of tables inline; emit [[llm.backends]] blocks ourselves.
     backends = table.get("backends") or []
     if not backends:
-        commented = "".join(_comment_out(line) + "\n" for line in LLM_BACKEND_SNIPPET.splitlines())
-        return "[llm]\n# No LLM backend yet. Uncomment and adapt one of these:\n" + commented + "\n"
+        return "[llm]\n" + _llm_hint() + "\n"
     blocks = ["[[llm.backends]]\n" + tomli_w.dumps(dict(b)) for b in backends]
     return "\n".join(blocks) + "\n"
 
@@ -822,11 +866,14 @@ def update_config_file(
     for section, keys in updates.items():
         table = sections.setdefault(section, {})
         for key, value in keys.items():
-            if value is None:
+            if _removes(section, key, value):
                 table.pop(key, None)
             else:
                 table[key] = _plain(value)
-    text = render_toml(sections)
+    # The user's own file is edited in place (their comments and layout kept); a new
+    # file, or one the editor cannot reproduce exactly, is written whole.
+    edited = _edit_toml(path.read_text(encoding="utf-8"), updates) if path.exists() else None
+    text = edited if edited is not None and tomllib.loads(edited) == sections else render_toml(sections)
     # Validate the new content exactly as `load_config` will read it.
     raw = _expand_env_refs(tomllib.loads(text), env, "")
     values = _sections_from_toml(raw, path.parent.absolute())

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -323,6 +324,48 @@ def test_update_config_file_refuses_invalid_result(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         update_config_file(path, {"transport": {"port": 70800}})
     assert path.read_bytes() == before
+
+
+def test_update_config_file_keeps_the_owners_comments_and_layout(tmp_path: Path) -> None:
+    path = save_config(default_config())
+    text = path.read_text().replace('[node]\n', '[node]\n# the kitchen laptop, on the UPS\n', 1)
+    text = text.replace("port = 7080", "port = 7080  # the router forwards this one")
+    _write(path, text + "\n# my notes: ask Ben about the antenna\n")
+    update_config_file(path, {"node": {"display_name": "Anna"}})
+    after = path.read_text()
+    expected = re.sub(r'(?m)^display_name = .*$', 'display_name = "Anna"', text, count=1)
+    assert after == expected + "\n# my notes: ask Ben about the antenna\n"  # nothing else moved
+    for kept in ("# the kitchen laptop, on the UPS\n", "port = 7080  # the router forwards this one\n",
+                 "# my notes: ask Ben about the antenna\n"):
+        assert kept in after
+    assert load_config().node.display_name == "Anna"
+
+
+def test_update_config_file_backends_replace_the_examples_and_bring_them_back(tmp_path: Path) -> None:
+    path = save_config(default_config())
+    _write(path, path.read_text() + "# mine\n")
+    hint = config_mod._llm_hint()
+    assert hint in path.read_text()
+    backend = {"name": "llama_cpp", "model_path": str(tmp_path / "m.gguf")}
+    update_config_file(path, {"llm": {"backends": [backend]}})
+    text = path.read_text()
+    assert hint not in text and "# mine\n" in text
+    assert tomllib.loads(text)["llm"]["backends"] == [backend]
+    assert "\n\n[embedding]" in text  # a blank line after the new [[llm.backends]] block
+    update_config_file(path, {"llm": {"backends": []}})
+    text = path.read_text()
+    assert hint in text and "# mine\n" in text and "backends" not in tomllib.loads(text)["llm"]
+    assert load_config().llm.backends == ()
+
+
+def test_update_config_file_writes_whole_when_the_edit_would_not_read_back(tmp_path: Path, monkeypatch) -> None:
+    path = save_config(default_config())
+    _write(path, path.read_text() + "# mine\n")
+    monkeypatch.setattr(config_mod, "_edit_toml", lambda text, updates: '[node]\ndisplay_name = "wrong"\n')
+    update_config_file(path, {"node": {"display_name": "Anna"}})
+    text = path.read_text()
+    assert text.startswith(config_mod.CONFIG_HEADER) and "# mine" not in text
+    assert load_config().node.display_name == "Anna"
 
 
 def test_config_is_frozen() -> None:
