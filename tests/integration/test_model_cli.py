@@ -32,7 +32,10 @@ def node(make_node):
 def test_add_restarts_only_llm_then_chat_answers_and_rm_removes(node, tiny_gguf):
     before = pids(node)
     assert "llm_00" in before and len(before) >= 5
+    note = "# the owner's own note: the model lives on the USB stick\n"
+    node.config_file.write_text(node.config_file.read_text() + note)
     doc = node.cli_json("model", "add", str(tiny_gguf), "--name", "tiny")
+    assert node.config_file.read_text().endswith(note)  # config.toml edited in place
     assert doc["node_running"] is True and doc["restarted"] == ["llm_00"]
     assert doc["loaded"] is True and "tiny" in doc["serving"]
     assert doc["load_check"]["status"] == "ok"
@@ -55,6 +58,7 @@ def test_add_restarts_only_llm_then_chat_answers_and_rm_removes(node, tiny_gguf)
     assert node.config_file.read_bytes() == config_before and pids(node) == after
     rm = node.cli_json("model", "rm", "tiny")
     assert rm["restarted"] == ["llm_00"] and rm["loaded"] is False and "tiny" not in rm["serving"]
+    assert node.config_file.read_text().endswith(note)
     assert tiny_gguf.exists()
     caps = node.api("/api/v1/capabilities")["capabilities"]
     assert not [c for c in caps if c["name"] == "llm.chat"]

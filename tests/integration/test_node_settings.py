@@ -64,6 +64,8 @@ def invite_for(inviter: Node, invitee: Node) -> str:
 
 def test_rename_takes_effect_at_once_and_bad_names_change_nothing(make_node) -> None:
     node = started(make_node, "kitchen")
+    note = "# the owner's own note: keep the UPS charged\n"
+    node.config_file.write_text(node.config_file.read_text() + note)
     before = node.config_file.read_text()
     for bad in ("", "   ", "x" * 65, "two\nlines", 42):
         status, body = post(node, "/api/v1/settings/name", {"display_name": bad})
@@ -80,6 +82,7 @@ def test_rename_takes_effect_at_once_and_bad_names_change_nothing(make_node) -> 
     cfg = file_config(node)
     assert cfg["node"]["display_name"] == "Mill Street 12"
     assert cfg["community"] == tomllib.loads(before)["community"]  # the other keys are kept
+    assert node.config_file.read_text().endswith(note)  # and the owner's comments
     assert node.config_file.stat().st_mode & 0o777 == 0o600
     st = node.wait_healthy(CORE)
     assert {w["program"]: w["pid"] for w in st["workers"]}["discovery"] != old_pid
