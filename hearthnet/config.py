@@ -148,6 +148,7 @@ class RagConfig:
     relevance_threshold: float = 0.3  # cosine under which `ask` says nothing relevant was found
     default_corpus: str = ""  # the corpus `ask` searches when none is named ("" = every corpus listed)
     auto_replicate: bool = False  # index documents other members ingested (fetched with file.get)
+    pdf_cpu_seconds: float = 60.0  # CPU one PDF may cost to read; a costlier one is refused (hostile PDFs)
 
 
 @dataclass(frozen=True)
@@ -673,6 +674,8 @@ def _problems(cfg: Config) -> list[str]:
         p.append(f"rag.default_corpus: {_show(cfg.rag.default_corpus)} must match [a-z0-9-]{{1,64}} or be empty")
     if cfg.rag.retrieval not in RAG_RETRIEVAL:
         p.append(f"rag.retrieval: {_show(cfg.rag.retrieval)} is not one of {', '.join(RAG_RETRIEVAL)}")
+    if not 0 < cfg.rag.pdf_cpu_seconds <= 3600:
+        p.append(f"rag.pdf_cpu_seconds: {cfg.rag.pdf_cpu_seconds} must be in (0, 3600]")
     if not -1 <= cfg.rag.relevance_threshold <= 1:
         p.append(f"rag.relevance_threshold: {cfg.rag.relevance_threshold} must be a cosine similarity in [-1, 1]")
     if not 1 <= cfg.workers.llm_replicas <= MAX_REPLICAS:

@@ -22,6 +22,7 @@ from hearthnet.blobs.cids import hash_bytes
 from hearthnet.testing.knowledge import CORPUS, GUIDE, WORKERS, node_id, ok, start_pair
 from hearthnet.testing.knowledge import add_file as add_path
 from hearthnet.testing.nodes import Node
+from hearthnet.testing.pdfs import costly_pdf
 from hearthnet.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,8 @@ def log_tail(node: Node) -> str:
 
 @pytest.fixture
 def pair(make_node):
-    return start_pair(make_node, {"HEARTHNET_RAG_AUTO_REPLICATE": "true"})
+    # bob reads a PDF with at most 2 s of CPU (the default is 60): the costly one is refused fast
+    return start_pair(make_node, {"HEARTHNET_RAG_AUTO_REPLICATE": "true", "HEARTHNET_RAG_PDF_CPU_SECONDS": "2"})
 
 
 def test_bob_replicates_what_alice_ingests_and_nothing_he_must_not(pair, tmp_path: Path) -> None:
@@ -89,11 +91,15 @@ def test_bob_replicates_what_alice_ingests_and_nothing_he_must_not(pair, tmp_pat
     alice, bob = node_id(a), node_id(b)
 
     # hostile events first, by a member, through the real API: `personal` naming a file
-    # alice holds (bob could fetch it, and must not), and a CID nobody has
+    # alice holds (bob could fetch it, and must not), a CID nobody has, and a 150 KB PDF whose
+    # 1 000 pages all draw one costly content stream (hours of pypdf CPU if read in full)
     secret = add_file(a, tmp_path / "diary.md", SECRET)
     ghost = hash_bytes(os.urandom(64))
+    (tmp_path / "flyer.pdf").write_bytes(costly_pdf())
+    costly = add_path(a, tmp_path / "flyer.pdf")
     hostile = {append(a, {"corpus": "personal", "doc_cid": secret, "title": "Diary", "language": "en", "chunks": 1}),
-               append(a, {"corpus": CORPUS, "doc_cid": ghost, "title": "Nothing", "language": "en", "chunks": 1})}
+               append(a, {"corpus": CORPUS, "doc_cid": ghost, "title": "Nothing", "language": "en", "chunks": 1}),
+               append(a, {"corpus": CORPUS, "doc_cid": costly, "title": "Flyer", "language": "en", "chunks": 1})}
     wait_for(lambda: has_events(b, hostile), SYNC_TIMEOUT, 1, message="alice's hostile events to reach bob")
 
     # then the real document: it replicates although the ghost came first (one queue)
@@ -137,11 +143,14 @@ def test_bob_replicates_what_alice_ingests_and_nothing_he_must_not(pair, tmp_pat
     wait_for(lambda: has_events(a, {own["event_id"]}), SYNC_TIMEOUT, 1, message="bob's event to reach alice")
 
     # the hostile events, queued before the guide, are settled: the ghost was tried and
-    # given up (not_found) before the guide replicated; `personal` was never fetched nor
-    # indexed; neither left anything (nor an event by bob)
+    # given up (not_found), the costly PDF refused once it had used bob's CPU budget for a
+    # PDF (bad_request), both before the guide replicated; `personal` was never fetched nor
+    # indexed; none left a document (nor an event by bob)
     tried = [(r["doc_cid"], r.get("code")) for r in rag_log(b)
              if r["msg"] in ("could not replicate a document", "document replicated")]
-    assert tried == [(ghost, "not_found"), (guide, None)], tried
+    assert tried == [(ghost, "not_found"), (costly, "bad_request"), (guide, None)], tried
+    refused = next(r for r in rag_log(b) if r.get("doc_cid") == costly and r.get("code"))
+    assert "flyer.pdf needs over 2 s of CPU" in refused["reason"], refused
     assert secret not in stored(b) and ghost not in stored(b)
     assert "personal" not in corpora(b) and corpora(b)[CORPUS]["docs"] == 1
     assert {e["data"]["doc_cid"] for e in ingested(b, author=bob)} == {guide}
@@ -152,7 +161,7 @@ def test_bob_replicates_what_alice_ingests_and_nothing_he_must_not(pair, tmp_pat
     assert event_id
     wait_for(lambda: has_events(a, {event_id}), SYNC_TIMEOUT, 1, message="bob's bob-notes event to reach alice")
     assert "bob-notes" not in corpora(a) and recipes not in stored(a)
-    assert {e["data"]["doc_cid"] for e in ingested(a, author=alice)} == {secret, ghost, guide}
+    assert {e["data"]["doc_cid"] for e in ingested(a, author=alice)} == {secret, ghost, costly, guide}
 
     # idempotence: a restarted bob reads the whole log again (catch-up) and re-ingests
     # nothing; a document alice ingests afterwards is the marker that his queue has

@@ -436,7 +436,7 @@ def verify_citation(passage: str | None, blob: bytes, char_start: int, char_end:
     CID by the blob store) is extracted again exactly as ingest did, and the passage must
     equal its text in [char_start:char_end] (a PDF's: of page `page`). With no passage,
     only the range is checked and the text found there returned."""
-    from hearthnet.services.rag.extract import extract  # pypdf: loaded only to verify
+    from hearthnet.services.rag.extract import extract  # a PDF is read by a bounded child (pdf_child)
 
     doc = extract(blob, filename, mime)
     index = (page - 1) if page else 0

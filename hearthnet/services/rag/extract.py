@@ -8,6 +8,7 @@ given HearthNet and pypdf version:
 * every kind: line endings `\\r\\n` and `\\r` become `\\n`; nothing else is normalised;
 * PDF: one unit per page, `pypdf.PdfPage.extract_text()` of that page (pages are never
   joined, so a chunk never spans pages); a page whose extraction fails counts as empty;
+  read in a child process with CPU, memory and time bounds (pdf_child.py), same text;
 * Markdown and plain text: the decoded file itself (UTF-8, a BOM dropped; bytes that are
   not UTF-8 are read as cp1252), markup included;
 * HTML: the text our `_HtmlText` parser emits: no script/style/template/noscript/head,
@@ -126,10 +127,13 @@ def normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def extract(data: bytes, filename: str | None = None, mime: str | None = None) -> Extracted:
+def extract(data: bytes, filename: str | None = None, mime: str | None = None, *,
+            pdf_cpu_seconds: float | None = None) -> Extracted:
+    """The document's text. A PDF is read in a bounded child process (at most
+    `pdf_cpu_seconds` of CPU, default 60: extract_pdf_bounded), never by pypdf here."""
     kind = detect_kind(data, filename, mime)
     if kind == "pdf":
-        return extract_pdf(data, filename)
+        return extract_pdf_bounded(data, filename, pdf_cpu_seconds or PDF_CPU_SECONDS)
     text = decode_text(data)
     if kind == "markdown":
         return extract_markdown(text)
@@ -152,6 +156,55 @@ def passage(data: bytes, filename: str | None, mime: str | None, page: int | Non
 
 
 # --------------------------------------------------------------------------- PDF
+
+PDF_CPU_SECONDS = 60.0  # [rag] pdf_cpu_seconds: a long manual takes a few seconds
+WALL_FACTOR, WALL_SLACK = 2.0, 15.0  # wall clock allowed: 2 x the CPU budget + start-up
+
+
+def extract_pdf_bounded(data: bytes, filename: str | None, cpu_seconds: float = PDF_CPU_SECONDS) -> Extracted:
+    """`extract_pdf(data, filename)`, run by `python -m hearthnet.services.rag.pdf_child`
+    with its CPU, memory and wall time bounded (see pdf_child). `bad_request` for an
+    unreadable PDF (the same as in process) and for one that costs more than the bounds."""
+    import subprocess
+    import sys
+
+    import msgpack
+
+    name = filename or "this document"
+    payload = msgpack.packb({"data": data, "filename": filename, "cpu_seconds": cpu_seconds})
+    wall = cpu_seconds * WALL_FACTOR + WALL_SLACK
+    try:
+        done = subprocess.run([sys.executable, "-m", "hearthnet.services.rag.pdf_child"], input=payload,
+                              capture_output=True, timeout=wall, check=False)
+    except subprocess.TimeoutExpired:  # run() has killed it
+        raise bad(f"{name} took over {wall:g} s to read and was refused (a PDF this costly is not ingested)") from None
+    if done.returncode != 0:
+        raise bad(_child_died(name, done.returncode, cpu_seconds, done.stderr))
+    return _from_child(done.stdout, name)
+
+
+def _child_died(name: str, returncode: int, cpu_seconds: float, stderr: bytes) -> str:
+    import signal
+
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return (f"{name} needs over {cpu_seconds:g} s of CPU to read ([rag] pdf_cpu_seconds) and was refused "
+                "(a PDF this costly is not ingested)")
+    last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {returncode}"]
+    return f"{name} could not be read: {last[0][:300]}"
+
+
+def _from_child(raw: bytes, name: str) -> Extracted:
+    import msgpack
+
+    try:
+        out = msgpack.unpackb(raw)
+        if "error" in out:
+            raise bad(str(out["message"]))
+        units = [Unit(str(text), page=int(page)) for text, page in out["units"]]
+        return Extracted(str(out["kind"]), units, title=out["title"], pages_failed=int(out["pages_failed"]))
+    except (ValueError, KeyError, TypeError, msgpack.ExtraData) as exc:
+        raise bad(f"{name} could not be read (the reader's answer was bad: {exc})") from None
+
 
 
 def extract_pdf(data: bytes, filename: str | None = None) -> Extracted:

@@ -111,8 +111,9 @@ class IngestRequest:
 
 class IngestPipeline:
     def __init__(self, corpora: Corpora, blobs: BlobSource, bus: embedder.Bus, *, model: str,
-                 node_id: str, append_event: EventAppender) -> None:
+                 node_id: str, append_event: EventAppender, pdf_cpu_seconds: float | None = None) -> None:
         self.corpora = corpora
+        self.pdf_cpu_seconds = pdf_cpu_seconds
         self.blobs = blobs
         self.bus = bus
         self.model = model
@@ -130,7 +131,8 @@ class IngestPipeline:
                 return done
         blob = await asyncio.to_thread(self.blobs.read, req.doc_cid)
         await progress({"stage": "extracting", "current": 0, "total": 1})
-        doc = await asyncio.to_thread(extract, blob.data, blob.filename, blob.mime_type)
+        doc = await asyncio.to_thread(extract, blob.data, blob.filename, blob.mime_type,
+                                      pdf_cpu_seconds=self.pdf_cpu_seconds)
         title = req.title or doc.title or blob.filename or req.doc_cid[:19]
         language = req.language or guess_language(" ".join(u.text[:2000] for u in doc.units[:5]))
         chunks, texts = await asyncio.to_thread(self._chunks, doc, req.doc_cid, title)

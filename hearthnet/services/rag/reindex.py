@@ -42,8 +42,10 @@ def check_model_name(model: Any) -> str:
 
 
 class Reindexer:
-    def __init__(self, corpora: Corpora, blobs: BlobSource, bus: embedder.Bus, *, node_id: str) -> None:
+    def __init__(self, corpora: Corpora, blobs: BlobSource, bus: embedder.Bus, *, node_id: str,
+                 pdf_cpu_seconds: float | None = None) -> None:
         self.corpora = corpora
+        self.pdf_cpu_seconds = pdf_cpu_seconds
         self.blobs = blobs
         self.bus = bus
         self.node_id = node_id
@@ -113,7 +115,8 @@ class _Build:
         """From the source blob when this node still has it, else from the stored chunks."""
         try:
             blob = self.owner.blobs.read(doc["doc_cid"])
-            return chunk_rows(extract(blob.data, blob.filename, blob.mime_type), doc["doc_cid"], doc["title"],
+            return chunk_rows(extract(blob.data, blob.filename, blob.mime_type,
+                                      pdf_cpu_seconds=self.owner.pdf_cpu_seconds), doc["doc_cid"], doc["title"],
                               self.model)
         except HearthNetError as exc:  # gone (GC, deleted) or no longer readable: what we indexed stays
             log.info("source not readable; re-embedding the stored chunks",

@@ -71,13 +71,15 @@ class RagSettings:
     auto_replicate: bool = False
     default_corpus: str = ""
     hnsw_threshold: int = HNSW_THRESHOLD
+    pdf_cpu_seconds: float = 60.0
 
     @classmethod
     def from_config(cls, cfg: Any) -> "RagSettings":
         r = cfg.rag
         return cls(corpora_dir=r.corpora_dir, embedding_model=r.embedding_model or embedding_model(cfg.embedding),
                    retrieval=r.retrieval, relevance_threshold=r.relevance_threshold,
-                   auto_replicate=r.auto_replicate, default_corpus=r.default_corpus)
+                   auto_replicate=r.auto_replicate, default_corpus=r.default_corpus,
+                   pdf_cpu_seconds=r.pdf_cpu_seconds)
 
 
 class RagService:
@@ -89,9 +91,11 @@ class RagService:
         self.node_id = node_id
         self.corpora = Corpora(settings.corpora_dir, hnsw_threshold=settings.hnsw_threshold)
         self.pipeline = IngestPipeline(self.corpora, blobs, bus, model=settings.embedding_model,
-                                       node_id=node_id, append_event=self._append_event)
+                                       node_id=node_id, append_event=self._append_event,
+                                       pdf_cpu_seconds=settings.pdf_cpu_seconds)
         self.pipeline.on_new_corpus = lambda _name: self._changed()
-        self.reindexer = Reindexer(self.corpora, blobs, bus, node_id=node_id)
+        self.reindexer = Reindexer(self.corpora, blobs, bus, node_id=node_id,
+                                   pdf_cpu_seconds=settings.pdf_cpu_seconds)
         self.announce_changes: Callable[[], None] | None = None  # set by the worker runtime
         self._tasks: set[asyncio.Task] = set()
         self._replicate: asyncio.Queue | None = None
