@@ -148,7 +148,7 @@ class RagConfig:
     relevance_threshold: float = 0.3  # cosine under which `ask` says nothing relevant was found
     default_corpus: str = ""  # the corpus `ask` searches when none is named ("" = every corpus listed)
     auto_replicate: bool = False  # index documents other members ingested (fetched with file.get)
-    pdf_cpu_seconds: float = 60.0  # CPU one PDF may cost to read; a costlier one is refused (hostile PDFs)
+    pdf_cpu_seconds: float = 60.0  # CPU one PDF may cost to read (rag.extract.PDF_CPU_SECONDS); a costlier one is refused
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ def write_temp_beside(path: Path, data: bytes, mode: int) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-    except BaseException:
+    except BaseException:  # full disk, Ctrl-C ...: no half-written temp file stays; re-raised
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)

@@ -286,7 +286,7 @@ class LocalApi:
                 raise _error_from(resp.status, resp.reason, self._read(resp))
             assert conn.sock is not None
             conn.sock.settimeout(read_timeout)
-        except BaseException:
+        except BaseException:  # the error (or Ctrl-C) is re-raised; the socket is not left open
             conn.close()
             raise
         return _live_frames(resp, conn, self.base_url)

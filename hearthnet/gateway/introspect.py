@@ -39,7 +39,7 @@ async def broker_first(broker_reads: Awaitable[T], thread: Awaitable[Any],
     started = asyncio.ensure_future(thread)
     try:
         first = await broker_reads
-    except BaseException:
+    except BaseException:  # cancelled (the client left) or failed: nothing left running, re-raised
         started.cancel()
         for c in calls:  # never awaited: closed, so no "never awaited" warning
             if asyncio.iscoroutine(c):

@@ -174,7 +174,9 @@ def extract_pdf_bounded(data: bytes, filename: str | None, cpu_seconds: float = 
     payload = msgpack.packb({"data": data, "filename": filename, "cpu_seconds": cpu_seconds})
     wall = cpu_seconds * WALL_FACTOR + WALL_SLACK
     try:
-        done = subprocess.run([sys.executable, "-m", "hearthnet.services.rag.pdf_child"], input=payload,
+        # -P: the working directory (the CLI's is the user's) is not put on sys.path, so a
+        # stray msgpack.py or hearthnet/ there is never imported by the child.
+        done = subprocess.run([sys.executable, "-P", "-m", "hearthnet.services.rag.pdf_child"], input=payload,
                               capture_output=True, timeout=wall, check=False)
     except subprocess.TimeoutExpired:  # run() has killed it
         raise bad(f"{name} took over {wall:g} s to read and was refused (a PDF this costly is not ingested)") from None

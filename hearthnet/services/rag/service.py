@@ -39,6 +39,7 @@ from hearthnet.errors import HearthNetError
 from hearthnet.services.rag import embedder
 from hearthnet.services.rag.corpora import Corpora
 from hearthnet.services.rag.index import HNSW_THRESHOLD
+from hearthnet.services.rag.extract import PDF_CPU_SECONDS
 from hearthnet.services.rag.ingest import (EVENT_TYPE, BlobSource, IngestPipeline, IngestRequest, Progress,
                                            StoreBlobs, check_model, reindex_hint)
 from hearthnet.config import embedding_model
@@ -71,7 +72,7 @@ class RagSettings:
     auto_replicate: bool = False
     default_corpus: str = ""
     hnsw_threshold: int = HNSW_THRESHOLD
-    pdf_cpu_seconds: float = 60.0
+    pdf_cpu_seconds: float = PDF_CPU_SECONDS
 
     @classmethod
     def from_config(cls, cfg: Any) -> "RagSettings":

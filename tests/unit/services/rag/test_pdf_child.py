@@ -75,3 +75,11 @@ def test_a_child_that_dies_or_answers_garbage_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("subprocess.run", lambda *a, **k: Done(0, stdout=b"\xc1 not msgpack"))
     with pytest.raises(HearthNetError, match="the reader's answer was bad"):
         extract_mod.extract_pdf_bounded(b"%PDF-", "x.pdf")
+
+
+def test_a_stray_module_in_the_working_directory_is_never_imported_by_the_child(tmp_path, monkeypatch):
+    # `hearthnet rag verify` runs in whatever directory the user stands in
+    (tmp_path / "msgpack.py").write_text("raise SystemExit('a stray msgpack.py was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    doc = extract(make_pdf([["Fill the bath with water."]]), "bath.pdf")
+    assert doc.units[0].text.startswith("Fill the bath")
